@@ -1,0 +1,24 @@
+# Cascade: `make run` (the embedded demo) and `make test` (lint, types, the whole suite on a real Kafka).
+VENV ?= $(HOME)/.cache/cascade/venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export CASCADE_VENV := $(VENV)
+
+.PHONY: venv test lint kafka asyncapi run bench-ingest
+
+venv:
+	@scripts/ensure_venv.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest
+
+kafka: venv
+	$(PY) -m infra kafka
+
+asyncapi: venv
+	$(PY) -m contracts.asyncapi > contracts/asyncapi.json

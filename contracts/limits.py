@@ -1,0 +1,30 @@
+"""Explicit size limits of the public contract. Anything beyond them is rejected, never truncated."""
+
+from typing import Final
+
+__all__ = [
+    "MAX_CANDIDATES",
+    "MAX_DLQ_RAW_BYTES",
+    "MAX_DOC_ID_CHARS",
+    "MAX_ERROR_CHARS",
+    "MAX_K",
+    "MAX_MESSAGE_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_METADATA_KEYS",
+    "MAX_QUERY_CHARS",
+    "MAX_TEXT_CHARS",
+    "MAX_TITLE_CHARS",
+]
+
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+"""A whole encoded message; a CandidateSet carries up to MAX_CANDIDATES texts, so it is the largest."""
+MAX_TEXT_CHARS: Final = 32_768
+MAX_TITLE_CHARS: Final = 1_024
+MAX_DOC_ID_CHARS: Final = 256
+MAX_QUERY_CHARS: Final = 2_048
+MAX_METADATA_KEYS: Final = 32
+MAX_METADATA_BYTES: Final = 8_192
+MAX_K: Final = 100
+MAX_CANDIDATES: Final = 1_000
+MAX_ERROR_CHARS: Final = 2_000
+MAX_DLQ_RAW_BYTES: Final = 64 * 1024

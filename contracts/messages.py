@@ -1,0 +1,227 @@
+"""The messages of Cascade's topics: the public contract between the SDK, the services and operators.
+
+Every message is a frozen, strict pydantic model that forbids unknown fields and carries `schema_version`.
+Times are epoch milliseconds (floats) so that a message is plain JSON with no date parsing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Final, Literal, Self
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from contracts.limits import (
+    MAX_CANDIDATES,
+    MAX_DOC_ID_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_K,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_KEYS,
+    MAX_QUERY_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Candidate",
+    "CandidateSet",
+    "CollectionName",
+    "DeadLetter",
+    "DocId",
+    "DocumentEvent",
+    "ErrorCode",
+    "ErrorInfo",
+    "Hit",
+    "IngestAck",
+    "Message",
+    "Metadata",
+    "Mode",
+    "SearchRequest",
+    "SearchResult",
+    "StageTimings",
+    "now_ms",
+]
+
+SCHEMA_VERSION: Final = 1
+
+_NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHARS, pattern=_NO_CONTROL_CHARS)]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_NO_CONTROL_CHARS)]
+TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
+ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
+Scalar = str | int | float | bool
+Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], str | int | bool]
+Mode = Literal["bi", "rerank", "cross"]
+ErrorCode = Literal[
+    "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "internal"
+]
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def _check_metadata(metadata: dict[str, Scalar | list[Scalar]]) -> dict[str, Scalar | list[Scalar]]:
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(metadata)} keys, more than the limit of {MAX_METADATA_KEYS}")
+    size = len(orjson.dumps(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata encodes to {size} bytes, more than the limit of {MAX_METADATA_BYTES}")
+    return metadata
+
+
+Metadata = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Scalar | list[Scalar]],
+    AfterValidator(_check_metadata),
+]
+
+
+class Message(BaseModel):
+    """Base of every topic message: strict types, no unknown fields, immutable, versioned."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class DocumentEvent(Message):
+    """A document to index (`upsert`) or to remove (`delete`) from a collection. Key: doc_id."""
+
+    op: Literal["upsert", "delete"] = "upsert"
+    collection: CollectionName
+    doc_id: DocId
+    title: Title = ""
+    text: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _text_matches_op(self) -> Self:
+        if self.op == "upsert" and not self.text.strip():
+            raise ValueError("an upsert needs a non-empty text")
+        return self
+
+
+class IngestAck(Message):
+    """The outcome of one DocumentEvent. doc_id and collection are None when the event was unreadable."""
+
+    doc_id: DocId | None
+    collection: CollectionName | None
+    status: Literal["indexed", "unchanged", "deleted", "rejected"]
+    content_hash: str | None = None
+    error: ErrorText | None = None
+    at_ms: float = Field(default_factory=now_ms)
+
+
+class SearchRequest(Message):
+    """A query. Key: request_id. The answer goes to `reply_to` (a topic) or to the shared results topic."""
+
+    request_id: RequestId
+    collection: CollectionName
+    query: Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] = 100
+    mode: Mode = "rerank"
+    filter: Annotated[Filter, Field(max_length=8)] | None = None
+    reply_to: TopicName | None = None
+    deadline_ms: float | None = None
+    created_at_ms: float = Field(default_factory=now_ms)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not self.query.strip():
+            raise ValueError("query is empty")
+        if self.k > self.candidates:
+            raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
+        return self
+
+
+class StageTimings(BaseModel):
+    """Milliseconds spent per stage; a stage a request did not pass through stays None."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    query_queue_ms: float | None = None
+    """From the request's creation to the query service picking it up."""
+    encode_ms: float | None = None
+    ann_ms: float | None = None
+    rerank_queue_ms: float | None = None
+    """From the candidate set's publication to its batch starting on the cross-encoder."""
+    rerank_ms: float | None = None
+    rerank_batch_pairs: int | None = None
+    rerank_padded_tokens: int | None = None
+    total_ms: float | None = None
+    """From the request's creation to the result's publication."""
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    doc_id: DocId
+    title: Title = ""
+    text: Text
+    score: float
+    """The first-stage (bi-encoder cosine) score."""
+
+
+class CandidateSet(Message):
+    """First-stage candidates of one request, for the reranker. Key: request.request_id."""
+
+    request: SearchRequest
+    candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
+    timings: StageTimings
+    served_by: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    published_at_ms: float = Field(default_factory=now_ms)
+
+
+class Hit(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    doc_id: DocId
+    score: float
+    first_stage_score: float | None = None
+    title: Title = ""
+    text: Text = ""
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    code: ErrorCode
+    message: ErrorText
+
+
+class SearchResult(Message):
+    """The answer to a SearchRequest: ranked hits, or an error. Key: request_id."""
+
+    request_id: RequestId
+    collection: CollectionName | None = None
+    mode: Mode | None = None
+    hits: Annotated[list[Hit], Field(max_length=MAX_K)] = Field(default_factory=list)
+    timings: StageTimings = Field(default_factory=StageTimings)
+    served_by: dict[str, str] = Field(default_factory=dict)
+    """Stage name -> instance id of the process that served it."""
+    models: dict[str, str] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+    created_at_ms: float = Field(default_factory=now_ms)
+
+
+class DeadLetter(Message):
+    """A record a service could not process, with the reason. Key: the source record's key."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw_b64: str
+    """The source record's value, base64, cut to MAX_DLQ_RAW_BYTES (see raw_size for the full size)."""
+    raw_size: int
+    error: ErrorText
+    service: str
+    at_ms: float = Field(default_factory=now_ms)

@@ -1,0 +1,74 @@
+"""The topic registry: every topic's name, key, message type, partitions and retention, in one place.
+
+Services, the SDK, provisioning and the AsyncAPI document all read it, so a topic is declared once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel
+
+from contracts.messages import CandidateSet, DeadLetter, DocumentEvent, IngestAck, SearchRequest, SearchResult
+
+__all__ = ["DEFAULT_PREFIX", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
+
+DEFAULT_PREFIX: Final = "cascade."
+_DAY_MS: Final = 24 * 3600 * 1000
+
+
+class Topic(StrEnum):
+    DOCUMENTS = "documents"
+    ACKS = "documents.acks"
+    QUERIES = "queries"
+    CANDIDATES = "candidates"
+    RESULTS = "results"
+    DLQ = "dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    message: type[BaseModel]
+    key: str
+    partitions: int
+    retention_ms: int
+    description: str
+
+
+SPECS: Final[dict[Topic, TopicSpec]] = {
+    Topic.DOCUMENTS: TopicSpec(
+        DocumentEvent, "doc_id", 6, 7 * _DAY_MS, "Documents to index or delete (SDK -> ingest)."
+    ),
+    Topic.ACKS: TopicSpec(IngestAck, "doc_id", 6, _DAY_MS, "One acknowledgement per document (ingest -> SDK)."),
+    Topic.QUERIES: TopicSpec(SearchRequest, "request_id", 6, _DAY_MS, "Search requests (SDK -> query)."),
+    Topic.CANDIDATES: TopicSpec(
+        CandidateSet, "request_id", 6, _DAY_MS,
+        "First-stage candidates to rerank (query -> reranker); its partitions bound the reranker pods.",
+    ),
+    Topic.RESULTS: TopicSpec(
+        SearchResult, "request_id", 6, _DAY_MS,
+        "Ranked results or errors, for requests without reply_to (query or reranker -> SDK).",
+    ),
+    Topic.DLQ: TopicSpec(
+        DeadLetter, "source key", 1, 14 * _DAY_MS, "Records a service could not process, with the reason."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TopicRegistry:
+    """Resolves topic names under a prefix (several deployments can share one cluster)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def name(self, topic: Topic) -> str:
+        return f"{self.prefix}{topic.value}"
+
+    def spec(self, topic: Topic) -> TopicSpec:
+        return SPECS[topic]
+
+    def all(self) -> dict[str, TopicSpec]:
+        """Full topic name -> spec, for every topic."""
+        return {self.name(topic): spec for topic, spec in SPECS.items()}

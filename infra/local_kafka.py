@@ -1,0 +1,200 @@
+"""A real single-node Apache Kafka (KRaft mode) started from Maven Central jars, for tests and `make run`.
+
+No Docker and no Kafka package exist here, so the broker's runtime jars are fetched once per machine with
+Maven into a cache folder keyed by the Kafka version, and each launch gets random free loopback ports and
+a fresh data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+from aiokafka import AIOKafkaClient
+
+__all__ = ["KAFKA_VERSION", "BrokerStats", "LocalKafka", "ensure_kafka_jars", "kafka_bootstrap"]
+
+KAFKA_VERSION = "4.3.1"
+_PR_SET_PDEATHSIG = 1
+_RECIPE_DIR = Path(__file__).parent / "kafka"
+_CACHE_ROOT = Path(os.environ.get("CASCADE_CACHE_DIR", Path.home() / ".cache" / "cascade"))
+
+log = structlog.get_logger(__name__)
+
+
+def ensure_kafka_jars(cache_root: Path = _CACHE_ROOT) -> Path:
+    """Return the folder of broker jars, fetching them with Maven the first time on this machine."""
+    lib = cache_root / f"kafka-{KAFKA_VERSION}" / "lib"
+    if lib.is_dir():
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with open(lib.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # several test sessions may start at once
+        if lib.is_dir():
+            return lib
+        staging = Path(tempfile.mkdtemp(dir=lib.parent, prefix="lib-"))
+        log.info("kafka.fetch_jars", version=KAFKA_VERSION, into=str(lib))
+        subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(_RECIPE_DIR / "pom.xml"), "dependency:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={staging}", f"-Dkafka.version={KAFKA_VERSION}"],
+            check=True,
+        )
+        staging.rename(lib)
+    return lib
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the broker gets SIGTERM if the Python process that started it dies."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool prints)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+async def _metadata_ok(bootstrap: str) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+    try:
+        await client.bootstrap()
+        return True
+    except Exception:
+        return False
+    finally:
+        await client.close()
+
+
+def _broker_answers(bootstrap: str) -> bool:
+    host, port = bootstrap.rsplit(":", 1)
+    try:  # the cheap check first, so the client does not log connection errors while the JVM boots
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    # A worker thread owns its own event loop, so this works from sync code and from inside a running loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _metadata_ok(bootstrap)).result()
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    startup_s: float
+    rss_mb: float
+
+
+class LocalKafka:
+    """Start and stop a throwaway broker. Use as a context manager; `bootstrap` is the address to use."""
+
+    def __init__(self, heap: str = "1g", startup_timeout_s: float = 90.0) -> None:
+        self._heap = heap
+        self._startup_timeout_s = startup_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self.bootstrap = ""
+        self.startup_s = 0.0
+
+    def start(self) -> LocalKafka:
+        lib = ensure_kafka_jars()
+        began = time.monotonic()
+        self._workdir = Path(tempfile.mkdtemp(prefix="cascade-kafka-"))
+        port, controller_port = _free_port(), _free_port()
+        data = self._workdir / "data"
+        properties = self._workdir / "server.properties"
+        template = (_RECIPE_DIR / "server.properties.template").read_text()
+        properties.write_text(
+            template.replace("@PORT@", str(port))
+            .replace("@CPORT@", str(controller_port))
+            .replace("@DATA@", str(data))
+        )
+        java = ["java", f"-Dlog4j2.configurationFile={_RECIPE_DIR / 'log4j2.properties'}", "-cp", f"{lib}/*"]
+        subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
+             "-c", str(properties)],
+            check=True, capture_output=True,
+        )
+        broker_log = open(self._workdir / "broker.log", "wb")  # noqa: SIM115 - owned by the child process
+        self._process = subprocess.Popen(
+            [*java, "-Xms256m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", "kafka.Kafka", str(properties)],
+            stdout=broker_log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        broker_log.close()
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._wait_until_ready()
+        self.startup_s = time.monotonic() - began
+        log.info("kafka.started", bootstrap=self.bootstrap, startup_s=round(self.startup_s, 2))
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout_s
+        while time.monotonic() < deadline:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {self._process.returncode}: {self.log_tail()}")
+            if _broker_answers(self.bootstrap):
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"Kafka did not answer within {self._startup_timeout_s}s: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self._workdir is None or not (self._workdir / "broker.log").exists():
+            return ""
+        return "\n".join((self._workdir / "broker.log").read_text(errors="replace").splitlines()[-lines:])
+
+    def stats(self) -> BrokerStats:
+        """Start-up time and resident memory of the broker process (from /proc)."""
+        assert self._process is not None
+        status = Path(f"/proc/{self._process.pid}/status").read_text()
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return BrokerStats(startup_s=self.startup_s, rss_mb=rss_kb / 1024)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def kafka_bootstrap(existing: str | None) -> Iterator[str]:
+    """Yield `existing` when a cluster is configured, else the address of a freshly launched local broker."""
+    if existing:
+        yield existing
+        return
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap

