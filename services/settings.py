@@ -74,10 +74,14 @@ class StoreSettings(BaseSettings):
     url: str | None = None
     """QdrantStore: the server or cluster URL."""
     api_key: SecretStr | None = None
-    hnsw_m: int = Field(16, ge=4, le=128)
-    hnsw_ef_construct: int = Field(100, ge=8, le=1000)
-    hnsw_ef: int = Field(128, ge=8, le=4096)
+    # Defaults measured on the hardest case, 20k i.i.d. random 384-d unit vectors (2 segments, this CPU):
+    # m=16/efc=100/ef=128 gives recall@100 0.41; m=32/efc=256/ef=512 gives 0.985 at 1.9 ms per query
+    # (build 12 s). Real embeddings have a far lower intrinsic dimension and reach ~1.0 with these.
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construct: int = Field(256, ge=8, le=1000)
+    hnsw_ef: int = Field(512, ge=8, le=4096)
     full_scan_threshold: int = Field(10_000, ge=0)
+    """In KB of vectors: a segment smaller than this (about 6.5k 384-d vectors) is searched brute force."""
 
 
 class ModelSettings(BaseSettings):

@@ -1,0 +1,111 @@
+"""The vector store interface: one API, an embedded (Qdrant Edge) and a server (Qdrant) implementation."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FilterValue",
+    "ScoredDocument",
+    "StoredDocument",
+    "UnknownCollectionError",
+    "VectorStore",
+    "point_id",
+]
+
+FilterValue = str | int | bool
+_POINT_NAMESPACE = uuid.UUID("6f1b9a6e-4b5c-5d2e-9a1f-0c3a7e5b8d21")
+
+
+def point_id(collection: str, doc_id: str) -> str:
+    """Deterministic point id (UUIDv5 of collection and doc id), so replaying an upsert is idempotent."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{collection}\x1f{doc_id}"))
+
+
+class UnknownCollectionError(LookupError):
+    def __init__(self, collection: str) -> None:
+        super().__init__(f"collection {collection!r} does not exist")
+        self.collection = collection
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as stored: its vector and the payload a search returns."""
+
+    doc_id: str
+    vector: Sequence[float]
+    title: str
+    text: str
+    content_hash: str
+    model_id: str
+    ingested_at_ms: float
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id, "title": self.title, "text": self.text, "metadata": dict(self.metadata),
+            "content_hash": self.content_hash, "model_id": self.model_id, "ingested_at_ms": self.ingested_at_ms,
+        }
+
+
+@dataclass(frozen=True)
+class ScoredDocument:
+    doc_id: str
+    score: float
+    title: str
+    text: str
+    metadata: Mapping[str, Any]
+
+    @classmethod
+    def from_payload(cls, score: float, payload: Mapping[str, Any]) -> ScoredDocument:
+        return cls(payload["doc_id"], score, payload.get("title", ""), payload.get("text", ""),
+                   payload.get("metadata", {}))
+
+
+class VectorStore(ABC):
+    """Collections of unit vectors under cosine distance, addressed by document id."""
+
+    @abstractmethod
+    async def ensure_collection(self, collection: str, dim: int) -> None:
+        """Create the collection if it does not exist (idempotent)."""
+
+    @abstractmethod
+    async def has_collection(self, collection: str) -> bool: ...
+
+    @abstractmethod
+    async def content_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        """The stored content hash of each of `doc_ids` that the collection holds."""
+
+    @abstractmethod
+    async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None: ...
+
+    @abstractmethod
+    async def delete(self, collection: str, doc_ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    async def search(
+        self, collection: str, vector: Sequence[float], limit: int,
+        filter: Mapping[str, FilterValue] | None = None, exact: bool = False,
+    ) -> list[ScoredDocument]:
+        """The `limit` nearest documents, best first; `filter` matches metadata fields exactly.
+
+        `exact` bypasses the HNSW index (brute force), for measuring recall.
+        """
+
+    @abstractmethod
+    async def count(self, collection: str) -> int: ...
+
+    @abstractmethod
+    async def pending_index_points(self, collection: str) -> int:
+        """How many stored points are not yet in the HNSW index (searched brute force until built)."""
+
+    @abstractmethod
+    async def build_index(self, collection: str) -> None:
+        """Bring the HNSW index up to date with every stored point (may take seconds on large collections)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...

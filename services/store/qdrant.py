@@ -1,0 +1,101 @@
+"""QdrantStore: a Qdrant server or cluster through qdrant-client's async client (what a multi-pod deployment uses).
+
+With no URL configured it opens qdrant-client's local mode at the store path, which speaks the same API
+(brute force, no HNSW): that is how the tests exercise this code path without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from qdrant_client import AsyncQdrantClient, models
+
+from services.settings import StoreSettings
+from services.store.base import (
+    FilterValue,
+    ScoredDocument,
+    StoredDocument,
+    UnknownCollectionError,
+    VectorStore,
+    point_id,
+)
+
+__all__ = ["QdrantStore"]
+
+
+class QdrantStore(VectorStore):
+    def __init__(self, settings: StoreSettings) -> None:
+        self._settings = settings
+        if settings.url:
+            api_key = settings.api_key.get_secret_value() if settings.api_key else None
+            self._client = AsyncQdrantClient(url=settings.url, api_key=api_key)
+        else:
+            self._client = AsyncQdrantClient(path=str(settings.path))
+
+    async def _require(self, collection: str) -> None:
+        if not await self._client.collection_exists(collection):
+            raise UnknownCollectionError(collection)
+
+    async def ensure_collection(self, collection: str, dim: int) -> None:
+        if await self._client.collection_exists(collection):
+            return
+        await self._client.create_collection(
+            collection,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            hnsw_config=models.HnswConfigDiff(
+                m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
+                full_scan_threshold=self._settings.full_scan_threshold,
+            ),
+        )
+
+    async def has_collection(self, collection: str) -> bool:
+        return await self._client.collection_exists(collection)
+
+    async def content_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+        await self._require(collection)
+        records = await self._client.retrieve(
+            collection, [point_id(collection, doc_id) for doc_id in doc_ids],
+            with_payload=["doc_id", "content_hash"], with_vectors=False,
+        )
+        return {record.payload["doc_id"]: record.payload["content_hash"] for record in records if record.payload}
+
+    async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
+        await self._require(collection)
+        points = [
+            models.PointStruct(id=point_id(collection, doc.doc_id), vector=list(doc.vector), payload=doc.payload())
+            for doc in documents
+        ]
+        await self._client.upsert(collection, points, wait=True)
+
+    async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
+        await self._require(collection)
+        selector = models.PointIdsList(points=[point_id(collection, doc_id) for doc_id in doc_ids])
+        await self._client.delete(collection, selector, wait=True)
+
+    async def search(
+        self, collection: str, vector: Sequence[float], limit: int,
+        filter: Mapping[str, FilterValue] | None = None, exact: bool = False,
+    ) -> list[ScoredDocument]:
+        await self._require(collection)
+        query_filter = models.Filter(must=[
+            models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
+            for key, value in filter.items()
+        ]) if filter else None
+        response = await self._client.query_points(
+            collection, query=list(vector), limit=limit, query_filter=query_filter, with_payload=True,
+            search_params=models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact),
+        )
+        return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in response.points]
+
+    async def count(self, collection: str) -> int:
+        await self._require(collection)
+        return (await self._client.count(collection, exact=True)).count
+
+    async def pending_index_points(self, collection: str) -> int:
+        return 0  # the server's optimizer indexes new points in the background
+
+    async def build_index(self, collection: str) -> None:
+        await self._require(collection)  # nothing to do: the server indexes by itself
+
+    async def close(self) -> None:
+        await self._client.close()

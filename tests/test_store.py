@@ -1,0 +1,98 @@
+"""The same behaviour from both VectorStore implementations, and the HNSW recall of the embedded one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.settings import StoreSettings
+from services.store import EdgeStore, QdrantStore, StoredDocument, UnknownCollectionError, VectorStore, open_store
+
+DIM = 16
+
+
+def _doc(doc_id: str, vector: np.ndarray, content_hash: str = "h", **metadata: str | int | bool) -> StoredDocument:
+    return StoredDocument(doc_id=doc_id, vector=vector.tolist(), title=f"title {doc_id}", text=f"text {doc_id}",
+                          content_hash=content_hash, model_id="m", ingested_at_ms=0.0, metadata=metadata)
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture(params=["edge", "qdrant"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
+    opened = open_store(StoreSettings(kind=request.param, path=tmp_path / "store"))
+    assert isinstance(opened, EdgeStore if request.param == "edge" else QdrantStore)
+    yield opened
+    await opened.close()
+
+
+async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
+    rng = np.random.default_rng(1)
+    vectors = _unit(rng, 50)
+    await store.ensure_collection("c", DIM)
+    await store.ensure_collection("c", DIM)  # idempotent
+    assert await store.has_collection("c")
+    assert not await store.has_collection("other")
+    await store.upsert("c", [_doc(f"d{i}", v, lang="en" if i % 2 else "fr") for i, v in enumerate(vectors)])
+    await store.upsert("c", [_doc("d3", vectors[3], content_hash="h2", lang="en")])  # replaces, same point id
+    assert await store.count("c") == 50
+    assert await store.content_hashes("c", ["d3", "d4", "missing"]) == {"d3": "h2", "d4": "h"}
+
+    hits = await store.search("c", vectors[7].tolist(), limit=5)
+    assert hits[0].doc_id == "d7"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].title == "title d7"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    exact = sorted(range(50), key=lambda i: -float(vectors[i] @ vectors[7]))[:5]
+    assert [h.doc_id for h in hits] == [f"d{i}" for i in exact]
+
+    filtered = await store.search("c", vectors[7].tolist(), limit=50, filter={"lang": "fr"})
+    assert len(filtered) == 25
+    assert all(int(h.doc_id[1:]) % 2 == 0 for h in filtered)
+
+    await store.delete("c", ["d7", "never-stored"])
+    assert await store.count("c") == 49
+    assert "d7" not in {h.doc_id for h in await store.search("c", vectors[7].tolist(), limit=10)}
+
+
+async def test_unknown_collection_is_a_clear_error(store: VectorStore) -> None:
+    with pytest.raises(UnknownCollectionError, match="collection 'nope' does not exist"):
+        await store.search("nope", [0.0] * DIM, limit=3)
+
+
+async def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
+    settings = StoreSettings(path=tmp_path)
+    first = EdgeStore(settings)
+    await first.ensure_collection("c", DIM)
+    await first.upsert("c", [_doc("a", _unit(np.random.default_rng(2), 1)[0])])
+    await first.close()
+    second = EdgeStore(settings)
+    assert await second.count("c") == 1
+    await second.close()
+
+
+async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    dim, n = 384, 20_000
+    vectors = _unit(rng, n, dim)
+    store = EdgeStore(StoreSettings(path=tmp_path))
+    await store.ensure_collection("c", dim)
+    for start in range(0, n, 2_000):
+        await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
+    assert await store.pending_index_points("c") == n
+    await store.build_index("c")
+    assert await store.pending_index_points("c") == 0
+    queries = _unit(rng, 50, dim)
+    truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :100]
+    recalls = []
+    for query, expected in zip(queries, truth, strict=True):
+        found = {hit.doc_id for hit in await store.search("c", query.tolist(), limit=100)}
+        recalls.append(len(found & {f"d{i}" for i in expected}) / 100)
+    await store.close()
+    assert float(np.mean(recalls)) >= 0.98
