@@ -16,8 +16,8 @@ __all__ = [
     "MAX_TITLE_CHARS",
 ]
 
-MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
-"""A whole encoded message; a CandidateSet carries up to MAX_CANDIDATES texts, so it is the largest."""
+MAX_MESSAGE_BYTES: Final = 1_000_000
+"""A whole encoded message, within Kafka's default max.message.bytes (1 MiB) so any cluster accepts it."""
 MAX_TEXT_CHARS: Final = 32_768
 MAX_TITLE_CHARS: Final = 1_024
 MAX_DOC_ID_CHARS: Final = 256

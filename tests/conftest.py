@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
 from services.log import configure_logging
+from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
+from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -21,6 +24,28 @@ configure_logging("console", "WARNING")
 def bootstrap() -> Iterator[str]:
     with kafka_bootstrap(os.environ.get("CASCADE_KAFKA_BOOTSTRAP")) as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
+
+
+@pytest.fixture
+def settings(bootstrap: str, registry: TopicRegistry, tiny_bi_encoder: Path, tmp_path: Path) -> Settings:
+    """Settings of a process private to one test: its own topics, store folder and the tiny models."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=registry.prefix),
+        store=StoreSettings(path=tmp_path / "store"),
+        models=ModelSettings(bi_encoder=str(tiny_bi_encoder)),
+        batching=BatchingSettings(ingest_max_records=128),
+        instance_id="test",
+    )
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qdrant_edge import (
     CountRequest,
@@ -37,6 +38,9 @@ from services.store.base import (
     VectorStore,
     point_id,
 )
+
+if TYPE_CHECKING:  # aliases that exist only in the type stubs
+    from qdrant_edge import ConditionType, PointId
 
 __all__ = ["EdgeStore"]
 
@@ -96,12 +100,12 @@ class EdgeStore(VectorStore):
         self._shard(collection).update(UpdateOperation.upsert_points(points))
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
-        ids: list[str | int] = [point_id(collection, doc_id) for doc_id in doc_ids]
+        ids: list[PointId] = [point_id(collection, doc_id) for doc_id in doc_ids]
         self._shard(collection).update(UpdateOperation.delete_points(ids))
 
     def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> Filter:
         shard = self._shard(collection)
-        must = []
+        must: list[ConditionType] = []
         for key, value in conditions.items():
             path = f"metadata.{key}"
             if path not in self._indexed_fields[collection]:

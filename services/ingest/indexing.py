@@ -1,0 +1,56 @@
+"""When to build the HNSW index of an embedded store.
+
+Qdrant Edge searches new points brute force until `optimize()`, which holds the GIL for its whole duration
+(measured here: 4.7 s for 20k points, 18 s for 50k), freezing the event loop and any query served by the same
+process. Brute force costs about 0.06 ms per 1k points per query, so small backlogs are cheaper to scan than
+to index. The policy: build once a collection has `min_points` unindexed points and ingestion has been
+quiet for `idle_s`, so a bulk load is indexed once, at its end, rather than stalling every few batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from services.store import VectorStore
+
+__all__ = ["IndexScheduler"]
+
+log = structlog.get_logger(__name__)
+
+
+class IndexScheduler:
+    def __init__(self, store: VectorStore, min_points: int, idle_s: float) -> None:
+        self._store = store
+        self._min_points = min_points
+        self._idle_s = idle_s
+        self._dirty: set[str] = set()
+        self._last_write = time.monotonic()
+
+    def written(self, collections: set[str]) -> None:
+        self._dirty |= collections
+        self._last_write = time.monotonic()
+
+    async def build_due(self) -> list[str]:
+        """Build the indexes that are due now; returns the collections built."""
+        if not self._dirty or time.monotonic() - self._last_write < self._idle_s:
+            return []
+        built = []
+        for collection in sorted(self._dirty):
+            pending = await self._store.pending_index_points(collection)
+            if pending >= self._min_points:
+                began = time.monotonic()
+                await self._store.build_index(collection)
+                log.info("index.built", collection=collection, points=pending,
+                         seconds=round(time.monotonic() - began, 2))
+                built.append(collection)
+        self._dirty.clear()
+        return built
+
+    async def run(self) -> None:
+        """Check periodically until cancelled."""
+        while True:
+            await asyncio.sleep(max(self._idle_s / 2, 0.5))
+            await self.build_due()

@@ -1,0 +1,124 @@
+"""What the ingest service does to a batch of document records, independent of how they arrive.
+
+Each document is hashed (model id + title + text); only documents whose hash differs from the stored one are
+encoded, so a replayed or unchanged corpus costs lookups, not forward passes. Point ids are deterministic,
+so a batch processed twice (at-least-once delivery) leaves the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
+from contracts.limits import MAX_DOC_ID_CHARS
+from services.encoders import BiEncoder
+from services.messaging import RawRecord, dead_letter
+from services.store import StoredDocument, VectorStore
+
+__all__ = ["IngestOutcome", "IngestProcessor", "content_hash", "embedding_text"]
+
+log = structlog.get_logger(__name__)
+
+
+def content_hash(model_id: str, title: str, text: str) -> str:
+    """Changes when the text or the model that embeds it changes: both call for a new vector."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (model_id, title, text):
+        digest.update(part.encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+def embedding_text(title: str, text: str) -> str:
+    """What the bi-encoder sees: title and body, as BEIR evaluations of sentence-transformers do."""
+    return f"{title} {text}" if title else text
+
+
+@dataclass
+class IngestOutcome:
+    acks: list[IngestAck] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    encoded: int = 0
+
+
+def _split_runs(events: Sequence[DocumentEvent]) -> list[list[DocumentEvent]]:
+    """Consecutive runs in which no document appears twice, so events of one document apply in order."""
+    runs: list[list[DocumentEvent]] = [[]]
+    seen: set[tuple[str, str]] = set()
+    for event in events:
+        identity = (event.collection, event.doc_id)
+        if identity in seen:
+            runs.append([])
+            seen.clear()
+        seen.add(identity)
+        runs[-1].append(event)
+    return runs
+
+
+class IngestProcessor:
+    def __init__(self, store: VectorStore, encoder: BiEncoder, service: str = "ingest") -> None:
+        self._store = store
+        self._encoder = encoder
+        self._service = service
+
+    async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
+        """Validate, then apply the batch's events in order. Store or model failures propagate (redelivery)."""
+        outcome = IngestOutcome()
+        events: list[DocumentEvent] = []
+        for record in records:
+            try:
+                events.append(decode(record.value, DocumentEvent))
+            except ContractError as exc:
+                log.warning("ingest.rejected", topic=record.topic, partition=record.partition,
+                            offset=record.offset, error=str(exc))
+                outcome.dead_letters.append(dead_letter(record, str(exc), self._service))
+                outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=None, status="rejected",
+                                              error=str(exc)))
+        for run in _split_runs(events):
+            for collection in sorted({event.collection for event in run}):
+                in_collection = [event for event in run if event.collection == collection]
+                await self._apply(collection, in_collection, outcome)
+        return outcome
+
+    async def _apply(self, collection: str, events: list[DocumentEvent], outcome: IngestOutcome) -> None:
+        upserts = [event for event in events if event.op == "upsert"]
+        deletes = [event.doc_id for event in events if event.op == "delete"]
+        if deletes and await self._store.has_collection(collection):
+            await self._store.delete(collection, deletes)
+        outcome.acks.extend(IngestAck(doc_id=doc_id, collection=collection, status="deleted") for doc_id in deletes)
+        if not upserts:
+            return
+        await self._store.ensure_collection(collection, self._encoder.dim)
+        model_id = self._encoder.model_id
+        hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
+        stored = await self._store.content_hashes(collection, list(hashes))
+        changed = [event for event in upserts if stored.get(event.doc_id) != hashes[event.doc_id]]
+        if changed:
+            texts = [embedding_text(event.title, event.text) for event in changed]
+            # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
+            vectors = await asyncio.to_thread(self._encoder.encode, texts)
+            at = now_ms()
+            await self._store.upsert(collection, [
+                StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
+                               content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
+                               metadata=event.metadata)
+                for event, vector in zip(changed, vectors, strict=True)
+            ])
+            outcome.encoded += len(changed)
+        changed_ids = {event.doc_id for event in changed}
+        outcome.acks.extend(
+            IngestAck(doc_id=event.doc_id, collection=collection, content_hash=hashes[event.doc_id],
+                      status="indexed" if event.doc_id in changed_ids else "unchanged")
+            for event in upserts
+        )
+
+
+def _doc_id_from_key(record: RawRecord) -> str | None:
+    """The record key names the document (topic contract), if it is a usable id."""
+    key = record.key_text
+    return key if key and len(key) <= MAX_DOC_ID_CHARS and key.isprintable() else None

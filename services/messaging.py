@@ -1,0 +1,85 @@
+"""Kafka plumbing the services share: the FastStream broker from settings, raw records, dead letters, publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import BaseModel
+
+from contracts import DeadLetter, encode
+from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
+from services.settings import KafkaSettings
+
+__all__ = ["Outgoing", "RawRecord", "dead_letter", "make_broker", "publish_confirmed"]
+
+_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+
+
+def make_broker(settings: KafkaSettings) -> KafkaBroker:
+    """A FastStream broker whose producer waits for all in-sync replicas and never duplicates on retry."""
+    options = settings.client_options()
+    ssl_context = options.get("ssl_context")
+    security: BaseSecurity | None = None
+    if settings.sasl_mechanism:
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        security = _SASL[settings.sasl_mechanism](settings.sasl_username or "", password, ssl_context=ssl_context)
+    elif ssl_context is not None:
+        security = BaseSecurity(ssl_context=ssl_context)
+    return KafkaBroker(
+        settings.bootstrap, client_id=settings.client_id, security=security, acks="all", enable_idempotence=True,
+        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, allow_auto_create_topics=False, linger_ms=1,
+    )
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A consumed record as bytes, before any decoding, so that nothing about bad input is lost."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+    @classmethod
+    def of(cls, record: Any) -> RawRecord:
+        """From an aiokafka ConsumerRecord."""
+        return cls(record.topic, record.partition, record.offset, record.key, record.value or b"")
+
+    @property
+    def key_text(self) -> str | None:
+        try:
+            return self.key.decode() if self.key is not None else None
+        except UnicodeDecodeError:
+            return None
+
+
+def dead_letter(record: RawRecord, error: str, service: str) -> DeadLetter:
+    return DeadLetter(
+        source_topic=record.topic, partition=record.partition, offset=record.offset, key=record.key_text,
+        raw_b64=base64.b64encode(record.value[:MAX_DLQ_RAW_BYTES]).decode(), raw_size=len(record.value),
+        error=error[:MAX_ERROR_CHARS], service=service,
+    )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: str | None
+    message: BaseModel
+
+
+async def publish_confirmed(broker: KafkaBroker, messages: Iterable[Outgoing]) -> None:
+    """Send all at once (the producer batches them) and return when the cluster has confirmed every one."""
+    pending = [
+        await broker.publish(encode(out.message), out.topic, key=out.key.encode() if out.key else None,
+                             no_confirm=True)
+        for out in messages
+    ]
+    await asyncio.gather(*pending)
