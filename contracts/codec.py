@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.limits import MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
 
-__all__ = ["ContractError", "decode", "encode"]
+__all__ = ["ContractError", "decode", "describe_errors", "encode"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,7 +25,8 @@ def encode(message: BaseModel) -> bytes:
     return orjson.dumps(message.model_dump(mode="json"))
 
 
-def _describe(error: ValidationError) -> str:
+def describe_errors(error: ValidationError) -> str:
+    """One line naming each failing field and why."""
     parts = []
     for item in error.errors(include_url=False, include_input=False):
         where = ".".join(str(part) for part in item["loc"]) or "message"
@@ -46,4 +47,4 @@ def decode(raw: bytes | bytearray | memoryview, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(_describe(exc)) from None
+        raise ContractError(describe_errors(exc)) from None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel
@@ -34,6 +36,7 @@ def make_broker(settings: KafkaSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap, client_id=settings.client_id, security=security, acks="all", enable_idempotence=True,
         max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, allow_auto_create_topics=False, linger_ms=1,
+        logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )
 
 

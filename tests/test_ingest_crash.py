@@ -26,7 +26,7 @@ def _start_ingest(settings: Settings) -> subprocess.Popen[bytes]:
         "CASCADE_BATCH_INGEST_MAX_RECORDS": "50",
         "CASCADE_LOG_LEVEL": "WARNING",
     }
-    return subprocess.Popen([sys.executable, "-m", "services", "ingest"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env)
 
 
 async def _stream_documents(settings: Settings) -> None:

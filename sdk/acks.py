@@ -1,0 +1,83 @@
+"""Waiting for the ingest service's per-document acks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts import ContractError, IngestAck, decode
+
+__all__ = ["AckWaiter", "IngestRejected"]
+
+
+class IngestRejected(Exception):
+    """Some documents were rejected by the ingest service; `acks` holds every ack, `rejected` the bad ones."""
+
+    def __init__(self, acks: list[IngestAck]) -> None:
+        self.acks = acks
+        self.rejected = [ack for ack in acks if ack.status == "rejected"]
+        listed = "; ".join(f"{ack.doc_id}: {ack.error}" for ack in self.rejected[:10])
+        more = f" (and {len(self.rejected) - 10} more)" if len(self.rejected) > 10 else ""
+        super().__init__(f"{len(self.rejected)} document(s) rejected: {listed}{more}")
+
+
+def _identity(ack: IngestAck, remaining: dict[tuple[str, str], int]) -> tuple[str, str] | None:
+    """Which awaited document an ack answers; a rejected event's ack names only the record key (doc id)."""
+    if ack.collection is not None:
+        identity = (ack.collection, ack.doc_id or "")
+        return identity if identity in remaining else None
+    return next((identity for identity in remaining if identity[1] == ack.doc_id), None)
+
+
+class AckWaiter:
+    """Reads the acks topic from its end at `start()`, so only acks to what is published afterwards count."""
+
+    def __init__(self, topic: str, **kafka_options: Any) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        # The consumer's own metadata only covers subscribed topics; ask the cluster for everything.
+        cluster = await self._consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(self._topic)
+        if not partitions:
+            await self._consumer.stop()
+            raise LookupError(f"topic {self._topic!r} does not exist: provision the topics (`cascade topics`)")
+        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assigned)
+        await self._consumer.seek_to_end(*assigned)
+        for partition in assigned:  # pin the positions now: seek_to_end is lazy
+            await self._consumer.position(partition)
+
+    async def wait(
+        self, expected: dict[tuple[str, str], int], timeout_s: float,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[IngestAck]:
+        """Collect acks until each (collection, doc id) has as many as events were sent for it."""
+        remaining = dict(expected)
+        acks: list[IngestAck] = []
+        async with asyncio.timeout(timeout_s):
+            while remaining:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            ack = decode(record.value or b"", IngestAck)
+                        except ContractError:
+                            continue
+                        identity = _identity(ack, remaining)
+                        if identity is not None:
+                            remaining[identity] -= 1
+                            if not remaining[identity]:
+                                del remaining[identity]
+                            acks.append(ack)
+                            if progress:
+                                progress(1)
+        return acks
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
