@@ -69,6 +69,19 @@ class TopicRegistry:
     def spec(self, topic: Topic) -> TopicSpec:
         return SPECS[topic]
 
+    @property
+    def replies_prefix(self) -> str:
+        """Per-client reply topics live under this prefix; results go nowhere else (see `is_reply_target`)."""
+        return f"{self.prefix}replies."
+
+    def is_reply_target(self, topic: str) -> bool:
+        """Whether services may publish a result to `topic`: the shared results topic or a reply topic.
+
+        A request names its reply topic; without this check it could make a service write into any topic.
+        """
+        return topic == self.name(Topic.RESULTS) or (
+            topic.startswith(self.replies_prefix) and len(topic) > len(self.replies_prefix))
+
     def all(self) -> dict[str, TopicSpec]:
         """Full topic name -> spec, for every topic."""
         return {self.name(topic): spec for topic, spec in SPECS.items()}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from infra.local_kafka import kafka_bootstrap
 from scripts.benchlib import DATA_DIR, machine, write_result
 from sdk import SearchClient, read_jsonl_documents
-from services.ingest import embedding_text
+from services.encoders import document_text
 from services.log import configure_logging
 from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
@@ -39,7 +39,7 @@ async def _ingest_through_kafka(settings: Settings, documents: list[dict[str, An
 
 async def run(corpus: Path, limit: int | None, bootstrap: str) -> dict[str, Any]:
     documents = list(read_jsonl_documents(corpus))[:limit]
-    texts = [embedding_text(doc["title"], doc["text"]) for doc in documents]
+    texts = [document_text(doc["title"], doc["text"]) for doc in documents]
     with tempfile.TemporaryDirectory() as store_dir:
         settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bench{uuid.uuid4().hex[:6]}."),
                             store=StoreSettings(path=Path(store_dir)))

@@ -1,7 +1,14 @@
 """Cascade's async Python SDK: index documents and search over Kafka."""
 
 from sdk.acks import IngestRejected
-from sdk.client import InvalidDocuments, SearchClient
+from sdk.client import InvalidDocuments, SearchClient, SearchFailed, SearchTimeout
 from sdk.corpus import read_jsonl_documents
 
-__all__ = ["IngestRejected", "InvalidDocuments", "SearchClient", "read_jsonl_documents"]
+__all__ = [
+    "IngestRejected",
+    "InvalidDocuments",
+    "SearchClient",
+    "SearchFailed",
+    "SearchTimeout",
+    "read_jsonl_documents",
+]

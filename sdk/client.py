@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from contracts import DEFAULT_PREFIX, DocumentEvent, IngestAck, Topic, TopicRegistry, encode
+from contracts import (
+    DEFAULT_PREFIX,
+    DocumentEvent,
+    IngestAck,
+    SearchRequest,
+    SearchResult,
+    Topic,
+    TopicRegistry,
+    encode,
+    now_ms,
+)
 from contracts.codec import describe_errors
+from contracts.messages import Mode
 from sdk.acks import AckWaiter, IngestRejected
+from sdk.replies import ReplyRouter
 
-__all__ = ["InvalidDocuments", "SearchClient"]
+__all__ = ["InvalidDocuments", "SearchClient", "SearchFailed", "SearchTimeout"]
 
 DocumentLike = DocumentEvent | Mapping[str, Any]
 
@@ -26,6 +40,23 @@ class InvalidDocuments(ValueError):
         super().__init__(f"{len(problems)} invalid document(s), nothing sent: " + "; ".join(problems[:10]))
 
 
+class SearchTimeout(TimeoutError):
+    def __init__(self, request_id: str, timeout_s: float) -> None:
+        super().__init__(f"no result for request {request_id} within {timeout_s:g} s")
+        self.request_id = request_id
+
+
+class SearchFailed(Exception):
+    """The service answered with an error: `code` (see contracts.ErrorCode) and its reason."""
+
+    def __init__(self, result: SearchResult) -> None:
+        assert result.error is not None
+        super().__init__(f"request {result.request_id} failed: {result.error.code}: {result.error.message}")
+        self.request_id = result.request_id
+        self.code = result.error.code
+        self.result = result
+
+
 class SearchClient:
     """Publishes documents and queries, and receives acks and results.
 
@@ -36,14 +67,61 @@ class SearchClient:
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX, **kafka_options: Any) -> None:
         self._kafka_options = {"bootstrap_servers": bootstrap_servers, **kafka_options}
         self.topics = TopicRegistry(prefix=topic_prefix)
+        self.client_id = uuid.uuid4().hex[:12]
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2, **self._kafka_options)
+        self.replies = ReplyRouter(f"{self.topics.replies_prefix}{self.client_id}", **self._kafka_options)
 
     async def __aenter__(self) -> SearchClient:
         await self._producer.start()
+        await self.replies.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.replies.stop()
         await self._producer.stop()
+
+    async def search(
+        self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int = 100,
+        filter: Mapping[str, str | int | bool] | None = None, timeout_s: float = 30.0,
+    ) -> SearchResult:
+        """Ask and wait. Raises SearchTimeout after `timeout_s` (also sent as the request's deadline, so the
+        services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result."""
+        request = SearchRequest(
+            request_id=uuid.uuid4().hex, collection=collection, query=query, k=k, candidates=max(candidates, k),
+            mode=mode, filter=dict(filter) if filter else None, reply_to=self.replies.topic,
+            deadline_ms=now_ms() + timeout_s * 1000,
+        )
+        future = self.replies.expect(request.request_id)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._publish(Topic.QUERIES, [(request.request_id, encode(request))])
+                result = await future
+        except TimeoutError:
+            raise SearchTimeout(request.request_id, timeout_s) from None
+        finally:
+            self.replies.forget(request.request_id)
+        if result.error is not None:
+            raise SearchFailed(result)
+        return result
+
+    async def search_many(
+        self, queries: Sequence[str], *, concurrency: int = 16, **options: Any
+    ) -> list[SearchResult | Exception]:
+        """Many searches with at most `concurrency` in flight; each item is a result or the exception it raised."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(query: str) -> SearchResult | Exception:
+            async with gate:
+                try:
+                    return await self.search(query, **options)
+                except (SearchTimeout, SearchFailed) as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(query) for query in queries)))
+
+    def results(self) -> AsyncIterator[SearchResult]:
+        """Every result addressed to this client, as it arrives (including those `search` also returns)."""
+        return self.replies.stream()
 
     async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> None:
         name = self.topics.name(topic)

@@ -10,6 +10,7 @@ import sys
 from typing import Literal
 
 import structlog
+import transformers
 
 __all__ = ["configure_logging"]
 
@@ -33,5 +34,6 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call] # no bars on stderr from services loading weights
     # Library loggers (aiokafka, faststream) go through the standard library at WARNING and above.
     logging.basicConfig(stream=sys.stderr, level=max(logging.WARNING, logging.getLevelNamesMapping()[level]))

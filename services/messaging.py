@@ -35,7 +35,7 @@ def make_broker(settings: KafkaSettings) -> KafkaBroker:
         security = BaseSecurity(ssl_context=ssl_context)
     return KafkaBroker(
         settings.bootstrap, client_id=settings.client_id, security=security, acks="all", enable_idempotence=True,
-        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, allow_auto_create_topics=False, linger_ms=1,
+        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=1,
         logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )
 

@@ -1,4 +1,9 @@
-"""One Cascade process: the roles it serves, built around one broker (and, embedded, one vector store)."""
+"""One Cascade process: the roles it serves, built around one broker (and, embedded, one vector store).
+
+`ingest` and `query` need the bi-encoder and the vector store; an EdgeStore serves one process, so in the
+embedded mode both run here around it. `rerank` needs only the cross-encoder, which `query` also uses for
+mode `cross` when one is configured.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +15,17 @@ from typing import Literal
 import structlog
 
 from infra.provision import provision_topics
-from services.encoders import BiEncoder
-from services.ingest.indexing import IndexScheduler
-from services.ingest.service import register_ingest
+from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
+from services.ingest import IndexScheduler, register_ingest
 from services.messaging import make_broker
+from services.query import QueryProcessor, QueryVectorCache, register_query
+from services.reranker import RerankProcessor, register_reranker
 from services.settings import Settings
-from services.store import open_store
+from services.store import VectorStore, open_store
 
 __all__ = ["CascadeProcess", "Role"]
 
-Role = Literal["ingest"]
+Role = Literal["ingest", "query", "rerank"]
 log = structlog.get_logger(__name__)
 
 
@@ -30,21 +36,39 @@ class CascadeProcess:
         self.settings = settings
         self.roles = roles
         self.broker = make_broker(settings.kafka)
-        self.store = open_store(settings.store)
-        models = settings.models
-        self.bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length,
-                                    batch_size=models.encode_batch_size, device=models.device)
-        self.index_scheduler = IndexScheduler(self.store, settings.store.index_min_points, settings.store.index_idle_s)
-        if "ingest" in roles:
+        models, batching = settings.models, settings.batching
+        self.store: VectorStore | None = None
+        self.bi_encoder: BiEncoder | None = None
+        self.batcher: RerankBatcher | None = None
+        self.index_scheduler: IndexScheduler | None = None
+        self.query_cache: QueryVectorCache | None = None
+        if roles & {"ingest", "query"}:
+            self.store = open_store(settings.store)
+            self.bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length,
+                                        batch_size=models.encode_batch_size, device=models.device)
+        if "rerank" in roles or ("query" in roles and models.cross_encoder):
+            cross = CrossEncoder(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
+            self.batcher = RerankBatcher(cross, batching.rerank_token_budget, batching.rerank_max_wait_ms)
+        if "ingest" in roles and self.store and self.bi_encoder:
+            self.index_scheduler = IndexScheduler(self.store, settings.store.index_min_points,
+                                                  settings.store.index_idle_s)
             register_ingest(self.broker, settings, self.store, self.bi_encoder, self.index_scheduler)
+        if "query" in roles and self.store and self.bi_encoder:
+            self.query_cache = QueryVectorCache(batching.query_cache_size)
+            register_query(self.broker, settings,
+                           QueryProcessor(settings, self.store, self.bi_encoder, self.query_cache, self.batcher))
+        if "rerank" in roles and self.batcher:
+            register_reranker(self.broker, settings, RerankProcessor(settings, self.batcher))
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         kafka = self.settings.kafka
         await provision_topics(kafka.topics, kafka.replication_factor, **kafka.client_options())
-        await self.broker.start()
-        if "ingest" in self.roles:
+        if self.batcher:
+            self.batcher.start()
+        if self.index_scheduler:
             self._background.append(asyncio.create_task(self.index_scheduler.run()))
+        await self.broker.start()
         log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name)
 
     async def stop(self) -> None:
@@ -55,7 +79,10 @@ class CascadeProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
-        await self.store.close()
+        if self.batcher:
+            await self.batcher.stop()
+        if self.store:
+            await self.store.close()
         log.info("process.stopped", roles=sorted(self.roles))
 
     async def run(self) -> None:

@@ -37,6 +37,8 @@ class KafkaSettings(BaseSettings):
     client_id: str = "cascade"
     topic_prefix: str = DEFAULT_PREFIX
     replication_factor: int = Field(1, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    """How long a silent group member keeps its partitions: the recovery time after a pod dies."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
@@ -111,6 +113,12 @@ class BatchingSettings(BaseSettings):
     rerank_token_budget: int = Field(16_384, ge=256)
     rerank_max_wait_ms: int = Field(10, ge=0)
     query_cache_size: int = Field(10_000, ge=0)
+    candidate_text_chars: int = Field(2_000, ge=100)
+    """Candidate texts travel to the reranker cut to this many characters (hits carry the same snippet)."""
+    cross_max_documents: int = Field(10_000, ge=1)
+    """Mode `cross` scores every document of a collection, so it is refused for larger ones."""
+    rerank_max_records: int = Field(16, ge=1)
+    """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,7 @@
 """The ingest service: embed new or changed documents once, ack every document, dead-letter bad input."""
 
 from services.ingest.indexing import IndexScheduler
-from services.ingest.processor import IngestOutcome, IngestProcessor, content_hash, embedding_text
+from services.ingest.processor import IngestOutcome, IngestProcessor, content_hash
 from services.ingest.service import register_ingest
 
-__all__ = ["IndexScheduler", "IngestOutcome", "IngestProcessor", "content_hash", "embedding_text", "register_ingest"]
+__all__ = ["IndexScheduler", "IngestOutcome", "IngestProcessor", "content_hash", "register_ingest"]

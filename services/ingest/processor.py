@@ -16,11 +16,11 @@ import structlog
 
 from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
 from contracts.limits import MAX_DOC_ID_CHARS
-from services.encoders import BiEncoder
+from services.encoders import BiEncoder, document_text
 from services.messaging import RawRecord, dead_letter
 from services.store import StoredDocument, VectorStore
 
-__all__ = ["IngestOutcome", "IngestProcessor", "content_hash", "embedding_text"]
+__all__ = ["IngestOutcome", "IngestProcessor", "content_hash"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,11 +32,6 @@ def content_hash(model_id: str, title: str, text: str) -> str:
         digest.update(part.encode())
         digest.update(b"\x1f")
     return digest.hexdigest()
-
-
-def embedding_text(title: str, text: str) -> str:
-    """What the bi-encoder sees: title and body, as BEIR evaluations of sentence-transformers do."""
-    return f"{title} {text}" if title else text
 
 
 @dataclass
@@ -99,7 +94,7 @@ class IngestProcessor:
         stored = await self._store.content_hashes(collection, list(hashes))
         changed = [event for event in upserts if stored.get(event.doc_id) != hashes[event.doc_id]]
         if changed:
-            texts = [embedding_text(event.title, event.text) for event in changed]
+            texts = [document_text(event.title, event.text) for event in changed]
             # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
             vectors = await asyncio.to_thread(self._encoder.encode, texts)
             at = now_ms()

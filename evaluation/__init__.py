@@ -1,0 +1,1 @@
+"""Ranking quality: BEIR data, metrics, the evaluation harness and reranker training."""

@@ -1,0 +1,88 @@
+"""The cross-encoder: any Hugging Face sequence-classification checkpoint scoring (query, document) pairs.
+
+Scoring is split in two so a batcher can plan: `tokenize` gives each pair's token ids (no padding), and
+`score_tokenized` runs one padded batch. Single-logit heads score with their logit; two-class heads with
+the log-odds of the positive class (logit 1 - logit 0), which ranks like its softmax probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from services.encoders.device import resolve_device
+
+__all__ = ["CrossEncoder", "ScoredBatch"]
+
+Encoding = dict[str, list[int]]
+"""One tokenized pair: input_ids, attention_mask and (BERT-style models) token_type_ids, unpadded."""
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    scores: npt.NDArray[np.float32]
+    padded_tokens: int
+
+
+class CrossEncoder:
+    def __init__(
+        self, name_or_path: str, *, max_length: int = 256, device: Literal["auto", "cpu", "cuda"] = "auto"
+    ) -> None:
+        if not name_or_path:
+            raise ValueError("no cross-encoder configured: set CASCADE_MODELS_CROSS_ENCODER to a name or path")
+        self.model_id = name_or_path
+        self.device, dtype = resolve_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype)
+        self.model = self.model.to(self.device).eval()
+        labels = int(self.model.config.num_labels)
+        if labels not in (1, 2):
+            raise ValueError(f"{name_or_path} has {labels} labels; a reranker needs a 1-logit or 2-class head")
+        self._two_class = labels == 2
+        self.max_length = max_length
+        self.pairs_scored = 0
+        self.padded_tokens = 0
+        self.attention_cells = 0
+        """Sum over forward passes of rows x width^2: with padded_tokens, what a FLOP count needs."""
+
+    def tokenize(self, query: str, documents: Sequence[str]) -> list[Encoding]:
+        """Each (query, document) pair tokenized, truncated to max_length, unpadded."""
+        encoded = self.tokenizer([query] * len(documents), list(documents), truncation=True,
+                                 max_length=self.max_length)
+        names = list(encoded.keys())
+        return [{name: encoded[name][row] for name in names} for row in range(len(documents))]
+
+    @torch.inference_mode()
+    def score_tokenized(self, pairs: Sequence[Encoding]) -> ScoredBatch:
+        """One forward pass over `pairs`, padded to the longest of them."""
+        batch = self.tokenizer.pad(list(pairs), return_tensors="pt").to(self.device)
+        logits = self.model(**batch).logits.float()
+        scores = logits[:, 1] - logits[:, 0] if self._two_class else logits[:, 0]
+        rows, width = batch["input_ids"].shape
+        self.pairs_scored += rows
+        self.padded_tokens += rows * width
+        self.attention_cells += rows * width * width
+        return ScoredBatch(scores.cpu().numpy().astype(np.float32), padded_tokens=rows * width)
+
+    def flops(self, padded_tokens: int, attention_cells: int) -> float:
+        """Forward FLOPs of the encoder layers for that much work (embeddings and head are negligible)."""
+        config = self.model.config
+        hidden, layers = int(config.hidden_size), int(config.num_hidden_layers)
+        per_token = 8 * hidden * hidden + 4 * hidden * int(config.intermediate_size)
+        return float(layers * (padded_tokens * per_token + 4 * hidden * attention_cells))
+
+    def score(self, query: str, documents: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
+        """Scores in the given order (length-sorted batches inside); a convenience for tools and tests."""
+        pairs = self.tokenize(query, documents)
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
+        scores = np.empty(len(pairs), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            scores[rows] = self.score_tokenized([pairs[i] for i in rows]).scores
+        return scores

@@ -1,0 +1,127 @@
+"""The dynamic batcher in front of the cross-encoder, owned by one task (the TEI router's design).
+
+Callers submit (query, documents) jobs and await their scores. The task takes the first waiting job, then
+keeps gathering jobs until their tokens reach the padded-token budget or `max_wait_ms` passes, sorts all
+their pairs by length (little compute is spent on padding), cuts them into forward passes that each stay
+within the budget, scores them in a worker thread (the event loop keeps serving Kafka meanwhile) and
+hands each job its scores with the time it queued and the batch it ran in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from services.encoders.cross_encoder import CrossEncoder, Encoding
+
+__all__ = ["RerankBatcher", "RerankOutcome", "plan_passes"]
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    scores: npt.NDArray[np.float32]
+    queue_ms: float
+    """From submission to the start of its batch's compute."""
+    compute_ms: float
+    batch_pairs: int
+    padded_tokens: int
+
+
+@dataclass
+class _Job:
+    pairs: list[Encoding]
+    future: asyncio.Future[RerankOutcome]
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+def plan_passes(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Pair indices grouped into forward passes: ascending length, each pass's rows x longest <= budget."""
+    passes: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) + 1) * lengths[index] > token_budget:
+            passes.append(current)
+            current = []
+        current.append(index)
+    if current:
+        passes.append(current)
+    return passes
+
+
+class RerankBatcher:
+    def __init__(self, encoder: CrossEncoder, token_budget: int, max_wait_ms: float) -> None:
+        self.encoder = encoder
+        self._token_budget = token_budget
+        self._max_wait_s = max_wait_ms / 1000
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="rerank-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def score(self, query: str, documents: Sequence[str]) -> RerankOutcome:
+        if not documents:
+            return RerankOutcome(np.empty(0, dtype=np.float32), 0.0, 0.0, 0, 0)
+        if self._task is None:
+            raise RuntimeError("the rerank batcher is not running")
+        pairs = await asyncio.to_thread(self.encoder.tokenize, query, documents)
+        job = _Job(pairs, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.future
+
+    async def _gather(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        tokens = sum(len(pair["input_ids"]) for pair in jobs[0].pairs)
+        deadline = time.perf_counter() + self._max_wait_s
+        while tokens < self._token_budget:
+            try:
+                job = self._queue.get_nowait() if self._queue.qsize() else await asyncio.wait_for(
+                    self._queue.get(), timeout=max(deadline - time.perf_counter(), 0))
+            except TimeoutError:
+                break
+            jobs.append(job)
+            tokens += sum(len(pair["input_ids"]) for pair in job.pairs)
+        return jobs
+
+    def _compute(self, pairs: list[Encoding]) -> tuple[npt.NDArray[np.float32], int]:
+        scores = np.empty(len(pairs), dtype=np.float32)
+        padded = 0
+        for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], self._token_budget):
+            scored = self.encoder.score_tokenized([pairs[i] for i in rows])
+            scores[rows] = scored.scores
+            padded += scored.padded_tokens
+        return scores, padded
+
+    async def _run(self) -> None:
+        while True:
+            jobs = await self._gather()
+            pairs = [pair for job in jobs for pair in job.pairs]
+            started = time.perf_counter()
+            try:
+                scores, padded = await asyncio.to_thread(self._compute, pairs)
+            except Exception as exc:  # a failed batch fails its jobs, never the batcher
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            compute_ms = (time.perf_counter() - started) * 1000
+            offset = 0
+            for job in jobs:
+                outcome = RerankOutcome(scores[offset : offset + len(job.pairs)], (started - job.submitted) * 1000,
+                                        compute_ms, len(pairs), padded)
+                offset += len(job.pairs)
+                if not job.future.done():
+                    job.future.set_result(outcome)

@@ -1,0 +1,7 @@
+"""The query service: batched, cached query encoding and HNSW retrieval; routes requests by mode."""
+
+from services.query.cache import QueryVectorCache
+from services.query.processor import QueryProcessor
+from services.query.service import register_query
+
+__all__ = ["QueryProcessor", "QueryVectorCache", "register_query"]

@@ -1,0 +1,179 @@
+"""What the query service does to a batch of search requests: validate, encode, retrieve, route by mode.
+
+`bi` answers from the first stage; `rerank` hands a CandidateSet to the reranker; `cross` scores a whole
+(small) collection with the cross-encoder here. Every request that can be identified gets an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import structlog
+
+from contracts import (
+    Candidate,
+    CandidateSet,
+    ContractError,
+    Hit,
+    SearchRequest,
+    SearchResult,
+    StageTimings,
+    Topic,
+    decode,
+    now_ms,
+)
+from contracts.limits import MAX_MESSAGE_BYTES
+from contracts.messages import ErrorCode
+from services.encoders import BiEncoder, RerankBatcher, document_text
+from services.messaging import Outgoing, RawRecord, dead_letter
+from services.query.cache import QueryVectorCache, Vector
+from services.replies import error_result, requester_of, result_to
+from services.settings import Settings
+from services.store import ScoredDocument, VectorStore
+
+__all__ = ["QueryProcessor"]
+
+log = structlog.get_logger(__name__)
+
+
+class _Refused(Exception):
+    def __init__(self, code: ErrorCode, message: str, dead_letter: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.dead_letter = dead_letter
+
+
+class QueryProcessor:
+    def __init__(
+        self, settings: Settings, store: VectorStore, encoder: BiEncoder, cache: QueryVectorCache,
+        cross: RerankBatcher | None,
+    ) -> None:
+        self._settings = settings
+        self._topics = settings.kafka.topics
+        self._store = store
+        self._encoder = encoder
+        self._cache = cache
+        self._cross = cross
+        self._served_by = {"query": settings.instance_name}
+        self._service = f"query@{settings.instance_name}"
+
+    async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
+        picked_at = now_ms()
+        out: list[Outgoing] = []
+        accepted: list[tuple[RawRecord, SearchRequest]] = []
+        for record in records:
+            try:
+                request = decode(record.value, SearchRequest)
+                await self._admit(request, picked_at)
+            except ContractError as exc:
+                out += self._refuse(record, "invalid_request", str(exc), None)
+            except _Refused as exc:
+                out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+            else:
+                accepted.append((record, request))
+        if not accepted:
+            return out
+        vectors, encode_ms = await self._encode([request.query for _, request in accepted])
+        for (record, request), vector in zip(accepted, vectors, strict=True):
+            try:
+                out.append(await self._retrieve(request, vector, picked_at, encode_ms))
+            except _Refused as exc:
+                out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+        return out
+
+    async def _admit(self, request: SearchRequest, picked_at: float) -> None:
+        if request.reply_to and not self._topics.is_reply_target(request.reply_to):
+            raise _Refused("invalid_request", f"reply_to {request.reply_to!r} is not a reply topic: use "
+                           f"{self._topics.name(Topic.RESULTS)!r} or a topic under {self._topics.replies_prefix!r}")
+        if request.deadline_ms is not None and picked_at > request.deadline_ms:
+            raise _Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
+                           "before the query service picked the request up", dead_letter=False)
+        if not await self._store.has_collection(request.collection):
+            raise _Refused("unknown_collection", f"collection {request.collection!r} does not exist")
+
+    def _refuse(
+        self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
+        with_dead_letter: bool = True,
+    ) -> list[Outgoing]:
+        """A dead letter (bad input) and an error result for whoever waits, if anyone can be identified."""
+        log.warning("query.refused", code=code, error=reason, offset=record.offset, partition=record.partition)
+        out = [Outgoing(self._topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, self._service))
+               ] if with_dead_letter else []
+        if request is not None:
+            out.append(result_to(self._topics, error_result(request.request_id, code, reason, self._served_by),
+                                 request.reply_to))
+        elif (requester := requester_of(self._topics, record.value)) is not None:
+            result = error_result(requester.request_id, code, reason, self._served_by)
+            out.append(Outgoing(requester.reply_topic, requester.request_id, result))
+        return out
+
+    async def _encode(self, queries: list[str]) -> tuple[list[Vector], float]:
+        """Vectors for `queries`, encoding only cache misses (once each), and the milliseconds it took."""
+        began = time.perf_counter()
+        found = {query: vector for query in set(queries) if (vector := self._cache.get(query)) is not None}
+        missing = sorted(set(queries) - set(found))
+        if missing:
+            encoded = await asyncio.to_thread(self._encoder.encode, missing)
+            for query, vector in zip(missing, encoded, strict=True):
+                self._cache.put(query, vector)
+                found[query] = vector
+        return [found[query] for query in queries], (time.perf_counter() - began) * 1000
+
+    async def _retrieve(self, request: SearchRequest, vector: Vector, picked_at: float, encode_ms: float) -> Outgoing:
+        began = time.perf_counter()
+        if request.mode == "cross":
+            size = await self._store.count(request.collection)
+            limit = self._settings.batching.cross_max_documents
+            if size > limit:
+                raise _Refused("collection_too_large", f"mode 'cross' scores every document; {request.collection!r} "
+                               f"holds {size}, more than the limit of {limit}: use mode 'rerank'", dead_letter=False)
+            found = await self._store.search(request.collection, vector.tolist(), max(size, 1), request.filter,
+                                             exact=True)
+        else:
+            found = await self._store.search(request.collection, vector.tolist(), request.candidates, request.filter)
+        timings = StageTimings(query_queue_ms=picked_at - request.created_at_ms, encode_ms=encode_ms,
+                               ann_ms=(time.perf_counter() - began) * 1000)
+        if request.mode == "rerank":
+            candidates = CandidateSet(request=request, candidates=self._candidates(found), timings=timings,
+                                      served_by=self._served_by, models={"bi_encoder": self._encoder.model_id})
+            return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id, candidates)
+        if request.mode == "cross":
+            return result_to(self._topics, await self._score_all(request, found, timings), request.reply_to)
+        hits = [Hit(doc_id=doc.doc_id, score=doc.score, first_stage_score=doc.score, title=doc.title,
+                    text=self._snippet(doc.text)) for doc in found[: request.k]]
+        return result_to(self._topics, self._result(request, hits, timings), request.reply_to)
+
+    def _snippet(self, text: str, chars: int | None = None) -> str:
+        return text[: chars or self._settings.batching.candidate_text_chars]
+
+    def _candidates(self, found: list[ScoredDocument]) -> list[Candidate]:
+        # Each text is cut so the set stays within the message limit; the reranker truncates to max_length
+        # tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens.
+        budget = int(MAX_MESSAGE_BYTES * 0.8) // max(len(found), 1)
+        chars = min(self._settings.batching.candidate_text_chars, budget // 2)
+        return [Candidate(doc_id=doc.doc_id, title=self._snippet(doc.title, chars), text=self._snippet(doc.text, chars),
+                          score=doc.score) for doc in found]
+
+    async def _score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings
+                         ) -> SearchResult:
+        if self._cross is None:
+            raise _Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
+                           dead_letter=False)
+        outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
+        order = np.argsort(-outcome.scores, kind="stable")[: request.k]
+        hits = [Hit(doc_id=found[i].doc_id, score=float(outcome.scores[i]), first_stage_score=found[i].score,
+                    title=found[i].title, text=self._snippet(found[i].text)) for i in order]
+        timings = timings.model_copy(update={
+            "rerank_queue_ms": outcome.queue_ms, "rerank_ms": outcome.compute_ms,
+            "rerank_batch_pairs": outcome.batch_pairs, "rerank_padded_tokens": outcome.padded_tokens})
+        return self._result(request, hits, timings, cross_encoder=self._cross.encoder.model_id)
+
+    def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
+        return SearchResult(
+            request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
+            timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
+            served_by=self._served_by, models={"bi_encoder": self._encoder.model_id, **models},
+        )

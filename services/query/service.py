@@ -1,0 +1,21 @@
+"""The query consumer on the queries topic: first-stage retrieval, then a result or a CandidateSet."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from contracts import Topic
+from services.consumers import subscribe_batches
+from services.query.processor import QueryProcessor
+from services.settings import Settings
+
+__all__ = ["register_query"]
+
+
+def register_query(broker: KafkaBroker, settings: Settings, processor: QueryProcessor) -> None:
+    subscribe_batches(
+        broker, settings, topic=settings.kafka.topics.name(Topic.QUERIES), role="query",
+        max_records=settings.batching.query_max_records, handler=processor.process,
+        description="Encodes queries (batched, cached) and searches HNSW; answers mode bi and cross, "
+                    "forwards mode rerank to the candidates topic.",
+    )

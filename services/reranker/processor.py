@@ -1,0 +1,90 @@
+"""What the reranker does to a batch of candidate sets: score every pair with the cross-encoder, rank, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import structlog
+
+from contracts import CandidateSet, ContractError, Hit, SearchResult, Topic, decode, now_ms
+from contracts.messages import ErrorCode
+from services.encoders import RerankBatcher, RerankOutcome, document_text
+from services.messaging import Outgoing, RawRecord, dead_letter
+from services.replies import error_result, requester_of, result_to
+from services.settings import Settings
+
+__all__ = ["RerankProcessor"]
+
+log = structlog.get_logger(__name__)
+
+
+class RerankProcessor:
+    def __init__(self, settings: Settings, batcher: RerankBatcher) -> None:
+        self._topics = settings.kafka.topics
+        self._batcher = batcher
+        self._instance = settings.instance_name
+        self._service = f"reranker@{settings.instance_name}"
+
+    async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        sets: list[CandidateSet] = []
+        for record in records:
+            try:
+                sets.append(decode(record.value, CandidateSet))
+            except ContractError as exc:
+                log.warning("rerank.rejected", error=str(exc), partition=record.partition, offset=record.offset)
+                out.append(Outgoing(self._topics.name(Topic.DLQ), record.key_text,
+                                    dead_letter(record, str(exc), self._service)))
+                if (requester := requester_of(self._topics, record.value, ("request",))) is not None:
+                    served_by = {"reranker": self._instance}
+                    result = error_result(requester.request_id, "invalid_request", str(exc), served_by)
+                    out.append(Outgoing(requester.reply_topic, requester.request_id, result))
+        live = [candidates for candidates in sets if not self._expired(candidates)]
+        out += [self._deadline_error(candidates) for candidates in sets if self._expired(candidates)]
+        outcomes = await asyncio.gather(*(
+            self._batcher.score(candidates.request.query,
+                                [document_text(c.title, c.text) for c in candidates.candidates])
+            for candidates in live
+        ), return_exceptions=True)
+        for candidates, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("rerank.failed", request_id=candidates.request.request_id, error=repr(outcome))
+                out.append(self._error(candidates, "internal", f"reranking failed: {outcome!r}"))
+            elif self._expired(candidates):
+                out.append(self._deadline_error(candidates))
+            else:
+                out.append(result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to))
+        return out
+
+    @staticmethod
+    def _expired(candidates: CandidateSet) -> bool:
+        deadline = candidates.request.deadline_ms
+        return deadline is not None and now_ms() > deadline
+
+    def _error(self, candidates: CandidateSet, code: ErrorCode, message: str) -> Outgoing:
+        served_by = {**candidates.served_by, "reranker": self._instance}
+        return result_to(self._topics, error_result(candidates.request.request_id, code, message, served_by),
+                         candidates.request.reply_to)
+
+    def _deadline_error(self, candidates: CandidateSet) -> Outgoing:
+        late = now_ms() - (candidates.request.deadline_ms or 0.0)
+        return self._error(candidates, "deadline_exceeded", f"the deadline passed {late:.0f} ms before reranking ended")
+
+    def _ranked(self, candidates: CandidateSet, outcome: RerankOutcome) -> SearchResult:
+        request = candidates.request
+        order = np.argsort(-outcome.scores, kind="stable")[: request.k]
+        hits = [Hit(doc_id=candidates.candidates[i].doc_id, score=float(outcome.scores[i]),
+                    first_stage_score=candidates.candidates[i].score, title=candidates.candidates[i].title,
+                    text=candidates.candidates[i].text) for i in order]
+        timings = candidates.timings.model_copy(update={
+            "rerank_queue_ms": (now_ms() - candidates.published_at_ms) - outcome.compute_ms,
+            "rerank_ms": outcome.compute_ms, "rerank_batch_pairs": outcome.batch_pairs,
+            "rerank_padded_tokens": outcome.padded_tokens, "total_ms": now_ms() - request.created_at_ms,
+        })
+        return SearchResult(
+            request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
+            timings=timings, served_by={**candidates.served_by, "reranker": self._instance},
+            models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
+        )

@@ -1,0 +1,20 @@
+"""The reranker consumer on the candidates topic: one group member per pod, scaled by partitions."""
+
+from __future__ import annotations
+
+from faststream.kafka import KafkaBroker
+
+from contracts import Topic
+from services.consumers import subscribe_batches
+from services.reranker.processor import RerankProcessor
+from services.settings import Settings
+
+__all__ = ["register_reranker"]
+
+
+def register_reranker(broker: KafkaBroker, settings: Settings, processor: RerankProcessor) -> None:
+    subscribe_batches(
+        broker, settings, topic=settings.kafka.topics.name(Topic.CANDIDATES), role="reranker",
+        max_records=settings.batching.rerank_max_records, handler=processor.process,
+        description="Scores candidate sets with the cross-encoder (dynamic batching) and publishes ranked results.",
+    )

@@ -1,0 +1,75 @@
+"""The reranker's batch planning, the dynamic batcher, and the query vector cache."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.encoders import CrossEncoder, RerankBatcher, plan_passes
+from services.query import QueryVectorCache
+
+
+def test_passes_are_length_sorted_and_within_the_token_budget() -> None:
+    lengths = [50, 10, 200, 12, 11, 180, 60, 300]
+    passes = plan_passes(lengths, token_budget=400)
+    assert sorted(i for rows in passes for i in rows) == list(range(len(lengths)))
+    flat = [lengths[i] for rows in passes for i in rows]
+    assert flat == sorted(lengths)
+    for rows in passes:
+        assert len(rows) * max(lengths[i] for i in rows) <= 400 or len(rows) == 1
+
+
+def test_a_pair_longer_than_the_budget_still_gets_a_pass() -> None:
+    assert plan_passes([1000, 5], token_budget=100) == [[1], [0]]
+
+
+async def test_batcher_merges_jobs_and_matches_direct_scoring(tiny_cross_encoder: Path) -> None:
+    encoder = CrossEncoder(str(tiny_cross_encoder))
+    batcher = RerankBatcher(encoder, token_budget=512, max_wait_ms=50)
+    batcher.start()
+    jobs = {f"query {i}": [f"document {j} " * (j + 1) for j in range(7)] for i in range(4)}
+    try:
+        outcomes = await asyncio.gather(*(batcher.score(query, docs) for query, docs in jobs.items()))
+    finally:
+        await batcher.stop()
+    for (query, docs), outcome in zip(jobs.items(), outcomes, strict=True):
+        np.testing.assert_allclose(outcome.scores, encoder.score(query, docs), atol=1e-5)
+        assert outcome.batch_pairs == 28  # all four jobs ran as one batch
+        assert outcome.padded_tokens >= sum(len(pair["input_ids"]) for pair in encoder.tokenize(query, docs))
+
+
+async def test_batcher_fails_the_jobs_of_a_failed_batch_and_keeps_running(tiny_cross_encoder: Path) -> None:
+    encoder = CrossEncoder(str(tiny_cross_encoder))
+    batcher = RerankBatcher(encoder, token_budget=512, max_wait_ms=1)
+    batcher.start()
+    original = encoder.score_tokenized
+    encoder.score_tokenized = lambda pairs: (_ for _ in ()).throw(RuntimeError("device lost"))  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError, match="device lost"):
+            await batcher.score("q", ["d"])
+        encoder.score_tokenized = original  # type: ignore[method-assign]
+        assert len((await batcher.score("q", ["d", "e"])).scores) == 2
+    finally:
+        await batcher.stop()
+
+
+def test_cross_encoder_handles_two_class_heads(tmp_path: Path) -> None:
+    from tests.tiny_models import build_tiny_cross_encoder
+
+    encoder = CrossEncoder(str(build_tiny_cross_encoder(tmp_path, num_labels=2)))
+    assert encoder.score("q", ["a", "b", "c"]).shape == (3,)
+
+
+def test_query_cache_is_lru_and_counts() -> None:
+    cache = QueryVectorCache(capacity=2)
+    vector = np.ones(3, dtype=np.float32)
+    assert cache.get("a") is None
+    cache.put("a", vector)
+    cache.put("b", vector)
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", vector)  # evicts b
+    assert cache.get("b") is None
+    assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)

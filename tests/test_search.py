@@ -1,0 +1,213 @@
+"""Search end to end through the real broker, in every mode, with the SDK and with hostile raw requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from contracts import DeadLetter, SearchRequest, SearchResult, Topic, TopicRegistry, encode, now_ms
+from contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
+from infra.provision import provision_topics
+from sdk import SearchClient, SearchFailed, SearchTimeout
+from services.encoders import BiEncoder, CrossEncoder, document_text
+from services.process import CascadeProcess
+from services.settings import BatchingSettings, Settings
+from tests.kafka_helpers import Collector, produce
+
+CORPUS = [
+    {"doc_id": f"d{i}", "title": title, "text": text}
+    for i, (title, text) in enumerate([
+        ("Hotel Lumiere", "A quiet hotel in Lyon with an outdoor pool and a garden."),
+        ("Hotel Nord", "A business hotel in Lille without a pool, close to the station."),
+        ("Telephone", "Alexander Graham Bell was granted the first telephone patent in 1876."),
+        ("Phones today", "Smartphones combine a telephone, a camera and a computer."),
+        ("Paris Hilton", "Paris Hilton is an American media personality and businesswoman."),
+        ("Hilton Paris Opera", "The Hilton Paris Opera is a hotel near Gare Saint-Lazare."),
+        ("Python speed", "CPython is usually slower than Java on CPU-bound benchmarks."),
+        ("Java", "Java runs on the JVM, whose JIT compiler optimises hot code."),
+        ("Coffee", "Espresso is brewed by forcing hot water through ground coffee."),
+        ("Tea", "Green tea is made from unoxidised leaves of Camellia sinensis."),
+    ])
+]
+
+
+@pytest.fixture
+async def service(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[CascadeProcess]:
+    settings = settings.model_copy(update={
+        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)}),
+        "batching": BatchingSettings(cross_max_documents=20),
+    })
+    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
+    await process.start()
+    async with SearchClient(settings.kafka.bootstrap, topic_prefix=settings.kafka.topic_prefix) as client:
+        await client.index(CORPUS, collection="demo")
+    yield process
+    await process.stop()
+
+
+@pytest.fixture
+async def client(service: CascadeProcess) -> AsyncIterator[SearchClient]:
+    kafka = service.settings.kafka
+    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as connected:
+        yield connected
+
+
+def _texts(ids: list[str]) -> list[str]:
+    by_id = {doc["doc_id"]: document_text(doc["title"], doc["text"]) for doc in CORPUS}
+    return [by_id[doc_id] for doc_id in ids]
+
+
+async def test_mode_bi_ranks_by_cosine_similarity(client: SearchClient, service: CascadeProcess) -> None:
+    result = await client.search("who invented the telephone", collection="demo", k=5, mode="bi")
+    assert result.mode == "bi" and len(result.hits) == 5
+    encoder = service.bi_encoder
+    assert isinstance(encoder, BiEncoder)
+    query = encoder.encode(["who invented the telephone"])[0]
+    documents = encoder.encode(_texts([doc["doc_id"] for doc in CORPUS]))
+    expected = [CORPUS[i]["doc_id"] for i in np.argsort(-(documents @ query))[:5]]
+    assert [hit.doc_id for hit in result.hits] == expected
+    assert all(hit.score == hit.first_stage_score for hit in result.hits)
+    timings = result.timings
+    assert timings.encode_ms is not None and timings.ann_ms is not None and timings.query_queue_ms is not None
+    assert timings.total_ms is not None and timings.encode_ms + timings.ann_ms <= timings.total_ms
+    assert timings.rerank_ms is None
+    assert result.served_by["query"] == "test"
+
+
+@pytest.mark.parametrize("mode", ["rerank", "cross"])
+async def test_cross_encoder_modes_rank_by_the_models_scores(
+    client: SearchClient, service: CascadeProcess, tiny_cross_encoder: Path, mode: str
+) -> None:
+    query = "hotel in Paris with a pool"
+    result = await client.search(query, collection="demo", k=4, candidates=6, mode=mode)  # type: ignore[arg-type]
+    scored = CrossEncoder(str(tiny_cross_encoder)).score(query, _texts([hit.doc_id for hit in result.hits]))
+    assert [hit.score for hit in result.hits] == pytest.approx(scored.tolist(), abs=1e-4)
+    assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
+    t = result.timings
+    assert None not in (t.query_queue_ms, t.encode_ms, t.ann_ms, t.rerank_queue_ms, t.rerank_ms, t.total_ms)
+    assert t.rerank_batch_pairs is not None and t.rerank_batch_pairs >= (6 if mode == "rerank" else 10)
+    assert t.rerank_padded_tokens is not None and t.rerank_padded_tokens > 0
+    assert t.total_ms is not None and t.encode_ms + t.ann_ms + t.rerank_ms <= t.total_ms  # type: ignore[operator]
+    assert result.models["cross_encoder"] == str(tiny_cross_encoder)
+    assert all(hit.first_stage_score is not None for hit in result.hits)
+
+
+async def test_cross_mode_is_refused_above_its_collection_limit(
+    client: SearchClient, service: CascadeProcess
+) -> None:
+    await client.index([{"doc_id": f"x{i}", "text": f"extra document {i}"} for i in range(25)], collection="big")
+    with pytest.raises(SearchFailed) as caught:
+        await client.search("extra", collection="big", mode="cross")
+    assert caught.value.code == "collection_too_large"
+    assert "holds 25, more than the limit of 20" in str(caught.value)
+
+
+async def test_sdk_error_timeout_and_streaming(client: SearchClient, service: CascadeProcess) -> None:
+    with pytest.raises(SearchFailed) as caught:
+        await client.search("anything", collection="nowhere", mode="bi")
+    assert caught.value.code == "unknown_collection"
+
+    stream = client.results()
+    streamed = asyncio.create_task(anext(stream))
+    answered = await client.search("green tea", collection="demo", mode="bi")
+    assert (await asyncio.wait_for(streamed, 10)).request_id == answered.request_id
+
+    kafka = service.settings.kafka
+    await provision_topics(TopicRegistry("nobody.serves."), bootstrap_servers=kafka.bootstrap)
+    async with SearchClient(kafka.bootstrap, topic_prefix="nobody.serves.") as lonely:
+        with pytest.raises(SearchTimeout, match=r"no result for request [0-9a-f]+ within 1 s"):
+            await lonely.search("hello", collection="demo", timeout_s=1)
+
+
+async def test_duplicate_results_are_dropped(client: SearchClient, service: CascadeProcess) -> None:
+    first = await client.search("espresso", collection="demo", mode="bi")
+    await produce(service.settings.kafka.bootstrap, client.replies.topic, [(first.request_id, encode(first))] * 2)
+    second = await client.search("espresso", collection="demo", mode="bi")
+    assert second.request_id != first.request_id
+    await asyncio.sleep(0.5)
+    assert client.replies.duplicates_dropped == 2
+
+
+async def test_two_clients_get_only_their_own_answers(service: CascadeProcess) -> None:
+    kafka = service.settings.kafka
+    async with (SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as alice,
+                SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as bob):
+        seen: dict[str, list[str]] = {"alice": [], "bob": []}
+
+        async def watch(name: str, who: SearchClient) -> None:
+            async for result in who.results():
+                seen[name].append(result.request_id)
+
+        watchers = [asyncio.create_task(watch("alice", alice)), asyncio.create_task(watch("bob", bob))]
+        mine = await asyncio.gather(*(alice.search(f"tea {i}", collection="demo", mode="bi") for i in range(5)))
+        theirs = await asyncio.gather(*(bob.search(f"java {i}", collection="demo", mode="rerank") for i in range(5)))
+        await asyncio.sleep(0.5)
+        for watcher in watchers:
+            watcher.cancel()
+    assert sorted(seen["alice"]) == sorted(result.request_id for result in mine)
+    assert sorted(seen["bob"]) == sorted(result.request_id for result in theirs)
+
+
+def _request(reply_to: str, request_id: str, **changes: object) -> bytes:
+    base = SearchRequest(request_id=request_id, collection="demo", query="coffee", k=3, mode="bi", reply_to=reply_to)
+    return orjson.dumps(base.model_dump(mode="json") | changes)
+
+
+async def test_invalid_requests_get_an_error_result_and_a_dead_letter(
+    client: SearchClient, service: CascadeProcess
+) -> None:
+    kafka = service.settings.kafka
+    reply = client.replies.topic
+    hostile = {
+        "unknown collection": (_request(reply, "r-unknown", collection="nope"), "unknown_collection"),
+        "k out of range": (_request(reply, "r-k", k=MAX_K + 1), "invalid_request"),
+        "candidates out of range": (_request(reply, "r-cand", candidates=MAX_CANDIDATES + 1), "invalid_request"),
+        "empty query": (_request(reply, "r-empty", query="  "), "invalid_request"),
+        "over-long query": (_request(reply, "r-long", query="q" * (MAX_QUERY_CHARS + 1)), "invalid_request"),
+        "wrong schema version": (_request(reply, "r-version", schema_version=7), "invalid_request"),
+        "foreign reply topic": (_request(kafka.topics.name(Topic.DOCUMENTS), "r-foreign"), "invalid_request"),
+    }
+    records = [("ok-before", _request(reply, "ok-before")), ("garbage", b"\x00not json at all")]
+    records += [(request_id, raw) for request_id, (raw, _) in
+                zip([f"r{i}" for i in range(len(hostile))], hostile.values(), strict=True)]
+    records.append(("ok-after", _request(reply, "ok-after")))
+    expected_ids = {"ok-before", "ok-after", "r-unknown", "r-k", "r-cand", "r-empty", "r-long", "r-version"}
+
+    stream = client.results()
+    async with (Collector(kafka.bootstrap, kafka.topics.name(Topic.DLQ), DeadLetter) as dlq,
+                Collector(kafka.bootstrap, kafka.topics.name(Topic.RESULTS), SearchResult) as shared):
+        await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES), records)
+        results: dict[str, SearchResult] = {}
+        async with asyncio.timeout(30):
+            while set(results) != expected_ids:
+                result = await anext(stream)
+                results[result.request_id] = result
+        letters = await dlq.wait_for(lambda items: len(items) >= len(hostile) + 1)
+        foreign = await shared.wait_for(lambda items: len(items) >= 1)
+    assert results["ok-before"].error is None and results["ok-after"].error is None
+    assert len(results["ok-after"].hits) == 3
+    for request_id, (_, code) in zip(["r-unknown", "r-k", "r-cand", "r-empty", "r-long", "r-version"],
+                                     list(hostile.values())[:6], strict=True):
+        error = results[request_id].error
+        assert error is not None and error.code == code, request_id
+    # A reply_to outside the reply topics is never written to; the error goes to the shared results topic.
+    assert foreign[0].request_id == "r-foreign" and foreign[0].error is not None
+    assert "is not a reply topic" in foreign[0].error.message
+    assert {letter.key for letter in letters} == {"garbage", *(f"r{i}" for i in range(len(hostile)))}
+    assert all(letter.error for letter in letters)
+
+
+async def test_expired_deadline_is_an_explicit_error(client: SearchClient, service: CascadeProcess) -> None:
+    kafka = service.settings.kafka
+    late = SearchRequest(request_id="late", collection="demo", query="tea", mode="rerank",
+                         reply_to=client.replies.topic, deadline_ms=now_ms() - 1000)
+    stream = client.results()
+    await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES), [("late", encode(late))])
+    result = await asyncio.wait_for(anext(stream), 20)
+    assert result.request_id == "late"
+    assert result.error is not None and result.error.code == "deadline_exceeded"
