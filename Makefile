@@ -20,5 +20,8 @@ test: lint
 kafka: venv
 	$(PY) -m infra kafka
 
+run: venv
+	$(PY) -m scripts.demo.run
+
 asyncapi: venv
 	$(PY) -m contracts.asyncapi > contracts/asyncapi.json

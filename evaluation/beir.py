@@ -54,7 +54,8 @@ def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float
     key = hashlib.sha256(orjson.dumps([encoder.model_id, encoder.max_length, texts])).hexdigest()[:20]
     path = _CACHE / f"{key}.npy"
     if path.exists():
-        return np.load(path)
+        cached: npt.NDArray[np.float32] = np.load(path)
+        return cached
     chunks = [encoder.encode(texts[start : start + 256])
               for start in tqdm(range(0, len(texts), 256), desc=f"encode {split.name}", unit="batch")]
     vectors = np.concatenate(chunks)

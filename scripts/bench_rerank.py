@@ -66,7 +66,8 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, 
 async def cascade_path(encoder: CrossEncoder, sets: CandidateSets, in_flight: int) -> tuple[float, list[float]]:
     """Seconds for all sets through the batcher, and each set's latency (submission to scores)."""
     batching = BatchingSettings()
-    batcher = RerankBatcher(encoder, batching.rerank_token_budget, batching.rerank_max_wait_ms)
+    batcher = RerankBatcher(encoder, batching.rerank_gather_tokens, batching.pass_tokens(encoder.device.type),
+                            batching.rerank_max_wait_ms)
     batcher.start()
     gate = asyncio.Semaphore(in_flight)
     latencies: list[float] = []
@@ -102,7 +103,7 @@ def sentence_transformers_path(model: Path, sets: CandidateSets, max_length: int
 
 
 def bench_dataset(name: str, sets: CandidateSets, model: Path, args: argparse.Namespace) -> dict[str, Any]:
-    encoder = CrossEncoder(str(model), max_length=args.max_length, device=args.device)
+    encoder = CrossEncoder.load(str(model), max_length=args.max_length, device=args.device)
     encoder.score(sets[0][0], sets[0][1][:4])  # warm-up
     before = (encoder.padded_tokens, encoder.attention_cells)
     cascade_s, latencies = asyncio.run(cascade_path(encoder, sets, args.in_flight))
@@ -143,7 +144,8 @@ def main() -> None:
         **datasets, "matmul_peak_gflops_per_s": peak,
         "fraction_of_matmul_peak": max(figures["fraction_of_matmul_peak"] for figures in datasets.values()),
         "settings": {"max_length": args.max_length, "device": args.device, "dtype": str(dtype),
-                     "in_flight_sets": args.in_flight, "token_budget": BatchingSettings().rerank_token_budget,
+                     "in_flight_sets": args.in_flight, "gather_tokens": BatchingSettings().rerank_gather_tokens,
+                     "pass_tokens": BatchingSettings().pass_tokens(args.device),
                      "model": str(args.model or "all-MiniLM-L6-v2 weights + fresh 1-logit head"),
                      "sentence_transformers_batch_size": 32},
         "machine": machine(),

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import torch
 
-__all__ = ["BENCH_DIR", "DATA_DIR", "machine", "write_result"]
+__all__ = ["BENCH_DIR", "DATA_DIR", "ROOT", "machine", "write_result"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from infra.foreground import run_kafka
 from infra.provision import provision_topics
-from sdk import SearchClient, read_jsonl_documents
+from sdk import SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
+from sdk.display import format_result
 from services.log import configure_logging
 from services.process import CascadeProcess, Role
 from services.settings import Settings
@@ -28,15 +29,29 @@ def _require_bootstrap(settings: Settings) -> str:
 
 async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool) -> None:
     documents = list(read_jsonl_documents(path))
-    kafka = settings.kafka
-    _require_bootstrap(settings)
-    async with SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options()) as client:
+    async with _client(settings) as client:
         with tqdm(total=len(documents), desc=f"ingest {path.name}", unit="doc") as bar:
             acks = await client.index(documents, collection=collection, wait=wait, timeout_s=3600,
                                       progress=bar.update)
     if wait:
         statuses = {status: sum(ack.status == status for ack in acks) for status in ("indexed", "unchanged")}
         print(f"{len(acks)} documents acknowledged: {statuses}")
+
+
+def _client(settings: Settings) -> SearchClient:
+    _require_bootstrap(settings)
+    kafka = settings.kafka
+    return SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options())
+
+
+async def search_once(settings: Settings, args: argparse.Namespace) -> None:
+    async with _client(settings) as client:
+        try:
+            result = await client.search(args.query, collection=args.collection, mode=args.mode, k=args.k,
+                                         candidates=args.candidates, timeout_s=args.timeout)
+        except (SearchFailed, SearchTimeout) as exc:
+            sys.exit(str(exc))
+    print(format_result(result))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,7 +64,20 @@ def main(argv: list[str] | None = None) -> None:
     ingest.add_argument("file", type=Path)
     ingest.add_argument("--collection", required=True)
     ingest.add_argument("--no-wait", action="store_true", help="publish without waiting for acks")
+    search = commands.add_parser("search", help="one query through the running services; hits and latencies")
+    search.add_argument("query")
+    search.add_argument("--collection", required=True)
+    search.add_argument("--mode", choices=["bi", "rerank", "cross"], default="rerank")
+    search.add_argument("--k", type=int, default=10)
+    search.add_argument("--candidates", type=int, default=100)
+    search.add_argument("--timeout", type=float, default=30.0)
     commands.add_parser("topics", help="create missing topics and check existing ones")
+    evaluate = commands.add_parser("eval", help="ranking quality and latency on BEIR folders, through the services")
+    evaluate.add_argument("folders", nargs="+", type=Path)
+    evaluate.add_argument("--modes", nargs="+", default=["bi", "rerank"], choices=["bi", "rerank", "cross"])
+    evaluate.add_argument("--max-queries", type=int)
+    evaluate.add_argument("--concurrency", type=int, default=8)
+    evaluate.add_argument("--out", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -60,6 +88,14 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())
     elif args.command == "ingest":
         asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait))
+    elif args.command == "search":
+        asyncio.run(search_once(settings, args))
+    elif args.command == "eval":
+        from evaluation.harness import EvalOptions
+        from evaluation.run import run_evaluation
+
+        options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency)
+        asyncio.run(run_evaluation(settings, args.folders, options, args.out))
     elif args.command == "topics":
         _require_bootstrap(settings)
         report = asyncio.run(provision_topics(settings.kafka.topics, settings.kafka.replication_factor,

@@ -47,8 +47,9 @@ class CascadeProcess:
             self.bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length,
                                         batch_size=models.encode_batch_size, device=models.device)
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
-            cross = CrossEncoder(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
-            self.batcher = RerankBatcher(cross, batching.rerank_token_budget, batching.rerank_max_wait_ms)
+            cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
+            self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
+                                         batching.rerank_max_wait_ms)
         if "ingest" in roles and self.store and self.bi_encoder:
             self.index_scheduler = IndexScheduler(self.store, settings.store.index_min_points,
                                                   settings.store.index_idle_s)

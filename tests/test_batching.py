@@ -27,8 +27,8 @@ def test_a_pair_longer_than_the_budget_still_gets_a_pass() -> None:
 
 
 async def test_batcher_merges_jobs_and_matches_direct_scoring(tiny_cross_encoder: Path) -> None:
-    encoder = CrossEncoder(str(tiny_cross_encoder))
-    batcher = RerankBatcher(encoder, token_budget=512, max_wait_ms=50)
+    encoder = CrossEncoder.load(str(tiny_cross_encoder))
+    batcher = RerankBatcher(encoder, gather_tokens=4096, pass_tokens=512, max_wait_ms=50)
     batcher.start()
     jobs = {f"query {i}": [f"document {j} " * (j + 1) for j in range(7)] for i in range(4)}
     try:
@@ -42,8 +42,8 @@ async def test_batcher_merges_jobs_and_matches_direct_scoring(tiny_cross_encoder
 
 
 async def test_batcher_fails_the_jobs_of_a_failed_batch_and_keeps_running(tiny_cross_encoder: Path) -> None:
-    encoder = CrossEncoder(str(tiny_cross_encoder))
-    batcher = RerankBatcher(encoder, token_budget=512, max_wait_ms=1)
+    encoder = CrossEncoder.load(str(tiny_cross_encoder))
+    batcher = RerankBatcher(encoder, gather_tokens=4096, pass_tokens=512, max_wait_ms=1)
     batcher.start()
     original = encoder.score_tokenized
     encoder.score_tokenized = lambda pairs: (_ for _ in ()).throw(RuntimeError("device lost"))  # type: ignore[method-assign]
@@ -59,7 +59,7 @@ async def test_batcher_fails_the_jobs_of_a_failed_batch_and_keeps_running(tiny_c
 def test_cross_encoder_handles_two_class_heads(tmp_path: Path) -> None:
     from tests.tiny_models import build_tiny_cross_encoder
 
-    encoder = CrossEncoder(str(build_tiny_cross_encoder(tmp_path, num_labels=2)))
+    encoder = CrossEncoder.load(str(build_tiny_cross_encoder(tmp_path, num_labels=2)))
     assert encoder.score("q", ["a", "b", "c"]).shape == (3,)
 
 

@@ -85,7 +85,7 @@ async def test_cross_encoder_modes_rank_by_the_models_scores(
 ) -> None:
     query = "hotel in Paris with a pool"
     result = await client.search(query, collection="demo", k=4, candidates=6, mode=mode)  # type: ignore[arg-type]
-    scored = CrossEncoder(str(tiny_cross_encoder)).score(query, _texts([hit.doc_id for hit in result.hits]))
+    scored = CrossEncoder.load(str(tiny_cross_encoder)).score(query, _texts([hit.doc_id for hit in result.hits]))
     assert [hit.score for hit in result.hits] == pytest.approx(scored.tolist(), abs=1e-4)
     assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
     t = result.timings

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from services.encoders.device import resolve_device
 
@@ -31,25 +31,32 @@ class ScoredBatch:
 
 
 class CrossEncoder:
-    def __init__(
-        self, name_or_path: str, *, max_length: int = 256, device: Literal["auto", "cpu", "cuda"] = "auto"
-    ) -> None:
-        if not name_or_path:
-            raise ValueError("no cross-encoder configured: set CASCADE_MODELS_CROSS_ENCODER to a name or path")
-        self.model_id = name_or_path
-        self.device, dtype = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype)
-        self.model = self.model.to(self.device).eval()
-        labels = int(self.model.config.num_labels)
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, model_id: str, *, max_length: int = 256) -> None:
+        labels = int(model.config.num_labels or 1)
         if labels not in (1, 2):
-            raise ValueError(f"{name_or_path} has {labels} labels; a reranker needs a 1-logit or 2-class head")
-        self._two_class = labels == 2
+            raise ValueError(f"{model_id} has {labels} labels; a reranker needs a 1-logit or 2-class head")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.device = next(model.parameters()).device
         self.max_length = max_length
+        self._two_class = labels == 2
         self.pairs_scored = 0
         self.padded_tokens = 0
         self.attention_cells = 0
         """Sum over forward passes of rows x width^2: with padded_tokens, what a FLOP count needs."""
+
+    @classmethod
+    def load(
+        cls, name_or_path: str, *, max_length: int = 256, device: Literal["auto", "cpu", "cuda"] = "auto"
+    ) -> CrossEncoder:
+        """Any Hugging Face sequence-classification checkpoint, by hub name (if cached) or local path."""
+        if not name_or_path:
+            raise ValueError("no cross-encoder configured: set CASCADE_MODELS_CROSS_ENCODER to a name or path")
+        target, dtype = resolve_device(device)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype)
+        return cls(model.to(target).eval(), AutoTokenizer.from_pretrained(name_or_path), name_or_path,
+                   max_length=max_length)
 
     def tokenize(self, query: str, documents: Sequence[str]) -> list[Encoding]:
         """Each (query, document) pair tokenized, truncated to max_length, unpadded."""

@@ -13,6 +13,7 @@ from contracts.messages import ErrorCode
 from services.encoders import RerankBatcher, RerankOutcome, document_text
 from services.messaging import Outgoing, RawRecord, dead_letter
 from services.replies import error_result, requester_of, result_to
+from services.reranker.fusion import configured_fusion_weight, fused_scores
 from services.settings import Settings
 
 __all__ = ["RerankProcessor"]
@@ -24,6 +25,7 @@ class RerankProcessor:
     def __init__(self, settings: Settings, batcher: RerankBatcher) -> None:
         self._topics = settings.kafka.topics
         self._batcher = batcher
+        self.fusion_weight = configured_fusion_weight(settings.models.fusion_weight, batcher.encoder.model_id)
         self._instance = settings.instance_name
         self._service = f"reranker@{settings.instance_name}"
 
@@ -74,8 +76,10 @@ class RerankProcessor:
 
     def _ranked(self, candidates: CandidateSet, outcome: RerankOutcome) -> SearchResult:
         request = candidates.request
-        order = np.argsort(-outcome.scores, kind="stable")[: request.k]
-        hits = [Hit(doc_id=candidates.candidates[i].doc_id, score=float(outcome.scores[i]),
+        first_stage = np.array([candidate.score for candidate in candidates.candidates], dtype=np.float32)
+        scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
+        order = np.argsort(-scores, kind="stable")[: request.k]
+        hits = [Hit(doc_id=candidates.candidates[i].doc_id, score=float(scores[i]),
                     first_stage_score=candidates.candidates[i].score, title=candidates.candidates[i].title,
                     text=candidates.candidates[i].text) for i in order]
         timings = candidates.timings.model_copy(update={

@@ -1,0 +1,116 @@
+"""The evaluation harness: a BEIR folder through the running services, every mode, metrics and latencies.
+
+The corpus goes in through the ingest service and every query through the query service (and reranker) with
+the SDK over Kafka, exactly as users run them. Mode `rerank` asks for k = candidates = 100 so the whole
+reranked list comes back with both scores, which also gives the first-stage-fused ranking offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from contracts import SearchResult
+from contracts.messages import Mode
+from evaluation.beir import BeirSplit, corpus_vectors, exact_top_k, load_split
+from evaluation.fusion import fuse
+from evaluation.metrics import overlap_recall, ranking_metrics
+from sdk import SearchClient, SearchFailed, SearchTimeout
+from services.encoders import BiEncoder
+
+__all__ = ["EvalOptions", "evaluate_split"]
+
+DEPTH = 100
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    modes: tuple[Mode, ...] = ("bi", "rerank")
+    max_queries: int | None = None
+    concurrency: int = 8
+    timeout_s: float = 600.0
+    fusion_weight: float | None = None
+    """First-stage share for the fused variant of mode rerank (None: no fused variant)."""
+
+
+async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
+                    options: EvalOptions) -> tuple[dict[str, SearchResult], list[float], int]:
+    gate = asyncio.Semaphore(options.concurrency)
+    results: dict[str, SearchResult] = {}
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(query_id: str, text: str, bar: tqdm) -> None:
+        nonlocal failures
+        async with gate:
+            began = time.perf_counter()
+            try:
+                results[query_id] = await client.search(text, collection=collection, k=DEPTH, candidates=DEPTH,
+                                                        mode=mode, timeout_s=options.timeout_s)
+                latencies.append((time.perf_counter() - began) * 1000)
+            except (SearchFailed, SearchTimeout) as exc:
+                failures += 1
+                tqdm.write(f"{mode} {query_id}: {exc}")
+            bar.update()
+
+    with tqdm(total=len(queries), desc=f"{collection} {mode}", unit="query") as bar:
+        await asyncio.gather(*(one(query_id, text, bar) for query_id, text in queries.items()))
+    return results, latencies, failures
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"p50": statistics.median(values), "p90": float(np.percentile(values, 90)),
+            "p99": float(np.percentile(values, 99)), "mean": statistics.fmean(values)}
+
+
+def _first_stage_recall(split: BeirSplit, queries: dict[str, str], bi_results: dict[str, SearchResult],
+                        bi_encoder: BiEncoder) -> float:
+    """Share of exact (brute-force) search's top 100 that the service's HNSW search returned."""
+    ids = [doc["doc_id"] for doc in split.corpus]
+    order = list(queries)
+    top = exact_top_k(bi_encoder.encode([queries[q] for q in order]), corpus_vectors(split, bi_encoder), DEPTH)
+    exact = {query: [ids[i] for i in row] for query, row in zip(order, top, strict=True)}
+    found = {query: [hit.doc_id for hit in result.hits] for query, result in bi_results.items()}
+    return overlap_recall(found, exact)
+
+
+async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions, split_name: str = "test",
+                         bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
+    """Ingest the corpus (unchanged documents are skipped), run the queries in each mode, score them."""
+    split = load_split(folder, split_name)
+    collection = f"eval-{folder.name}-{split_name}"
+    queries = dict(list(split.queries.items())[: options.max_queries])
+    with tqdm(total=len(split.corpus), desc=f"ingest {collection}", unit="doc") as bar:
+        await client.index(split.corpus, collection=collection, timeout_s=7200, progress=bar.update)
+    report: dict[str, Any] = {"dataset": split.name, "queries": len(queries), "documents": len(split.corpus),
+                              "metrics": {}, "latency_ms": {}, "server_ms": {}, "failures": {}}
+    rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    results_by_mode: dict[str, dict[str, SearchResult]] = {}
+    for mode in options.modes:
+        results, latencies, failures = await _run_mode(client, collection, queries, mode, options)
+        results_by_mode[mode] = results
+        rankings[mode] = {query: [(hit.doc_id, hit.score) for hit in result.hits] for query, result in results.items()}
+        report["metrics"][mode] = ranking_metrics(split.qrels, rankings[mode])
+        report["latency_ms"][mode] = _percentiles(latencies)
+        report["server_ms"][mode] = {
+            stage: _percentiles([value for r in results.values() if (value := getattr(r.timings, stage)) is not None])
+            for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
+        report["failures"][mode] = failures
+    if "rerank" in results_by_mode and options.fusion_weight is not None:
+        first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
+                 for query, result in results_by_mode["rerank"].items()}
+        name = f"rerank+fusion({options.fusion_weight:g})"
+        report["metrics"][name] = ranking_metrics(split.qrels, fuse(first, rankings["rerank"], options.fusion_weight))
+    if "bi" in results_by_mode and bi_encoder is not None:
+        report["first_stage_recall@100_vs_exact"] = _first_stage_recall(split, queries, results_by_mode["bi"],
+                                                                        bi_encoder)
+    return report

@@ -1,0 +1,57 @@
+"""The evaluation harness end to end on a tiny BEIR folder, through the real services and broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from evaluation.harness import EvalOptions, evaluate_split
+from evaluation.report import write_report
+from sdk import SearchClient
+from services.encoders import BiEncoder
+from services.process import CascadeProcess
+from services.settings import Settings
+
+
+@pytest.fixture
+def beir_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "tinybeir"
+    (folder / "qrels").mkdir(parents=True)
+    docs = [{"_id": f"d{i}", "title": f"topic {i}", "text": f"document about subject {i} and more"}
+            for i in range(30)]
+    (folder / "corpus.jsonl").write_bytes(b"\n".join(orjson.dumps(doc) for doc in docs))
+    (folder / "queries.jsonl").write_bytes(b"\n".join(
+        orjson.dumps({"_id": f"q{i}", "text": f"subject {i}"}) for i in range(5)))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" +
+                                               "".join(f"q{i}\td{i}\t1\n" for i in range(5)))
+    return folder
+
+
+@pytest.fixture
+async def services(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[Settings]:
+    settings = settings.model_copy(update={
+        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder), "fusion_weight": 0.0})})
+    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
+    await process.start()
+    yield settings
+    await process.stop()
+
+
+async def test_harness_reports_every_mode(services: Settings, beir_folder: Path, tmp_path: Path) -> None:
+    kafka = services.kafka
+    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
+        report = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi", "rerank"), fusion_weight=0.5),
+                                      bi_encoder=BiEncoder(services.models.bi_encoder))
+    assert report["queries"] == 5
+    assert set(report["metrics"]) == {"bi", "rerank", "rerank+fusion(0.5)"}
+    for metrics in report["metrics"].values():
+        assert 0 <= metrics["ndcg@10"] <= 1
+        assert metrics["recall@100"] == pytest.approx(1.0)  # 30 documents: every one is in the top 100
+    assert report["first_stage_recall@100_vs_exact"] == pytest.approx(1.0)
+    assert report["latency_ms"]["rerank"]["p50"] > 0
+    assert report["failures"] == {"bi": 0, "rerank": 0}
+    paths = write_report([report], tmp_path / "out")
+    assert all(path.stat().st_size > 0 for path in paths)
