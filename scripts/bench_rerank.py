@@ -155,7 +155,8 @@ def main() -> None:
         print(f"{name}: cascade {figures['cascade_pairs_per_s']:.1f} pairs/s, sentence-transformers "
               f"{figures['sentence_transformers_pairs_per_s']:.1f} pairs/s, ratio "
               f"{figures['ratio_vs_sentence_transformers']:.2f}x; {figures['cascade_gflops_per_s']:.1f} GFLOP/s "
-              f"= {figures['fraction_of_matmul_peak']:.0%} of matmul peak {peak:.0f} GFLOP/s")
+              f"= {figures['fraction_of_matmul_peak']:.0%} of matmul peak {peak:.0f} GFLOP/s; 100-candidate set "
+              f"latency p50 {figures['cascade_set_latency_ms']['p50']:.1f} ms ({args.in_flight} in flight)")
     print(f"-> {path}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -25,7 +25,7 @@ from contracts import (
 from contracts.codec import describe_errors
 from contracts.messages import Mode
 from sdk.acks import AckWaiter, IngestRejected
-from sdk.replies import ReplyRouter
+from sdk.replies import ReplyRouter, ResultStream
 
 __all__ = ["InvalidDocuments", "SearchClient", "SearchFailed", "SearchTimeout"]
 
@@ -119,7 +119,7 @@ class SearchClient:
 
         return list(await asyncio.gather(*(one(query) for query in queries)))
 
-    def results(self) -> AsyncIterator[SearchResult]:
+    def results(self) -> ResultStream:
         """Every result addressed to this client, as it arrives (including those `search` also returns)."""
         return self.replies.stream()
 

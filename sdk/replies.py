@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -20,11 +19,35 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import ContractError, SearchResult, decode
 
-__all__ = ["ReplyRouter"]
+__all__ = ["ReplyRouter", "ResultStream"]
 
 log = structlog.get_logger(__name__)
 _RETENTION_MS = 3_600_000
 _REMEMBERED = 100_000
+
+
+class ResultStream:
+    """An async iterator over results as they arrive. Unlike an async generator, a cancelled `anext`
+    (a timeout while waiting) leaves it open. It ends when its client closes; `close()` unsubscribes."""
+
+    def __init__(self, subscribers: list[asyncio.Queue[SearchResult | None]]) -> None:
+        self._subscribers = subscribers
+        self._queue: asyncio.Queue[SearchResult | None] = asyncio.Queue()
+        subscribers.append(self._queue)
+
+    def __aiter__(self) -> ResultStream:
+        return self
+
+    async def __anext__(self) -> SearchResult:
+        result = await self._queue.get()
+        if result is None:
+            self.close()
+            raise StopAsyncIteration
+        return result
+
+    def close(self) -> None:
+        if self._queue in self._subscribers:
+            self._subscribers.remove(self._queue)
 
 
 class ReplyRouter:
@@ -34,7 +57,7 @@ class ReplyRouter:
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
         self._waiting: dict[str, asyncio.Future[SearchResult]] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
-        self._streams: list[asyncio.Queue[SearchResult]] = []
+        self._streams: list[asyncio.Queue[SearchResult | None]] = []
         self._task: asyncio.Task[None] | None = None
         self.duplicates_dropped = 0
 
@@ -64,6 +87,8 @@ class ReplyRouter:
         await self._consumer.stop()
         for future in self._waiting.values():
             future.cancel()
+        for queue in self._streams:
+            queue.put_nowait(None)  # ends every open stream
         admin = await self._admin()
         try:
             await admin.delete_topics([self.topic])
@@ -80,18 +105,9 @@ class ReplyRouter:
     def forget(self, request_id: str) -> None:
         self._waiting.pop(request_id, None)
 
-    def stream(self) -> AsyncIterator[SearchResult]:
+    def stream(self) -> ResultStream:
         """Results from now on; the subscription starts at this call, not at the first iteration."""
-        queue: asyncio.Queue[SearchResult] = asyncio.Queue()
-        self._streams.append(queue)
-        return self._drain(queue)
-
-    async def _drain(self, queue: asyncio.Queue[SearchResult]) -> AsyncIterator[SearchResult]:
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._streams.remove(queue)
+        return ResultStream(self._streams)
 
     async def _route(self) -> None:
         async for record in self._consumer:

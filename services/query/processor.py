@@ -78,10 +78,11 @@ class QueryProcessor:
             return out
         vectors, encode_ms = await self._encode([request.query for _, request in accepted])
         for (record, request), vector in zip(accepted, vectors, strict=True):
-            try:
-                out.append(await self._retrieve(request, vector, picked_at, encode_ms))
-            except _Refused as exc:
-                out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+            with structlog.contextvars.bound_contextvars(request_id=request.request_id):
+                try:
+                    out.append(await self._retrieve(request, vector, picked_at, encode_ms))
+                except _Refused as exc:
+                    out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
         return out
 
     async def _admit(self, request: SearchRequest, picked_at: float) -> None:
@@ -99,13 +100,16 @@ class QueryProcessor:
         with_dead_letter: bool = True,
     ) -> list[Outgoing]:
         """A dead letter (bad input) and an error result for whoever waits, if anyone can be identified."""
-        log.warning("query.refused", code=code, error=reason, offset=record.offset, partition=record.partition)
         out = [Outgoing(self._topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, self._service))
                ] if with_dead_letter else []
+        requester = requester_of(self._topics, record.value) if request is None else None
+        request_id = request.request_id if request else requester.request_id if requester else None
+        log.warning("query.refused", request_id=request_id, code=code, error=reason, offset=record.offset,
+                    partition=record.partition)
         if request is not None:
             out.append(result_to(self._topics, error_result(request.request_id, code, reason, self._served_by),
                                  request.reply_to))
-        elif (requester := requester_of(self._topics, record.value)) is not None:
+        elif requester is not None:
             result = error_result(requester.request_id, code, reason, self._served_by)
             out.append(Outgoing(requester.reply_topic, requester.request_id, result))
         return out
