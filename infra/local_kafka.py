@@ -80,6 +80,8 @@ async def _metadata_ok(bootstrap: str) -> bool:
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
     try:
         await client.bootstrap()
+        # Ready means consumer groups work too: the group coordinator answers once __consumer_offsets exists.
+        await client.coordinator_lookup(0, "cascade-readiness")
         return True
     except Exception:
         return False

@@ -23,8 +23,12 @@ def format_timings(result: SearchResult) -> str:
 def _lines(result: SearchResult, width: int) -> list[str]:
     if result.error is not None:
         return [f"error {result.error.code}: {result.error.message}"]
-    return [textwrap.shorten(f"{rank}. {hit.score:+.3f} {hit.title or hit.doc_id}: {hit.text}", width)
+    return [textwrap.shorten(f"{rank}. {hit.score:+.3f} {_label(hit.title, hit.text)}", width)
             for rank, hit in enumerate(result.hits, start=1)]
+
+
+def _label(title: str, text: str) -> str:
+    return text if not title or title in text else f"{title}: {text}"
 
 
 def format_result(result: SearchResult, width: int = 100) -> str:
