@@ -14,9 +14,9 @@ import copy
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -56,9 +56,8 @@ class TrainingConfig:
     labelled_negatives: int = 3
     self_supervised_groups: int = 1500
     seed: int = 13
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     dev_candidates: int = 100
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _positives(split: BeirSplit) -> dict[str, list[str]]:
@@ -151,7 +150,7 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    bi_encoder = BiEncoder(device=config.device)  # type: ignore[arg-type]
+    bi_encoder = BiEncoder(device=config.device)
     wikiqa, scifact = config.data_dir / "wikiqa", config.data_dir / "scifact"
     groups = build_groups(load_split(wikiqa, "train"), bi_encoder, config, rng)
     counts = {"wikiqa_train": len(groups)}
@@ -165,8 +164,7 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     source = config.base or str(default_bi_encoder_path())
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
-    device, _ = (torch.device("cuda"), None) if torch.cuda.is_available() and config.device != "cpu" else (
-        torch.device("cpu"), None)
+    device = torch.device("cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu")
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
     steps_per_epoch = len(groups) // config.groups_per_step
