@@ -89,9 +89,12 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
     split = load_split(folder, split_name)
     collection = f"eval-{folder.name}-{split_name}"
     queries = dict(list(split.queries.items())[: options.max_queries])
-    with tqdm(total=len(split.corpus), desc=f"ingest {collection}", unit="doc") as bar:
-        await client.index(split.corpus, collection=collection, timeout_s=7200, progress=bar.update)
-    report: dict[str, Any] = {"dataset": split.name, "queries": len(queries), "documents": len(split.corpus),
+    # A document with no text cannot be indexed (the contract refuses it); it is counted, not silently lost.
+    documents = [doc for doc in split.corpus if doc["text"].strip()]
+    with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
+        await client.index(documents, collection=collection, timeout_s=7200, progress=bar.update)
+    report: dict[str, Any] = {"dataset": split.name, "queries": len(queries), "documents": len(documents),
+                              "skipped_empty_documents": len(split.corpus) - len(documents),
                               "metrics": {}, "latency_ms": {}, "server_ms": {}, "failures": {}}
     rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
     results_by_mode: dict[str, dict[str, SearchResult]] = {}

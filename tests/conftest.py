@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,9 @@ import pytest
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
 from services.log import configure_logging
+from services.process import CascadeProcess
 from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
+from tests.processes import SESSION_TIMEOUT_MS
 from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,6 +48,16 @@ def settings(bootstrap: str, registry: TopicRegistry, tiny_bi_encoder: Path, tmp
         batching=BatchingSettings(ingest_max_records=128),
         instance_id="test",
     )
+
+
+@pytest.fixture
+async def first_stage(settings: Settings) -> AsyncIterator[CascadeProcess]:
+    """Ingest and query served in this process, for tests that run rerankers as separate processes."""
+    kafka = settings.kafka.model_copy(update={"session_timeout_ms": SESSION_TIMEOUT_MS})
+    process = CascadeProcess(settings.model_copy(update={"kafka": kafka}), {"ingest", "query"})
+    await process.start()
+    yield process
+    await process.stop()
 
 
 @pytest.fixture

@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from contracts import SearchRequest, SearchResult, Topic, encode
 from sdk import SearchClient
 from services.process import CascadeProcess
-from services.settings import Settings
 from tests.kafka_helpers import produce
-from tests.test_rerank_scaling import _start_reranker
+from tests.processes import start_reranker
 
 REQUESTS = 300
-
-
-@pytest.fixture
-async def first_stage(settings: Settings) -> AsyncIterator[CascadeProcess]:
-    process = CascadeProcess(settings, {"ingest", "query"})
-    await process.start()
-    yield process
-    await process.stop()
 
 
 async def test_sigterm_finishes_the_batch_and_commits(first_stage: CascadeProcess, tiny_cross_encoder: Path) -> None:
@@ -34,7 +22,7 @@ async def test_sigterm_finishes_the_batch_and_commits(first_stage: CascadeProces
     async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
         await client.index([{"doc_id": f"d{i}", "text": f"document {i} on theme {i % 5}"} for i in range(100)],
                            collection="c")
-        first = _start_reranker(settings, tiny_cross_encoder, "rerank-first")
+        first = start_reranker(settings, tiny_cross_encoder, "rerank-first")
         stream = client.results()
         requests = [SearchRequest(request_id=f"q{i}", collection="c", query=f"theme {i % 5}", k=5, mode="rerank",
                                   reply_to=client.replies.topic) for i in range(REQUESTS)]
@@ -53,7 +41,7 @@ async def test_sigterm_finishes_the_batch_and_commits(first_stage: CascadeProces
             except TimeoutError:
                 break
         stopped_after = len(received)
-        successor = _start_reranker(settings, tiny_cross_encoder, "rerank-successor")
+        successor = start_reranker(settings, tiny_cross_encoder, "rerank-successor")
         try:
             async with asyncio.timeout(120):
                 while len({result.request_id for result in received}) < REQUESTS:

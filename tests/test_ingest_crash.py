@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 
 from contracts import DocumentEvent, IngestAck, Topic, encode
 from infra.provision import provision_topics
 from services.settings import Settings
 from services.store import EdgeStore
 from tests.kafka_helpers import Collector, produce
+from tests.processes import start_service
 
 TOTAL = 2000
 
 
 def _start_ingest(settings: Settings) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CASCADE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-        "CASCADE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "CASCADE_STORE_PATH": str(settings.store.path),
-        "CASCADE_MODELS_BI_ENCODER": settings.models.bi_encoder,
-        "CASCADE_BATCH_INGEST_MAX_RECORDS": "50",
-        "CASCADE_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], env=env)
+    return start_service(settings, "ingest", "ingest", CASCADE_STORE_PATH=str(settings.store.path),
+                         CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
+                         CASCADE_BATCH_INGEST_MAX_RECORDS="50")
 
 
 async def _stream_documents(settings: Settings) -> None:

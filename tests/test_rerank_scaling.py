@@ -3,53 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from contracts import SearchRequest, SearchResult, Topic, encode
 from sdk import SearchClient
 from services.process import CascadeProcess
-from services.settings import KafkaSettings, Settings
 from tests.kafka_helpers import produce
+from tests.processes import SESSION_TIMEOUT_MS, start_reranker
 
 REQUESTS = 500
-SESSION_TIMEOUT_MS = 6000
-
-
-def _start_reranker(settings: Settings, cross_encoder: Path, name: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "CASCADE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
-        "CASCADE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-        "CASCADE_MODELS_CROSS_ENCODER": str(cross_encoder),
-        "CASCADE_INSTANCE_ID": name,
-        "CASCADE_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "rerank"], env=env)
-
-
-@pytest.fixture
-async def first_stage(settings: Settings) -> AsyncIterator[CascadeProcess]:
-    settings = settings.model_copy(update={"kafka": KafkaSettings(
-        bootstrap=settings.kafka.bootstrap, topic_prefix=settings.kafka.topic_prefix,
-        session_timeout_ms=SESSION_TIMEOUT_MS)})
-    process = CascadeProcess(settings, {"ingest", "query"})
-    await process.start()
-    yield process
-    await process.stop()
 
 
 async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, tiny_cross_encoder: Path) -> None:
     settings = first_stage.settings
     kafka = settings.kafka
-    rerankers = {name: _start_reranker(settings, tiny_cross_encoder, name) for name in ("rerank-a", "rerank-b")}
+    rerankers = {name: start_reranker(settings, tiny_cross_encoder, name) for name in ("rerank-a", "rerank-b")}
     try:
         async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
             await client.index([{"doc_id": f"d{i}", "text": f"document {i} about topic {i % 7}"} for i in range(120)],

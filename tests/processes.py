@@ -1,0 +1,29 @@
+"""Service processes started the way operators start them (`cascade serve ...`), for crash and scaling tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from services.settings import Settings
+
+SESSION_TIMEOUT_MS = 6000
+"""Short, so a killed member's partitions move to the survivor quickly."""
+
+
+def start_service(settings: Settings, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
+    environment = os.environ | {
+        "CASCADE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
+        "CASCADE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "CASCADE_INSTANCE_ID": name,
+        "CASCADE_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role], env=environment)
+
+
+def start_reranker(settings: Settings, cross_encoder: Path, name: str) -> subprocess.Popen[bytes]:
+    return start_service(settings, "rerank", name, CASCADE_MODELS_CROSS_ENCODER=str(cross_encoder))
