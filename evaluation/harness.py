@@ -89,6 +89,7 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
     split = load_split(folder, split_name)
     collection = f"eval-{folder.name}-{split_name}"
     queries = dict(list(split.queries.items())[: options.max_queries])
+    qrels = {query: split.qrels[query] for query in queries}  # a subset is scored on its own queries only
     # A document with no text cannot be indexed (the contract refuses it); it is counted, not silently lost.
     documents = [doc for doc in split.corpus if doc["text"].strip()]
     with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
@@ -102,7 +103,7 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
         results, latencies, failures = await _run_mode(client, collection, queries, mode, options)
         results_by_mode[mode] = results
         rankings[mode] = {query: [(hit.doc_id, hit.score) for hit in result.hits] for query, result in results.items()}
-        report["metrics"][mode] = ranking_metrics(split.qrels, rankings[mode])
+        report["metrics"][mode] = ranking_metrics(qrels, rankings[mode])
         report["latency_ms"][mode] = _percentiles(latencies)
         report["server_ms"][mode] = {
             stage: _percentiles([value for r in results.values() if (value := getattr(r.timings, stage)) is not None])
@@ -112,7 +113,7 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
         first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
                  for query, result in results_by_mode["rerank"].items()}
         name = f"rerank+fusion({options.fusion_weight:g})"
-        report["metrics"][name] = ranking_metrics(split.qrels, fuse(first, rankings["rerank"], options.fusion_weight))
+        report["metrics"][name] = ranking_metrics(qrels, fuse(first, rankings["rerank"], options.fusion_weight))
     if "bi" in results_by_mode and bi_encoder is not None:
         report["first_stage_recall@100_vs_exact"] = _first_stage_recall(split, queries, results_by_mode["bi"],
                                                                         bi_encoder)

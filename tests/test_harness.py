@@ -53,5 +53,9 @@ async def test_harness_reports_every_mode(services: Settings, beir_folder: Path,
     assert report["first_stage_recall@100_vs_exact"] == pytest.approx(1.0)
     assert report["latency_ms"]["rerank"]["p50"] > 0
     assert report["failures"] == {"bi": 0, "rerank": 0}
+    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
+        subset = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi",), max_queries=2))
+    assert subset["queries"] == 2
+    assert subset["metrics"]["bi"]["recall@100"] == pytest.approx(1.0)  # scored on its own 2 queries only
     paths = write_report([report], tmp_path / "out")
     assert all(path.stat().st_size > 0 for path in paths)
