@@ -11,13 +11,16 @@ from evaluation.report import markdown_table
 __all__ = ["write_model_card"]
 
 
+def _history_row(row: dict[str, Any]) -> str:
+    loss = f"{row['loss']:.3f}" if "loss" in row else "-"
+    return (f"| {row['step']} | {row['minutes']:.1f} | {loss} | {row['bi_mrr@10']:.3f} | {row['rerank_mrr@10']:.3f} | "
+            f"{row['fusion_weight']:.1f} | {row['fused_mrr@10']:.3f} |")
+
+
 def write_model_card(folder: Path, evaluation: list[dict[str, Any]] | None = None) -> Path:
     report = json.loads((folder / "training_report.json").read_text())
     config, best = report["config"], report["best"]
-    history = "\n".join(
-        f"| {row['step']} | {row['minutes']:.1f} | {row.get('loss', float('nan')):.3f} | {row['bi_mrr@10']:.3f} | "
-        f"{row['rerank_mrr@10']:.3f} | {row['fusion_weight']:.1f} | {row['fused_mrr@10']:.3f} |"
-        for row in report["history"])
+    history = "\n".join(_history_row(row) for row in report["history"])
     card = f"""---
 license: other
 base_model: sentence-transformers/all-MiniLM-L6-v2

@@ -24,7 +24,7 @@ def markdown_table(reports: list[dict[str, Any]]) -> str:
             latency = report["latency_ms"].get(mode, {})
             cells = [f"{metrics[metric]:.3f}" for metric in METRICS]
             cells += [f"{latency['p50']:.0f}" if latency else "", f"{latency['p99']:.0f}" if latency else ""]
-            lines.append(f"| {report['dataset']} | {mode} | " + " | ".join(cells) + " |")
+            lines.append(f"| {report['dataset']} ({report['queries']} queries) | {mode} | " + " | ".join(cells) + " |")
     recalls = [f"{r['dataset']}: {r['first_stage_recall@100_vs_exact']:.3f}" for r in reports
                if "first_stage_recall@100_vs_exact" in r]
     if recalls:
