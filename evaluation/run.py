@@ -4,6 +4,7 @@ when no cluster is configured, or against the running deployment named by CASCAD
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ from services.reranker.fusion import configured_fusion_weight
 from services.settings import Settings
 
 __all__ = ["run_evaluation"]
+
+
+def _relative(model: str) -> str:
+    """A local model folder as a path relative to the working directory (reports name no machine paths)."""
+    return os.path.relpath(model) if Path(model).is_dir() else model
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +60,7 @@ async def run_evaluation(settings: Settings, folders: list[Path], options: EvalO
         async with SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options()) as client:
             for folder in folders:
                 report = await evaluate_split(client, folder, options, bi_encoder=bi_encoder)
-                report["models"] = {"bi_encoder": bi_encoder.model_id, "cross_encoder": models.cross_encoder,
+                report["models"] = {"bi_encoder": bi_encoder.model_id, "cross_encoder": _relative(models.cross_encoder),
                                     "cross_max_length": models.cross_max_length}
                 reports.append(report)
                 write_report(reports, out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -224,7 +225,8 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     model.half().save_pretrained(config.output)  # fp16 on disk (half the size); loaded as fp32 on CPU
     tokenizer.save_pretrained(config.output)
     report = {
-        "config": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()},
+        "config": {key: os.path.relpath(value) if isinstance(value, Path) else value
+                   for key, value in asdict(config).items()},
         "groups": counts, "steps": step, "train_minutes": (time.monotonic() - began) / 60,
         "best": best, "history": history, "device": str(device),
     }
