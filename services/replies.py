@@ -6,13 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
+import structlog
 
-from contracts import ErrorInfo, SearchResult, Topic, TopicRegistry
+from contracts import ErrorInfo, SearchRequest, SearchResult, Topic, TopicRegistry
 from contracts.limits import MAX_ERROR_CHARS
 from contracts.messages import ErrorCode
-from services.messaging import Outgoing
+from services.messaging import Outgoing, RawRecord, dead_letter
 
-__all__ = ["Requester", "error_result", "requester_of", "result_to"]
+__all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,22 @@ def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None)
 def error_result(request_id: str, code: ErrorCode, message: str, served_by: dict[str, str]) -> SearchResult:
     return SearchResult(request_id=request_id, served_by=served_by,
                         error=ErrorInfo(code=code, message=message[:MAX_ERROR_CHARS]))
+
+
+def refusal(
+    topics: TopicRegistry, record: RawRecord, code: ErrorCode, reason: str, *, service: str,
+    served_by: dict[str, str], request: SearchRequest | None = None, path: Sequence[str] = (),
+    with_dead_letter: bool = True,
+) -> list[Outgoing]:
+    """What a refused record produces: a dead letter (bad input), and an error result for whoever waits —
+    the decoded `request`, or the requester salvaged from the raw record at `path`, if either exists."""
+    out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, service))
+           ] if with_dead_letter else []
+    requester = (Requester(request.request_id, _reply_topic(topics, request.reply_to)) if request is not None
+                 else requester_of(topics, record.value, path))
+    log.warning("request.refused", service=service, request_id=requester.request_id if requester else None,
+                code=code, error=reason, partition=record.partition, offset=record.offset)
+    if requester is not None:
+        result = error_result(requester.request_id, code, reason, served_by)
+        out.append(Outgoing(requester.reply_topic, requester.request_id, result))
+    return out

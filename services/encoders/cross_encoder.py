@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from services.encoders.device import resolve_device
 
-__all__ = ["CrossEncoder", "ScoredBatch"]
+__all__ = ["CrossEncoder", "ScoredBatch", "plan_passes"]
 
 Encoding = dict[str, list[int]]
 """One tokenized pair: input_ids, attention_mask and (BERT-style models) token_type_ids, unpadded."""
@@ -28,6 +28,20 @@ Encoding = dict[str, list[int]]
 class ScoredBatch:
     scores: npt.NDArray[np.float32]
     padded_tokens: int
+
+
+def plan_passes(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Pair indices grouped into forward passes: ascending length, each pass's rows x longest <= budget."""
+    passes: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) + 1) * lengths[index] > token_budget:
+            passes.append(current)
+            current = []
+        current.append(index)
+    if current:
+        passes.append(current)
+    return passes
 
 
 class CrossEncoder:
@@ -84,12 +98,16 @@ class CrossEncoder:
         per_token = 8 * hidden * hidden + 4 * hidden * int(config.intermediate_size)
         return float(layers * (padded_tokens * per_token + 4 * hidden * attention_cells))
 
-    def score(self, query: str, documents: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
-        """Scores in the given order (length-sorted batches inside); a convenience for tools and tests."""
-        pairs = self.tokenize(query, documents)
-        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i]["input_ids"]))
+    def score_pairs(self, pairs: Sequence[Encoding], pass_tokens: int) -> ScoredBatch:
+        """Scores in the given order; forward passes planned by `plan_passes` (length-sorted, within budget)."""
         scores = np.empty(len(pairs), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            scores[rows] = self.score_tokenized([pairs[i] for i in rows]).scores
-        return scores
+        padded = 0
+        for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], pass_tokens):
+            scored = self.score_tokenized([pairs[i] for i in rows])
+            scores[rows] = scored.scores
+            padded += scored.padded_tokens
+        return ScoredBatch(scores, padded)
+
+    def score(self, query: str, documents: Sequence[str], pass_tokens: int = 1024) -> npt.NDArray[np.float32]:
+        """Scores of (query, document) pairs in the given order; a convenience for tools and tests."""
+        return self.score_pairs(self.tokenize(query, documents), pass_tokens).scores

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from services.encoders.cross_encoder import CrossEncoder, Encoding
 
-__all__ = ["RerankBatcher", "RerankOutcome", "plan_passes"]
+__all__ = ["RerankBatcher", "RerankOutcome"]
 
 
 @dataclass(frozen=True)
@@ -43,20 +43,6 @@ class _Job:
     pairs: list[Encoding]
     future: asyncio.Future[RerankOutcome]
     submitted: float = field(default_factory=time.perf_counter)
-
-
-def plan_passes(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
-    """Pair indices grouped into forward passes: ascending length, each pass's rows x longest <= budget."""
-    passes: list[list[int]] = []
-    current: list[int] = []
-    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if current and (len(current) + 1) * lengths[index] > token_budget:
-            passes.append(current)
-            current = []
-        current.append(index)
-    if current:
-        passes.append(current)
-    return passes
 
 
 class RerankBatcher:
@@ -102,22 +88,13 @@ class RerankBatcher:
             tokens += sum(len(pair["input_ids"]) for pair in job.pairs)
         return jobs
 
-    def _compute(self, pairs: list[Encoding]) -> tuple[npt.NDArray[np.float32], int]:
-        scores = np.empty(len(pairs), dtype=np.float32)
-        padded = 0
-        for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], self._pass_tokens):
-            scored = self.encoder.score_tokenized([pairs[i] for i in rows])
-            scores[rows] = scored.scores
-            padded += scored.padded_tokens
-        return scores, padded
-
     async def _run(self) -> None:
         while True:
             jobs = await self._gather()
             pairs = [pair for job in jobs for pair in job.pairs]
             started = time.perf_counter()
             try:
-                scores, padded = await asyncio.to_thread(self._compute, pairs)
+                scored = await asyncio.to_thread(self.encoder.score_pairs, pairs, self._pass_tokens)
             except Exception as exc:  # a failed batch fails its jobs, never the batcher
                 for job in jobs:
                     if not job.future.done():
@@ -126,8 +103,8 @@ class RerankBatcher:
             compute_ms = (time.perf_counter() - started) * 1000
             offset = 0
             for job in jobs:
-                outcome = RerankOutcome(scores[offset : offset + len(job.pairs)], (started - job.submitted) * 1000,
-                                        compute_ms, len(pairs), padded)
+                outcome = RerankOutcome(scored.scores[offset : offset + len(job.pairs)],
+                                        (started - job.submitted) * 1000, compute_ms, len(pairs), scored.padded_tokens)
                 offset += len(job.pairs)
                 if not job.future.done():
                     job.future.set_result(outcome)

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import structlog
 
 from contracts import (
@@ -28,9 +27,10 @@ from contracts import (
 from contracts.limits import MAX_MESSAGE_BYTES
 from contracts.messages import ErrorCode
 from services.encoders import BiEncoder, RerankBatcher, document_text
-from services.messaging import Outgoing, RawRecord, dead_letter
+from services.messaging import Outgoing, RawRecord
 from services.query.cache import QueryVectorCache, Vector
-from services.replies import error_result, requester_of, result_to
+from services.ranking import ranked_hits, with_rerank_timings
+from services.replies import refusal, result_to
 from services.settings import Settings
 from services.store import ScoredDocument, VectorStore
 
@@ -95,24 +95,10 @@ class QueryProcessor:
         if not await self._store.has_collection(request.collection):
             raise _Refused("unknown_collection", f"collection {request.collection!r} does not exist")
 
-    def _refuse(
-        self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
-        with_dead_letter: bool = True,
-    ) -> list[Outgoing]:
-        """A dead letter (bad input) and an error result for whoever waits, if anyone can be identified."""
-        out = [Outgoing(self._topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, self._service))
-               ] if with_dead_letter else []
-        requester = requester_of(self._topics, record.value) if request is None else None
-        request_id = request.request_id if request else requester.request_id if requester else None
-        log.warning("query.refused", request_id=request_id, code=code, error=reason, offset=record.offset,
-                    partition=record.partition)
-        if request is not None:
-            out.append(result_to(self._topics, error_result(request.request_id, code, reason, self._served_by),
-                                 request.reply_to))
-        elif requester is not None:
-            result = error_result(requester.request_id, code, reason, self._served_by)
-            out.append(Outgoing(requester.reply_topic, requester.request_id, result))
-        return out
+    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
+                with_dead_letter: bool = True) -> list[Outgoing]:
+        return refusal(self._topics, record, code, reason, service=self._service, served_by=self._served_by,
+                       request=request, with_dead_letter=with_dead_letter)
 
     async def _encode(self, queries: list[str]) -> tuple[list[Vector], float]:
         """Vectors for `queries`, encoding only cache misses (once each), and the milliseconds it took."""
@@ -167,13 +153,9 @@ class QueryProcessor:
             raise _Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                            dead_letter=False)
         outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
-        order = np.argsort(-outcome.scores, kind="stable")[: request.k]
-        hits = [Hit(doc_id=found[i].doc_id, score=float(outcome.scores[i]), first_stage_score=found[i].score,
-                    title=found[i].title, text=self._snippet(found[i].text)) for i in order]
-        timings = timings.model_copy(update={
-            "rerank_queue_ms": outcome.queue_ms, "rerank_ms": outcome.compute_ms,
-            "rerank_batch_pairs": outcome.batch_pairs, "rerank_padded_tokens": outcome.padded_tokens})
-        return self._result(request, hits, timings, cross_encoder=self._cross.encoder.model_id)
+        hits = ranked_hits(found, outcome.scores, request.k, self._settings.batching.candidate_text_chars)
+        return self._result(request, hits, with_rerank_timings(timings, outcome, outcome.queue_ms),
+                            cross_encoder=self._cross.encoder.model_id)
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
         return SearchResult(

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import structlog
 
-from contracts import CandidateSet, ContractError, Hit, SearchResult, Topic, decode, now_ms
+from contracts import CandidateSet, ContractError, SearchResult, decode, now_ms
 from contracts.messages import ErrorCode
 from services.encoders import RerankBatcher, RerankOutcome, document_text
-from services.messaging import Outgoing, RawRecord, dead_letter
-from services.replies import error_result, requester_of, result_to
+from services.messaging import Outgoing, RawRecord
+from services.ranking import ranked_hits, with_rerank_timings
+from services.replies import error_result, refusal, result_to
 from services.reranker.fusion import configured_fusion_weight, fused_scores
 from services.settings import Settings
 
@@ -36,15 +37,14 @@ class RerankProcessor:
             try:
                 sets.append(decode(record.value, CandidateSet))
             except ContractError as exc:
-                log.warning("rerank.rejected", error=str(exc), partition=record.partition, offset=record.offset)
-                out.append(Outgoing(self._topics.name(Topic.DLQ), record.key_text,
-                                    dead_letter(record, str(exc), self._service)))
-                if (requester := requester_of(self._topics, record.value, ("request",))) is not None:
-                    served_by = {"reranker": self._instance}
-                    result = error_result(requester.request_id, "invalid_request", str(exc), served_by)
-                    out.append(Outgoing(requester.reply_topic, requester.request_id, result))
-        live = [candidates for candidates in sets if not self._expired(candidates)]
-        out += [self._deadline_error(candidates) for candidates in sets if self._expired(candidates)]
+                out += refusal(self._topics, record, "invalid_request", str(exc), service=self._service,
+                               served_by={"reranker": self._instance}, path=("request",))
+        live: list[CandidateSet] = []
+        for candidates in sets:
+            if self._expired(candidates):
+                out.append(self._deadline_error(candidates))
+            else:
+                live.append(candidates)
         outcomes = await asyncio.gather(*(
             self._batcher.score(candidates.request.query,
                                 [document_text(c.title, c.text) for c in candidates.candidates])
@@ -78,17 +78,12 @@ class RerankProcessor:
         request = candidates.request
         first_stage = np.array([candidate.score for candidate in candidates.candidates], dtype=np.float32)
         scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
-        order = np.argsort(-scores, kind="stable")[: request.k]
-        hits = [Hit(doc_id=candidates.candidates[i].doc_id, score=float(scores[i]),
-                    first_stage_score=candidates.candidates[i].score, title=candidates.candidates[i].title,
-                    text=candidates.candidates[i].text) for i in order]
-        timings = candidates.timings.model_copy(update={
-            "rerank_queue_ms": (now_ms() - candidates.published_at_ms) - outcome.compute_ms,
-            "rerank_ms": outcome.compute_ms, "rerank_batch_pairs": outcome.batch_pairs,
-            "rerank_padded_tokens": outcome.padded_tokens, "total_ms": now_ms() - request.created_at_ms,
-        })
+        timings = with_rerank_timings(candidates.timings, outcome,
+                                      queue_ms=now_ms() - candidates.published_at_ms - outcome.compute_ms)
         return SearchResult(
-            request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
-            timings=timings, served_by={**candidates.served_by, "reranker": self._instance},
+            request_id=request.request_id, collection=request.collection, mode=request.mode,
+            hits=ranked_hits(candidates.candidates, scores, request.k),
+            timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
+            served_by={**candidates.served_by, "reranker": self._instance},
             models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
         )
