@@ -7,9 +7,7 @@ reranked list comes back with both scores, which also gives the first-stage-fuse
 
 from __future__ import annotations
 
-import asyncio
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from contracts.messages import Mode
 from evaluation.beir import BeirSplit, corpus_vectors, exact_top_k, load_split
 from evaluation.fusion import fuse
 from evaluation.metrics import overlap_recall, ranking_metrics
+from evaluation.timing import timed_gather
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder
 
@@ -42,27 +41,19 @@ class EvalOptions:
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
                     options: EvalOptions) -> tuple[dict[str, SearchResult], list[float], int]:
-    gate = asyncio.Semaphore(options.concurrency)
     results: dict[str, SearchResult] = {}
-    latencies: list[float] = []
-    failures = 0
+    failed: list[str] = []
 
-    async def one(query_id: str, text: str, bar: tqdm) -> None:
-        nonlocal failures
-        async with gate:
-            began = time.perf_counter()
-            try:
-                results[query_id] = await client.search(text, collection=collection, k=DEPTH, candidates=DEPTH,
-                                                        mode=mode, timeout_s=options.timeout_s)
-                latencies.append((time.perf_counter() - began) * 1000)
-            except (SearchFailed, SearchTimeout) as exc:
-                failures += 1
-                tqdm.write(f"{mode} {query_id}: {exc}")
-            bar.update()
+    async def one(query_id: str) -> None:
+        try:
+            results[query_id] = await client.search(queries[query_id], collection=collection, k=DEPTH,
+                                                    candidates=DEPTH, mode=mode, timeout_s=options.timeout_s)
+        except (SearchFailed, SearchTimeout) as exc:
+            failed.append(query_id)
+            tqdm.write(f"{mode} {query_id}: {exc}")
 
-    with tqdm(total=len(queries), desc=f"{collection} {mode}", unit="query") as bar:
-        await asyncio.gather(*(one(query_id, text, bar) for query_id, text in queries.items()))
-    return results, latencies, failures
+    timed = await timed_gather(list(queries), one, options.concurrency, f"{collection} {mode}")
+    return results, [ms for query_id, ms in timed if query_id in results], len(failed)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

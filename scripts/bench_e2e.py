@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from contracts import SearchRequest, encode
 from evaluation.beir import load_split
+from evaluation.timing import timed_gather
 from infra.local_kafka import kafka_bootstrap
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from sdk import SearchClient, read_jsonl_documents
@@ -47,22 +48,10 @@ def _summary(latencies: list[float]) -> dict[str, float]:
 
 
 async def through_kafka(client: SearchClient, queries: list[str], concurrency: int) -> list[float]:
-    gate = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
     async def one(query: str) -> None:
-        async with gate:
-            began = time.perf_counter()
-            await client.search(query, collection="demo", k=10, mode="bi")
-            latencies.append((time.perf_counter() - began) * 1000)
+        await client.search(query, collection="demo", k=10, mode="bi")
 
-    with tqdm(total=len(queries), desc=f"kafka c={concurrency}", unit="req") as bar:
-        async def tracked(query: str) -> None:
-            await one(query)
-            bar.update()
-
-        await asyncio.gather(*(tracked(query) for query in queries))
-    return latencies
+    return [ms for _, ms in await timed_gather(queries, one, concurrency, f"kafka c={concurrency}")]
 
 
 async def in_process(processor: QueryProcessor, queries: list[str], concurrency: int) -> list[float]:

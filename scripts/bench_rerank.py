@@ -25,6 +25,7 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from evaluation.beir import corpus_vectors, exact_top_k, load_split
+from evaluation.timing import timed_gather
 from scripts.benchlib import DATA_DIR, machine, write_result
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
 from services.settings import BatchingSettings
@@ -69,25 +70,15 @@ async def cascade_path(encoder: CrossEncoder, sets: CandidateSets, in_flight: in
     batcher = RerankBatcher(encoder, batching.rerank_gather_tokens, batching.pass_tokens(encoder.device.type),
                             batching.rerank_max_wait_ms)
     batcher.start()
-    gate = asyncio.Semaphore(in_flight)
-    latencies: list[float] = []
 
-    async def one(query: str, documents: list[str]) -> None:
-        async with gate:
-            began = time.perf_counter()
-            await batcher.score(query, documents)
-            latencies.append((time.perf_counter() - began) * 1000)
+    async def one(candidate_set: tuple[str, list[str]]) -> None:
+        await batcher.score(*candidate_set)
 
     began = time.perf_counter()
-    with tqdm(total=len(sets), desc="cascade batcher", unit="set") as bar:
-        async def tracked(query: str, documents: list[str]) -> None:
-            await one(query, documents)
-            bar.update()
-
-        await asyncio.gather(*(tracked(query, documents) for query, documents in sets))
+    timed = await timed_gather(sets, one, in_flight, "cascade batcher")
     elapsed = time.perf_counter() - began
     await batcher.stop()
-    return elapsed, latencies
+    return elapsed, [ms for _, ms in timed]
 
 
 def sentence_transformers_path(model: Path, sets: CandidateSets, max_length: int, device: str) -> float:
