@@ -12,8 +12,8 @@ from typing import Any
 from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import markdown_table, write_report
 from infra.local_kafka import LocalKafka
-from sdk import SearchClient
 from services.encoders import BiEncoder
+from services.messaging import sdk_client
 from services.process import CascadeProcess
 from services.reranker.fusion import configured_fusion_weight
 from services.settings import Settings
@@ -57,7 +57,7 @@ async def run_evaluation(settings: Settings, folders: list[Path], options: EvalO
     reports = []
     async with _services(settings) as serving:
         kafka = serving.kafka
-        async with SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options()) as client:
+        async with sdk_client(kafka) as client:
             for folder in folders:
                 report = await evaluate_split(client, folder, options, bi_encoder=bi_encoder)
                 report["models"] = {"bi_encoder": bi_encoder.model_id, "cross_encoder": _relative(models.cross_encoder),

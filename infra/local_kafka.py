@@ -72,8 +72,13 @@ def _free_port() -> int:
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what StorageTool prints).
+
+    Like Kafka's own Uuid.randomUuid, never one starting with '-': StorageTool would read it as an option
+    (that made 1 launch in 64 fail)."""
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
 
 
 async def _metadata_ok(bootstrap: str) -> bool:

@@ -21,16 +21,17 @@ from tqdm import tqdm
 
 from infra.local_kafka import kafka_bootstrap
 from scripts.benchlib import DATA_DIR, machine, write_result
-from sdk import SearchClient, read_jsonl_documents
+from sdk import read_jsonl_documents
 from services.encoders import document_text
 from services.log import configure_logging
+from services.messaging import sdk_client
 from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
 
 
 async def _ingest_through_kafka(settings: Settings, documents: list[dict[str, Any]], label: str) -> float:
     """Seconds from the first publish to the last ack."""
-    async with SearchClient(topic_prefix=settings.kafka.topic_prefix, **settings.kafka.client_options()) as client:
+    async with sdk_client(settings.kafka) as client:
         began = time.perf_counter()
         with tqdm(total=len(documents), desc=label, unit="doc") as bar:
             await client.index(documents, collection="bench", timeout_s=7200, progress=bar.update)

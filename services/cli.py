@@ -15,6 +15,7 @@ from infra.provision import provision_topics
 from sdk import SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
+from services.messaging import sdk_client
 from services.process import CascadeProcess, Role
 from services.settings import Settings
 
@@ -40,8 +41,7 @@ async def ingest_file(settings: Settings, path: Path, collection: str, wait: boo
 
 def _client(settings: Settings) -> SearchClient:
     _require_bootstrap(settings)
-    kafka = settings.kafka
-    return SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options())
+    return sdk_client(settings.kafka)
 
 
 async def search_once(settings: Settings, args: argparse.Namespace) -> None:

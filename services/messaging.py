@@ -16,9 +16,10 @@ from pydantic import BaseModel
 
 from contracts import DeadLetter, encode
 from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
+from sdk import SearchClient
 from services.settings import KafkaSettings
 
-__all__ = ["Outgoing", "RawRecord", "dead_letter", "make_broker", "publish_confirmed"]
+__all__ = ["Outgoing", "RawRecord", "dead_letter", "make_broker", "publish_confirmed", "sdk_client"]
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -38,6 +39,11 @@ def make_broker(settings: KafkaSettings) -> KafkaBroker:
         max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=1,
         logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )
+
+
+def sdk_client(settings: KafkaSettings) -> SearchClient:
+    """An SDK client on the configured cluster and topic prefix (for the CLI, the harness, the demo)."""
+    return SearchClient(topic_prefix=settings.topic_prefix, **settings.client_options())
 
 
 @dataclass(frozen=True)

@@ -79,3 +79,11 @@ async def test_provisioning_rejects_a_topic_with_too_few_partitions(
         await admin.close()
     with pytest.raises(TopicMismatchError, match=r"candidates has 2 partitions, needs 6"):
         await provision_topics(registry, bootstrap_servers=bootstrap)
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from infra.local_kafka import _cluster_id
+
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert all(len(cluster_id) == 22 for cluster_id in ids)

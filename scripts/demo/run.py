@@ -17,10 +17,11 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from infra.local_kafka import kafka_bootstrap
-from sdk import SearchClient, read_jsonl_documents
+from sdk import read_jsonl_documents
 from sdk.display import format_side_by_side
 from services.encoders import default_bi_encoder_path
 from services.log import configure_logging
+from services.messaging import sdk_client
 from services.process import CascadeProcess
 from services.settings import Settings
 
@@ -49,7 +50,7 @@ async def demo(settings: Settings, keep_serving: bool) -> None:
     await process.start()
     try:
         kafka = settings.kafka
-        async with SearchClient(topic_prefix=kafka.topic_prefix, **kafka.client_options()) as client:
+        async with sdk_client(kafka) as client:
             documents = list(read_jsonl_documents(HERE / "corpus.jsonl"))
             with tqdm(total=len(documents), desc="ingest demo corpus", unit="doc") as bar:
                 acks = await client.index(documents, collection="demo", progress=bar.update)
