@@ -26,6 +26,7 @@ from contracts.limits import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AckStatus",
     "Candidate",
     "CandidateSet",
     "CollectionName",
@@ -59,8 +60,11 @@ Scalar = str | int | float | bool
 Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], str | int | bool]
 Mode = Literal["bi", "rerank", "cross"]
 ErrorCode = Literal[
-    "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "internal"
+    "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
+    "too_large", "internal",
 ]
+
+AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]
 
 
 def now_ms() -> float:
@@ -112,7 +116,9 @@ class IngestAck(Message):
 
     doc_id: DocId | None
     collection: CollectionName | None
-    status: Literal["indexed", "unchanged", "deleted", "rejected"]
+    status: AckStatus
+    """indexed: encoded and stored; updated: metadata changed, stored without re-encoding; unchanged: nothing
+    to do; deleted; rejected: see `error`."""
     content_hash: str | None = None
     error: ErrorText | None = None
     at_ms: float = Field(default_factory=now_ms)

@@ -79,8 +79,11 @@ class TopicRegistry:
 
         A request names its reply topic; without this check it could make a service write into any topic.
         """
-        return topic == self.name(Topic.RESULTS) or (
-            topic.startswith(self.replies_prefix) and len(topic) > len(self.replies_prefix))
+        return topic == self.name(Topic.RESULTS) or self.is_reply_topic(topic)
+
+    def is_reply_topic(self, topic: str) -> bool:
+        """A per-client reply topic: it exists only while its client runs."""
+        return topic.startswith(self.replies_prefix) and len(topic) > len(self.replies_prefix)
 
     def all(self) -> dict[str, TopicSpec]:
         """Full topic name -> spec, for every topic."""

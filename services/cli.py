@@ -16,7 +16,7 @@ from sdk import SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
 from services.messaging import sdk_client
-from services.process import CascadeProcess, Role
+from services.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from services.settings import Settings
 
 __all__ = ["main"]
@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "kafka":
         run_kafka()
     elif args.command == "serve":
-        asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())
+        try:
+            asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())
+        except (KafkaUnreachable, ProcessFailed) as exc:
+            sys.exit(f"cascade serve: {exc}")
     elif args.command == "ingest":
         asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait))
     elif args.command == "search":

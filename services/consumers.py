@@ -1,33 +1,68 @@
 """The one way Cascade's services consume: a FastStream batch subscriber around a batch handler.
 
 The handler turns raw records into messages to publish. Offsets are committed only after every one of
-them is confirmed by the cluster (AckPolicy.NACK_ON_ERROR: commit on success; on an unexpected failure,
-rewind to the batch's first offsets so it is delivered again). Bad input never raises: handlers turn it
-into dead letters and error results, so one poisoned record cannot stall a partition.
+them is confirmed by the cluster (AckPolicy.NACK_ON_ERROR: commit on success, rewind on failure). Only
+cluster faults rewind a batch, after a capped, logged backoff. Anything else is one record's failure: if
+a batch fails, its records are handled one at a time, and a record that fails on its own is refused
+(dead letter, and an error answer for whoever waits), so one poisoned record never stalls a partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+import structlog
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.messaging import Outgoing, RawRecord, publish_confirmed
+from services.faults import Backoff, is_transient
+from services.messaging import RawRecord
+from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 
-__all__ = ["BatchHandler", "subscribe_batches"]
+__all__ = ["BatchHandler", "Refuse", "handle_isolated", "subscribe_batches"]
 
-BatchHandler = Callable[[list[RawRecord]], Awaitable[list[Outgoing]]]
+log = structlog.get_logger(__name__)
+
+BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[list[Outgoing]]]
+Refuse = Callable[[RawRecord, str], list[Outgoing]]
+"""What a record that failed on its own produces: a dead letter, and an error answer where someone waits."""
+
+
+def _describe(error: BaseException) -> str:
+    return f"processing failed: {type(error).__name__}: {error}"
+
+
+async def handle_isolated(handler: BatchHandler, refuse: Refuse, records: Sequence[RawRecord]) -> list[Outgoing]:
+    """`handler(records)`; if it fails for any reason but the cluster, each record alone, refusing the ones
+    that still fail. Cluster faults propagate (the batch is retried)."""
+    try:
+        return await handler(records)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        if len(records) == 1:
+            return refuse(records[0], _describe(exc))
+        log.error("batch.failed", records=len(records), error=repr(exc), next="one record at a time")
+    out: list[Outgoing] = []
+    for record in records:
+        try:
+            out += await handler([record])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            out += refuse(record, _describe(exc))
+    return out
 
 
 def subscribe_batches(
-    broker: KafkaBroker, settings: Settings, *, topic: str, role: str, max_records: int, handler: BatchHandler,
-    description: str,
+    broker: KafkaBroker, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
+    handler: BatchHandler, refuse: Refuse, description: str,
 ) -> None:
     """Subscribe `handler` to `topic` in the consumer group of `role` (one group per role and topic prefix)."""
     kafka = settings.kafka
+    backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
 
     @broker.subscriber(
         topic,
@@ -44,4 +79,9 @@ def subscribe_batches(
     )
     async def consume(message: KafkaMessage) -> None:
         records = [RawRecord.of(record) for record in message.raw_message]  # a batch: a tuple of records
-        await publish_confirmed(broker, await handler(records))
+        try:
+            await publisher.publish(await handle_isolated(handler, refuse, records))
+        except Exception as exc:
+            await backoff.wait(f"{role} batch of {len(records)} from {topic}", exc)
+            raise  # rewound: delivered again
+        backoff.reset()

@@ -1,25 +1,22 @@
-"""Kafka plumbing the services share: the FastStream broker from settings, raw records, dead letters, publishing."""
+"""Kafka plumbing the services share: the FastStream broker from settings, raw records, dead letters."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import BaseModel
 
-from contracts import DeadLetter, encode
+from contracts import DeadLetter
 from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
 from sdk import SearchClient
 from services.settings import KafkaSettings
 
-__all__ = ["Outgoing", "RawRecord", "dead_letter", "make_broker", "publish_confirmed", "sdk_client"]
+__all__ = ["RawRecord", "dead_letter", "make_broker", "sdk_client"]
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -75,20 +72,3 @@ def dead_letter(record: RawRecord, error: str, service: str) -> DeadLetter:
         raw_b64=base64.b64encode(record.value[:MAX_DLQ_RAW_BYTES]).decode(), raw_size=len(record.value),
         error=error[:MAX_ERROR_CHARS], service=service,
     )
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    key: str | None
-    message: BaseModel
-
-
-async def publish_confirmed(broker: KafkaBroker, messages: Iterable[Outgoing]) -> None:
-    """Send all at once (the producer batches them) and return when the cluster has confirmed every one."""
-    pending = [
-        await broker.publish(encode(out.message), out.topic, key=out.key.encode() if out.key else None,
-                             no_confirm=True)
-        for out in messages
-    ]
-    await asyncio.gather(*pending)

@@ -10,23 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Literal
 
 import structlog
 
 from infra.provision import provision_topics
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
+from services.faults import Backoff, is_transient
 from services.ingest import IndexScheduler, register_ingest
 from services.messaging import make_broker
+from services.publishing import Publisher
 from services.query import QueryProcessor, QueryVectorCache, register_query
 from services.reranker import RerankProcessor, register_reranker
 from services.settings import Settings
 from services.store import VectorStore, open_store
 
-__all__ = ["CascadeProcess", "Role"]
+__all__ = ["CascadeProcess", "KafkaUnreachable", "ProcessFailed", "Role"]
 
 Role = Literal["ingest", "query", "rerank"]
 log = structlog.get_logger(__name__)
+
+
+class KafkaUnreachable(RuntimeError):
+    """The cluster did not answer within `connect_timeout_s` at start."""
+
+
+class ProcessFailed(RuntimeError):
+    """A task the process depends on died; the process stops so that its supervisor restarts it."""
 
 
 class CascadeProcess:
@@ -36,6 +47,7 @@ class CascadeProcess:
         self.settings = settings
         self.roles = roles
         self.broker = make_broker(settings.kafka)
+        self.publisher = Publisher(self.broker, settings.kafka)
         models, batching = settings.models, settings.batching
         self.store: VectorStore | None = None
         self.bi_encoder: BiEncoder | None = None
@@ -49,50 +61,100 @@ class CascadeProcess:
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
             cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
             self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
-                                         batching.rerank_max_wait_ms)
+                                         batching.rerank_max_wait_ms, batching.rerank_queue_jobs)
         if "ingest" in roles and self.store and self.bi_encoder:
             self.index_scheduler = IndexScheduler(self.store, settings.store.index_min_points,
                                                   settings.store.index_idle_s)
-            register_ingest(self.broker, settings, self.store, self.bi_encoder, self.index_scheduler)
+            register_ingest(self.broker, settings, self.publisher, self.store, self.bi_encoder, self.index_scheduler)
         if "query" in roles and self.store and self.bi_encoder:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
-            register_query(self.broker, settings,
+            register_query(self.broker, settings, self.publisher,
                            QueryProcessor(settings, self.store, self.bi_encoder, self.query_cache, self.batcher))
         if "rerank" in roles and self.batcher:
-            register_reranker(self.broker, settings, RerankProcessor(settings, self.batcher))
+            register_reranker(self.broker, settings, self.publisher, RerankProcessor(settings, self.batcher))
         self._background: list[asyncio.Task[None]] = []
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
 
     async def start(self) -> None:
-        kafka = self.settings.kafka
-        await provision_topics(kafka.topics, kafka.replication_factor, **kafka.client_options())
+        await self._check_collections()
+        await self._connect()
         if self.batcher:
-            self.batcher.start()
+            self._watch(self.batcher.start())
         if self.index_scheduler:
-            self._background.append(asyncio.create_task(self.index_scheduler.run()))
+            self._background.append(self._watch(asyncio.create_task(self.index_scheduler.run(), name="index")))
         await self.broker.start()
         log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name)
+
+    async def _connect(self) -> None:
+        """Provision topics and open the publisher, retrying an unreachable cluster with capped backoff for
+        `connect_timeout_s`, then giving up with KafkaUnreachable."""
+        kafka = self.settings.kafka
+        backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
+        give_up_at = time.monotonic() + kafka.connect_timeout_s
+        while True:
+            try:
+                await provision_topics(kafka.topics, kafka.replication_factor, **kafka.client_options())
+                await self.publisher.start()
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if time.monotonic() > give_up_at:
+                    raise KafkaUnreachable(f"Kafka at {kafka.bootstrap!r} did not answer within "
+                                           f"{kafka.connect_timeout_s:g} s: {exc!r}") from exc
+                await backoff.wait(f"connect to Kafka at {kafka.bootstrap}", exc)
+
+    async def _check_collections(self) -> None:
+        """Say at start, not per request, which collections this process's bi-encoder cannot serve."""
+        if self.store is None or self.bi_encoder is None:
+            return
+        for collection in await self.store.collections():
+            size = await self.store.vector_size(collection)
+            if size != self.bi_encoder.dim:
+                log.error("collection.model_mismatch", collection=collection, stored_dim=size,
+                          model=self.bi_encoder.model_id, model_dim=self.bi_encoder.dim,
+                          consequence="its documents are rejected and its queries answered model_mismatch")
+
+    def _watch(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """A task the process cannot work without: if it ends, the process fails (see `run`)."""
+        def ended(done: asyncio.Task[None]) -> None:
+            if done.cancelled():
+                return
+            self.failure = done.exception() or RuntimeError(f"task {done.get_name()} returned")
+            log.error("process.task_died", task=done.get_name(), error=repr(self.failure))
+            self._failed.set()
+        task.add_done_callback(ended)
+        return task
 
     async def stop(self) -> None:
         """Finish in-flight batches (their offsets are committed), leave the consumer groups, close the store."""
         await self.broker.stop()
         for task in self._background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._background.clear()
         if self.batcher:
             await self.batcher.stop()
+        await self.publisher.close()
         if self.store:
             await self.store.close()
         log.info("process.stopped", roles=sorted(self.roles))
 
     async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT; raise ProcessFailed (after stopping) if a watched task died."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
         try:
-            await stop.wait()
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._failed.wait())]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in pending:
+                waiting.cancel()
         finally:
             await self.stop()
+        if self.failure is not None:
+            raise ProcessFailed(f"a task this process depends on died: {self.failure!r}") from self.failure

@@ -10,8 +10,9 @@ import numpy.typing as npt
 
 from contracts import Hit, StageTimings
 from services.encoders import RerankOutcome
+from services.sizing import fit_snippet
 
-__all__ = ["Rankable", "ranked_hits", "with_rerank_timings"]
+__all__ = ["Rankable", "as_hit", "ranked_hits", "with_rerank_timings"]
 
 
 class Rankable(Protocol):
@@ -28,12 +29,17 @@ class Rankable(Protocol):
 
 
 def ranked_hits(
-    candidates: Sequence[Rankable], scores: npt.NDArray[np.float32], k: int, text_chars: int | None = None
+    candidates: Sequence[Rankable], scores: npt.NDArray[np.float32], k: int, max_chars: int, max_bytes: int
 ) -> list[Hit]:
-    """The top `k` candidates by `scores` (stable on ties), keeping each one's first-stage score."""
+    """The top `k` candidates by `scores` (stable on ties), keeping each one's first-stage score; snippets
+    cut to `max_chars` characters and `max_bytes` bytes each."""
     order = np.argsort(-scores, kind="stable")[:k]
-    return [Hit(doc_id=candidates[i].doc_id, score=float(scores[i]), first_stage_score=candidates[i].score,
-                title=candidates[i].title, text=candidates[i].text[:text_chars]) for i in order]
+    return [as_hit(candidates[i], float(scores[i]), max_chars, max_bytes) for i in order]
+
+
+def as_hit(candidate: Rankable, score: float, max_chars: int, max_bytes: int) -> Hit:
+    title, text = fit_snippet(candidate.title, candidate.text, max_chars, max_bytes)
+    return Hit(doc_id=candidate.doc_id, score=score, first_stage_score=candidate.score, title=title, text=text)
 
 
 def with_rerank_timings(timings: StageTimings, outcome: RerankOutcome, queue_ms: float) -> StageTimings:

@@ -11,9 +11,10 @@ import structlog
 from contracts import ErrorInfo, SearchRequest, SearchResult, Topic, TopicRegistry
 from contracts.limits import MAX_ERROR_CHARS
 from contracts.messages import ErrorCode
-from services.messaging import Outgoing, RawRecord, dead_letter
+from services.messaging import RawRecord, dead_letter
+from services.publishing import Outgoing, is_too_large
 
-__all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to"]
+__all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to", "undeliverable"]
 
 log = structlog.get_logger(__name__)
 
@@ -76,3 +77,14 @@ def refusal(
         result = error_result(requester.request_id, code, reason, served_by)
         out.append(Outgoing(requester.reply_topic, requester.request_id, result))
     return out
+
+
+def undeliverable(
+    topics: TopicRegistry, record: RawRecord, error: BaseException, *, service: str, served_by: dict[str, str],
+    request: SearchRequest | None = None, path: Sequence[str] = (),
+) -> list[Outgoing]:
+    """What replaces an answer the cluster would not take (too large, ...): a dead letter of the request
+    and an error result (small, so it goes through) for whoever waits."""
+    code: ErrorCode = "too_large" if is_too_large(error) else "internal"
+    reason = f"the answer could not be published: {str(error) or repr(error)}"
+    return refusal(topics, record, code, reason, service=service, served_by=served_by, request=request, path=path)

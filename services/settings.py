@@ -48,6 +48,16 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    connect_timeout_s: float = Field(60.0, ge=0)
+    """At start, how long to retry an unreachable cluster (with backoff) before the process exits non-zero."""
+    retry_backoff_ms: int = Field(200, ge=1)
+    """First wait before retrying a cluster fault; each retry doubles it, up to `retry_backoff_max_ms`."""
+    retry_backoff_max_ms: int = Field(10_000, ge=1)
+    publish_retry_s: float = Field(60.0, ge=0)
+    """How long a batch's outputs are retried on cluster faults before the batch is rewound and redelivered."""
+    send_timeout_ms: int = Field(5_000, ge=100)
+    """The longest wait for a reply topic to confirm (or any topic's metadata): past it a vanished reply topic
+    is treated as a client gone away (answer dropped), well under the session timeout."""
 
     @property
     def topics(self) -> TopicRegistry:
@@ -129,10 +139,12 @@ class BatchingSettings(BaseSettings):
     cross_max_documents: int = Field(10_000, ge=1)
     """Mode `cross` scores every document of a collection, so it is refused for larger ones."""
     rerank_max_records: int = Field(16, ge=1)
+    """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
+    rerank_queue_jobs: int = Field(256, ge=1)
+    """Jobs waiting for the cross-encoder at most; a caller beyond it waits for room (backpressure)."""
 
     def pass_tokens(self, device_type: str) -> int:
         return self.rerank_pass_tokens or (32_768 if device_type == "cuda" else 1_024)
-    """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
 
 
 class Settings(BaseSettings):

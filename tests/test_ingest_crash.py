@@ -54,6 +54,6 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(settings:
     store = EdgeStore(settings.store)
     try:
         assert await store.count("docs") == TOTAL
-        assert set(await store.content_hashes("docs", sorted(ids))) == ids
+        assert set(await store.stored_states("docs", sorted(ids))) == ids
     finally:
         await store.close()

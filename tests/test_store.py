@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,7 +43,11 @@ async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
     await store.upsert("c", [_doc(f"d{i}", v, lang="en" if i % 2 else "fr") for i, v in enumerate(vectors)])
     await store.upsert("c", [_doc("d3", vectors[3], content_hash="h2", lang="en")])  # replaces, same point id
     assert await store.count("c") == 50
-    assert await store.content_hashes("c", ["d3", "d4", "missing"]) == {"d3": "h2", "d4": "h"}
+    states = await store.stored_states("c", ["d3", "d4", "missing"])
+    assert {doc_id: state.content_hash for doc_id, state in states.items()} == {"d3": "h2", "d4": "h"}
+    assert dict(states["d4"].metadata) == {"lang": "fr"}
+    assert await store.vector_size("c") == DIM
+    assert await store.collections() == ["c"]
 
     hits = await store.search("c", vectors[7].tolist(), limit=5)
     assert hits[0].doc_id == "d7"
@@ -61,6 +66,17 @@ async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
     assert "d7" not in {h.doc_id for h in await store.search("c", vectors[7].tolist(), limit=10)}
 
 
+async def test_metadata_update_keeps_the_vector(store: VectorStore) -> None:
+    vectors = _unit(np.random.default_rng(3), 4)
+    await store.ensure_collection("c", DIM)
+    await store.upsert("c", [_doc(f"d{i}", v, color="red") for i, v in enumerate(vectors)])
+    await store.update_metadata("c", {"d1": {"color": "blue", "size": 3}})
+    assert dict((await store.stored_states("c", ["d1"]))["d1"].metadata) == {"color": "blue", "size": 3}
+    assert [hit.doc_id for hit in await store.search("c", vectors[1].tolist(), 4, filter={"color": "blue"})] == ["d1"]
+    assert "d1" not in {hit.doc_id for hit in await store.search("c", vectors[1].tolist(), 4, filter={"color": "red"})}
+    assert (await store.search("c", vectors[1].tolist(), 1))[0].score == pytest.approx(1.0, abs=1e-5)
+
+
 async def test_unknown_collection_is_a_clear_error(store: VectorStore) -> None:
     with pytest.raises(UnknownCollectionError, match="collection 'nope' does not exist"):
         await store.search("nope", [0.0] * DIM, limit=3)
@@ -75,6 +91,41 @@ async def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
     second = EdgeStore(settings)
     assert await second.count("c") == 1
     await second.close()
+
+
+async def test_edge_index_builds_in_a_child_while_reads_and_writes_go_on(tmp_path: Path) -> None:
+    """The HNSW build runs on a copy in another process; writes made meanwhile are replayed onto the new
+    generation, which replaces the old one; the store reopens on it."""
+    rng = np.random.default_rng(5)
+    n = 8_000  # above Edge's indexing threshold (~6.5k 384-d vectors per segment)
+    vectors = _unit(rng, n + 100, 384)
+    settings = StoreSettings(path=tmp_path)
+    store = EdgeStore(settings)
+    await store.ensure_collection("c", 384)
+    for start in range(0, n, 2_000):
+        await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
+    build = asyncio.create_task(store.build_index("c"))
+    searched = 0
+    while not build.done():  # the event loop is free: reads and writes keep going
+        assert (await store.search("c", vectors[searched % n].tolist(), 1))[0].doc_id == f"d{searched % n}"
+        if searched < 100:
+            await store.upsert("c", [_doc(f"d{n + searched}", vectors[n + searched])])
+        if searched == 10:
+            await store.delete("c", ["d0"])
+            await store.update_metadata("c", {"d1": {"color": "blue"}})
+        searched += 1
+        await asyncio.sleep(0.01)
+    await build
+    assert searched > 100, "the build should take longer than a hundred searches"
+    assert await store.count("c") == n + 100 - 1
+    assert await store.pending_index_points("c") <= 100  # only what was written during the build
+    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == ["CURRENT", "g1"]
+    await store.close()
+    reopened = EdgeStore(settings)
+    assert await reopened.count("c") == n + 100 - 1
+    assert dict((await reopened.stored_states("c", ["d1"]))["d1"].metadata) == {"color": "blue"}
+    assert (await reopened.search("c", vectors[n + 50].tolist(), 1))[0].doc_id == f"d{n + 50}"
+    await reopened.close()
 
 
 async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path) -> None:

@@ -24,8 +24,9 @@ import numpy as np
 import numpy.typing as npt
 
 from services.encoders.cross_encoder import CrossEncoder, Encoding
+from services.faults import ServiceFault
 
-__all__ = ["RerankBatcher", "RerankOutcome"]
+__all__ = ["BatcherStopped", "RerankBatcher", "RerankOutcome"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class RerankOutcome:
     padded_tokens: int
 
 
+class BatcherStopped(ServiceFault):
+    """The batcher's task is not running (never started, stopped, or died: then the cause is attached)."""
+
+
 @dataclass
 class _Job:
     pairs: list[Encoding]
@@ -46,16 +51,22 @@ class _Job:
 
 
 class RerankBatcher:
-    def __init__(self, encoder: CrossEncoder, gather_tokens: int, pass_tokens: int, max_wait_ms: float) -> None:
+    def __init__(self, encoder: CrossEncoder, gather_tokens: int, pass_tokens: int, max_wait_ms: float,
+                 max_jobs: int = 256) -> None:
         self.encoder = encoder
         self._gather_tokens = gather_tokens
         self._pass_tokens = pass_tokens
         self._max_wait_s = max_wait_ms / 1000
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_jobs)  # full: callers wait (backpressure)
         self._task: asyncio.Task[None] | None = None
+        self._stopped: BatcherStopped | None = BatcherStopped("the rerank batcher is not started")
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        """Start the batching task; returns it, for the process to watch."""
+        self._stopped = None
         self._task = asyncio.create_task(self._run(), name="rerank-batcher")
+        self._task.add_done_callback(self._ended)
+        return self._task
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -64,14 +75,30 @@ class RerankBatcher:
                 await self._task
             self._task = None
 
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Whatever ends the task, every waiting caller fails at once, and so does every later one."""
+        cause = None if task.cancelled() else task.exception()
+        self._stopped = BatcherStopped(f"the rerank batcher died: {cause!r}" if cause else "the rerank batcher stopped")
+        self._stopped.__cause__ = cause
+        while not self._queue.empty():
+            self._fail([self._queue.get_nowait()], self._stopped)
+
+    @staticmethod
+    def _fail(jobs: list[_Job], error: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error)
+
     async def score(self, query: str, documents: Sequence[str]) -> RerankOutcome:
         if not documents:
             return RerankOutcome(np.empty(0, dtype=np.float32), 0.0, 0.0, 0, 0)
-        if self._task is None:
-            raise RuntimeError("the rerank batcher is not running")
+        if self._stopped is not None:
+            raise self._stopped
         pairs = await asyncio.to_thread(self.encoder.tokenize, query, documents)
         job = _Job(pairs, asyncio.get_running_loop().create_future())
         await self._queue.put(job)
+        if self._stopped is not None:  # it died while this job was being queued
+            self._fail([job], self._stopped)
         return await job.future
 
     async def _gather(self) -> list[_Job]:
@@ -89,22 +116,28 @@ class RerankBatcher:
         return jobs
 
     async def _run(self) -> None:
-        while True:
-            jobs = await self._gather()
-            pairs = [pair for job in jobs for pair in job.pairs]
-            started = time.perf_counter()
-            try:
-                scored = await asyncio.to_thread(self.encoder.score_pairs, pairs, self._pass_tokens)
-            except Exception as exc:  # a failed batch fails its jobs, never the batcher
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            compute_ms = (time.perf_counter() - started) * 1000
-            offset = 0
-            for job in jobs:
-                outcome = RerankOutcome(scored.scores[offset : offset + len(job.pairs)],
-                                        (started - job.submitted) * 1000, compute_ms, len(pairs), scored.padded_tokens)
-                offset += len(job.pairs)
-                if not job.future.done():
-                    job.future.set_result(outcome)
+        jobs: list[_Job] = []
+        try:
+            while True:
+                jobs = await self._gather()
+                await self._score(jobs)
+        except BaseException as exc:  # the jobs in hand fail with the cause; `_ended` fails those queued
+            self._fail(jobs, BatcherStopped(f"the rerank batcher stopped: {exc!r}"))
+            raise
+
+    async def _score(self, jobs: list[_Job]) -> None:
+        pairs = [pair for job in jobs for pair in job.pairs]
+        started = time.perf_counter()
+        try:
+            scored = await asyncio.to_thread(self.encoder.score_pairs, pairs, self._pass_tokens)
+        except Exception as exc:  # a failed batch fails its jobs, never the batcher
+            self._fail(jobs, exc)
+            return
+        compute_ms = (time.perf_counter() - started) * 1000
+        offset = 0
+        for job in jobs:
+            outcome = RerankOutcome(scored.scores[offset : offset + len(job.pairs)],
+                                    (started - job.submitted) * 1000, compute_ms, len(pairs), scored.padded_tokens)
+            offset += len(job.pairs)
+            if not job.future.done():
+                job.future.set_result(outcome)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
-from contracts.limits import MAX_DOC_ID_CHARS
+from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
+from contracts.messages import AckStatus
 from services.encoders import BiEncoder, document_text
 from services.messaging import RawRecord, dead_letter
-from services.store import StoredDocument, VectorStore
+from services.store import StoredDocument, VectorSizeMismatch, VectorStore
 
 __all__ = ["IngestOutcome", "IngestProcessor", "content_hash"]
 
@@ -41,17 +42,20 @@ class IngestOutcome:
     encoded: int = 0
 
 
-def _split_runs(events: Sequence[DocumentEvent]) -> list[list[DocumentEvent]]:
+Received = tuple[RawRecord, DocumentEvent]
+
+
+def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
     """Consecutive runs in which no document appears twice, so events of one document apply in order."""
-    runs: list[list[DocumentEvent]] = [[]]
+    runs: list[list[Received]] = [[]]
     seen: set[tuple[str, str]] = set()
-    for event in events:
+    for record, event in events:
         identity = (event.collection, event.doc_id)
         if identity in seen:
             runs.append([])
             seen.clear()
         seen.add(identity)
-        runs[-1].append(event)
+        runs[-1].append((record, event))
     return runs
 
 
@@ -62,25 +66,31 @@ class IngestProcessor:
         self._service = service
 
     async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
-        """Validate, then apply the batch's events in order. Store or model failures propagate (redelivery)."""
+        """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
+        retries cluster faults and isolates anything else record by record)."""
         outcome = IngestOutcome()
-        events: list[DocumentEvent] = []
+        events: list[Received] = []
         for record in records:
             try:
-                events.append(decode(record.value, DocumentEvent))
+                events.append((record, decode(record.value, DocumentEvent)))
             except ContractError as exc:
-                log.warning("ingest.rejected", topic=record.topic, partition=record.partition,
-                            offset=record.offset, error=str(exc))
-                outcome.dead_letters.append(dead_letter(record, str(exc), self._service))
-                outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=None, status="rejected",
-                                              error=str(exc)))
+                self.reject(record, str(exc), outcome)
         for run in _split_runs(events):
-            for collection in sorted({event.collection for event in run}):
-                in_collection = [event for event in run if event.collection == collection]
+            for collection in sorted({event.collection for _, event in run}):
+                in_collection = [(record, event) for record, event in run if event.collection == collection]
                 await self._apply(collection, in_collection, outcome)
         return outcome
 
-    async def _apply(self, collection: str, events: list[DocumentEvent], outcome: IngestOutcome) -> None:
+    def reject(self, record: RawRecord, reason: str, outcome: IngestOutcome, collection: str | None = None) -> None:
+        """A dead letter and a `rejected` ack for a record that cannot be applied."""
+        log.warning("ingest.rejected", topic=record.topic, partition=record.partition, offset=record.offset,
+                    error=reason)
+        outcome.dead_letters.append(dead_letter(record, reason, self._service))
+        outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=collection, status="rejected",
+                                      error=reason[:MAX_ERROR_CHARS]))
+
+    async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome) -> None:
+        events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
         deletes = [event.doc_id for event in events if event.op == "delete"]
         if deletes and await self._store.has_collection(collection):
@@ -89,10 +99,21 @@ class IngestProcessor:
         if not upserts:
             return
         await self._store.ensure_collection(collection, self._encoder.dim)
+        size = await self._store.vector_size(collection)
+        if size != self._encoder.dim:
+            reason = str(VectorSizeMismatch(collection, size, self._encoder.dim, self._encoder.model_id))
+            for record, event in received:
+                if event.op == "upsert":
+                    self.reject(record, reason, outcome, collection)
+            return
         model_id = self._encoder.model_id
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
-        stored = await self._store.content_hashes(collection, list(hashes))
-        changed = [event for event in upserts if stored.get(event.doc_id) != hashes[event.doc_id]]
+        stored = await self._store.stored_states(collection, list(hashes))
+        changed = [event for event in upserts if event.doc_id not in stored
+                   or stored[event.doc_id].content_hash != hashes[event.doc_id]]
+        changed_ids = {event.doc_id for event in changed}
+        relabelled = {event.doc_id: event.metadata for event in upserts
+                      if event.doc_id not in changed_ids and dict(stored[event.doc_id].metadata) != event.metadata}
         if changed:
             texts = [document_text(event.title, event.text) for event in changed]
             # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
@@ -105,12 +126,17 @@ class IngestProcessor:
                 for event, vector in zip(changed, vectors, strict=True)
             ])
             outcome.encoded += len(changed)
-        changed_ids = {event.doc_id for event in changed}
+        if relabelled:
+            await self._store.update_metadata(collection, relabelled)
         outcome.acks.extend(
             IngestAck(doc_id=event.doc_id, collection=collection, content_hash=hashes[event.doc_id],
-                      status="indexed" if event.doc_id in changed_ids else "unchanged")
+                      status=_status(event.doc_id, changed_ids, relabelled))
             for event in upserts
         )
+
+
+def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) -> AckStatus:
+    return "indexed" if doc_id in changed else "updated" if doc_id in relabelled else "unchanged"
 
 
 def _doc_id_from_key(record: RawRecord) -> str | None:

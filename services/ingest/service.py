@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from faststream.kafka import KafkaBroker
 
 from contracts import Topic
 from services.consumers import subscribe_batches
 from services.encoders import BiEncoder
 from services.ingest.indexing import IndexScheduler
-from services.ingest.processor import IngestProcessor
-from services.messaging import Outgoing, RawRecord
+from services.ingest.processor import IngestOutcome, IngestProcessor
+from services.messaging import RawRecord
+from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import VectorStore
 
@@ -17,21 +20,30 @@ __all__ = ["register_ingest"]
 
 
 def register_ingest(
-    broker: KafkaBroker, settings: Settings, store: VectorStore, encoder: BiEncoder, scheduler: IndexScheduler
+    broker: KafkaBroker, settings: Settings, publisher: Publisher, store: VectorStore, encoder: BiEncoder,
+    scheduler: IndexScheduler,
 ) -> None:
     topics = settings.kafka.topics
     processor = IngestProcessor(store, encoder, service=f"ingest@{settings.instance_name}")
 
-    async def handle(records: list[RawRecord]) -> list[Outgoing]:
-        outcome = await processor.process(records)
-        scheduler.written({ack.collection for ack in outcome.acks if ack.collection and ack.status == "indexed"})
+    def outputs(outcome: IngestOutcome) -> list[Outgoing]:
         return [
             *(Outgoing(topics.name(Topic.DLQ), letter.key, letter) for letter in outcome.dead_letters),
             *(Outgoing(topics.name(Topic.ACKS), ack.doc_id, ack) for ack in outcome.acks),
         ]
 
+    async def handle(records: Sequence[RawRecord]) -> list[Outgoing]:
+        outcome = await processor.process(records)
+        scheduler.written({ack.collection for ack in outcome.acks if ack.collection and ack.status == "indexed"})
+        return outputs(outcome)
+
+    def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
+        outcome = IngestOutcome()
+        processor.reject(record, reason, outcome)
+        return outputs(outcome)
+
     subscribe_batches(
-        broker, settings, topic=topics.name(Topic.DOCUMENTS), role="ingest",
-        max_records=settings.batching.ingest_max_records, handler=handle,
+        broker, settings, publisher, topic=topics.name(Topic.DOCUMENTS), role="ingest",
+        max_records=settings.batching.ingest_max_records, handler=handle, refuse=refuse,
         description="Embeds new or changed documents into the vector store; one IngestAck per document.",
     )

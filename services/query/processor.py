@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 
 import structlog
 
@@ -24,15 +26,17 @@ from contracts import (
     decode,
     now_ms,
 )
-from contracts.limits import MAX_MESSAGE_BYTES
 from contracts.messages import ErrorCode
 from services.encoders import BiEncoder, RerankBatcher, document_text
-from services.messaging import Outgoing, RawRecord
+from services.faults import is_transient
+from services.messaging import RawRecord
+from services.publishing import Outgoing
 from services.query.cache import QueryVectorCache, Vector
-from services.ranking import ranked_hits, with_rerank_timings
-from services.replies import refusal, result_to
+from services.ranking import as_hit, ranked_hits, with_rerank_timings
+from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
-from services.store import ScoredDocument, VectorStore
+from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
+from services.store import ScoredDocument, VectorSizeMismatch, VectorStore
 
 __all__ = ["QueryProcessor"]
 
@@ -80,10 +84,24 @@ class QueryProcessor:
         for (record, request), vector in zip(accepted, vectors, strict=True):
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    out.append(await self._retrieve(request, vector, picked_at, encode_ms))
+                    answer = await self._retrieve(request, vector, picked_at, encode_ms)
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    out += self._refuse(record, "internal", f"retrieval failed: {type(exc).__name__}: {exc}", request)
+                else:
+                    out.append(replace(answer, instead=partial(self._undeliverable, record, request)))
         return out
+
+    def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
+        """For a record whose processing failed on its own (see services.consumers)."""
+        return self._refuse(record, "internal", reason, None)
+
+    def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
+        return undeliverable(self._topics, record, error, service=self._service, served_by=self._served_by,
+                             request=request)
 
     async def _admit(self, request: SearchRequest, picked_at: float) -> None:
         if request.reply_to and not self._topics.is_reply_target(request.reply_to):
@@ -94,6 +112,10 @@ class QueryProcessor:
                            "before the query service picked the request up", dead_letter=False)
         if not await self._store.has_collection(request.collection):
             raise _Refused("unknown_collection", f"collection {request.collection!r} does not exist")
+        size = await self._store.vector_size(request.collection)
+        if size != self._encoder.dim:
+            raise _Refused("model_mismatch",
+                           str(VectorSizeMismatch(request.collection, size, self._encoder.dim, self._encoder.model_id)))
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
                 with_dead_letter: bool = True) -> list[Outgoing]:
@@ -127,25 +149,31 @@ class QueryProcessor:
         timings = StageTimings(query_queue_ms=picked_at - request.created_at_ms, encode_ms=encode_ms,
                                ann_ms=(time.perf_counter() - began) * 1000)
         if request.mode == "rerank":
-            candidates = CandidateSet(request=request, candidates=self._candidates(found), timings=timings,
-                                      served_by=self._served_by, models={"bi_encoder": self._encoder.model_id})
-            return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id, candidates)
+            return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
+                            self._candidate_set(request, found, timings))
         if request.mode == "cross":
             return result_to(self._topics, await self._score_all(request, found, timings), request.reply_to)
-        hits = [Hit(doc_id=doc.doc_id, score=doc.score, first_stage_score=doc.score, title=doc.title,
-                    text=self._snippet(doc.text)) for doc in found[: request.k]]
-        return result_to(self._topics, self._result(request, hits, timings), request.reply_to)
+        top = found[: request.k]
+        result = shrink_to_fit(lambda budget: self._result(request, [
+            as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings), snippet_budget(len(top)))
+        return result_to(self._topics, result, request.reply_to)
 
-    def _snippet(self, text: str, chars: int | None = None) -> str:
-        return text[: chars or self._settings.batching.candidate_text_chars]
+    @property
+    def _text_chars(self) -> int:
+        return self._settings.batching.candidate_text_chars
 
-    def _candidates(self, found: list[ScoredDocument]) -> list[Candidate]:
-        # Each text is cut so the set stays within the message limit; the reranker truncates to max_length
-        # tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens.
-        budget = int(MAX_MESSAGE_BYTES * 0.8) // max(len(found), 1)
-        chars = min(self._settings.batching.candidate_text_chars, budget // 2)
-        return [Candidate(doc_id=doc.doc_id, title=self._snippet(doc.title, chars), text=self._snippet(doc.text, chars),
-                          score=doc.score) for doc in found]
+    def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings
+                       ) -> CandidateSet:
+        """The candidates with their snippets cut (in bytes) so the set fits one message; the reranker
+        truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens."""
+        def build(budget: int) -> CandidateSet:
+            candidates = []
+            for doc in found:
+                title, text = fit_snippet(doc.title, doc.text, self._text_chars, budget)
+                candidates.append(Candidate(doc_id=doc.doc_id, title=title, text=text, score=doc.score))
+            return CandidateSet(request=request, candidates=candidates, timings=timings, served_by=self._served_by,
+                                models={"bi_encoder": self._encoder.model_id})
+        return shrink_to_fit(build, snippet_budget(len(found)))
 
     async def _score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings
                          ) -> SearchResult:
@@ -153,9 +181,11 @@ class QueryProcessor:
             raise _Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                            dead_letter=False)
         outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
-        hits = ranked_hits(found, outcome.scores, request.k, self._settings.batching.candidate_text_chars)
-        return self._result(request, hits, with_rerank_timings(timings, outcome, outcome.queue_ms),
-                            cross_encoder=self._cross.encoder.model_id)
+        cross_timings = with_rerank_timings(timings, outcome, outcome.queue_ms)
+        top = min(request.k, len(found))
+        return shrink_to_fit(lambda budget: self._result(
+            request, ranked_hits(found, outcome.scores, request.k, self._text_chars, budget), cross_timings,
+            cross_encoder=self._cross.encoder.model_id if self._cross else ""), snippet_budget(top))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
         return SearchResult(

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import structlog
 
-from contracts import CandidateSet, ContractError, SearchResult, decode, now_ms
+from contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, now_ms
 from contracts.messages import ErrorCode
 from services.encoders import RerankBatcher, RerankOutcome, document_text
-from services.messaging import Outgoing, RawRecord
+from services.faults import is_transient
+from services.messaging import RawRecord
+from services.publishing import Outgoing
 from services.ranking import ranked_hits, with_rerank_timings
-from services.replies import error_result, refusal, result_to
+from services.replies import error_result, refusal, result_to, undeliverable
 from services.reranker.fusion import configured_fusion_weight, fused_scores
 from services.settings import Settings
+from services.sizing import shrink_to_fit, snippet_budget
 
 __all__ = ["RerankProcessor"]
 
@@ -28,37 +33,53 @@ class RerankProcessor:
         self._batcher = batcher
         self.fusion_weight = configured_fusion_weight(settings.models.fusion_weight, batcher.encoder.model_id)
         self._instance = settings.instance_name
+        self._text_chars = settings.batching.candidate_text_chars
         self._service = f"reranker@{settings.instance_name}"
 
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
         out: list[Outgoing] = []
-        sets: list[CandidateSet] = []
+        live: list[tuple[RawRecord, CandidateSet]] = []
         for record in records:
             try:
-                sets.append(decode(record.value, CandidateSet))
+                candidates = decode(record.value, CandidateSet)
             except ContractError as exc:
-                out += refusal(self._topics, record, "invalid_request", str(exc), service=self._service,
-                               served_by={"reranker": self._instance}, path=("request",))
-        live: list[CandidateSet] = []
-        for candidates in sets:
+                out += self._refuse(record, "invalid_request", str(exc))
+                continue
             if self._expired(candidates):
                 out.append(self._deadline_error(candidates))
             else:
-                live.append(candidates)
+                live.append((record, candidates))
         outcomes = await asyncio.gather(*(
             self._batcher.score(candidates.request.query,
                                 [document_text(c.title, c.text) for c in candidates.candidates])
-            for candidates in live
+            for _, candidates in live
         ), return_exceptions=True)
-        for candidates, outcome in zip(live, outcomes, strict=True):
+        for (record, candidates), outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, BaseException):
+                if is_transient(outcome) or not isinstance(outcome, Exception):
+                    raise outcome
                 log.error("rerank.failed", request_id=candidates.request.request_id, error=repr(outcome))
-                out.append(self._error(candidates, "internal", f"reranking failed: {outcome!r}"))
+                out += self._refuse(record, "internal", f"reranking failed: {type(outcome).__name__}: {outcome}",
+                                    candidates.request)
             elif self._expired(candidates):
                 out.append(self._deadline_error(candidates))
             else:
-                out.append(result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to))
+                result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to)
+                out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request)))
         return out
+
+    def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
+        """For a record whose processing failed on its own (see services.consumers)."""
+        return self._refuse(record, "internal", reason)
+
+    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None = None
+                ) -> list[Outgoing]:
+        return refusal(self._topics, record, code, reason, service=self._service,
+                       served_by={"reranker": self._instance}, request=request, path=("request",))
+
+    def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
+        return undeliverable(self._topics, record, error, service=self._service,
+                             served_by={"reranker": self._instance}, request=request, path=("request",))
 
     @staticmethod
     def _expired(candidates: CandidateSet) -> bool:
@@ -80,10 +101,12 @@ class RerankProcessor:
         scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
         timings = with_rerank_timings(candidates.timings, outcome,
                                       queue_ms=now_ms() - candidates.published_at_ms - outcome.compute_ms)
-        return SearchResult(
-            request_id=request.request_id, collection=request.collection, mode=request.mode,
-            hits=ranked_hits(candidates.candidates, scores, request.k),
-            timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
-            served_by={**candidates.served_by, "reranker": self._instance},
-            models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
-        )
+        def build(budget: int) -> SearchResult:
+            return SearchResult(
+                request_id=request.request_id, collection=request.collection, mode=request.mode,
+                hits=ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget),
+                timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
+                served_by={**candidates.served_by, "reranker": self._instance},
+                models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
+            )
+        return shrink_to_fit(build, snippet_budget(min(request.k, len(candidates.candidates))))

@@ -6,15 +6,17 @@ from faststream.kafka import KafkaBroker
 
 from contracts import Topic
 from services.consumers import subscribe_batches
+from services.publishing import Publisher
 from services.reranker.processor import RerankProcessor
 from services.settings import Settings
 
 __all__ = ["register_reranker"]
 
 
-def register_reranker(broker: KafkaBroker, settings: Settings, processor: RerankProcessor) -> None:
+def register_reranker(broker: KafkaBroker, settings: Settings, publisher: Publisher, processor: RerankProcessor
+                      ) -> None:
     subscribe_batches(
-        broker, settings, topic=settings.kafka.topics.name(Topic.CANDIDATES), role="reranker",
-        max_records=settings.batching.rerank_max_records, handler=processor.process,
+        broker, settings, publisher, topic=settings.kafka.topics.name(Topic.CANDIDATES), role="reranker",
+        max_records=settings.batching.rerank_max_records, handler=processor.process, refuse=processor.refuse,
         description="Scores candidate sets with the cross-encoder (dynamic batching) and publishes ranked results.",
     )

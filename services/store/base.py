@@ -12,7 +12,9 @@ __all__ = [
     "FilterValue",
     "ScoredDocument",
     "StoredDocument",
+    "StoredState",
     "UnknownCollectionError",
+    "VectorSizeMismatch",
     "VectorStore",
     "point_id",
 ]
@@ -30,6 +32,23 @@ class UnknownCollectionError(LookupError):
     def __init__(self, collection: str) -> None:
         super().__init__(f"collection {collection!r} does not exist")
         self.collection = collection
+
+
+class VectorSizeMismatch(ValueError):
+    """A collection built by one model, used with another: its vectors cannot be compared."""
+
+    def __init__(self, collection: str, stored: int, given: int, model_id: str) -> None:
+        super().__init__(
+            f"collection {collection!r} holds {stored}-dimensional vectors but the bi-encoder {model_id!r} makes "
+            f"{given}-dimensional ones: serve it with the model that built it, or index it anew under another name")
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the store holds of a document, to decide whether an upsert changes anything."""
+
+    content_hash: str
+    metadata: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -77,8 +96,19 @@ class VectorStore(ABC):
     async def has_collection(self, collection: str) -> bool: ...
 
     @abstractmethod
-    async def content_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
-        """The stored content hash of each of `doc_ids` that the collection holds."""
+    async def collections(self) -> list[str]: ...
+
+    @abstractmethod
+    async def vector_size(self, collection: str) -> int:
+        """The dimension of the collection's vectors."""
+
+    @abstractmethod
+    async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
+        """The content hash and metadata of each of `doc_ids` that the collection holds."""
+
+    @abstractmethod
+    async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the metadata of stored documents (doc id -> metadata), keeping their vectors."""
 
     @abstractmethod
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None: ...

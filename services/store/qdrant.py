@@ -7,6 +7,7 @@ With no URL configured it opens qdrant-client's local mode at the store path, wh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
@@ -15,6 +16,7 @@ from services.store.base import (
     FilterValue,
     ScoredDocument,
     StoredDocument,
+    StoredState,
     UnknownCollectionError,
     VectorStore,
     point_id,
@@ -51,13 +53,30 @@ class QdrantStore(VectorStore):
     async def has_collection(self, collection: str) -> bool:
         return await self._client.collection_exists(collection)
 
-    async def content_hashes(self, collection: str, doc_ids: Sequence[str]) -> dict[str, str]:
+    async def collections(self) -> list[str]:
+        return sorted(described.name for described in (await self._client.get_collections()).collections)
+
+    async def vector_size(self, collection: str) -> int:
+        await self._require(collection)
+        vectors = (await self._client.get_collection(collection)).config.params.vectors
+        assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
+        return vectors.size
+
+    async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         await self._require(collection)
         records = await self._client.retrieve(
             collection, [point_id(collection, doc_id) for doc_id in doc_ids],
-            with_payload=["doc_id", "content_hash"], with_vectors=False,
+            with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False,
         )
-        return {record.payload["doc_id"]: record.payload["content_hash"] for record in records if record.payload}
+        return {record.payload["doc_id"]: StoredState(record.payload["content_hash"],
+                                                      record.payload.get("metadata", {}))
+                for record in records if record.payload}
+
+    async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
+        await self._require(collection)
+        for doc_id, fields in metadata.items():
+            await self._client.set_payload(collection, {"metadata": dict(fields)},
+                                           points=[point_id(collection, doc_id)], wait=True)
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         await self._require(collection)

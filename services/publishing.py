@@ -1,0 +1,186 @@
+"""Publishing a batch's outputs so that no single message can hold the partition its batch came from.
+
+Every message is encoded and checked against the contract's size limit (`MAX_MESSAGE_BYTES`, below the
+producer's `max_request_size`) before it is sent. An answer for a reply topic that no longer exists (its
+client went away) is dropped with a warning: nobody is listening. A message refused for its own sake (too
+large, an invalid topic) is replaced by its fallback (`Outgoing.instead`: an error result and a dead letter).
+Only faults of the cluster are retried, message by message, with capped exponential backoff, for at most
+`publish_retry_s`; after that the batch is rewound by its consumer (at-least-once, never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RecordTooLargeError
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel
+
+from contracts import TopicRegistry, encode
+from contracts.limits import MAX_MESSAGE_BYTES
+from services.faults import Backoff, ClusterFault, is_transient
+from services.settings import KafkaSettings
+
+__all__ = ["MessageTooLarge", "Outgoing", "Publisher", "TopicDirectory", "is_too_large"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: str | None
+    message: BaseModel
+    instead: Callable[[BaseException], Sequence[Outgoing]] | None = None
+    """What to publish in its place, given why, if the cluster or the size limit refuses this message."""
+
+
+class MessageTooLarge(ValueError):
+    def __init__(self, out: Outgoing, size: int) -> None:
+        super().__init__(f"{type(out.message).__name__} for {out.topic!r} encodes to {size} bytes, more than "
+                         f"the message limit of {MAX_MESSAGE_BYTES}")
+
+
+def is_too_large(error: BaseException) -> bool:
+    return isinstance(error, MessageTooLarge | MessageSizeTooLargeError | RecordTooLargeError)
+
+
+class _NoListener(Exception):
+    """The reply topic does not exist: its client closed or crashed."""
+
+
+class TopicDirectory:
+    """Which topics exist, from the cluster's metadata. A topic seen once is remembered (until `forget`); an
+    unknown one is looked up again at most every `recheck_s`, so junk reply topics cost one lookup a second."""
+
+    _MAX_MISSING = 10_000
+
+    def __init__(self, recheck_s: float = 1.0, **client_options: Any) -> None:
+        self._client = AIOKafkaClient(**client_options)
+        self._recheck_s = recheck_s
+        self._known: set[str] = set()
+        self._missing: OrderedDict[str, float] = OrderedDict()
+
+    async def start(self) -> None:
+        await self._client.bootstrap()
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def exists(self, topic: str) -> bool:
+        if topic in self._known:
+            return True
+        checked = self._missing.get(topic)
+        if checked is not None and time.monotonic() - checked < self._recheck_s:
+            return False
+        try:
+            metadata = await self._client.fetch_all_metadata()
+        except KafkaError as exc:
+            raise ClusterFault(f"no cluster metadata: {exc!r}") from exc
+        self._known = set(metadata.topics())
+        if topic in self._known:
+            self._missing.pop(topic, None)
+            return True
+        self._missing[topic] = time.monotonic()
+        self._missing.move_to_end(topic)
+        while len(self._missing) > self._MAX_MISSING:
+            self._missing.popitem(last=False)
+        return False
+
+    def forget(self, topic: str) -> None:
+        self._known.discard(topic)
+
+
+class Publisher:
+    """Publishes outputs through the broker's producer; see the module docstring for what happens on failure."""
+
+    def __init__(self, broker: KafkaBroker, settings: KafkaSettings) -> None:
+        self._broker = broker
+        self._topics: TopicRegistry = settings.topics
+        self._settings = settings
+        self.directory = TopicDirectory(**settings.client_options())
+        self.counts: Counter[str] = Counter()
+        """published, dropped_no_listener, refused, retried."""
+
+    async def start(self) -> None:
+        await self.directory.start()
+
+    async def close(self) -> None:
+        await self.directory.close()
+
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Return once each message is confirmed, replaced by its fallback or dropped; raise ClusterFault if the
+        cluster stays unreachable for longer than `publish_retry_s`."""
+        backoff = Backoff(self._settings.retry_backoff_ms / 1000, self._settings.retry_backoff_max_ms / 1000)
+        give_up_at = time.monotonic() + self._settings.publish_retry_s
+        pending = list(messages)
+        while pending:
+            failures = await self._attempt(pending)
+            pending = []
+            faults = [(out, error) for out, error in failures if is_transient(error)]
+            for out, error in failures:
+                if not is_transient(error):
+                    pending += self._replacement(out, error)
+            if faults:
+                if time.monotonic() > give_up_at:
+                    raise ClusterFault(f"{len(faults)} message(s) unconfirmed after "
+                                       f"{self._settings.publish_retry_s:g} s: {faults[0][1]!r}")
+                self.counts["retried"] += len(faults)
+                await backoff.wait("publish", faults[0][1])
+                pending += [out for out, _ in faults]
+
+    def _replacement(self, out: Outgoing, error: BaseException) -> list[Outgoing]:
+        self.counts["refused"] += 1
+        log.error("publish.refused", topic=out.topic, key=out.key, message=type(out.message).__name__,
+                  error=str(error) or repr(error), replaced=out.instead is not None)
+        return list(out.instead(error)) if out.instead else []
+
+    async def _attempt(self, batch: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
+        """Send `batch` in order, then wait for every confirmation; return the messages that failed, and why."""
+        failures: list[tuple[Outgoing, BaseException]] = []
+        sent: list[tuple[Outgoing, asyncio.Future[Any]]] = []
+        for out in batch:
+            try:
+                value = encode(out.message)
+                if len(value) > MAX_MESSAGE_BYTES:
+                    raise MessageTooLarge(out, len(value))
+                if self._topics.is_reply_topic(out.topic) and not await self.directory.exists(out.topic):
+                    raise _NoListener
+                async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
+                    future = await self._broker.publish(value, out.topic, key=out.key.encode() if out.key else None,
+                                                        no_confirm=True)
+                sent.append((out, future))
+            except _NoListener:
+                self._no_listener(out)
+            except TimeoutError:
+                failures.append((out, KafkaTimeoutError(f"no metadata for {out.topic!r}")))
+            except Exception as exc:
+                failures.append((out, exc))
+        for out, future in sent:
+            try:
+                if self._topics.is_reply_topic(out.topic):  # a reply topic can vanish between check and send
+                    await asyncio.wait_for(asyncio.shield(future), self._settings.send_timeout_ms / 1000)
+                else:
+                    await future
+                self.counts["published"] += 1
+            except TimeoutError:
+                self.directory.forget(out.topic)
+                if await self.directory.exists(out.topic):
+                    failures.append((out, KafkaTimeoutError(f"{out.topic!r} did not confirm in time")))
+                else:
+                    self._no_listener(out)
+            except Exception as exc:
+                failures.append((out, exc))
+        return failures
+
+    def _no_listener(self, out: Outgoing) -> None:
+        self.counts["dropped_no_listener"] += 1
+        log.warning("publish.no_listener", topic=out.topic, key=out.key,
+                    reason="the reply topic does not exist (its client went away); answer dropped")
