@@ -29,7 +29,7 @@ from types import TracebackType
 import structlog
 from aiokafka import AIOKafkaClient
 
-__all__ = ["KAFKA_VERSION", "BrokerStats", "LocalKafka", "ensure_kafka_jars", "kafka_bootstrap"]
+__all__ = ["KAFKA_VERSION", "BrokerStats", "LocalKafka", "ensure_kafka_jars", "free_port", "kafka_bootstrap"]
 
 KAFKA_VERSION = "4.3.1"
 _PR_SET_PDEATHSIG = 1
@@ -65,7 +65,7 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -126,7 +126,7 @@ class LocalKafka:
         lib = ensure_kafka_jars()
         began = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="cascade-kafka-"))
-        port, controller_port = _free_port(), _free_port()
+        port, controller_port = free_port(), free_port()
         data = self._workdir / "data"
         properties = self._workdir / "server.properties"
         template = (_RECIPE_DIR / "server.properties.template").read_text()

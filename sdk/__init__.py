@@ -3,10 +3,13 @@
 from sdk.acks import IngestRejected
 from sdk.client import InvalidDocuments, SearchClient, SearchFailed, SearchTimeout
 from sdk.corpus import read_jsonl_documents
+from sdk.replies import ReplyRouterFailed, ResultStreamOverflow
 
 __all__ = [
     "IngestRejected",
     "InvalidDocuments",
+    "ReplyRouterFailed",
+    "ResultStreamOverflow",
     "SearchClient",
     "SearchFailed",
     "SearchTimeout",

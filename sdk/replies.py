@@ -19,45 +19,76 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import ContractError, SearchResult, decode
 
-__all__ = ["ReplyRouter", "ResultStream"]
+__all__ = ["ReplyRouter", "ReplyRouterFailed", "ResultStream", "ResultStreamOverflow"]
 
 log = structlog.get_logger(__name__)
 _RETENTION_MS = 3_600_000
 _REMEMBERED = 100_000
 
 
+class ReplyRouterFailed(RuntimeError):
+    """The client's reply consumer died: no result can arrive any more (the cause is attached)."""
+
+
+class ResultStreamOverflow(RuntimeError):
+    """A result stream fell more than its buffer behind: results were dropped, so the stream ends with this."""
+
+
 class ResultStream:
     """An async iterator over results as they arrive. Unlike an async generator, a cancelled `anext`
-    (a timeout while waiting) leaves it open. It ends when its client closes; `close()` unsubscribes."""
+    (a timeout while waiting) leaves it open. It ends when its client closes; `close()` unsubscribes.
 
-    def __init__(self, subscribers: list[asyncio.Queue[SearchResult | None]]) -> None:
+    It buffers at most `buffer` results: a reader that falls further behind gets ResultStreamOverflow
+    (after the buffered ones) instead of the client's memory growing without bound."""
+
+    def __init__(self, subscribers: list[ResultStream], buffer: int) -> None:
         self._subscribers = subscribers
-        self._queue: asyncio.Queue[SearchResult | None] = asyncio.Queue()
-        subscribers.append(self._queue)
+        self._queue: asyncio.Queue[SearchResult | BaseException | None] = asyncio.Queue()
+        self._buffer = buffer
+        self._ended = False
+        subscribers.append(self)
 
     def __aiter__(self) -> ResultStream:
         return self
 
     async def __anext__(self) -> SearchResult:
-        result = await self._queue.get()
-        if result is None:
-            self.close()
+        item = await self._queue.get()
+        if isinstance(item, SearchResult):
+            return item
+        self.close()
+        if item is None:
             raise StopAsyncIteration
-        return result
+        raise item
+
+    def offer(self, result: SearchResult) -> None:
+        if self._queue.qsize() < self._buffer:
+            self._queue.put_nowait(result)
+        else:
+            self.end(ResultStreamOverflow(f"the stream fell more than {self._buffer} results behind; "
+                                          "later results were dropped"))
+
+    def end(self, error: BaseException | None = None) -> None:
+        """No more results: the reader gets StopAsyncIteration, or `error`, after what is buffered."""
+        if not self._ended:
+            self._ended = True
+            self._queue.put_nowait(error)
+            self.close()
 
     def close(self) -> None:
-        if self._queue in self._subscribers:
-            self._subscribers.remove(self._queue)
+        if self in self._subscribers:
+            self._subscribers.remove(self)
 
 
 class ReplyRouter:
-    def __init__(self, topic: str, **kafka_options: Any) -> None:
+    def __init__(self, topic: str, stream_buffer: int = 10_000, **kafka_options: Any) -> None:
         self.topic = topic
+        self._stream_buffer = stream_buffer
+        self.failure: ReplyRouterFailed | None = None
         self._kafka_options = kafka_options
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
         self._waiting: dict[str, asyncio.Future[SearchResult]] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
-        self._streams: list[asyncio.Queue[SearchResult | None]] = []
+        self._streams: list[ResultStream] = []
         self._task: asyncio.Task[None] | None = None
         self.duplicates_dropped = 0
 
@@ -78,6 +109,21 @@ class ReplyRouter:
         self._consumer.assign([partition])
         await self._consumer.seek_to_beginning(partition)
         self._task = asyncio.create_task(self._route(), name=f"replies:{self.topic}")
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """If routing dies, every waiting call and stream fails at once with the cause, and so do later ones."""
+        if task.cancelled():
+            return
+        cause = task.exception() or RuntimeError("the reply consumer stopped")
+        log.error("sdk.reply_router_died", topic=self.topic, error=repr(cause))
+        self.failure = ReplyRouterFailed(f"the reply consumer of {self.topic!r} died: {cause!r}")
+        self.failure.__cause__ = cause
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(self.failure)
+        for stream in list(self._streams):
+            stream.end(self.failure)
 
     async def stop(self) -> None:
         if self._task:
@@ -87,8 +133,8 @@ class ReplyRouter:
         await self._consumer.stop()
         for future in self._waiting.values():
             future.cancel()
-        for queue in self._streams:
-            queue.put_nowait(None)  # ends every open stream
+        for stream in list(self._streams):
+            stream.end()
         admin = await self._admin()
         try:
             await admin.delete_topics([self.topic])
@@ -98,6 +144,8 @@ class ReplyRouter:
             await admin.close()
 
     def expect(self, request_id: str) -> asyncio.Future[SearchResult]:
+        if self.failure is not None:
+            raise self.failure
         future: asyncio.Future[SearchResult] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
@@ -107,7 +155,9 @@ class ReplyRouter:
 
     def stream(self) -> ResultStream:
         """Results from now on; the subscription starts at this call, not at the first iteration."""
-        return ResultStream(self._streams)
+        if self.failure is not None:
+            raise self.failure
+        return ResultStream(self._streams, self._stream_buffer)
 
     async def _route(self) -> None:
         async for record in self._consumer:
@@ -125,5 +175,5 @@ class ReplyRouter:
             future = self._waiting.pop(result.request_id, None)
             if future is not None and not future.done():
                 future.set_result(result)
-            for queue in self._streams:
-                queue.put_nowait(result)
+            for stream in list(self._streams):
+                stream.offer(result)

@@ -63,16 +63,24 @@ class TopicDirectory:
     _MAX_MISSING = 10_000
 
     def __init__(self, recheck_s: float = 1.0, **client_options: Any) -> None:
-        self._client = AIOKafkaClient(**client_options)
+        self._client_options = client_options
+        self._client: AIOKafkaClient | None = None
         self._recheck_s = recheck_s
         self._known: set[str] = set()
         self._missing: OrderedDict[str, float] = OrderedDict()
 
     async def start(self) -> None:
-        await self._client.bootstrap()
+        self._client = AIOKafkaClient(**self._client_options)  # inside the event loop, as aiokafka requires
+        try:
+            await self._client.bootstrap()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     async def exists(self, topic: str) -> bool:
         if topic in self._known:
@@ -80,6 +88,8 @@ class TopicDirectory:
         checked = self._missing.get(topic)
         if checked is not None and time.monotonic() - checked < self._recheck_s:
             return False
+        if self._client is None:
+            raise ClusterFault("the topic directory is not started")
         try:
             metadata = await self._client.fetch_all_metadata()
         except KafkaError as exc:

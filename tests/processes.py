@@ -13,8 +13,8 @@ SESSION_TIMEOUT_MS = 6000
 """Short, so a killed member's partitions move to the survivor quickly."""
 
 
-def start_service(settings: Settings, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
-    environment = os.environ | {
+def service_environment(settings: Settings, name: str, **env: str) -> dict[str, str]:
+    return os.environ | {
         "CASCADE_KAFKA_BOOTSTRAP": settings.kafka.bootstrap,
         "CASCADE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
@@ -22,7 +22,11 @@ def start_service(settings: Settings, role: str, name: str, **env: str) -> subpr
         "CASCADE_LOG_LEVEL": "WARNING",
         **env,
     }
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role], env=environment)
+
+
+def start_service(settings: Settings, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role],
+                            env=service_environment(settings, name, **env))
 
 
 def start_reranker(settings: Settings, cross_encoder: Path, name: str) -> subprocess.Popen[bytes]:

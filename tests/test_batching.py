@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.encoders import CrossEncoder, RerankBatcher, plan_passes
+from services.encoders import BatcherStopped, CrossEncoder, RerankBatcher, plan_passes
 from services.query import QueryVectorCache
 
 
@@ -28,9 +28,12 @@ def test_a_pair_longer_than_the_budget_still_gets_a_pass() -> None:
 
 async def test_batcher_merges_jobs_and_matches_direct_scoring(tiny_cross_encoder: Path) -> None:
     encoder = CrossEncoder.load(str(tiny_cross_encoder))
-    batcher = RerankBatcher(encoder, gather_tokens=4096, pass_tokens=512, max_wait_ms=50)
-    batcher.start()
     jobs = {f"query {i}": [f"document {j} " * (j + 1) for j in range(7)] for i in range(4)}
+    # Deterministic on a busy machine: the gather budget is exactly the four jobs' tokens and the wait is
+    # long, so the batch closes when the fourth job arrives, however slowly the tokenisations finish.
+    tokens = sum(len(pair["input_ids"]) for query, docs in jobs.items() for pair in encoder.tokenize(query, docs))
+    batcher = RerankBatcher(encoder, gather_tokens=tokens, pass_tokens=512, max_wait_ms=30_000)
+    batcher.start()
     try:
         outcomes = await asyncio.gather(*(batcher.score(query, docs) for query, docs in jobs.items()))
     finally:
@@ -73,3 +76,23 @@ def test_query_cache_is_lru_and_counts() -> None:
     cache.put("c", vector)  # evicts b
     assert cache.get("b") is None
     assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
+
+
+async def test_a_dead_batcher_fails_waiting_and_later_calls_at_once(tiny_cross_encoder: Path) -> None:
+    batcher = RerankBatcher(CrossEncoder.load(str(tiny_cross_encoder)), gather_tokens=4096, pass_tokens=512,
+                            max_wait_ms=1)
+    task = batcher.start()
+
+    async def broken(jobs: object) -> None:
+        raise SystemError("scheduler bug")
+
+    batcher._score = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BatcherStopped, match="scheduler bug"):
+            await asyncio.wait_for(batcher.score("q", ["d"]), timeout=5)
+        await asyncio.wait([task], timeout=5)
+        assert isinstance(task.exception(), SystemError)
+        with pytest.raises(BatcherStopped, match="died"):
+            await asyncio.wait_for(batcher.score("q", ["d"]), timeout=1)
+    finally:
+        await batcher.stop()

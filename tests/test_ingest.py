@@ -15,9 +15,10 @@ from services.settings import Settings
 from tests.kafka_helpers import Collector, produce
 
 
-def _docs(ids: range, version: str = "v1", collection: str = "docs") -> list[tuple[str | None, bytes]]:
+def _docs(ids: range, version: str = "v1", collection: str = "docs", color: str = "red"
+          ) -> list[tuple[str | None, bytes]]:
     return [(f"d{i}", encode(DocumentEvent(collection=collection, doc_id=f"d{i}", title=f"Doc {i}",
-                                           text=f"document number {i} {version}", metadata={"n": i})))
+                                           text=f"document number {i} {version}", metadata={"n": i, "color": color})))
             for i in ids]
 
 
@@ -50,6 +51,19 @@ async def test_embeds_once_and_never_reencodes(ingest: CascadeProcess, settings:
         assert [ack.status for ack in third].count("indexed") == 10
         assert encoder.texts_encoded == 1010  # exactly the 10 changed ones
         assert await ingest.store.count("docs") == 1000
+
+        # Same text, new metadata: applied in place, acked `updated`, nothing re-encoded.
+        await produce(settings.kafka.bootstrap, topics.name(Topic.DOCUMENTS), _docs(range(10, 30), color="blue"))
+        fourth = (await acks.wait_for(lambda items: len(items) >= 2030))[2010:]
+        assert [ack.status for ack in fourth].count("updated") == 20
+        assert encoder.texts_encoded == 1010
+        assert ingest.store is not None
+        query = encoder.encode(["document number 12 v1"])[0].tolist()
+        blue = await ingest.store.search("docs", query, 100, filter={"color": "blue"})
+        assert {doc.doc_id for doc in blue} == {f"d{i}" for i in range(10, 30)}
+        assert all(dict(doc.metadata) == {"n": int(doc.doc_id[1:]), "color": "blue"} for doc in blue)
+        red = await ingest.store.search("docs", query, 100, filter={"color": "red"})
+        assert not {doc.doc_id for doc in red} & {f"d{i}" for i in range(10, 30)}
 
 
 async def test_events_of_one_document_apply_in_order(ingest: CascadeProcess, settings: Settings) -> None:

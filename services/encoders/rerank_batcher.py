@@ -71,7 +71,7 @@ class RerankBatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a death was reported by `_ended`
                 await self._task
             self._task = None
 
