@@ -119,10 +119,12 @@ class LocalKafka:
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
+        self._java: list[str] = []
         self.bootstrap = ""
         self.startup_s = 0.0
 
     def start(self) -> LocalKafka:
+        """Format a fresh data directory on random free ports and launch the broker."""
         lib = ensure_kafka_jars()
         began = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="cascade-kafka-"))
@@ -135,23 +137,39 @@ class LocalKafka:
             .replace("@CPORT@", str(controller_port))
             .replace("@DATA@", str(data))
         )
-        java = ["java", f"-Dlog4j2.configurationFile={_RECIPE_DIR / 'log4j2.properties'}", "-cp", f"{lib}/*"]
+        self._java = ["java", f"-Dlog4j2.configurationFile={_RECIPE_DIR / 'log4j2.properties'}", "-cp", f"{lib}/*"]
         subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
+            [*self._java, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
              "-c", str(properties)],
             check=True, capture_output=True,
         )
-        broker_log = open(self._workdir / "broker.log", "wb")  # noqa: SIM115 - owned by the child process
-        self._process = subprocess.Popen(
-            [*java, "-Xms256m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", "kafka.Kafka", str(properties)],
-            stdout=broker_log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
-        )
-        broker_log.close()
         self.bootstrap = f"127.0.0.1:{port}"
-        self._wait_until_ready()
+        self._launch()
         self.startup_s = time.monotonic() - began
         log.info("kafka.started", bootstrap=self.bootstrap, startup_s=round(self.startup_s, 2))
         return self
+
+    def _launch(self) -> None:
+        assert self._workdir is not None
+        broker_log = open(self._workdir / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
+        self._process = subprocess.Popen(
+            [*self._java, "-Xms256m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", "kafka.Kafka",
+             str(self._workdir / "server.properties")],
+            stdout=broker_log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        broker_log.close()
+        self._wait_until_ready()
+
+    def kill(self) -> None:
+        """SIGKILL the broker, keeping its data directory and ports (a crash, for fault tests)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def restart(self) -> None:
+        """Launch the broker again on the same data directory and ports (after `kill`)."""
+        self.kill()
+        self._launch()
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self._startup_timeout_s
