@@ -9,7 +9,9 @@ a batch fails, its records are handled one at a time, and a record that fails on
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 from faststream import AckPolicy
@@ -28,6 +30,15 @@ log = structlog.get_logger(__name__)
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[list[Outgoing]]]
 Refuse = Callable[[RawRecord, str], list[Outgoing]]
 """What a record that failed on its own produces: a dead letter, and an error answer where someone waits."""
+
+
+async def tolerant_parse(records: tuple[Any, ...], original: Callable[[tuple[Any, ...]], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header as UTF-8 and fails the whole batch on one that is not, rewinding it
+    forever (found by the fuzz test). Cascade reads no header, so each is made valid text first."""
+    def readable(record: Any) -> Any:
+        headers = [(name, value.decode(errors="replace").encode()) for name, value in record.headers or ()]
+        return dataclasses.replace(record, headers=headers)
+    return await original(tuple(readable(record) for record in records))
 
 
 def _describe(error: BaseException) -> str:
@@ -74,6 +85,7 @@ def subscribe_batches(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         session_timeout_ms=kafka.session_timeout_ms,
         heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
+        parser=tolerant_parse,
         title=f"{role}:{topic}",
         description=description,
     )
