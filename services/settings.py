@@ -103,7 +103,7 @@ class StoreSettings(BaseSettings):
     index_min_points: int = Field(20_000, ge=0)
     """EdgeStore: build the HNSW index once this many points are unindexed (brute force: ~0.06 ms per 1k)..."""
     index_idle_s: float = Field(2.0, ge=0)
-    """...and ingestion has been quiet this long; the build holds the GIL (measured 4.7 s for 20k points)."""
+    """...and ingestion has been quiet this long (the build runs in a child process, about 40 s per 100k points)."""
 
 
 class ModelSettings(BaseSettings):

@@ -25,6 +25,15 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None
         await producer.stop()
 
 
+async def eventually(done: Callable[[], bool], within_s: float, every_s: float = 0.1) -> None:
+    """Wait until `done()` holds, checking every `every_s` (state other tasks change, with no event to wait on)."""
+    async with asyncio.timeout(within_s):
+        while True:
+            if done():
+                return
+            await asyncio.sleep(every_s)
+
+
 class Collector:
     """Reads a topic from the beginning in the background, decoding every record as `model`."""
 

@@ -12,7 +12,7 @@ from infra.local_kafka import LocalKafka
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
-from tests.kafka_helpers import Collector
+from tests.kafka_helpers import Collector, eventually
 
 DOCS = [{"doc_id": f"d{i}", "text": f"document {i} about subject {i % 11}"} for i in range(650)]
 
@@ -47,8 +47,7 @@ async def test_services_and_sdk_resume_after_a_broker_crash(tiny_bi_encoder: Pat
             stop = asyncio.Event()
             searching = asyncio.create_task(_search_loop(client, outcomes, stop))
             await client.index(DOCS[300:600], collection="docs", wait=False)  # accepted by the broker
-            while outcomes.count("answered") < 3:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: outcomes.count("answered") >= 3, within_s=60)
             acked_before_crash = {ack.doc_id for ack in acks.items if ack.status == "indexed"}
             kafka.kill()
             answered_before = outcomes.count("answered")
@@ -58,9 +57,7 @@ async def test_services_and_sdk_resume_after_a_broker_crash(tiny_bi_encoder: Pat
             await client.index(DOCS[600:], collection="docs", timeout_s=120)  # the whole path works again
             resumed_s = time.monotonic() - restarted_at
             await acks.wait_for(lambda items: {a.doc_id for a in items} >= {d["doc_id"] for d in DOCS}, within_s=120)
-            async with asyncio.timeout(60):
-                while outcomes.count("answered") < answered_before + 3:
-                    await asyncio.sleep(0.1)
+            await eventually(lambda: outcomes.count("answered") >= answered_before + 3, within_s=60)
             stop.set()
             await searching
             assert outcomes[-1] == "answered"

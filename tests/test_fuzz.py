@@ -36,7 +36,7 @@ from contracts import (
 )
 from services.process import CascadeProcess
 from services.settings import Settings
-from tests.kafka_helpers import Collector
+from tests.kafka_helpers import Collector, eventually
 
 RECORDS = int(os.environ.get("CASCADE_FUZZ_RECORDS", "10000"))
 VALID_EVERY = 100
@@ -160,15 +160,16 @@ async def test_junk_on_every_input_topic_is_dead_lettered_and_valid_records_answ
             return {(letter.source_topic, letter.partition, letter.offset) for letter in dlq.items}
 
         try:
-            await dlq.wait_for(lambda _: expected_letters <= letters(), within_s=240)
+            # polled: comparing sets on every arrival would be quadratic in the 30,000 records
+            await eventually(lambda: expected_letters <= letters(), within_s=240, every_s=0.5)
         except TimeoutError:
             missing = sorted(expected_letters - letters())
             print(f"missing {len(missing)} dead letters, e.g. {missing[:5]}")
             raise
-        await acks.wait_for(lambda items: valid_ids[Topic.DOCUMENTS] <= {a.doc_id for a in items if a.status in (
-            "indexed", "unchanged")}, within_s=60)
-        await answers.wait_for(lambda items: (valid_ids[Topic.QUERIES] | valid_ids[Topic.CANDIDATES])
-                               <= {r.request_id for r in items}, within_s=60)
+        await eventually(lambda: valid_ids[Topic.DOCUMENTS] <= {
+            a.doc_id for a in acks.items if a.status in ("indexed", "unchanged")}, within_s=60)
+        await eventually(lambda: valid_ids[Topic.QUERIES] | valid_ids[Topic.CANDIDATES] <= {
+            r.request_id for r in answers.items}, within_s=60)
 
     assert service.failure is None  # no watched task died
     by_position = {(letter.source_topic, letter.partition, letter.offset): letter for letter in dlq.items}

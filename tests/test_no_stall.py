@@ -20,13 +20,14 @@ from infra.provision import provision_topics
 from sdk import IngestRejected, ReplyRouterFailed, ResultStreamOverflow, SearchClient, SearchFailed
 from sdk.replies import ResultStream
 from services.consumers import handle_isolated
+from services.encoders import BatcherStopped
 from services.faults import ClusterFault
 from services.messaging import RawRecord, make_broker
 from services.process import CascadeProcess, ProcessFailed
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import EdgeStore
-from tests.kafka_helpers import Collector, produce
+from tests.kafka_helpers import Collector, eventually, produce
 from tests.processes import service_environment
 
 CORPUS = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"the telephone was invented in 18{i:02d}"}
@@ -67,9 +68,7 @@ async def test_answers_for_vanished_reply_topics_are_dropped_and_nothing_stalls(
                                      mode="bi" if i % 2 else "rerank", timeout_s=20)
         assert len(result.hits) == 3
         assert time.monotonic() - began < 5, f"search {i} took {time.monotonic() - began:.1f} s"
-    async with asyncio.timeout(15):
-        while service.publisher.counts["dropped_no_listener"] < 12:
-            await asyncio.sleep(0.1)
+    await eventually(lambda: service.publisher.counts["dropped_no_listener"] >= 12, within_s=15)
     assert service.publisher.counts["dropped_no_listener"] == 12  # each ghost answer dropped once, no rewinds
     assert service.publisher.counts["retried"] == 0
 
@@ -179,16 +178,15 @@ async def test_a_process_whose_batcher_dies_fails_instead_of_hanging(
         "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)})})
     process = CascadeProcess(settings, {"rerank"})
     running = asyncio.create_task(process.run())
-    async with asyncio.timeout(30):
-        while process.batcher is None or process.batcher._task is None:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: process.batcher is not None and process.batcher._task is not None, within_s=30)
     batcher = process.batcher
+    assert batcher is not None
 
     async def broken(jobs: object) -> None:
         raise SystemError("scheduler bug")
 
     batcher._score = broken  # type: ignore[method-assign]
-    with pytest.raises(Exception, match="died|stopped"):
+    with pytest.raises(BatcherStopped, match=r"died|stopped"):
         await asyncio.wait_for(batcher.score("q", ["d"]), timeout=5)
     with pytest.raises(ProcessFailed, match="scheduler bug"):
         await asyncio.wait_for(running, timeout=30)
