@@ -11,6 +11,7 @@ import pytest
 
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
+from sdk import SearchClient
 from services.log import configure_logging
 from services.process import CascadeProcess
 from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
@@ -58,6 +59,25 @@ async def first_stage(settings: Settings) -> AsyncIterator[CascadeProcess]:
     await process.start()
     yield process
     await process.stop()
+
+
+@pytest.fixture
+async def all_roles(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[CascadeProcess]:
+    """Ingest, query and rerank served in this process around one store, with the tiny models."""
+    settings = settings.model_copy(update={
+        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)}),
+        "batching": settings.batching.model_copy(update={"cross_max_documents": 20}),
+    })
+    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
+    await process.start()
+    yield process
+    await process.stop()
+
+
+def client_for(process: CascadeProcess) -> SearchClient:
+    """An SDK client on the cluster and topic prefix of `process`."""
+    kafka = process.settings.kafka
+    return SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix)
 
 
 @pytest.fixture

@@ -9,12 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -35,7 +32,6 @@ from contracts import (
     encode,
 )
 from services.process import CascadeProcess
-from services.settings import Settings
 from tests.kafka_helpers import Collector, eventually
 
 RECORDS = int(os.environ.get("CASCADE_FUZZ_RECORDS", "10000"))
@@ -107,16 +103,6 @@ async def _publish(bootstrap: str, topic: str, records: list[Record]) -> list[tu
     return [(meta.partition, meta.offset) for meta in placed]
 
 
-@pytest.fixture
-async def service(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[CascadeProcess]:
-    settings = settings.model_copy(update={
-        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)})})
-    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
-    await process.start()
-    yield process
-    await process.stop()
-
-
 def _valid(topic: Topic, i: int, results: str) -> BaseModel:
     if topic is Topic.DOCUMENTS:
         return DocumentEvent(collection="fuzz", doc_id=f"valid-{i}", text=f"valid document {i}")
@@ -130,9 +116,10 @@ def _valid(topic: Topic, i: int, results: str) -> BaseModel:
 
 
 async def test_junk_on_every_input_topic_is_dead_lettered_and_valid_records_answered(
-    service: CascadeProcess, settings: Settings
+    all_roles: CascadeProcess
 ) -> None:
-    kafka, topics = settings.kafka, settings.kafka.topics
+    service = all_roles
+    kafka, topics = service.settings.kafka, service.settings.kafka.topics
     results = topics.name(Topic.RESULTS)
     plan: dict[Topic, list[tuple[Record, bool, str | None]]] = {}
     for topic, model in ((Topic.DOCUMENTS, DocumentEvent), (Topic.QUERIES, SearchRequest),

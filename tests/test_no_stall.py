@@ -27,6 +27,7 @@ from services.process import CascadeProcess, ProcessFailed
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import EdgeStore
+from tests.conftest import client_for
 from tests.kafka_helpers import Collector, eventually, produce
 from tests.processes import service_environment
 
@@ -35,19 +36,13 @@ CORPUS = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"the telephone was i
 
 
 @pytest.fixture
-async def service(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[CascadeProcess]:
-    settings = settings.model_copy(update={
-        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)})})
-    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
-    await process.start()
-    yield process
-    await process.stop()
+def service(all_roles: CascadeProcess) -> CascadeProcess:
+    return all_roles
 
 
 @pytest.fixture
 async def client(service: CascadeProcess) -> AsyncIterator[SearchClient]:
-    kafka = service.settings.kafka
-    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as connected:
+    async with client_for(service) as connected:
         await connected.index(CORPUS, collection="demo")
         yield connected
 

@@ -73,12 +73,12 @@ async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, 
         assert after_kill, "the kill must happen while requests are in flight"
         assert {result.served_by["reranker"] for _, result in after_kill} == {"rerank-b"}
 
-        # Duplicates on the reply topic itself: only the killed member's uncommitted batch may be answered twice.
-        counts = Counter(result.request_id for result in on_the_wire.items)
+        # Duplicates on the reply topic itself: only batches uncommitted at the rebalance may be answered twice,
+        # the killed member's and the survivor's (its commit fails once the group's generation moves on).
+        counts = Counter(result.request_id for result in wire)
         duplicated = {request_id for request_id, count in counts.items() if count > 1}
-        first_servers = {result.request_id: result.served_by["reranker"] for result in reversed(wire)}
-        assert len(duplicated) <= 2 * settings.batching.rerank_max_records
-        assert all(first_servers[request_id] == "rerank-a" for request_id in duplicated)
+        assert len(duplicated) <= len(rerankers) * settings.batching.rerank_max_records
+        assert max(counts.values()) <= 2
 
         # Recovery: the killed member's partitions are served again within the session timeout plus a margin.
         orphaned = {partition_of(result.request_id) for at, result in received
@@ -88,7 +88,7 @@ async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, 
         assert recovery_s <= SESSION_TIMEOUT_MS / 1000 + RECOVERY_MARGIN_S
         print(f"\nreranker killed after 100 of {REQUESTS} results; all {REQUESTS} answered; "
               f"{sum(counts.values()) - len(counts)} duplicate(s) on the reply topic ({len(duplicated)} request(s), "
-              f"all from the killed member's uncommitted batch); its partitions served again {recovery_s:.1f} s "
+              f"from the batches uncommitted at the rebalance); its partitions served again {recovery_s:.1f} s "
               f"after the kill (session timeout {SESSION_TIMEOUT_MS / 1000:.0f} s + margin {RECOVERY_MARGIN_S} s)")
     finally:
         for process in rerankers.values():

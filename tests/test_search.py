@@ -16,7 +16,7 @@ from infra.provision import provision_topics
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder, CrossEncoder, document_text
 from services.process import CascadeProcess
-from services.settings import BatchingSettings, Settings
+from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 
 CORPUS = [
@@ -37,23 +37,15 @@ CORPUS = [
 
 
 @pytest.fixture
-async def service(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterator[CascadeProcess]:
-    settings = settings.model_copy(update={
-        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)}),
-        "batching": BatchingSettings(cross_max_documents=20),
-    })
-    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
-    await process.start()
-    async with SearchClient(settings.kafka.bootstrap, topic_prefix=settings.kafka.topic_prefix) as client:
+async def service(all_roles: CascadeProcess) -> CascadeProcess:
+    async with client_for(all_roles) as client:
         await client.index(CORPUS, collection="demo")
-    yield process
-    await process.stop()
+    return all_roles
 
 
 @pytest.fixture
 async def client(service: CascadeProcess) -> AsyncIterator[SearchClient]:
-    kafka = service.settings.kafka
-    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as connected:
+    async with client_for(service) as connected:
         yield connected
 
 
