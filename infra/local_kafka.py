@@ -12,24 +12,38 @@ import base64
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaClient
 
-__all__ = ["KAFKA_VERSION", "BrokerStats", "LocalKafka", "ensure_kafka_jars", "free_port", "kafka_bootstrap"]
+from infra.certificates import TlsFiles, make_tls_files
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerStats",
+    "LocalKafka",
+    "SecuredListener",
+    "client_security",
+    "ensure_kafka_jars",
+    "free_port",
+    "kafka_bootstrap",
+]
 
 KAFKA_VERSION = "4.3.1"
 _PR_SET_PDEATHSIG = 1
@@ -40,8 +54,10 @@ log = structlog.get_logger(__name__)
 
 
 def ensure_kafka_jars(cache_root: Path = _CACHE_ROOT) -> Path:
-    """Return the folder of broker jars, fetching them with Maven the first time on this machine."""
-    lib = cache_root / f"kafka-{KAFKA_VERSION}" / "lib"
+    """Return the folder of broker jars, fetching them with Maven the first time on this machine (a folder
+    per version of the recipe, so a changed pom.xml fetches anew)."""
+    recipe = hashlib.sha256((_RECIPE_DIR / "pom.xml").read_bytes()).hexdigest()[:10]
+    lib = cache_root / f"kafka-{KAFKA_VERSION}" / f"lib-{recipe}"
     if lib.is_dir():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
@@ -81,8 +97,9 @@ def _cluster_id() -> str:
     return cluster_id
 
 
-async def _metadata_ok(bootstrap: str) -> bool:
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+async def _metadata_ok(bootstrap: str, security: SecuredListener | None) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000,
+                            **(security.admin_client_options() if security else {}))
     try:
         await client.bootstrap()
         # Ready means consumer groups work too: the group coordinator answers once __consumer_offsets exists.
@@ -94,7 +111,7 @@ async def _metadata_ok(bootstrap: str) -> bool:
         await client.close()
 
 
-def _broker_answers(bootstrap: str) -> bool:
+def _broker_answers(bootstrap: str, security: SecuredListener | None = None) -> bool:
     host, port = bootstrap.rsplit(":", 1)
     try:  # the cheap check first, so the client does not log connection errors while the JVM boots
         socket.create_connection((host, int(port)), timeout=1).close()
@@ -102,7 +119,57 @@ def _broker_answers(bootstrap: str) -> bool:
         return False
     # A worker thread owns its own event loop, so this works from sync code and from inside a running loop.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _metadata_ok(bootstrap)).result()
+        return pool.submit(asyncio.run, _metadata_ok(bootstrap, security)).result()
+
+
+@dataclass(frozen=True)
+class SecuredListener:
+    """Clients connect with SASL_SSL (SCRAM-SHA-512) over a throwaway TLS certificate; StandardAuthorizer
+    ACLs decide what each user may do. `admin` is the broker's own user and a super user. The controller
+    listener stays PLAINTEXT on loopback (controller SCRAM is unsupported), so its anonymous principal,
+    the broker talking to its own controller, is a super user too: keep that port off the network."""
+
+    users: dict[str, str] = field(repr=False)
+    """User name -> password, created when the storage is formatted; must include `admin`."""
+    admin: str = "admin"
+    ca_file: Path | None = None
+    """Set by LocalKafka.start: the CA clients must trust."""
+
+    def admin_client_options(self) -> dict[str, Any]:
+        return client_security(self.admin, self.users[self.admin], self.ca_file)
+
+
+def client_security(user: str, password: str, ca_file: Path | None) -> dict[str, Any]:
+    """aiokafka options for a SCRAM-SHA-512 user over TLS trusting `ca_file`."""
+    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
+            "sasl_plain_password": password,
+            "ssl_context": ssl.create_default_context(cafile=str(ca_file) if ca_file else None)}
+
+
+def _jaas(user: str, password: str) -> str:
+    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
+
+
+def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int) -> str:
+    keystore = tls.server_key.with_name("server-keystore.pem")
+    keystore.write_bytes(tls.server_key.read_bytes() + tls.server_cert.read_bytes())
+    keystore.chmod(0o600)
+    return "\n".join([
+        f"listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:@CPORT@",
+        f"advertised.listeners=SASL_SSL://127.0.0.1:{port}",
+        "inter.broker.listener.name=SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        + _jaas(security.admin, security.users[security.admin]),
+        "ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}",
+        "ssl.truststore.type=PEM", f"ssl.truststore.location={tls.ca_cert}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{security.admin};User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
+        "",
+    ])
 
 
 @dataclass(frozen=True)
@@ -114,8 +181,10 @@ class BrokerStats:
 class LocalKafka:
     """Start and stop a throwaway broker. Use as a context manager; `bootstrap` is the address to use."""
 
-    def __init__(self, heap: str = "1g", startup_timeout_s: float = 90.0) -> None:
+    def __init__(self, heap: str = "1g", startup_timeout_s: float = 90.0,
+                 security: SecuredListener | None = None) -> None:
         self._heap = heap
+        self.security = security
         self._startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
@@ -132,6 +201,13 @@ class LocalKafka:
         data = self._workdir / "data"
         properties = self._workdir / "server.properties"
         template = (_RECIPE_DIR / "server.properties.template").read_text()
+        scram: list[str] = []
+        if self.security is not None:
+            tls = make_tls_files(self._workdir / "tls")
+            self.security = replace(self.security, ca_file=tls.ca_cert)
+            template += _secured_properties(self.security, tls, port)  # later keys override the template's
+            for user, password in self.security.users.items():
+                scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         properties.write_text(
             template.replace("@PORT@", str(port))
             .replace("@CPORT@", str(controller_port))
@@ -140,7 +216,7 @@ class LocalKafka:
         self._java = ["java", f"-Dlog4j2.configurationFile={_RECIPE_DIR / 'log4j2.properties'}", "-cp", f"{lib}/*"]
         subprocess.run(
             [*self._java, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
-             "-c", str(properties)],
+             "-c", str(properties), *scram],
             check=True, capture_output=True,
         )
         self.bootstrap = f"127.0.0.1:{port}"
@@ -160,6 +236,27 @@ class LocalKafka:
         broker_log.close()
         self._wait_until_ready()
 
+    def grant(self, user: str, operations: Sequence[str], *, topics: Sequence[str] = (),
+              groups: Sequence[str] = (), cluster: bool = False, prefixed: bool = False) -> None:
+        """Allow `user` each of `operations` on each named resource (names are prefixes with `prefixed`),
+        with Kafka's own AclCommand as the broker's admin user."""
+        assert self.security is not None and self._workdir is not None, "grant needs a secured, started broker"
+        config = self._workdir / "admin.properties"
+        config.write_text("\n".join([
+            "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+            f"sasl.jaas.config={_jaas(self.security.admin, self.security.users[self.security.admin])}",
+            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.security.ca_file}", ""]))
+        config.chmod(0o600)
+        resources = [*(arg for topic in topics for arg in ("--topic", topic)),
+                     *(arg for group in groups for arg in ("--group", group)), *(["--cluster"] if cluster else [])]
+        subprocess.run(
+            [*self._java, "org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap,
+             "--command-config", str(config), "--add", "--allow-principal", f"User:{user}",
+             *(arg for operation in operations for arg in ("--operation", operation)), *resources,
+             "--resource-pattern-type", "prefixed" if prefixed else "literal", "--force"],
+            check=True, capture_output=True,
+        )
+
     def kill(self) -> None:
         """SIGKILL the broker, keeping its data directory and ports (a crash, for fault tests)."""
         if self._process is not None and self._process.poll() is None:
@@ -177,7 +274,7 @@ class LocalKafka:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise RuntimeError(f"Kafka exited with {self._process.returncode}: {self.log_tail()}")
-            if _broker_answers(self.bootstrap):
+            if _broker_answers(self.bootstrap, self.security):
                 return
             time.sleep(0.3)
         self.stop()

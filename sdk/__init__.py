@@ -4,10 +4,13 @@ from sdk.acks import IngestRejected
 from sdk.client import InvalidDocuments, SearchClient, SearchFailed, SearchTimeout
 from sdk.corpus import read_jsonl_documents
 from sdk.replies import ReplyRouterFailed, ResultStreamOverflow
+from sdk.security import KafkaAccessError, KafkaSecurity
 
 __all__ = [
     "IngestRejected",
     "InvalidDocuments",
+    "KafkaAccessError",
+    "KafkaSecurity",
     "ReplyRouterFailed",
     "ResultStreamOverflow",
     "SearchClient",

@@ -9,6 +9,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
 from pydantic import ValidationError
 
 from contracts import (
@@ -26,10 +32,12 @@ from contracts.codec import describe_errors
 from contracts.messages import Mode
 from sdk.acks import AckWaiter, IngestRejected
 from sdk.replies import ReplyRouter, ResultStream
+from sdk.security import KafkaAccessError, KafkaSecurity, diagnose
 
 __all__ = ["InvalidDocuments", "SearchClient", "SearchFailed", "SearchTimeout"]
 
 DocumentLike = DocumentEvent | Mapping[str, Any]
+AUTHORIZATION_ERRORS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
 class InvalidDocuments(ValueError):
@@ -64,16 +72,31 @@ class SearchClient:
     (security_protocol, sasl_mechanism, sasl_plain_username, ssl_context, ...).
     """
 
-    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX, **kafka_options: Any) -> None:
-        self._kafka_options = {"bootstrap_servers": bootstrap_servers, **kafka_options}
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
+                 security: KafkaSecurity | None = None, **kafka_options: Any) -> None:
+        self.security = security or KafkaSecurity()
+        self._bootstrap = bootstrap_servers
+        self._kafka_options = {"bootstrap_servers": bootstrap_servers, **self.security.client_options(),
+                               **kafka_options}
         self.topics = TopicRegistry(prefix=topic_prefix)
         self.client_id = uuid.uuid4().hex[:12]
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2, **self._kafka_options)
         self.replies = ReplyRouter(f"{self.topics.replies_prefix}{self.client_id}", **self._kafka_options)
 
     async def __aenter__(self) -> SearchClient:
-        await self._producer.start()
-        await self.replies.start()
+        try:
+            await self._producer.start()
+            await self.replies.start()
+        except KafkaConnectionError as exc:
+            await self._producer.stop()
+            problem = await diagnose(self._bootstrap, self.security)
+            if problem is not None:
+                raise problem from exc
+            raise
+        except AUTHORIZATION_ERRORS as exc:
+            await self._producer.stop()
+            raise KafkaAccessError(f"this client ({self.security.describe()}) may not create or read its reply "
+                                   f"topic under {self.topics.replies_prefix!r}: {exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -125,9 +148,13 @@ class SearchClient:
 
     async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> None:
         name = self.topics.name(topic)
-        futures = [await self._producer.send(name, value, key=key.encode()) for key, value in items]
-        for future in futures:
-            await future
+        try:
+            futures = [await self._producer.send(name, value, key=key.encode()) for key, value in items]
+            for future in futures:
+                await future
+        except AUTHORIZATION_ERRORS as exc:
+            raise KafkaAccessError(f"this client ({self.security.describe()}) may not write to {name!r}: "
+                                   f"an ACL allowing Write on it is missing ({exc})") from exc
 
     async def index(
         self, documents: Iterable[DocumentLike], *, collection: str | None = None, wait: bool = True,

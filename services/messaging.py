@@ -13,34 +13,37 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from contracts import DeadLetter
 from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
-from sdk import SearchClient
+from sdk import KafkaSecurity, SearchClient
 from services.settings import KafkaSettings
 
-__all__ = ["RawRecord", "dead_letter", "make_broker", "sdk_client"]
+__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "sdk_client"]
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
 
 def make_broker(settings: KafkaSettings) -> KafkaBroker:
     """A FastStream broker whose producer waits for all in-sync replicas and never duplicates on retry."""
-    options = settings.client_options()
-    ssl_context = options.get("ssl_context")
-    security: BaseSecurity | None = None
-    if settings.sasl_mechanism:
-        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        security = _SASL[settings.sasl_mechanism](settings.sasl_username or "", password, ssl_context=ssl_context)
-    elif ssl_context is not None:
-        security = BaseSecurity(ssl_context=ssl_context)
     return KafkaBroker(
-        settings.bootstrap, client_id=settings.client_id, security=security, acks="all", enable_idempotence=True,
+        settings.bootstrap, client_id=settings.client_id, security=faststream_security(settings.security), acks="all",
+        enable_idempotence=True,
         max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=1,
         logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )
 
 
+def faststream_security(security: KafkaSecurity) -> BaseSecurity:
+    """The same configuration as FastStream's security object (which follows `use_ssl` for the protocol)."""
+    use_ssl = security.protocol.endswith("SSL")
+    if security.sasl_mechanism:
+        return _SASL[security.sasl_mechanism](security.username or "", security.password or "",
+                                              ssl_context=security.ssl_context(), use_ssl=use_ssl)
+    return BaseSecurity(ssl_context=security.ssl_context(), use_ssl=use_ssl)
+
+
 def sdk_client(settings: KafkaSettings) -> SearchClient:
     """An SDK client on the configured cluster and topic prefix (for the CLI, the harness, the demo)."""
-    return SearchClient(topic_prefix=settings.topic_prefix, **settings.client_options())
+    return SearchClient(settings.bootstrap, topic_prefix=settings.topic_prefix, security=settings.security,
+                        client_id=settings.client_id)
 
 
 @dataclass(frozen=True)

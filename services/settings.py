@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import DEFAULT_PREFIX, TopicRegistry
+from sdk.security import KafkaSecurity, Protocol, SaslMechanism
 
 __all__ = [
     "BUNDLED_RERANKER",
@@ -43,11 +43,15 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1_000)
     """How long a silent group member keeps its partitions: the recovery time after a pod dies."""
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    security_protocol: Protocol = "PLAINTEXT"
+    """Decides everything: SASL only with SASL_*, TLS only with *SSL (a mismatch is a settings error)."""
+    sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    """A client certificate (PEM) for brokers that require mutual TLS, with `ssl_keyfile`."""
+    ssl_keyfile: Path | None = None
     connect_timeout_s: float = Field(60.0, ge=0)
     """At start, how long to retry an unreachable cluster (with backoff) before the process exits non-zero."""
     retry_backoff_ms: int = Field(200, ge=1)
@@ -63,24 +67,23 @@ class KafkaSettings(BaseSettings):
     def topics(self) -> TopicRegistry:
         return TopicRegistry(prefix=self.topic_prefix)
 
+    @model_validator(mode="after")
+    def _consistent_security(self) -> Self:
+        self.security  # noqa: B018 - raises a clear error on a protocol/mechanism/files mismatch
+        return self
+
+    @property
+    def security(self) -> KafkaSecurity:
+        """The one security configuration every Kafka client of the process uses (the SDK's type)."""
+        return KafkaSecurity(
+            protocol=self.security_protocol, sasl_mechanism=self.sasl_mechanism, username=self.sasl_username,
+            password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+            ca_file=self.ssl_cafile, cert_file=self.ssl_certfile, key_file=self.ssl_keyfile,
+        )
+
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            options |= {
-                "sasl_mechanism": self.sasl_mechanism,
-                "sasl_plain_username": self.sasl_username,
-                "sasl_plain_password": self.sasl_password.get_secret_value() if self.sasl_password else None,
-            }
-        if self.security_protocol.endswith("SSL"):
-            options["ssl_context"] = ssl.create_default_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
-            )
-        return options
+        return {"bootstrap_servers": self.bootstrap, "client_id": self.client_id, **self.security.client_options()}
 
 
 class StoreSettings(BaseSettings):

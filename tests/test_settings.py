@@ -1,7 +1,9 @@
 """Settings come from CASCADE_* variables; secrets never show in their representation."""
 
 import pytest
+from faststream.kafka.security import parse_security
 
+from services.messaging import faststream_security, sdk_client
 from services.settings import Settings
 
 
@@ -26,3 +28,34 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CASCADE_STORE_HNSW_M", "1")
     with pytest.raises(ValueError, match="hnsw_m"):
         Settings()
+
+
+def test_the_protocol_decides_and_a_mismatch_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")  # with the default PLAINTEXT protocol
+    with pytest.raises(ValueError, match="needs security protocol SASL_PLAINTEXT or SASL_SSL, not PLAINTEXT"):
+        Settings()
+    monkeypatch.setenv("CASCADE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ValueError, match="needs a SASL mechanism, a user name and a password"):
+        Settings()
+
+
+@pytest.mark.parametrize("environment", [
+    {},
+    {"SECURITY_PROTOCOL": "SSL"},
+    {"SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SASL_MECHANISM": "PLAIN", "SASL_USERNAME": "u", "SASL_PASSWORD": "s3"},
+    {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-256", "SASL_USERNAME": "u", "SASL_PASSWORD": "s3"},
+    {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": "u", "SASL_PASSWORD": "s3"},
+])
+async def test_every_client_gets_the_same_security(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> None:
+    """The services' FastStream broker, their aiokafka clients and the SDK connect the same way."""
+    for name, value in environment.items():
+        monkeypatch.setenv(f"CASCADE_KAFKA_{name}", value)
+    kafka = Settings().kafka
+    aiokafka = kafka.client_options()
+    faststream = parse_security(faststream_security(kafka.security))
+    client = sdk_client(kafka)
+    for options in (faststream, client._kafka_options):
+        for key in ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
+            assert options.get(key) == aiokafka.get(key), key
+        assert ("ssl_context" in options and options["ssl_context"] is not None) == ("ssl_context" in aiokafka)
+    assert "s3" not in repr(kafka) + repr(kafka.security) + repr(client.security)
