@@ -9,12 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    KafkaConnectionError,
-    TopicAuthorizationFailedError,
-)
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from contracts import (
@@ -32,12 +27,11 @@ from contracts.codec import describe_errors
 from contracts.messages import Mode
 from sdk.acks import AckWaiter, IngestRejected
 from sdk.replies import ReplyRouter, ResultStream
-from sdk.security import KafkaAccessError, KafkaSecurity, diagnose
+from sdk.security import AUTHORIZATION_ERRORS, KafkaAccessError, KafkaSecurity, diagnose
 
 __all__ = ["InvalidDocuments", "SearchClient", "SearchFailed", "SearchTimeout"]
 
 DocumentLike = DocumentEvent | Mapping[str, Any]
-AUTHORIZATION_ERRORS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
 class InvalidDocuments(ValueError):

@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
+)
 
-__all__ = ["KafkaAccessError", "KafkaSecurity", "Protocol", "SaslMechanism", "diagnose"]
+__all__ = ["AUTHORIZATION_ERRORS", "KafkaAccessError", "KafkaSecurity", "Protocol", "SaslMechanism", "diagnose"]
+
+AUTHORIZATION_ERRORS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
+"""A missing ACL."""
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from infra.foreground import run_kafka
 from infra.provision import provision_topics
-from sdk import SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
+from sdk import KafkaAccessError, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
 from services.messaging import sdk_client
@@ -87,12 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "serve":
         try:
             asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())
-        except (KafkaUnreachable, ProcessFailed) as exc:
+        except (KafkaUnreachable, KafkaAccessError, ProcessFailed) as exc:
             sys.exit(f"cascade serve: {exc}")
-    elif args.command == "ingest":
-        asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait))
-    elif args.command == "search":
-        asyncio.run(search_once(settings, args))
+    elif args.command in ("ingest", "search"):
+        try:
+            asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait)
+                        if args.command == "ingest" else search_once(settings, args))
+        except KafkaAccessError as exc:
+            sys.exit(f"cascade {args.command}: {exc}")
     elif args.command == "eval":
         from evaluation.harness import EvalOptions
         from evaluation.run import run_evaluation

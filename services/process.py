@@ -16,6 +16,8 @@ from typing import Literal
 import structlog
 
 from infra.provision import provision_topics
+from sdk import KafkaAccessError
+from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
 from services.faults import Backoff, is_transient
 from services.ingest import IndexScheduler, register_ingest
@@ -97,9 +99,14 @@ class CascadeProcess:
                 await provision_topics(kafka.topics, kafka.replication_factor, **kafka.client_options())
                 await self.publisher.start()
                 return
+            except AUTHORIZATION_ERRORS as exc:  # an ACL is missing: retrying cannot help
+                raise KafkaAccessError(f"Kafka at {kafka.bootstrap} refused this process "
+                                       f"({kafka.security.describe()}): {exc}") from exc
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                if (problem := await diagnose(kafka.bootstrap, kafka.security)) is not None:
+                    raise problem from exc  # wrong credentials or an untrusted certificate
                 if time.monotonic() > give_up_at:
                     raise KafkaUnreachable(f"Kafka at {kafka.bootstrap!r} did not answer within "
                                            f"{kafka.connect_timeout_s:g} s: {exc!r}") from exc

@@ -103,6 +103,10 @@ class StoreSettings(BaseSettings):
     hnsw_ef: int = Field(512, ge=8, le=4096)
     full_scan_threshold: int = Field(10_000, ge=0)
     """In KB of vectors: a segment smaller than this (about 6.5k 384-d vectors) is searched brute force."""
+    max_collections: int = Field(1_000, ge=1)
+    """Documents for a new collection beyond this many are rejected: producers cannot exhaust the store."""
+    max_filter_fields: int = Field(16, ge=0)
+    """Payload indexes (filterable metadata fields) per collection; a filter on one more field is refused."""
     index_min_points: int = Field(20_000, ge=0)
     """EdgeStore: build the HNSW index once this many points are unindexed (brute force: ~0.06 ms per 1k)..."""
     index_idle_s: float = Field(2.0, ge=0)

@@ -46,7 +46,9 @@ def test_the_protocol_decides_and_a_mismatch_is_a_clear_error(monkeypatch: pytes
     {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-256", "SASL_USERNAME": "u", "SASL_PASSWORD": "s3"},
     {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": "u", "SASL_PASSWORD": "s3"},
 ])
-async def test_every_client_gets_the_same_security(monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]) -> None:
+async def test_every_client_gets_the_same_security(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
     """The services' FastStream broker, their aiokafka clients and the SDK connect the same way."""
     for name, value in environment.items():
         monkeypatch.setenv(f"CASCADE_KAFKA_{name}", value)

@@ -60,8 +60,10 @@ def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
 
 
 class IngestProcessor:
-    def __init__(self, store: VectorStore, encoder: BiEncoder, service: str = "ingest") -> None:
+    def __init__(self, store: VectorStore, encoder: BiEncoder, service: str = "ingest",
+                 max_collections: int = 1_000) -> None:
         self._store = store
+        self._max_collections = max_collections
         self._encoder = encoder
         self._service = service
 
@@ -89,6 +91,11 @@ class IngestProcessor:
         outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=collection, status="rejected",
                                       error=reason[:MAX_ERROR_CHARS]))
 
+    def _reject_upserts(self, received: list[Received], reason: str, outcome: IngestOutcome, collection: str) -> None:
+        for record, event in received:
+            if event.op == "upsert":
+                self.reject(record, reason, outcome, collection)
+
     async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome) -> None:
         events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
@@ -98,13 +105,18 @@ class IngestProcessor:
         outcome.acks.extend(IngestAck(doc_id=doc_id, collection=collection, status="deleted") for doc_id in deletes)
         if not upserts:
             return
+        if not await self._store.has_collection(collection):
+            held = len(await self._store.collections())
+            if held >= self._max_collections:
+                reason = (f"collection {collection!r} was not created: the store holds {held} collections, the cap "
+                          "(CASCADE_STORE_MAX_COLLECTIONS)")
+                self._reject_upserts(received, reason, outcome, collection)
+                return
         await self._store.ensure_collection(collection, self._encoder.dim)
         size = await self._store.vector_size(collection)
         if size != self._encoder.dim:
             reason = str(VectorSizeMismatch(collection, size, self._encoder.dim, self._encoder.model_id))
-            for record, event in received:
-                if event.op == "upsert":
-                    self.reject(record, reason, outcome, collection)
+            self._reject_upserts(received, reason, outcome, collection)
             return
         model_id = self._encoder.model_id
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}

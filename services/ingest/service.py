@@ -24,7 +24,8 @@ def register_ingest(
     scheduler: IndexScheduler,
 ) -> None:
     topics = settings.kafka.topics
-    processor = IngestProcessor(store, encoder, service=f"ingest@{settings.instance_name}")
+    processor = IngestProcessor(store, encoder, service=f"ingest@{settings.instance_name}",
+                                max_collections=settings.store.max_collections)
 
     def outputs(outcome: IngestOutcome) -> list[Outgoing]:
         return [

@@ -36,7 +36,7 @@ from services.ranking import as_hit, ranked_hits, with_rerank_timings
 from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
 from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
-from services.store import ScoredDocument, VectorSizeMismatch, VectorStore
+from services.store import FilterFieldLimit, ScoredDocument, VectorSizeMismatch, VectorStore
 
 __all__ = ["QueryProcessor"]
 
@@ -87,6 +87,8 @@ class QueryProcessor:
                     answer = await self._retrieve(request, vector, picked_at, encode_ms)
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+                except FilterFieldLimit as exc:
+                    out += self._refuse(record, "invalid_request", str(exc), request)
                 except Exception as exc:
                     if is_transient(exc):
                         raise

@@ -2,6 +2,7 @@
 
 from services.settings import StoreSettings
 from services.store.base import (
+    FilterFieldLimit,
     FilterValue,
     ScoredDocument,
     StoredDocument,
@@ -16,6 +17,7 @@ from services.store.qdrant import QdrantStore
 
 __all__ = [
     "EdgeStore",
+    "FilterFieldLimit",
     "FilterValue",
     "QdrantStore",
     "ScoredDocument",

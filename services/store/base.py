@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "FilterFieldLimit",
     "FilterValue",
     "ScoredDocument",
     "StoredDocument",
@@ -32,6 +33,14 @@ class UnknownCollectionError(LookupError):
     def __init__(self, collection: str) -> None:
         super().__init__(f"collection {collection!r} does not exist")
         self.collection = collection
+
+
+class FilterFieldLimit(ValueError):
+    """A filter on a new field would create one payload index more than the collection's cap."""
+
+    def __init__(self, collection: str, field: str, cap: int) -> None:
+        super().__init__(f"collection {collection!r} already has {cap} filterable fields, the cap "
+                         f"(CASCADE_STORE_MAX_FILTER_FIELDS): no filter on a new field {field!r}")
 
 
 class VectorSizeMismatch(ValueError):
