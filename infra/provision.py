@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from contracts import TopicRegistry
 
@@ -45,6 +45,14 @@ async def _settled_partition_counts(
         await asyncio.sleep(0.1)
 
 
+def _raise_refusals(response: Any) -> None:
+    """CreateTopics answers per topic; a refusal (a missing ACL, a bad config) raises its Kafka error."""
+    for topic, code, *message in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            error = for_code(code)
+            raise error(f"creating topic {topic}: {message[0] if message and message[0] else error.description}")
+
+
 async def provision_topics(
     registry: TopicRegistry,
     replication_factor: int = 1,
@@ -71,7 +79,7 @@ async def provision_topics(
         ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another provisioner won the race
-                await admin.create_topics(missing)
+                _raise_refusals(await admin.create_topics(missing))
             report.created = [topic.name for topic in missing]
             present = await _settled_partition_counts(admin, wanted)
         report.existing = [name for name in wanted if name not in report.created]

@@ -89,8 +89,9 @@ class SearchClient:
             raise
         except AUTHORIZATION_ERRORS as exc:
             await self._producer.stop()
-            raise KafkaAccessError(f"this client ({self.security.describe()}) may not create or read its reply "
-                                   f"topic under {self.topics.replies_prefix!r}: {exc}") from exc
+            raise KafkaAccessError(f"Kafka refused this client ({self.security.describe()}) at start, an ACL is "
+                                   f"missing (it creates and reads a topic under {self.topics.replies_prefix!r} "
+                                   f"and writes documents or queries): {exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

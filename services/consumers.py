@@ -23,7 +23,7 @@ from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 
-__all__ = ["BatchHandler", "Refuse", "handle_isolated", "subscribe_batches"]
+__all__ = ["BatchHandler", "Refuse", "group_id", "handle_isolated", "subscribe_batches"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +67,11 @@ async def handle_isolated(handler: BatchHandler, refuse: Refuse, records: Sequen
     return out
 
 
+def group_id(settings: Settings, role: str) -> str:
+    """The consumer group of a role: one per role and topic prefix."""
+    return f"{settings.kafka.topic_prefix}{role}"
+
+
 def subscribe_batches(
     broker: KafkaBroker, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
     handler: BatchHandler, refuse: Refuse, description: str,
@@ -77,7 +82,7 @@ def subscribe_batches(
 
     @broker.subscriber(
         topic,
-        group_id=f"{kafka.topic_prefix}{role}",
+        group_id=group_id(settings, role),
         batch=True,
         max_records=max_records,
         batch_timeout_ms=settings.batching.max_wait_ms,

@@ -25,7 +25,7 @@ def make_broker(settings: KafkaSettings) -> KafkaBroker:
     """A FastStream broker whose producer waits for all in-sync replicas and never duplicates on retry."""
     return KafkaBroker(
         settings.bootstrap, client_id=settings.client_id, security=faststream_security(settings.security), acks="all",
-        enable_idempotence=True,
+        enable_idempotence=True, allow_auto_create_topics=False,  # topics come from provisioning, not consumers
         max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=1,
         logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )

@@ -15,9 +15,12 @@ from typing import Literal
 
 import structlog
 
+from contracts import Topic
 from infra.provision import provision_topics
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
+from services.access import check_consumer_access
+from services.consumers import group_id
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
 from services.faults import Backoff, is_transient
 from services.ingest import IndexScheduler, register_ingest
@@ -81,6 +84,9 @@ class CascadeProcess:
     async def start(self) -> None:
         await self._check_collections()
         await self._connect()
+        for topic, group in self._subscriptions():
+            await check_consumer_access(topic, group, self.settings.kafka.security.describe(),
+                                        **self.settings.kafka.client_options())
         if self.batcher:
             self._watch(self.batcher.start())
         if self.index_scheduler:
@@ -111,6 +117,13 @@ class CascadeProcess:
                     raise KafkaUnreachable(f"Kafka at {kafka.bootstrap!r} did not answer within "
                                            f"{kafka.connect_timeout_s:g} s: {exc!r}") from exc
                 await backoff.wait(f"connect to Kafka at {kafka.bootstrap}", exc)
+
+    def _subscriptions(self) -> list[tuple[str, str]]:
+        """(topic, group) of each role this process serves."""
+        topics = self.settings.kafka.topics
+        consumed = {"ingest": Topic.DOCUMENTS, "query": Topic.QUERIES, "rerank": Topic.CANDIDATES}
+        groups = {"ingest": "ingest", "query": "query", "rerank": "reranker"}
+        return [(topics.name(consumed[role]), group_id(self.settings, groups[role])) for role in sorted(self.roles)]
 
     async def _check_collections(self) -> None:
         """Say at start, not per request, which collections this process's bi-encoder cannot serve."""

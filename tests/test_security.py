@@ -1,0 +1,146 @@
+"""On a SASL_SSL broker (SCRAM-SHA-512, a throwaway TLS certificate, StandardAuthorizer ACLs): the whole path
+with a principal per role, and wrong passwords, untrusted CAs and missing ACLs failing clearly and quickly."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts import TopicRegistry
+from infra.acls import grant_role
+from infra.local_kafka import LocalKafka, SecuredListener
+from infra.provision import provision_topics
+from sdk import KafkaAccessError, KafkaSecurity, SearchClient
+from sdk.security import AUTHORIZATION_ERRORS
+from services.process import CascadeProcess
+from services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
+from tests.processes import service_environment
+
+USERS = {"admin": "admin-secret", "first-stage": "fs-secret", "reranker": "rr-secret", "client": "cl-secret",
+         "operator": "op-secret", "reader": "rd-secret"}
+TOPICS = TopicRegistry(prefix="sec.")
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LocalKafka]:
+    kafka = LocalKafka(security=SecuredListener(users=USERS)).start()
+    try:
+        grant_role(kafka, "first-stage", "ingest", TOPICS)  # the embedded mode: ingest and query, one process
+        grant_role(kafka, "first-stage", "query", TOPICS)
+        grant_role(kafka, "reranker", "reranker", TOPICS)
+        grant_role(kafka, "client", "client", TOPICS)
+        grant_role(kafka, "operator", "operator", TOPICS)
+        kafka.grant("reader", ("Describe",), topics=(TOPICS.prefix,), prefixed=True)
+        kafka.grant("reader", ("Write",), topics=(f"{TOPICS.prefix}documents",))  # but not on queries
+        kafka.grant("reader", ("Create", "Read", "Delete"), topics=(TOPICS.replies_prefix,), prefixed=True)
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def kafka_settings(kafka: LocalKafka, user: str, password: str | None = None, trusted: bool = True) -> KafkaSettings:
+    assert kafka.security is not None
+    return KafkaSettings(
+        bootstrap=kafka.bootstrap, topic_prefix=TOPICS.prefix, security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512", sasl_username=user, sasl_password=password or USERS[user],
+        ssl_cafile=kafka.security.ca_file if trusted else None, session_timeout_ms=6000,
+    )
+
+
+@pytest.fixture
+async def roles(secured: LocalKafka, tiny_bi_encoder: Path, tiny_cross_encoder: Path, tmp_path: Path
+                ) -> AsyncIterator[None]:
+    await provision_topics(TOPICS, **kafka_settings(secured, "operator").client_options())
+    models = ModelSettings(bi_encoder=str(tiny_bi_encoder), cross_encoder=str(tiny_cross_encoder))
+    first = CascadeProcess(Settings(kafka=kafka_settings(secured, "first-stage"), models=models,
+                                    store=StoreSettings(path=tmp_path / "store"), instance_id="first"),
+                           {"ingest", "query"})
+    reranker = CascadeProcess(Settings(kafka=kafka_settings(secured, "reranker"), models=models,
+                                       instance_id="reranker"), {"rerank"})
+    await first.start()
+    await reranker.start()
+    yield
+    await reranker.stop()
+    await first.stop()
+
+
+async def test_the_whole_path_with_a_principal_per_role(secured: LocalKafka, roles: None) -> None:
+    security = kafka_settings(secured, "client").security
+    async with SearchClient(secured.bootstrap, topic_prefix=TOPICS.prefix, security=security) as client:
+        acks = await client.index([{"doc_id": f"d{i}", "text": f"document {i} on topic {i % 3}"} for i in range(30)],
+                                  collection="c", timeout_s=60)
+        assert {ack.status for ack in acks} == {"indexed"}
+        stream = client.results()
+        answered = []
+        for mode in ("bi", "rerank", "cross"):
+            result = await client.search("topic 1", collection="c", mode=mode, k=5, timeout_s=60)
+            assert len(result.hits) == 5 and result.mode == mode
+            answered.append(result.request_id)
+        assert [(await anext(stream)).request_id for _ in answered] == answered
+
+
+async def _fails_within(seconds: float, security: KafkaSecurity, bootstrap: str, match: str) -> str:
+    began = time.monotonic()
+    with pytest.raises(KafkaAccessError, match=match) as failed:
+        async with SearchClient(bootstrap, topic_prefix=TOPICS.prefix, security=security) as client:
+            await client.search("anything", collection="c", mode="bi", timeout_s=30)
+    assert time.monotonic() - began < seconds
+    return str(failed.value)
+
+
+async def test_wrong_password_untrusted_ca_and_missing_acl_fail_clearly_in_the_sdk(secured: LocalKafka) -> None:
+    await provision_topics(TOPICS, **kafka_settings(secured, "operator").client_options())
+    wrong = await _fails_within(10, kafka_settings(secured, "client", password="not-it").security, secured.bootstrap,
+                                "refused the credentials")
+    assert "not-it" not in wrong and "'client'" in wrong
+    await _fails_within(10, kafka_settings(secured, "client", trusted=False).security, secured.bootstrap,
+                        "certificate this client does not trust")
+    await _fails_within(10, kafka_settings(secured, "reader").security, secured.bootstrap,
+                        "may not write to 'sec.queries'")
+
+
+def _run(kafka: KafkaSettings, *arguments: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    settings = Settings(kafka=kafka)
+    environment = service_environment(settings, "secured", CASCADE_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+                                      CASCADE_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+                                      CASCADE_KAFKA_SASL_USERNAME=kafka.sasl_username or "",
+                                      CASCADE_KAFKA_SASL_PASSWORD=kafka.sasl_password.get_secret_value()
+                                      if kafka.sasl_password else "",
+                                      CASCADE_KAFKA_SSL_CAFILE=str(kafka.ssl_cafile or ""), **env)
+    if kafka.ssl_cafile is None:
+        environment.pop("CASCADE_KAFKA_SSL_CAFILE")
+    return subprocess.run([sys.executable, "-m", "services.cli", *arguments], capture_output=True, timeout=120,
+                          env=environment)
+
+
+async def test_provisioning_without_create_rights_says_so(secured: LocalKafka) -> None:
+    unprovisioned = TopicRegistry(prefix="bare.")
+    kafka = kafka_settings(secured, "reader").model_copy(update={"topic_prefix": unprovisioned.prefix})
+    with pytest.raises(AUTHORIZATION_ERRORS, match=r"creating topic bare\."):
+        await provision_topics(unprovisioned, **kafka.client_options())
+
+
+@pytest.mark.parametrize(("user", "password", "trusted", "expected"), [
+    ("reranker", "not-it", True, b"refused the credentials"),
+    ("reranker", None, False, b"does not trust"),
+    ("reader", None, True, b"an ACL allowing Read on both is missing"),
+])
+def test_serve_and_the_cli_fail_clearly_and_quickly(
+    secured: LocalKafka, tiny_cross_encoder: Path, user: str, password: str | None, trusted: bool, expected: bytes
+) -> None:
+    kafka = kafka_settings(secured, user, password, trusted)
+    asyncio.run(provision_topics(TOPICS, **kafka_settings(secured, "operator").client_options()))
+    began = time.monotonic()
+    served = _run(kafka, "serve", "rerank", CASCADE_MODELS_CROSS_ENCODER=str(tiny_cross_encoder))
+    assert served.returncode != 0 and expected in served.stderr, served.stderr[-2000:]
+    assert time.monotonic() - began < 60  # most of it is importing torch
+    searched = _run(kafka, "search", "anything", "--collection", "c", "--mode", "bi")
+    assert searched.returncode != 0
+    assert (expected if user != "reader" else b"may not write to 'sec.queries'") in searched.stderr
+    assert b"not-it" not in served.stderr + searched.stderr and USERS[user].encode() not in served.stderr
