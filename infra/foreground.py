@@ -1,16 +1,25 @@
-"""A local broker in the foreground with the topics provisioned (`make kafka`, `cascade kafka`).
+"""A local broker in the foreground with the topics provisioned (`make kafka`, `cascade kafka [--secured]`).
 
 With CASCADE_KAFKA_BOOTSTRAP set, no broker is started: the topics of that cluster are provisioned instead.
+`--secured` starts it with SASL_SSL (SCRAM-SHA-512, a throwaway CA) and ACLs: a user per role with only its
+ACLs (infra/acls.py), `embedded` with both ingest's and query's, and writes each role's settings to a
+credentials file (mode 0600) rather than printing passwords.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import signal
+import tempfile
 import threading
+from pathlib import Path
 
-from infra.local_kafka import KAFKA_VERSION, LocalKafka
+from pydantic import SecretStr
+
+from infra.acls import Role, grant_role
+from infra.local_kafka import KAFKA_VERSION, LocalKafka, SecuredListener
 from infra.provision import provision_topics
 from services.settings import KafkaSettings
 
@@ -24,18 +33,52 @@ def _provision(settings: KafkaSettings) -> str:
     return f"topics created: {', '.join(report.created) or 'none'}; already present: {len(report.existing)}"
 
 
-def run_kafka() -> None:
+_USERS: dict[str, tuple[Role, ...]] = {
+    "ingest": ("ingest",), "query": ("query",), "embedded": ("ingest", "query"), "reranker": ("reranker",),
+    "client": ("client",), "operator": ("operator",),
+}
+
+
+def _secure(kafka: LocalKafka, settings: KafkaSettings) -> tuple[KafkaSettings, Path]:
+    """Grant each user its roles' ACLs; the operator's settings (to provision) and the credentials file."""
+    assert kafka.security is not None
+    lines = []
+    for user, roles in _USERS.items():
+        for role in roles:
+            asyncio.run(grant_role(user, role, settings.topics, bootstrap_servers=kafka.bootstrap,
+                                   **kafka.security.admin_client_options()))
+        lines += [f"# {user}: {' + '.join(roles)}", f"CASCADE_KAFKA_BOOTSTRAP={kafka.bootstrap}",
+                  "CASCADE_KAFKA_SECURITY_PROTOCOL=SASL_SSL", "CASCADE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
+                  f"CASCADE_KAFKA_SASL_USERNAME={user}", f"CASCADE_KAFKA_SASL_PASSWORD={kafka.security.users[user]}",
+                  f"CASCADE_KAFKA_SSL_CAFILE={kafka.security.ca_file}", ""]
+    credentials = Path(tempfile.mkdtemp(prefix="cascade-credentials-")) / "roles.env"
+    credentials.touch(mode=0o600)
+    credentials.write_text("\n".join(lines))
+    operator = settings.model_copy(update={
+        "bootstrap": kafka.bootstrap, "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "operator", "sasl_password": SecretStr(kafka.security.users["operator"]),
+        "ssl_cafile": kafka.security.ca_file})
+    return operator, credentials
+
+
+def run_kafka(secured: bool = False) -> None:
     settings = KafkaSettings()
     if settings.bootstrap:
         print(f"using the existing cluster {settings.bootstrap}; {_provision(settings)}")
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalKafka() as kafka:
-        summary = _provision(settings.model_copy(update={"bootstrap": kafka.bootstrap}))
+    users = {user: secrets.token_urlsafe(18) for user in ["admin", *_USERS]}
+    with LocalKafka(security=SecuredListener(users=users) if secured else None) as kafka:
+        operator, credentials = _secure(kafka, settings) if secured else (
+            settings.model_copy(update={"bootstrap": kafka.bootstrap}), None)
+        summary = _provision(operator)
         stats = kafka.stats()
-        print(f"Kafka {KAFKA_VERSION} at {kafka.bootstrap}: started in {stats.startup_s:.1f} s, "
-              f"broker RSS {stats.rss_mb:.0f} MB; {summary}")
-        print(f"export CASCADE_KAFKA_BOOTSTRAP={kafka.bootstrap}   # Ctrl-C stops the broker", flush=True)
+        print(f"Kafka {KAFKA_VERSION} at {kafka.bootstrap}{' (SASL_SSL, ACLs)' if secured else ''}: started in "
+              f"{stats.startup_s:.1f} s, broker RSS {stats.rss_mb:.0f} MB; {summary}")
+        if credentials:
+            print(f"each role's settings (user, password, CA): {credentials}   # Ctrl-C stops the broker", flush=True)
+        else:
+            print(f"export CASCADE_KAFKA_BOOTSTRAP={kafka.bootstrap}   # Ctrl-C stops the broker", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -235,27 +235,6 @@ class LocalKafka:
         )
         broker_log.close()
         self._wait_until_ready()
-
-    def grant(self, user: str, operations: Sequence[str], *, topics: Sequence[str] = (),
-              groups: Sequence[str] = (), cluster: bool = False, prefixed: bool = False) -> None:
-        """Allow `user` each of `operations` on each named resource (names are prefixes with `prefixed`),
-        with Kafka's own AclCommand as the broker's admin user."""
-        assert self.security is not None and self._workdir is not None, "grant needs a secured, started broker"
-        config = self._workdir / "admin.properties"
-        config.write_text("\n".join([
-            "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
-            f"sasl.jaas.config={_jaas(self.security.admin, self.security.users[self.security.admin])}",
-            "ssl.truststore.type=PEM", f"ssl.truststore.location={self.security.ca_file}", ""]))
-        config.chmod(0o600)
-        resources = [*(arg for topic in topics for arg in ("--topic", topic)),
-                     *(arg for group in groups for arg in ("--group", group)), *(["--cluster"] if cluster else [])]
-        subprocess.run(
-            [*self._java, "org.apache.kafka.tools.AclCommand", "--bootstrap-server", self.bootstrap,
-             "--command-config", str(config), "--add", "--allow-principal", f"User:{user}",
-             *(arg for operation in operations for arg in ("--operation", operation)), *resources,
-             "--resource-pattern-type", "prefixed" if prefixed else "literal", "--force"],
-            check=True, capture_output=True,
-        )
 
     def kill(self) -> None:
         """SIGKILL the broker, keeping its data directory and ports (a crash, for fault tests)."""

@@ -57,7 +57,9 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("kafka", help="run a local single-node Kafka in the foreground, topics provisioned")
+    kafka = commands.add_parser("kafka", help="run a local single-node Kafka in the foreground, topics provisioned")
+    kafka.add_argument("--secured", action="store_true",
+                       help="SASL_SSL (SCRAM-SHA-512, throwaway CA) and a user per role with only its ACLs")
     serve = commands.add_parser("serve", help="serve roles in this process until SIGTERM or Ctrl-C")
     serve.add_argument("roles", nargs="+", choices=get_args(Role))
     ingest = commands.add_parser("ingest", help="publish a JSON Lines corpus and wait for its acks")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "kafka":
-        run_kafka()
+        run_kafka(secured=args.secured)
     elif args.command == "serve":
         try:
             asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from contracts import TopicRegistry
-from infra.acls import grant_role
+from infra.acls import Grant, Role, grant, grant_role
 from infra.local_kafka import LocalKafka, SecuredListener
 from infra.provision import provision_topics
 from sdk import KafkaAccessError, KafkaSecurity, SearchClient
@@ -27,18 +27,24 @@ USERS = {"admin": "admin-secret", "first-stage": "fs-secret", "reranker": "rr-se
 TOPICS = TopicRegistry(prefix="sec.")
 
 
+GRANTS: list[tuple[str, Role]] = [
+    ("first-stage", "ingest"), ("first-stage", "query"),  # the embedded mode: ingest and query, one process
+    ("reranker", "reranker"), ("client", "client"), ("operator", "operator"),
+]
+READER = (Grant(("Describe",), topics=("",), prefixed=True), Grant(("Write",), topics=("documents",)),
+          Grant(("Create", "Read", "Delete"), topics=("replies.",), prefixed=True))
+"""A client that may index but not search (no Write on queries), nor consume anything as a service."""
+
+
 @pytest.fixture(scope="module")
 def secured() -> Iterator[LocalKafka]:
     kafka = LocalKafka(security=SecuredListener(users=USERS)).start()
+    assert kafka.security is not None
+    admin = {"bootstrap_servers": kafka.bootstrap, **kafka.security.admin_client_options()}
     try:
-        grant_role(kafka, "first-stage", "ingest", TOPICS)  # the embedded mode: ingest and query, one process
-        grant_role(kafka, "first-stage", "query", TOPICS)
-        grant_role(kafka, "reranker", "reranker", TOPICS)
-        grant_role(kafka, "client", "client", TOPICS)
-        grant_role(kafka, "operator", "operator", TOPICS)
-        kafka.grant("reader", ("Describe",), topics=(TOPICS.prefix,), prefixed=True)
-        kafka.grant("reader", ("Write",), topics=(f"{TOPICS.prefix}documents",))  # but not on queries
-        kafka.grant("reader", ("Create", "Read", "Delete"), topics=(TOPICS.replies_prefix,), prefixed=True)
+        for user, role in GRANTS:
+            asyncio.run(grant_role(user, role, TOPICS, **admin))
+        asyncio.run(grant("reader", READER, TOPICS, **admin))
         yield kafka
     finally:
         kafka.stop()
