@@ -85,7 +85,7 @@ class ReplyRouter:
         self._stream_buffer = stream_buffer
         self.failure: ReplyRouterFailed | None = None
         self._kafka_options = kafka_options
-        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
+        self._consumer: AIOKafkaConsumer | None = None  # made in `start`: a client that never starts leaks nothing
         self._waiting: dict[str, asyncio.Future[SearchResult]] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._streams: list[ResultStream] = []
@@ -104,6 +104,7 @@ class ReplyRouter:
             await admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs={"retention.ms": str(_RETENTION_MS)})])
         finally:
             await admin.close()
+        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._kafka_options)
         await self._consumer.start()
         partition = TopicPartition(self.topic, 0)
         self._consumer.assign([partition])
@@ -128,9 +129,10 @@ class ReplyRouter:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a death was reported by `_ended`
                 await self._task
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
         for future in self._waiting.values():
             future.cancel()
         for stream in list(self._streams):
@@ -160,6 +162,7 @@ class ReplyRouter:
         return ResultStream(self._streams, self._stream_buffer)
 
     async def _route(self) -> None:
+        assert self._consumer is not None
         async for record in self._consumer:
             try:
                 result = decode(record.value or b"", SearchResult)
