@@ -46,10 +46,10 @@ async def test_services_and_sdk_resume_after_a_broker_crash(tiny_bi_encoder: Pat
             outcomes: list[str] = []
             stop = asyncio.Event()
             searching = asyncio.create_task(_search_loop(client, outcomes, stop))
-            await client.index(DOCS[300:600], collection="docs", wait=False)  # accepted by the broker
             await eventually(lambda: outcomes.count("answered") >= 3, within_s=60)
+            await client.index(DOCS[300:600], collection="docs", wait=False)  # accepted by the broker...
             acked_before_crash = {ack.doc_id for ack in acks.items if ack.status == "indexed"}
-            kafka.kill()
+            kafka.kill()  # ...and the broker dies while ingest works through them
             answered_before = outcomes.count("answered")
             await asyncio.sleep(3)
             await asyncio.to_thread(kafka.restart)
