@@ -38,7 +38,8 @@ class IndexScheduler:
         if not self._dirty or time.monotonic() - self._last_write < self._idle_s:
             return []
         built = []
-        for collection in sorted(self._dirty):
+        due, self._dirty = sorted(self._dirty), set()  # writes during a build mark their collection again
+        for collection in due:
             pending = await self._store.pending_index_points(collection)
             if pending >= self._min_points:
                 began = time.monotonic()
@@ -46,7 +47,6 @@ class IndexScheduler:
                 log.info("index.built", collection=collection, points=pending,
                          seconds=round(time.monotonic() - began, 2))
                 built.append(collection)
-        self._dirty.clear()
         return built
 
     async def run(self) -> None:
