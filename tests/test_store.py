@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.ingest import IndexScheduler
 from services.settings import StoreSettings
 from services.store import EdgeStore, QdrantStore, StoredDocument, UnknownCollectionError, VectorStore, open_store
 
@@ -147,3 +148,18 @@ async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path
         recalls.append(len(found & {f"d{i}" for i in expected}) / 100)
     await store.close()
     assert float(np.mean(recalls)) >= 0.98
+
+
+async def test_the_index_scheduler_builds_once_ingestion_is_quiet(tmp_path: Path) -> None:
+    store = EdgeStore(StoreSettings(path=tmp_path))
+    await store.ensure_collection("c", 384)
+    vectors = _unit(np.random.default_rng(9), 7_000, 384)
+    await store.upsert("c", [_doc(f"d{i}", vector) for i, vector in enumerate(vectors)])
+    scheduler = IndexScheduler(store, min_points=5_000, idle_s=0.2)
+    scheduler.written({"c"})
+    assert await scheduler.build_due() == []  # ingestion is not quiet yet
+    await asyncio.sleep(0.3)
+    assert await scheduler.build_due() == ["c"]
+    assert await store.pending_index_points("c") == 0
+    assert await scheduler.build_due() == []  # nothing written since
+    await store.close()
