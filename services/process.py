@@ -23,8 +23,11 @@ from services.access import check_consumer_access
 from services.consumers import group_id
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
 from services.faults import Backoff, is_transient
+from services.health import HealthServer
 from services.ingest import IndexScheduler, register_ingest
+from services.lag import watch_lag
 from services.messaging import make_broker
+from services.metrics import Metrics
 from services.publishing import Publisher
 from services.query import QueryProcessor, QueryVectorCache, register_query
 from services.reranker import RerankProcessor, register_reranker
@@ -52,7 +55,10 @@ class CascadeProcess:
         self.settings = settings
         self.roles = roles
         self.broker = make_broker(settings.kafka)
-        self.publisher = Publisher(self.broker, settings.kafka)
+        self.metrics = Metrics()
+        self.publisher = Publisher(self.broker, settings.kafka, on_published=self.metrics.published)
+        self.metrics.count("cascade_publish_total", "Outputs by what became of them.", "outcome",
+                           lambda: dict(self.publisher.counts))
         models, batching = settings.models, settings.batching
         self.store: VectorStore | None = None
         self.bi_encoder: BiEncoder | None = None
@@ -66,13 +72,19 @@ class CascadeProcess:
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
             cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
             self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
-                                         batching.rerank_max_wait_ms, batching.rerank_queue_jobs)
+                                         batching.rerank_max_wait_ms, batching.rerank_queue_jobs,
+                                         on_batch=self.metrics.observe_batch)
+            self.metrics.inflight_candidate_sets.set_function(lambda: self.batcher.pending_jobs if self.batcher else 0)
         if "ingest" in roles and self.store and self.bi_encoder:
-            self.index_scheduler = IndexScheduler(self.store, settings.store.index_min_points,
-                                                  settings.store.index_idle_s)
+            self.index_scheduler = IndexScheduler(
+                self.store, settings.store.index_min_points, settings.store.index_idle_s,
+                on_build=self.metrics.index_builds.observe)
             register_ingest(self.broker, settings, self.publisher, self.store, self.bi_encoder, self.index_scheduler)
         if "query" in roles and self.store and self.bi_encoder:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
+            cache = self.query_cache
+            self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
+                               lambda: {"hit": cache.hits, "miss": cache.misses})
             register_query(self.broker, settings, self.publisher,
                            QueryProcessor(settings, self.store, self.bi_encoder, self.query_cache, self.batcher))
         if "rerank" in roles and self.batcher:
@@ -80,6 +92,11 @@ class CascadeProcess:
         self._background: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
+        self._stopping = False
+        self.health: HealthServer | None = None
+        if settings.metrics_port is not None:
+            self.health = HealthServer(self.metrics.registry, self.problems, settings.metrics_host,
+                                       settings.metrics_port)
 
     async def start(self) -> None:
         await self._check_collections()
@@ -92,7 +109,23 @@ class CascadeProcess:
         if self.index_scheduler:
             self._background.append(self._watch(asyncio.create_task(self.index_scheduler.run(), name="index")))
         await self.broker.start()
-        log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name)
+        kafka = self.settings.kafka
+        self._background.append(asyncio.create_task(watch_lag(
+            self.metrics.consumer_lag, self._subscriptions(), self.settings.lag_interval_s,
+            **kafka.client_options()), name="lag"))
+        if self.health:
+            self._watch(await self.health.start())
+        log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name,
+                 health_port=self.health.port if self.health else None)
+
+    async def problems(self) -> list[str]:
+        """What keeps this process from being ready (`/readyz`); empty when ready."""
+        found = [] if self.broker.running else ["the consumers are not running"]
+        if self.failure is not None:
+            found.append(f"a task died: {self.failure!r}")
+        if not await self.broker.ping(timeout=2.0):
+            found.append(f"Kafka at {self.settings.kafka.bootstrap} does not answer")
+        return found
 
     async def _connect(self) -> None:
         """Provision topics and open the publisher, retrying an unreachable cluster with capped backoff for
@@ -139,7 +172,7 @@ class CascadeProcess:
     def _watch(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
         """A task the process cannot work without: if it ends, the process fails (see `run`)."""
         def ended(done: asyncio.Task[None]) -> None:
-            if done.cancelled():
+            if done.cancelled() or self._stopping:
                 return
             self.failure = done.exception() or RuntimeError(f"task {done.get_name()} returned")
             log.error("process.task_died", task=done.get_name(), error=repr(self.failure))
@@ -149,6 +182,9 @@ class CascadeProcess:
 
     async def stop(self) -> None:
         """Finish in-flight batches (their offsets are committed), leave the consumer groups, close the store."""
+        self._stopping = True
+        if self.health:
+            await self.health.stop()
         await self.broker.stop()
         for task in self._background:
             task.cancel()

@@ -111,8 +111,10 @@ class TopicDirectory:
 class Publisher:
     """Publishes outputs through the broker's producer; see the module docstring for what happens on failure."""
 
-    def __init__(self, broker: KafkaBroker, settings: KafkaSettings) -> None:
+    def __init__(self, broker: KafkaBroker, settings: KafkaSettings,
+                 on_published: Callable[[Outgoing], None] | None = None) -> None:
         self._broker = broker
+        self._on_published = on_published
         self._topics: TopicRegistry = settings.topics
         self._settings = settings
         self.directory = TopicDirectory(**settings.client_options())
@@ -180,6 +182,8 @@ class Publisher:
                 else:
                     await future
                 self.counts["published"] += 1
+                if self._on_published:
+                    self._on_published(out)
             except TimeoutError:
                 self.directory.forget(out.topic)
                 if await self.directory.exists(out.topic):

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     instance_id: str = ""
     """Names this process in results' served_by and dead letters; empty means host name and pid."""
+    metrics_port: int | None = Field(9400, ge=0, le=65535)
+    """`/metrics`, `/healthz`, `/readyz` on this port (0: any free port, logged; unset: no server)."""
+    metrics_host: str = "0.0.0.0"
+    lag_interval_s: float = Field(5.0, gt=0)
+    """How often the consumer-lag gauge is refreshed."""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

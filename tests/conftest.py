@@ -20,6 +20,7 @@ from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("CASCADE_METRICS_PORT", "0")  # each process of a test (and its children) on a free port
 configure_logging("console", "WARNING")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,8 +52,10 @@ class _Job:
 
 class RerankBatcher:
     def __init__(self, encoder: CrossEncoder, gather_tokens: int, pass_tokens: int, max_wait_ms: float,
-                 max_jobs: int = 256) -> None:
+                 max_jobs: int = 256, on_batch: Callable[[int, int], None] | None = None) -> None:
         self.encoder = encoder
+        self._on_batch = on_batch  # told each batch's pairs and padded tokens (metrics)
+        self._in_hand = 0
         self._gather_tokens = gather_tokens
         self._pass_tokens = pass_tokens
         self._max_wait_s = max_wait_ms / 1000
@@ -115,12 +117,19 @@ class RerankBatcher:
             tokens += sum(len(pair["input_ids"]) for pair in job.pairs)
         return jobs
 
+    @property
+    def pending_jobs(self) -> int:
+        """Jobs queued or being scored: the candidate sets in flight."""
+        return self._queue.qsize() + self._in_hand
+
     async def _run(self) -> None:
         jobs: list[_Job] = []
         try:
             while True:
                 jobs = await self._gather()
+                self._in_hand = len(jobs)
                 await self._score(jobs)
+                self._in_hand = 0
         except BaseException as exc:  # the jobs in hand fail with the cause; `_ended` fails those queued
             self._fail(jobs, BatcherStopped(f"the rerank batcher stopped: {exc!r}"))
             raise
@@ -134,6 +143,8 @@ class RerankBatcher:
             self._fail(jobs, exc)
             return
         compute_ms = (time.perf_counter() - started) * 1000
+        if self._on_batch:
+            self._on_batch(len(pairs), scored.padded_tokens)
         offset = 0
         for job in jobs:
             outcome = RerankOutcome(scored.scores[offset : offset + len(job.pairs)],

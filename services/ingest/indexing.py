@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -22,8 +23,10 @@ log = structlog.get_logger(__name__)
 
 
 class IndexScheduler:
-    def __init__(self, store: VectorStore, min_points: int, idle_s: float) -> None:
+    def __init__(self, store: VectorStore, min_points: int, idle_s: float,
+                 on_build: Callable[[float], None] | None = None) -> None:
         self._store = store
+        self._on_build = on_build  # told each build's seconds (metrics)
         self._min_points = min_points
         self._idle_s = idle_s
         self._dirty: set[str] = set()
@@ -44,8 +47,10 @@ class IndexScheduler:
             if pending >= self._min_points:
                 began = time.monotonic()
                 await self._store.build_index(collection)
-                log.info("index.built", collection=collection, points=pending,
-                         seconds=round(time.monotonic() - began, 2))
+                seconds = time.monotonic() - began
+                log.info("index.built", collection=collection, points=pending, seconds=round(seconds, 2))
+                if self._on_build:
+                    self._on_build(seconds)
                 built.append(collection)
         return built
 

@@ -1,0 +1,58 @@
+"""`/metrics`, `/healthz` and `/readyz` scraped over HTTP from running services: the counters move with traffic."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts import SearchRequest, Topic, encode
+from services.process import CascadeProcess
+from tests.conftest import client_for
+from tests.kafka_helpers import produce
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def _value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return sum(value for (sample, found), value in samples.items()
+               if sample == name and set(labels.items()) <= set(found))
+
+
+async def test_metrics_health_and_readiness_follow_the_traffic(all_roles: CascadeProcess) -> None:
+    assert all_roles.health is not None
+    base = f"http://127.0.0.1:{all_roles.health.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"ready": True, "problems": []}
+
+        async with client_for(all_roles) as client:
+            await client.index([{"doc_id": f"d{i}", "text": f"document {i}"} for i in range(12)], collection="c")
+            await client.index([{"doc_id": "d0", "text": "document 0"}], collection="c")  # unchanged
+            for mode in ("bi", "rerank", "bi"):
+                await client.search("document 3", collection="c", mode=mode, k=3)  # the second bi hits the cache
+        kafka = all_roles.settings.kafka
+        bad = SearchRequest(request_id="bad", collection="nope", query="q", mode="bi")
+        await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES), [("bad", encode(bad)), ("junk", b"{")])
+
+        for _ in range(100):  # until the two refused requests are counted
+            samples = _samples((await http.get("/metrics")).text)
+            if _value(samples, "cascade_dead_letters_total") >= 2:
+                break
+            await asyncio.sleep(0.2)
+        assert _value(samples, "cascade_documents_total", status="indexed") == 12
+        assert _value(samples, "cascade_documents_total", status="unchanged") == 1
+        assert _value(samples, "cascade_stage_seconds_count", stage="total", mode="bi") == 2
+        assert _value(samples, "cascade_stage_seconds_count", stage="rerank_compute", mode="rerank") == 1
+        assert _value(samples, "cascade_query_cache_total", result="hit") >= 1
+        assert _value(samples, "cascade_rerank_batch_pairs_count") >= 1
+        assert _value(samples, "cascade_error_results_total", code="unknown_collection") == 1
+        assert _value(samples, "cascade_dead_letters_total", service="query", reason="unknown_collection") == 1
+        assert _value(samples, "cascade_dead_letters_total", service="query", reason="not_json") == 1
+        assert _value(samples, "cascade_publish_total", outcome="published") > 0
+        assert (await http.get("/nope")).status_code == 404
