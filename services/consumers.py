@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,7 +24,7 @@ from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 
-__all__ = ["BatchHandler", "Refuse", "group_id", "handle_isolated", "subscribe_batches"]
+__all__ = ["BatchHandler", "Refuse", "Subscription", "handle_isolated", "subscribe_batches"]
 
 log = structlog.get_logger(__name__)
 
@@ -67,22 +68,26 @@ async def handle_isolated(handler: BatchHandler, refuse: Refuse, records: Sequen
     return out
 
 
-def group_id(settings: Settings, role: str) -> str:
-    """The consumer group of a role: one per role and topic prefix."""
-    return f"{settings.kafka.topic_prefix}{role}"
+@dataclass(frozen=True)
+class Subscription:
+    """A topic and the consumer group (one per role and topic prefix) that consumes it."""
+
+    topic: str
+    group: str
 
 
 def subscribe_batches(
     broker: KafkaBroker, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
     handler: BatchHandler, refuse: Refuse, description: str,
-) -> None:
+) -> Subscription:
     """Subscribe `handler` to `topic` in the consumer group of `role` (one group per role and topic prefix)."""
     kafka = settings.kafka
+    subscription = Subscription(topic, f"{kafka.topic_prefix}{role}")
     backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
 
     @broker.subscriber(
         topic,
-        group_id=group_id(settings, role),
+        group_id=subscription.group,
         batch=True,
         max_records=max_records,
         batch_timeout_ms=settings.batching.max_wait_ms,
@@ -102,3 +107,5 @@ def subscribe_batches(
             await backoff.wait(f"{role} batch of {len(records)} from {topic}", exc)
             raise  # rewound: delivered again
         backoff.reset()
+
+    return subscription

@@ -11,6 +11,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
+from services.consumers import Subscription
+
 __all__ = ["watch_lag"]
 
 log = structlog.get_logger(__name__)
@@ -24,7 +26,7 @@ async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: st
             for tp in partitions}
 
 
-async def watch_lag(gauge: Gauge, subscriptions: list[tuple[str, str]], every_s: float, **client_options: Any
+async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: float, **client_options: Any
                     ) -> None:
     """Set `gauge{group, topic, partition}` every `every_s` until cancelled."""
     admin = AIOKafkaAdminClient(**{k: v for k, v in client_options.items() if k != "client_id"})
@@ -34,9 +36,9 @@ async def watch_lag(gauge: Gauge, subscriptions: list[tuple[str, str]], every_s:
     try:
         while True:
             try:
-                for topic, group in subscriptions:
-                    for partition, lag in (await _lag(admin, consumer, topic, group)).items():
-                        gauge.labels(group, topic, str(partition)).set(lag)
+                for each in subscriptions:
+                    for partition, lag in (await _lag(admin, consumer, each.topic, each.group)).items():
+                        gauge.labels(each.group, each.topic, str(partition)).set(lag)
             except Exception as exc:  # the cluster away for a while: the gauge keeps its last values
                 log.warning("lag.unavailable", error=repr(exc))
             await asyncio.sleep(every_s)

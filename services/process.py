@@ -15,12 +15,11 @@ from typing import Literal
 
 import structlog
 
-from contracts import Topic
 from infra.provision import provision_topics
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.access import check_consumer_access
-from services.consumers import group_id
+from services.consumers import Subscription
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
 from services.faults import Backoff, is_transient
 from services.health import HealthServer
@@ -65,6 +64,7 @@ class CascadeProcess:
         self.batcher: RerankBatcher | None = None
         self.index_scheduler: IndexScheduler | None = None
         self.query_cache: QueryVectorCache | None = None
+        self.subscriptions: list[Subscription] = []
         if roles & {"ingest", "query"}:
             self.store = open_store(settings.store)
             self.bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length,
@@ -79,16 +79,18 @@ class CascadeProcess:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
                 on_build=self.metrics.index_builds.observe)
-            register_ingest(self.broker, settings, self.publisher, self.store, self.bi_encoder, self.index_scheduler)
+            self.subscriptions.append(register_ingest(self.broker, settings, self.publisher, self.store,
+                                                      self.bi_encoder, self.index_scheduler))
         if "query" in roles and self.store and self.bi_encoder:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
             cache = self.query_cache
             self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
                                lambda: {"hit": cache.hits, "miss": cache.misses})
-            register_query(self.broker, settings, self.publisher,
-                           QueryProcessor(settings, self.store, self.bi_encoder, self.query_cache, self.batcher))
+            self.subscriptions.append(register_query(self.broker, settings, self.publisher, QueryProcessor(
+                settings, self.store, self.bi_encoder, self.query_cache, self.batcher)))
         if "rerank" in roles and self.batcher:
-            register_reranker(self.broker, settings, self.publisher, RerankProcessor(settings, self.batcher))
+            self.subscriptions.append(register_reranker(self.broker, settings, self.publisher,
+                                                        RerankProcessor(settings, self.batcher)))
         self._background: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
@@ -101,8 +103,8 @@ class CascadeProcess:
     async def start(self) -> None:
         await self._check_collections()
         await self._connect()
-        for topic, group in self._subscriptions():
-            await check_consumer_access(topic, group, self.settings.kafka.security.describe(),
+        for subscription in self.subscriptions:
+            await check_consumer_access(subscription.topic, subscription.group, self.settings.kafka.security.describe(),
                                         **self.settings.kafka.client_options())
         if self.batcher:
             self._watch(self.batcher.start())
@@ -111,7 +113,7 @@ class CascadeProcess:
         await self.broker.start()
         kafka = self.settings.kafka
         self._background.append(asyncio.create_task(watch_lag(
-            self.metrics.consumer_lag, self._subscriptions(), self.settings.lag_interval_s,
+            self.metrics.consumer_lag, self.subscriptions, self.settings.lag_interval_s,
             **kafka.client_options()), name="lag"))
         if self.health:
             self._watch(await self.health.start())
@@ -150,13 +152,6 @@ class CascadeProcess:
                     raise KafkaUnreachable(f"Kafka at {kafka.bootstrap!r} did not answer within "
                                            f"{kafka.connect_timeout_s:g} s: {exc!r}") from exc
                 await backoff.wait(f"connect to Kafka at {kafka.bootstrap}", exc)
-
-    def _subscriptions(self) -> list[tuple[str, str]]:
-        """(topic, group) of each role this process serves."""
-        topics = self.settings.kafka.topics
-        consumed = {"ingest": Topic.DOCUMENTS, "query": Topic.QUERIES, "rerank": Topic.CANDIDATES}
-        groups = {"ingest": "ingest", "query": "query", "rerank": "reranker"}
-        return [(topics.name(consumed[role]), group_id(self.settings, groups[role])) for role in sorted(self.roles)]
 
     async def _check_collections(self) -> None:
         """Say at start, not per request, which collections this process's bi-encoder cannot serve."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from faststream.kafka import KafkaBroker
 
 from contracts import Topic
-from services.consumers import subscribe_batches
+from services.consumers import Subscription, subscribe_batches
 from services.encoders import BiEncoder
 from services.ingest.indexing import IndexScheduler
 from services.ingest.processor import IngestOutcome, IngestProcessor
@@ -22,7 +22,7 @@ __all__ = ["register_ingest"]
 def register_ingest(
     broker: KafkaBroker, settings: Settings, publisher: Publisher, store: VectorStore, encoder: BiEncoder,
     scheduler: IndexScheduler,
-) -> None:
+) -> Subscription:
     topics = settings.kafka.topics
     processor = IngestProcessor(store, encoder, service=f"ingest@{settings.instance_name}",
                                 max_collections=settings.store.max_collections)
@@ -43,7 +43,7 @@ def register_ingest(
         processor.reject(record, reason, outcome)
         return outputs(outcome)
 
-    subscribe_batches(
+    return subscribe_batches(
         broker, settings, publisher, topic=topics.name(Topic.DOCUMENTS), role="ingest",
         max_records=settings.batching.ingest_max_records, handler=handle, refuse=refuse,
         description="Embeds new or changed documents into the vector store; one IngestAck per document.",

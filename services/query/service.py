@@ -5,7 +5,7 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 
 from contracts import Topic
-from services.consumers import subscribe_batches
+from services.consumers import Subscription, subscribe_batches
 from services.publishing import Publisher
 from services.query.processor import QueryProcessor
 from services.settings import Settings
@@ -13,8 +13,10 @@ from services.settings import Settings
 __all__ = ["register_query"]
 
 
-def register_query(broker: KafkaBroker, settings: Settings, publisher: Publisher, processor: QueryProcessor) -> None:
-    subscribe_batches(
+def register_query(
+    broker: KafkaBroker, settings: Settings, publisher: Publisher, processor: QueryProcessor
+) -> Subscription:
+    return subscribe_batches(
         broker, settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES), role="query",
         max_records=settings.batching.query_max_records, handler=processor.process, refuse=processor.refuse,
         description="Encodes queries (batched, cached) and searches HNSW; answers mode bi and cross, "
