@@ -42,6 +42,9 @@ class Outgoing:
     """What to publish in its place, given why, if the cluster or the size limit refuses this message."""
 
 
+_JSON = {"content-type": "application/json"}
+
+
 class MessageTooLarge(ValueError):
     def __init__(self, out: Outgoing, size: int) -> None:
         super().__init__(f"{type(out.message).__name__} for {out.topic!r} encodes to {size} bytes, more than "
@@ -167,7 +170,7 @@ class Publisher:
                     raise _NoListener
                 async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
                     future = await self._broker.publish(value, out.topic, key=out.key.encode() if out.key else None,
-                                                        no_confirm=True)
+                                                        headers=_JSON, no_confirm=True)
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)

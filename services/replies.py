@@ -33,22 +33,30 @@ def _reply_topic(topics: TopicRegistry, reply_to: object) -> str:
     return topics.name(Topic.RESULTS)
 
 
-def requester_of(topics: TopicRegistry, raw: bytes, path: Sequence[str] = ()) -> Requester | None:
+def _usable_id(value: object) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
+        return value
+    return None
+
+
+def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] = ()) -> Requester | None:
     """Salvage the requester from a record that failed validation, if its request id can be read at all.
 
     `path` leads to the request inside the record (("request",) for a CandidateSet). A reply_to that is
-    not a reply topic is ignored in favour of the shared results topic.
+    not a reply topic is ignored in favour of the shared results topic. A record whose request id cannot be
+    read (not even JSON) is answered on the shared results topic under its key, the request id by contract.
     """
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(record.value)
         for key in path:
             data = data[key]
         request_id, reply_to = data["request_id"], data.get("reply_to")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        key_id = _usable_id(record.key_text)
+        return Requester(key_id, topics.name(Topic.RESULTS)) if key_id else None
+    if (usable := _usable_id(request_id)) is None:
         return None
-    if not isinstance(request_id, str) or not 0 < len(request_id) <= 128 or not request_id.isprintable():
-        return None
-    return Requester(request_id, _reply_topic(topics, reply_to))
+    return Requester(usable, _reply_topic(topics, reply_to))
 
 
 def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None) -> Outgoing:
@@ -70,7 +78,7 @@ def refusal(
     out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, service))
            ] if with_dead_letter else []
     requester = (Requester(request.request_id, _reply_topic(topics, request.reply_to)) if request is not None
-                 else requester_of(topics, record.value, path))
+                 else requester_of(topics, record, path))
     log.warning("request.refused", service=service, request_id=requester.request_id if requester else None,
                 code=code, error=reason, partition=record.partition, offset=record.offset)
     if requester is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import DeadLetter, SearchRequest, SearchResult, Topic, TopicRegistry, encode, now_ms
 from contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
@@ -180,7 +181,7 @@ async def test_invalid_requests_get_an_error_result_and_a_dead_letter(
                 result = await anext(stream)
                 results[result.request_id] = result
         letters = await dlq.wait_for(lambda items: len(items) >= len(hostile) + 1)
-        foreign = await shared.wait_for(lambda items: len(items) >= 1)
+        shared_results = await shared.wait_for(lambda items: len(items) >= 2)
     assert results["ok-before"].error is None and results["ok-after"].error is None
     assert len(results["ok-after"].hits) == 3
     for request_id, (_, code) in zip(["r-unknown", "r-k", "r-cand", "r-empty", "r-long", "r-version"],
@@ -188,8 +189,12 @@ async def test_invalid_requests_get_an_error_result_and_a_dead_letter(
         error = results[request_id].error
         assert error is not None and error.code == code, request_id
     # A reply_to outside the reply topics is never written to; the error goes to the shared results topic.
-    assert foreign[0].request_id == "r-foreign" and foreign[0].error is not None
-    assert "is not a reply topic" in foreign[0].error.message
+    on_shared = {result.request_id: result.error for result in shared_results}
+    foreign = on_shared["r-foreign"]
+    assert foreign is not None and "is not a reply topic" in foreign.message
+    # A record that is not even JSON is answered there too, under its key (the request id by contract).
+    garbage = on_shared["garbage"]
+    assert garbage is not None and garbage.code == "invalid_request" and "not valid UTF-8 JSON" in garbage.message
     assert {letter.key for letter in letters} == {"garbage", *(f"r{i}" for i in range(len(hostile)))}
     assert all(letter.error for letter in letters)
 
@@ -203,3 +208,18 @@ async def test_expired_deadline_is_an_explicit_error(client: SearchClient, servi
     result = await asyncio.wait_for(anext(stream), 20)
     assert result.request_id == "late"
     assert result.error is not None and result.error.code == "deadline_exceeded"
+
+
+async def test_outputs_say_they_are_json(client: SearchClient, service: CascadeProcess) -> None:
+    result = await client.search("telephone", collection="demo", mode="bi", k=1)
+    consumer = AIOKafkaConsumer(bootstrap_servers=service.settings.kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(client.replies.topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        records = (await consumer.getmany(partition, timeout_ms=5000))[partition]
+    finally:
+        await consumer.stop()
+    [record] = [record for record in records if record.key == result.request_id.encode()]
+    assert dict(record.headers)["content-type"] == b"application/json"
