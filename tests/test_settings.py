@@ -1,8 +1,13 @@
 """Settings come from CASCADE_* variables; secrets never show in their representation."""
 
+import logging
+
+import orjson
 import pytest
+import structlog
 from faststream.kafka.security import parse_security
 
+from services.log import configure_logging
 from services.messaging import faststream_security, sdk_client
 from services.settings import Settings
 
@@ -61,3 +66,16 @@ async def test_every_client_gets_the_same_security(
             assert options.get(key) == aiokafka.get(key), key
         assert ("ssl_context" in options and options["ssl_context"] is not None) == ("ssl_context" in aiokafka)
     assert "s3" not in repr(kafka) + repr(kafka.security) + repr(client.security)
+
+
+def test_library_log_lines_come_out_as_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", "INFO")
+    try:
+        logging.getLogger("aiokafka").warning("Unable connect to %s", "node 1")
+        structlog.get_logger("cascade").warning("cluster.retry", attempt=1)
+    finally:
+        configure_logging("console", "WARNING")
+    library, ours = (orjson.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert library["event"] == "Unable connect to node 1" and library["logger"] == "aiokafka"
+    assert library["level"] == "warning" and "timestamp" in library
+    assert ours["event"] == "cluster.retry" and ours["attempt"] == 1
