@@ -74,7 +74,8 @@ def test_library_log_lines_come_out_as_json_too(capsys: pytest.CaptureFixture[st
         logging.getLogger("aiokafka").warning("Unable connect to %s", "node 1")
         structlog.get_logger("cascade").warning("cluster.retry", attempt=1)
     finally:
-        configure_logging("console", "WARNING")
+        with capsys.disabled():  # back on the session's stderr: the captured one closes with this test
+            configure_logging("console", "WARNING")
     library, ours = (orjson.loads(line) for line in capsys.readouterr().err.splitlines())
     assert library["event"] == "Unable connect to node 1" and library["logger"] == "aiokafka"
     assert library["level"] == "warning" and "timestamp" in library
