@@ -74,10 +74,11 @@ class SearchClient:
                                **kafka_options}
         self.topics = TopicRegistry(prefix=topic_prefix)
         self.client_id = uuid.uuid4().hex[:12]
-        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2, **self._kafka_options)
+        self._producer: AIOKafkaProducer | None = None  # made on entry: a client never entered leaks nothing
         self.replies = ReplyRouter(f"{self.topics.replies_prefix}{self.client_id}", **self._kafka_options)
 
     async def __aenter__(self) -> SearchClient:
+        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2, **self._kafka_options)
         try:
             await self._producer.start()
             await self.replies.start()
@@ -96,7 +97,8 @@ class SearchClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.replies.stop()
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def search(
         self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int = 100,
@@ -143,6 +145,8 @@ class SearchClient:
 
     async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> None:
         name = self.topics.name(topic)
+        if self._producer is None:
+            raise RuntimeError("use the client as `async with SearchClient(...) as client:`")
         try:
             futures = [await self._producer.send(name, value, key=key.encode()) for key, value in items]
             for future in futures:
