@@ -9,6 +9,7 @@ import orjson
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from contracts.messages import SearchResult
 from contracts.topics import SPECS, TopicRegistry
 
 __all__ = ["asyncapi_document"]
@@ -25,11 +26,23 @@ def asyncapi_document(registry: TopicRegistry | None = None) -> bytes:
             description=f"{spec.description} Key: {spec.key}. Partitions: {spec.partitions}.",
             schema=spec.message,
         )
+    replies = f"{registry.replies_prefix}<client-id>"
+    broker.publisher(
+        replies, title=replies, schema=SearchResult,
+        description="A client's own reply topic, named in its requests' reply_to. The client creates it (1 partition) "
+                    "before asking and deletes it when done; services answer there while it exists and drop the "
+                    "answer (with a warning) once it is gone. A reply_to that is neither such a topic nor the results "
+                    "topic gets an error on the results topic. Key: request_id.",
+    )
     document = AsyncAPI(
         broker,
         title="Cascade",
         version="1",
-        description="Topics and message schemas of Cascade, a retrieve-then-rerank search backend on Kafka.",
+        description="Topics and message schemas of Cascade, a retrieve-then-rerank search backend on Kafka. Values "
+                    "are JSON (header content-type: application/json); times are epoch milliseconds; request_id "
+                    "is the correlation key of a request and its answers (no correlation header is echoed). A "
+                    "record that fails validation goes to the dlq topic with the reason, and its requester, when "
+                    "its request_id (or, if unreadable, its key) can be read, gets an error result.",
     ).to_specification()
     return orjson.dumps(document.to_jsonable(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 

@@ -135,8 +135,8 @@ class SearchRequest(Message):
     mode: Mode = "rerank"
     filter: Annotated[Filter, Field(max_length=8)] | None = None
     reply_to: TopicName | None = None
-    deadline_ms: float | None = None
-    created_at_ms: float = Field(default_factory=now_ms)
+    deadline_ms: float | None = Field(None, description="Epoch milliseconds after which no answer is wanted.")
+    created_at_ms: float = Field(default_factory=now_ms, description="Epoch milliseconds when the request was made.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -148,7 +148,7 @@ class QueryProcessor:
                                              exact=True)
         else:
             found = await self._store.search(request.collection, vector.tolist(), request.candidates, request.filter)
-        timings = StageTimings(query_queue_ms=picked_at - request.created_at_ms, encode_ms=encode_ms,
+        timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0), encode_ms=encode_ms,
                                ann_ms=(time.perf_counter() - began) * 1000)
         if request.mode == "rerank":
             return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
