@@ -38,7 +38,8 @@ class KafkaSettings(BaseSettings):
 
     bootstrap: str = ""
     """Existing cluster's bootstrap servers; empty means: start a local broker (infra.local_kafka)."""
-    client_id: str = "cascade"
+    client_id: str = Field(default_factory=lambda: f"cascade-{socket.gethostname()}-{os.getpid()}")
+    """Names this process to the brokers (quotas, request logs); one per pod by default."""
     topic_prefix: str = DEFAULT_PREFIX
     replication_factor: int = Field(1, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1_000)
