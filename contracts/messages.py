@@ -20,6 +20,7 @@ from contracts.limits import (
     MAX_METADATA_BYTES,
     MAX_METADATA_KEYS,
     MAX_QUERY_CHARS,
+    MAX_REQUEST_ID_CHARS,
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
 )
@@ -51,7 +52,8 @@ SCHEMA_VERSION: Final = 1
 _NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
 CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHARS, pattern=_NO_CONTROL_CHARS)]
-RequestId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_NO_CONTROL_CHARS)]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
+                                             pattern=_NO_CONTROL_CHARS)]
 TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]

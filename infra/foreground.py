@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra.acls import Role, grant_role
+from infra.acls import ROLE_GRANTS, Role, grant
 from infra.local_kafka import KAFKA_VERSION, LocalKafka, SecuredListener
 from infra.provision import provision_topics
 from services.settings import KafkaSettings
@@ -44,9 +44,8 @@ def _secure(kafka: LocalKafka, settings: KafkaSettings) -> tuple[KafkaSettings, 
     assert kafka.security is not None
     lines = []
     for user, roles in _USERS.items():
-        for role in roles:
-            asyncio.run(grant_role(user, role, settings.topics, bootstrap_servers=kafka.bootstrap,
-                                   **kafka.security.admin_client_options()))
+        asyncio.run(grant(user, tuple(each for role in roles for each in ROLE_GRANTS[role]), settings.topics,
+                          bootstrap_servers=kafka.bootstrap, **kafka.security.admin_client_options()))
         lines += [f"# {user}: {' + '.join(roles)}", f"CASCADE_KAFKA_BOOTSTRAP={kafka.bootstrap}",
                   "CASCADE_KAFKA_SECURITY_PROTOCOL=SASL_SSL", "CASCADE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
                   f"CASCADE_KAFKA_SASL_USERNAME={user}", f"CASCADE_KAFKA_SASL_PASSWORD={kafka.security.users[user]}",

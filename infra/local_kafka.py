@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -33,13 +32,13 @@ import structlog
 from aiokafka import AIOKafkaClient
 
 from infra.certificates import TlsFiles, make_tls_files
+from sdk.security import KafkaSecurity
 
 __all__ = [
     "KAFKA_VERSION",
     "BrokerStats",
     "LocalKafka",
     "SecuredListener",
-    "client_security",
     "ensure_kafka_jars",
     "free_port",
     "kafka_bootstrap",
@@ -135,15 +134,13 @@ class SecuredListener:
     ca_file: Path | None = None
     """Set by LocalKafka.start: the CA clients must trust."""
 
+    def security_for(self, user: str) -> KafkaSecurity:
+        """How `user` connects: SCRAM-SHA-512 over TLS, trusting the broker's throwaway CA."""
+        return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", username=user,
+                             password=self.users[user], ca_file=self.ca_file)
+
     def admin_client_options(self) -> dict[str, Any]:
-        return client_security(self.admin, self.users[self.admin], self.ca_file)
-
-
-def client_security(user: str, password: str, ca_file: Path | None) -> dict[str, Any]:
-    """aiokafka options for a SCRAM-SHA-512 user over TLS trusting `ca_file`."""
-    return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": user,
-            "sasl_plain_password": password,
-            "ssl_context": ssl.create_default_context(cafile=str(ca_file) if ca_file else None)}
+        return self.security_for(self.admin).client_options()
 
 
 def _jaas(user: str, password: str) -> str:

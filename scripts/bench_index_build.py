@@ -18,6 +18,7 @@ import logging
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +67,17 @@ async def load_points(store: VectorStore, points: int, dim: int) -> None:
         await asyncio.sleep(0.05)  # each chunk holds the GIL ~0.25 s: let the consumers heartbeat in between
 
 
-async def paced_searches(client: SearchClient, qps: float, until: asyncio.Future[Any] | float, first: int
+def for_seconds(seconds: float) -> Callable[[], bool]:
+    ends_at = time.monotonic() + seconds
+    return lambda: time.monotonic() > ends_at
+
+
+async def paced_searches(client: SearchClient, qps: float, done: Callable[[], bool], first: int
                          ) -> list[tuple[float, float]]:
-    """(start time, latency ms) of searches sent every 1/qps s until `until` is done or that many seconds."""
+    """(start time, latency ms) of searches sent every 1/qps s until `done()`."""
     samples: list[tuple[float, float]] = []
-    ends_at = until if isinstance(until, float) else None
     i = first
-    while not (until.done() if isinstance(until, asyncio.Future) else time.monotonic() > (ends_at or 0)):
+    while not done():
         began = time.monotonic()
         await client.search(f"what is known about subject number {i}", collection=COLLECTION, k=10, mode="bi",
                             timeout_s=30)
@@ -117,15 +122,15 @@ async def run(points: int, qps: float) -> dict[str, Any]:
         try:
             await load_points(process.store, points, process.bi_encoder.dim)
             async with SearchClient(bootstrap, topic_prefix=settings.kafka.topic_prefix) as client:
-                await paced_searches(client, qps, time.monotonic() + 5, 0)  # warm-up, groups settled
+                await paced_searches(client, qps, for_seconds(5), 0)  # warm-up, groups settled
                 joins_before = joins.joins
-                before = await paced_searches(client, qps, time.monotonic() + 10, 10_000)
+                before = await paced_searches(client, qps, for_seconds(10), 10_000)
                 began = time.monotonic()
                 build = asyncio.ensure_future(process.store.build_index(COLLECTION))
-                during = await paced_searches(client, qps, build, 20_000)
+                during = await paced_searches(client, qps, build.done, 20_000)
                 await build
                 build_span = (began, time.monotonic())
-                after = await paced_searches(client, qps, time.monotonic() + 10, 30_000)
+                after = await paced_searches(client, qps, for_seconds(10), 30_000)
             pending = await process.store.pending_index_points(COLLECTION)
         finally:
             await process.stop()

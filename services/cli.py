@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import cast, get_args
 
@@ -35,8 +36,7 @@ async def ingest_file(settings: Settings, path: Path, collection: str, wait: boo
             acks = await client.index(documents, collection=collection, wait=wait, timeout_s=3600,
                                       progress=bar.update)
     if wait:
-        statuses = {status: sum(ack.status == status for ack in acks) for status in ("indexed", "unchanged")}
-        print(f"{len(acks)} documents acknowledged: {statuses}")
+        print(f"{len(acks)} documents acknowledged: {dict(Counter(ack.status for ack in acks))}")
 
 
 def _client(settings: Settings) -> SearchClient:

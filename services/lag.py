@@ -29,7 +29,7 @@ async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: st
 async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: float, **client_options: Any
                     ) -> None:
     """Set `gauge{group, topic, partition}` every `every_s` until cancelled."""
-    admin = AIOKafkaAdminClient(**{k: v for k, v in client_options.items() if k != "client_id"})
+    admin = AIOKafkaAdminClient(**client_options)
     consumer = AIOKafkaConsumer(**client_options)
     await admin.start()
     await consumer.start()

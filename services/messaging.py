@@ -16,7 +16,7 @@ from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYT
 from sdk import KafkaSecurity, SearchClient
 from services.settings import KafkaSettings
 
-__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "sdk_client"]
+__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "sdk_client", "usable_id"]
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -75,3 +75,10 @@ def dead_letter(record: RawRecord, error: str, service: str) -> DeadLetter:
         raw_b64=base64.b64encode(record.value[:MAX_DLQ_RAW_BYTES]).decode(), raw_size=len(record.value),
         error=error[:MAX_ERROR_CHARS], service=service,
     )
+
+
+def usable_id(value: object, max_chars: int) -> str | None:
+    """`value` if it can serve as an id salvaged from a bad record (a request or document id), else None."""
+    if isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable():
+        return value
+    return None

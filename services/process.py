@@ -74,7 +74,8 @@ class CascadeProcess:
             self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
                                          batching.rerank_max_wait_ms, batching.rerank_queue_jobs,
                                          on_batch=self.metrics.observe_batch)
-            self.metrics.inflight_candidate_sets.set_function(lambda: self.batcher.pending_jobs if self.batcher else 0)
+            batcher = self.batcher
+            self.metrics.inflight_candidate_sets.set_function(lambda: batcher.pending_jobs)
         if "ingest" in roles and self.store and self.bi_encoder:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
@@ -103,9 +104,8 @@ class CascadeProcess:
     async def start(self) -> None:
         await self._check_collections()
         await self._connect()
-        for subscription in self.subscriptions:
-            await check_consumer_access(subscription.topic, subscription.group, self.settings.kafka.security.describe(),
-                                        **self.settings.kafka.client_options())
+        await check_consumer_access(self.subscriptions, self.settings.kafka.security.describe(),
+                                    **self.settings.kafka.client_options())
         if self.batcher:
             self._watch(self.batcher.start())
         if self.index_scheduler:

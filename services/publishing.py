@@ -138,10 +138,11 @@ class Publisher:
         pending = list(messages)
         while pending:
             failures = await self._attempt(pending)
-            pending = []
-            faults = [(out, error) for out, error in failures if is_transient(error)]
+            pending, faults = [], []
             for out, error in failures:
-                if not is_transient(error):
+                if is_transient(error):
+                    faults.append((out, error))
+                else:
                     pending += self._replacement(out, error)
             if faults:
                 if time.monotonic() > give_up_at:

@@ -9,9 +9,9 @@ import orjson
 import structlog
 
 from contracts import ErrorInfo, SearchRequest, SearchResult, Topic, TopicRegistry
-from contracts.limits import MAX_ERROR_CHARS
+from contracts.limits import MAX_ERROR_CHARS, MAX_REQUEST_ID_CHARS
 from contracts.messages import ErrorCode
-from services.messaging import RawRecord, dead_letter
+from services.messaging import RawRecord, dead_letter, usable_id
 from services.publishing import Outgoing, is_too_large
 
 __all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to", "undeliverable"]
@@ -33,12 +33,6 @@ def _reply_topic(topics: TopicRegistry, reply_to: object) -> str:
     return topics.name(Topic.RESULTS)
 
 
-def _usable_id(value: object) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
-        return value
-    return None
-
-
 def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] = ()) -> Requester | None:
     """Salvage the requester from a record that failed validation, if its request id can be read at all.
 
@@ -52,9 +46,9 @@ def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] =
             data = data[key]
         request_id, reply_to = data["request_id"], data.get("reply_to")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        key_id = _usable_id(record.key_text)
+        key_id = usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
         return Requester(key_id, topics.name(Topic.RESULTS)) if key_id else None
-    if (usable := _usable_id(request_id)) is None:
+    if (usable := usable_id(request_id, MAX_REQUEST_ID_CHARS)) is None:
         return None
     return Requester(usable, _reply_topic(topics, reply_to))
 

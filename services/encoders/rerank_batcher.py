@@ -55,7 +55,7 @@ class RerankBatcher:
                  max_jobs: int = 256, on_batch: Callable[[int, int], None] | None = None) -> None:
         self.encoder = encoder
         self._on_batch = on_batch  # told each batch's pairs and padded tokens (metrics)
-        self._in_hand = 0
+        self._in_hand: list[_Job] = []
         self._gather_tokens = gather_tokens
         self._pass_tokens = pass_tokens
         self._max_wait_s = max_wait_ms / 1000
@@ -82,6 +82,7 @@ class RerankBatcher:
         cause = None if task.cancelled() else task.exception()
         self._stopped = BatcherStopped(f"the rerank batcher died: {cause!r}" if cause else "the rerank batcher stopped")
         self._stopped.__cause__ = cause
+        self._fail(self._in_hand, self._stopped)
         while not self._queue.empty():
             self._fail([self._queue.get_nowait()], self._stopped)
 
@@ -120,19 +121,14 @@ class RerankBatcher:
     @property
     def pending_jobs(self) -> int:
         """Jobs queued or being scored: the candidate sets in flight."""
-        return self._queue.qsize() + self._in_hand
+        return self._queue.qsize() + len(self._in_hand)
 
     async def _run(self) -> None:
-        jobs: list[_Job] = []
-        try:
-            while True:
-                jobs = await self._gather()
-                self._in_hand = len(jobs)
-                await self._score(jobs)
-                self._in_hand = 0
-        except BaseException as exc:  # the jobs in hand fail with the cause; `_ended` fails those queued
-            self._fail(jobs, BatcherStopped(f"the rerank batcher stopped: {exc!r}"))
-            raise
+        """Gather and score until cancelled; if this dies, `_ended` fails the jobs in hand and those queued."""
+        while True:
+            self._in_hand = await self._gather()
+            await self._score(self._in_hand)
+            self._in_hand = []
 
     async def _score(self, jobs: list[_Job]) -> None:
         pairs = [pair for job in jobs for pair in job.pairs]

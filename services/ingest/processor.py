@@ -18,7 +18,7 @@ from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decod
 from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from contracts.messages import AckStatus
 from services.encoders import BiEncoder, document_text
-from services.messaging import RawRecord, dead_letter
+from services.messaging import RawRecord, dead_letter, usable_id
 from services.store import StoredDocument, VectorSizeMismatch, VectorStore
 
 __all__ = ["IngestOutcome", "IngestProcessor", "content_hash"]
@@ -100,12 +100,13 @@ class IngestProcessor:
         events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
         deletes = [event.doc_id for event in events if event.op == "delete"]
-        if deletes and await self._store.has_collection(collection):
+        exists = await self._store.has_collection(collection)
+        if deletes and exists:
             await self._store.delete(collection, deletes)
         outcome.acks.extend(IngestAck(doc_id=doc_id, collection=collection, status="deleted") for doc_id in deletes)
         if not upserts:
             return
-        if not await self._store.has_collection(collection):
+        if not exists:
             held = len(await self._store.collections())
             if held >= self._max_collections:
                 reason = (f"collection {collection!r} was not created: the store holds {held} collections, the cap "
@@ -153,5 +154,4 @@ def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) ->
 
 def _doc_id_from_key(record: RawRecord) -> str | None:
     """The record key names the document (topic contract), if it is a usable id."""
-    key = record.key_text
-    return key if key and len(key) <= MAX_DOC_ID_CHARS and key.isprintable() else None
+    return usable_id(record.key_text, MAX_DOC_ID_CHARS)

@@ -36,7 +36,7 @@ from services.ranking import as_hit, ranked_hits, with_rerank_timings
 from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
 from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
-from services.store import FilterFieldLimit, ScoredDocument, VectorSizeMismatch, VectorStore
+from services.store import FilterFieldLimit, ScoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore
 
 __all__ = ["QueryProcessor"]
 
@@ -112,9 +112,10 @@ class QueryProcessor:
         if request.deadline_ms is not None and picked_at > request.deadline_ms:
             raise _Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                            "before the query service picked the request up", dead_letter=False)
-        if not await self._store.has_collection(request.collection):
-            raise _Refused("unknown_collection", f"collection {request.collection!r} does not exist")
-        size = await self._store.vector_size(request.collection)
+        try:
+            size = await self._store.vector_size(request.collection)
+        except UnknownCollectionError as exc:
+            raise _Refused("unknown_collection", str(exc)) from None
         if size != self._encoder.dim:
             raise _Refused("model_mismatch",
                            str(VectorSizeMismatch(request.collection, size, self._encoder.dim, self._encoder.model_id)))
@@ -184,10 +185,10 @@ class QueryProcessor:
                            dead_letter=False)
         outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
         cross_timings = with_rerank_timings(timings, outcome, outcome.queue_ms)
-        top = min(request.k, len(found))
+        model = self._cross.encoder.model_id
         return shrink_to_fit(lambda budget: self._result(
             request, ranked_hits(found, outcome.scores, request.k, self._text_chars, budget), cross_timings,
-            cross_encoder=self._cross.encoder.model_id if self._cross else ""), snippet_budget(top))
+            cross_encoder=model), snippet_budget(min(request.k, len(found))))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
         return SearchResult(

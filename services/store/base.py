@@ -59,6 +59,10 @@ class StoredState:
     content_hash: str
     metadata: Mapping[str, Any]
 
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> StoredState:
+        return cls(payload["content_hash"], payload.get("metadata", {}))
+
 
 @dataclass(frozen=True)
 class StoredDocument:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from qdrant_edge import (
     CountRequest,
     Distance,
@@ -59,7 +58,6 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
-log = structlog.get_logger(__name__)
 _CURRENT = "CURRENT"
 
 
@@ -152,10 +150,8 @@ class EdgeStore(VectorStore):
             [point_id(collection, doc_id) for doc_id in doc_ids],
             with_payload=["doc_id", "content_hash", "metadata"], with_vector=False,
         )
-        return {
-            record.payload["doc_id"]: StoredState(record.payload["content_hash"], record.payload.get("metadata", {}))
-            for record in records if record.payload
-        }
+        return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
+                for record in records if record.payload}
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         points = [

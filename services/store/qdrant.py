@@ -28,6 +28,7 @@ __all__ = ["QdrantStore"]
 class QdrantStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
+        self._vector_sizes: dict[str, int] = {}
         if settings.url:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
             self._client = AsyncQdrantClient(url=settings.url, api_key=api_key)
@@ -57,10 +58,12 @@ class QdrantStore(VectorStore):
         return sorted(described.name for described in (await self._client.get_collections()).collections)
 
     async def vector_size(self, collection: str) -> int:
-        await self._require(collection)
-        vectors = (await self._client.get_collection(collection)).config.params.vectors
-        assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
-        return vectors.size
+        if collection not in self._vector_sizes:  # asked per request; a collection's size never changes
+            await self._require(collection)
+            vectors = (await self._client.get_collection(collection)).config.params.vectors
+            assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
+            self._vector_sizes[collection] = vectors.size
+        return self._vector_sizes[collection]
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         await self._require(collection)
@@ -68,8 +71,7 @@ class QdrantStore(VectorStore):
             collection, [point_id(collection, doc_id) for doc_id in doc_ids],
             with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False,
         )
-        return {record.payload["doc_id"]: StoredState(record.payload["content_hash"],
-                                                      record.payload.get("metadata", {}))
+        return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
                 for record in records if record.payload}
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
