@@ -18,7 +18,7 @@ test: lint
 	$(PY) -m pytest
 
 kafka: venv
-	$(PY) -m infra kafka
+	$(PY) -m runtime.cli kafka
 
 run: venv
 	$(PY) -m scripts.demo.run

@@ -12,9 +12,9 @@ from typing import Any
 from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import markdown_table, write_report
 from infra.local_kafka import LocalKafka
+from runtime.clients import sdk_client
+from runtime.process import CascadeProcess
 from services.encoders import BiEncoder
-from services.messaging import sdk_client
-from services.process import CascadeProcess
 from services.reranker.fusion import configured_fusion_weight
 from services.settings import Settings
 

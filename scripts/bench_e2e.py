@@ -31,11 +31,11 @@ from contracts import SearchRequest, encode
 from evaluation.beir import load_split
 from evaluation.timing import timed_gather
 from infra.local_kafka import kafka_bootstrap
+from runtime.process import CascadeProcess
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from sdk import SearchClient, read_jsonl_documents
 from services.log import configure_logging
 from services.messaging import RawRecord
-from services.process import CascadeProcess
 from services.query import QueryProcessor
 from services.settings import BatchingSettings, KafkaSettings, Settings, StoreSettings
 

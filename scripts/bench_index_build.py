@@ -30,10 +30,10 @@ import matplotlib.pyplot as plt
 from tqdm import tqdm
 
 from infra.local_kafka import kafka_bootstrap
+from runtime.process import CascadeProcess
 from scripts.benchlib import BENCH_DIR, machine, write_result
 from sdk import SearchClient
 from services.log import configure_logging
-from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
 from services.store import StoredDocument, VectorStore
 

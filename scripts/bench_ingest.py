@@ -20,12 +20,12 @@ from typing import Any
 from tqdm import tqdm
 
 from infra.local_kafka import kafka_bootstrap
+from runtime.clients import sdk_client
+from runtime.process import CascadeProcess
 from scripts.benchlib import DATA_DIR, machine, write_result
 from sdk import read_jsonl_documents
 from services.encoders import document_text
 from services.log import configure_logging
-from services.messaging import sdk_client
-from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
 
 

@@ -1,5 +1,5 @@
-"""Consumer lag of this process's groups, per partition, refreshed every few seconds for the metrics (what
-KEDA's Kafka scaler computes: the log end offset minus the group's committed offset)."""
+"""Consumer lag per partition as KEDA's Kafka scaler computes it (the log end offset minus the group's committed
+offset; a partition with nothing committed lags by its whole log), and the gauge refreshed from it."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from prometheus_client import Gauge
 
 from services.consumers import Subscription
 
-__all__ = ["watch_lag"]
+__all__ = ["group_lag", "watch_lag"]
 
 log = structlog.get_logger(__name__)
 
 
-async def _lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, topic: str, group: str) -> dict[int, int]:
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+async def group_lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
+                    partitions: list[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+    """Lag of `group` on `partitions` (default: every partition it has committed an offset for)."""
     committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    ends = await consumer.end_offsets(partitions)
-    return {tp.partition: ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp]
-            for tp in partitions}
+    wanted = partitions if partitions is not None else sorted(committed)
+    ends = await consumer.end_offsets(wanted) if wanted else {}
+    return {tp: ends[tp] - max(committed[tp].offset, 0) if tp in committed else ends[tp] for tp in wanted}
 
 
 async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: float, **client_options: Any
@@ -37,8 +38,10 @@ async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: fl
         while True:
             try:
                 for each in subscriptions:
-                    for partition, lag in (await _lag(admin, consumer, each.topic, each.group)).items():
-                        gauge.labels(each.group, each.topic, str(partition)).set(lag)
+                    partitions = [TopicPartition(each.topic, p)
+                                  for p in sorted(consumer.partitions_for_topic(each.topic) or ())]
+                    for tp, lag in (await group_lag(admin, consumer, each.group, partitions)).items():
+                        gauge.labels(each.group, each.topic, str(tp.partition)).set(lag)
             except Exception as exc:  # the cluster away for a while: the gauge keeps its last values
                 log.warning("lag.unavailable", error=repr(exc))
             await asyncio.sleep(every_s)

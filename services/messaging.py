@@ -13,10 +13,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from contracts import DeadLetter
 from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
-from sdk import KafkaSecurity, SearchClient
+from sdk import KafkaSecurity
 from services.settings import KafkaSettings
 
-__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "sdk_client", "usable_id"]
+__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "usable_id"]
 
 _SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
 
@@ -38,12 +38,6 @@ def faststream_security(security: KafkaSecurity) -> BaseSecurity:
         return _SASL[security.sasl_mechanism](security.username or "", security.password or "",
                                               ssl_context=security.ssl_context(), use_ssl=use_ssl)
     return BaseSecurity(ssl_context=security.ssl_context(), use_ssl=use_ssl)
-
-
-def sdk_client(settings: KafkaSettings) -> SearchClient:
-    """An SDK client on the configured cluster and topic prefix (for the CLI, the harness, the demo)."""
-    return SearchClient(settings.bootstrap, topic_prefix=settings.topic_prefix, security=settings.security,
-                        client_id=settings.client_id)
 
 
 @dataclass(frozen=True)

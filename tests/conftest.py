@@ -11,9 +11,9 @@ import pytest
 
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
+from runtime.process import CascadeProcess
 from sdk import SearchClient
 from services.log import configure_logging
-from services.process import CascadeProcess
 from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import SESSION_TIMEOUT_MS
 from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder

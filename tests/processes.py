@@ -25,7 +25,7 @@ def service_environment(settings: Settings, name: str, **env: str) -> dict[str, 
 
 
 def start_service(settings: Settings, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "serve", role],
+    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", role],
                             env=service_environment(settings, name, **env))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from contracts import IngestAck, Topic
 from infra.local_kafka import LocalKafka
+from runtime.process import CascadeProcess
 from sdk import SearchClient, SearchFailed, SearchTimeout
-from services.process import CascadeProcess
 from services.settings import KafkaSettings, Settings, StoreSettings
 from tests.kafka_helpers import Collector, eventually
 

@@ -32,7 +32,7 @@ from contracts import (
     decode,
     encode,
 )
-from services.process import CascadeProcess
+from runtime.process import CascadeProcess
 from tests.kafka_helpers import Collector, eventually
 
 RECORDS = int(os.environ.get("CASCADE_FUZZ_RECORDS", "10000"))

@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 from contracts import SearchRequest, SearchResult, Topic, encode
+from runtime.process import CascadeProcess
 from sdk import SearchClient
-from services.process import CascadeProcess
 from tests.kafka_helpers import produce
 from tests.processes import start_reranker
 

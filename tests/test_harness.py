@@ -10,9 +10,9 @@ import pytest
 
 from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import write_report
+from runtime.process import CascadeProcess
 from sdk import SearchClient
 from services.encoders import BiEncoder
-from services.process import CascadeProcess
 from services.settings import Settings
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from contracts import DeadLetter, DocumentEvent, IngestAck, Topic, encode
 from contracts.limits import MAX_TEXT_CHARS
-from services.process import CascadeProcess
+from runtime.process import CascadeProcess
 from services.settings import Settings
 from tests.kafka_helpers import Collector, produce
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 
 from contracts import DocumentEvent, IngestAck, Topic, encode
-from infra.provision import provision_topics
+from runtime.provision import provision_topics
 from services.settings import Settings
 from services.store import EdgeStore
 from tests.kafka_helpers import Collector, produce

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import Topic, TopicRegistry
-from infra.provision import TopicMismatchError, provision_topics
+from runtime.provision import TopicMismatchError, provision_topics
 
 
 async def test_produce_and_consume(bootstrap: str, registry: TopicRegistry) -> None:

@@ -16,14 +16,14 @@ from structlog.testing import capture_logs
 from contracts import DeadLetter, ErrorInfo, SearchRequest, SearchResult, Topic, encode
 from contracts.limits import MAX_MESSAGE_BYTES
 from infra.local_kafka import free_port
-from infra.provision import provision_topics
+from runtime.process import CascadeProcess, ProcessFailed
+from runtime.provision import provision_topics
 from sdk import IngestRejected, ReplyRouterFailed, ResultStreamOverflow, SearchClient, SearchFailed
 from sdk.replies import ResultStream
 from services.consumers import handle_isolated
 from services.encoders import BatcherStopped
 from services.faults import ClusterFault
 from services.messaging import RawRecord, make_broker
-from services.process import CascadeProcess, ProcessFailed
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import EdgeStore
@@ -221,7 +221,7 @@ def test_an_unreachable_cluster_at_start_exits_non_zero_with_the_reason(settings
         "kafka": settings.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{free_port()}"})})
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "serve", "query"], capture_output=True, timeout=120,
+        [sys.executable, "-m", "runtime.cli", "serve", "query"], capture_output=True, timeout=120,
         env=service_environment(unreachable, "unreachable", CASCADE_KAFKA_CONNECT_TIMEOUT_S="3",
                                 CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
                                 CASCADE_STORE_PATH=str(settings.store.path)),

@@ -8,7 +8,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import SearchRequest, Topic, encode
-from services.process import CascadeProcess
+from runtime.process import CascadeProcess
+from runtime.status import CollectionStatus, format_status, gather_status
 from tests.conftest import client_for
 from tests.kafka_helpers import produce
 
@@ -56,3 +57,26 @@ async def test_metrics_health_and_readiness_follow_the_traffic(all_roles: Cascad
         assert _value(samples, "cascade_dead_letters_total", service="query", reason="not_json") == 1
         assert _value(samples, "cascade_publish_total", outcome="published") > 0
         assert (await http.get("/nope")).status_code == 404
+
+
+async def test_status_shows_topics_groups_lag_and_collections(all_roles: CascadeProcess) -> None:
+    assert all_roles.health is not None
+    async with client_for(all_roles) as client:
+        await client.index([{"doc_id": f"d{i}", "text": f"document {i}"} for i in range(7)], collection="c")
+        await client.search("document 3", collection="c", mode="rerank", k=3)
+    settings = all_roles.settings
+    status = await gather_status(settings.kafka, settings.store, f"http://127.0.0.1:{all_roles.health.port}/status")
+
+    topics = {topic.name: topic for topic in status.topics}
+    queries = topics[settings.kafka.topics.name(Topic.QUERIES)]
+    assert queries.partitions == 6 and queries.retention_ms == 24 * 3_600_000
+    groups = {group.group: group for group in status.groups}
+    reranker = groups[f"{settings.kafka.topic_prefix}reranker"]
+    assert reranker.state == "Stable" and len(reranker.members) == 1
+    assert len(reranker.members[0].partitions) == 6
+    assert sum(reranker.lag.values()) <= 1  # the last offset may commit just after its answer arrived
+    assert status.collections == [CollectionStatus("c", 7, 0.0)]  # too small to be worth an index
+    assert status.store_source.startswith("asked the serving process")
+    text = format_status(status)
+    assert f"{settings.kafka.topic_prefix}reranker  Stable, 1 member(s), lag 0" in text
+    assert "c" in text and "7 points" in text

@@ -12,8 +12,8 @@ from pathlib import Path
 from aiokafka.partitioner import DefaultPartitioner
 
 from contracts import SearchRequest, SearchResult, Topic, encode
+from runtime.process import CascadeProcess
 from sdk import SearchClient
-from services.process import CascadeProcess
 from tests.kafka_helpers import Collector, produce
 from tests.processes import SESSION_TIMEOUT_MS, start_reranker
 

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import DeadLetter, SearchRequest, SearchResult, Topic, TopicRegistry, encode, now_ms
 from contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
-from infra.provision import provision_topics
+from runtime.process import CascadeProcess
+from runtime.provision import provision_topics
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder, CrossEncoder, document_text
-from services.process import CascadeProcess
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 

@@ -15,10 +15,10 @@ import pytest
 from contracts import TopicRegistry
 from infra.acls import Grant, Role, grant, grant_role
 from infra.local_kafka import LocalKafka, SecuredListener
-from infra.provision import provision_topics
+from runtime.process import CascadeProcess
+from runtime.provision import provision_topics
 from sdk import KafkaAccessError, KafkaSecurity, SearchClient
 from sdk.security import AUTHORIZATION_ERRORS
-from services.process import CascadeProcess
 from services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import service_environment
 
@@ -121,7 +121,7 @@ def _run(kafka: KafkaSettings, *arguments: str, **env: str) -> subprocess.Comple
                                       CASCADE_KAFKA_SSL_CAFILE=str(kafka.ssl_cafile or ""), **env)
     if kafka.ssl_cafile is None:
         environment.pop("CASCADE_KAFKA_SSL_CAFILE")
-    return subprocess.run([sys.executable, "-m", "services.cli", *arguments], capture_output=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *arguments], capture_output=True, timeout=120,
                           env=environment)
 
 

@@ -7,8 +7,9 @@ import pytest
 import structlog
 from faststream.kafka.security import parse_security
 
+from runtime.clients import sdk_client
 from services.log import configure_logging
-from services.messaging import faststream_security, sdk_client
+from services.messaging import faststream_security
 from services.settings import Settings
 
 

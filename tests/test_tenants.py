@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from runtime.process import CascadeProcess
 from sdk import IngestRejected, SearchFailed
-from services.process import CascadeProcess
 from services.settings import Settings
 from tests.conftest import client_for
 

@@ -17,12 +17,12 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from infra.local_kafka import kafka_bootstrap
+from runtime.clients import sdk_client
+from runtime.process import CascadeProcess
 from sdk import read_jsonl_documents
 from sdk.display import format_side_by_side
 from services.encoders import default_bi_encoder_path
 from services.log import configure_logging
-from services.messaging import sdk_client
-from services.process import CascadeProcess
 from services.settings import Settings
 
 HERE = Path(__file__).parent

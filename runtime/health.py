@@ -1,6 +1,6 @@
 """The operator's port: `/metrics` (Prometheus text), `/healthz` (the process serves), `/readyz` (it can do
-its work: Kafka answers, the consumers run, models and store are loaded), served by uvicorn in the process's
-own event loop."""
+its work: Kafka answers, the consumers run, models and store are loaded), `/status` (what the process holds:
+its store's collections, for `cascade status`), served by uvicorn in the process's own event loop."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ __all__ = ["HealthServer"]
 
 Problems = Callable[[], Awaitable[list[str]]]
 """What keeps the process from being ready; empty when ready."""
+Describe = Callable[[], Awaitable[dict[str, Any]]]
+"""What the process holds, as JSON."""
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -26,9 +28,11 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b
 
 
 class HealthServer:
-    def __init__(self, registry: CollectorRegistry, problems: Problems, host: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, problems: Problems, describe: Describe, host: str,
+                 port: int) -> None:
         self._metrics = make_asgi_app(registry)
         self._problems = problems
+        self._describe = describe
         self._server = uvicorn.Server(uvicorn.Config(self._app, host=host, port=port, interface="asgi3",
                                                      lifespan="off", log_config=None, access_log=False))
         self._task: asyncio.Task[None] | None = None
@@ -43,8 +47,10 @@ class HealthServer:
             problems = await self._problems()
             await _respond(send, 503 if problems else 200, orjson.dumps({"ready": not problems, "problems": problems}),
                            b"application/json")
+        elif path == "/status":
+            await _respond(send, 200, orjson.dumps(await self._describe()), b"application/json")
         else:
-            await _respond(send, 404, b"not found: /metrics, /healthz, /readyz\n")
+            await _respond(send, 404, b"not found: /metrics, /healthz, /readyz, /status\n")
 
     @property
     def port(self) -> int:

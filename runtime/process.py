@@ -11,18 +11,20 @@ import asyncio
 import contextlib
 import signal
 import time
-from typing import Literal
+from dataclasses import asdict
+from typing import Any, Literal
 
 import structlog
 
-from infra.provision import provision_topics
+from runtime.access import check_consumer_access
+from runtime.health import HealthServer
+from runtime.provision import provision_topics
+from runtime.status import collection_status
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
-from services.access import check_consumer_access
 from services.consumers import Subscription
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
 from services.faults import Backoff, is_transient
-from services.health import HealthServer
 from services.ingest import IndexScheduler, register_ingest
 from services.lag import watch_lag
 from services.messaging import make_broker
@@ -98,7 +100,7 @@ class CascadeProcess:
         self._stopping = False
         self.health: HealthServer | None = None
         if settings.metrics_port is not None:
-            self.health = HealthServer(self.metrics.registry, self.problems, settings.metrics_host,
+            self.health = HealthServer(self.metrics.registry, self.problems, self.describe, settings.metrics_host,
                                        settings.metrics_port)
 
     async def start(self) -> None:
@@ -119,6 +121,11 @@ class CascadeProcess:
             self._watch(await self.health.start())
         log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name,
                  health_port=self.health.port if self.health else None)
+
+    async def describe(self) -> dict[str, Any]:
+        """What this process holds (`/status`): its roles and its store's collections."""
+        collections = await collection_status(self.store) if self.store else []
+        return {"roles": sorted(self.roles), "collections": [asdict(each) for each in collections]}
 
     async def problems(self) -> list[str]:
         """What keeps this process from being ready (`/readyz`); empty when ready."""

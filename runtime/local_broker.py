@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from infra.acls import ROLE_GRANTS, Role, grant
 from infra.local_kafka import KAFKA_VERSION, LocalKafka, SecuredListener
-from infra.provision import provision_topics
+from runtime.provision import provision_topics
 from services.settings import KafkaSettings
 
 __all__ = ["run_kafka"]

@@ -1,4 +1,4 @@
-"""The `cascade` command: run a local broker, serve roles, ingest files, provision topics."""
+"""The `cascade` command: run a local broker, serve roles, ingest files, search, provision topics, status."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from typing import cast, get_args
 
 from tqdm import tqdm
 
-from infra.foreground import run_kafka
-from infra.provision import provision_topics
+from runtime.clients import sdk_client
+from runtime.local_broker import run_kafka
+from runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
+from runtime.provision import provision_topics
+from runtime.status import format_status, gather_status, status_json
 from sdk import KafkaAccessError, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
-from services.messaging import sdk_client
-from services.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from services.settings import Settings
 
 __all__ = ["main"]
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--candidates", type=int, default=100)
     search.add_argument("--timeout", type=float, default=30.0)
     commands.add_parser("topics", help="create missing topics and check existing ones")
+    status = commands.add_parser("status", help="topics, consumer groups with members and lag, collections")
+    status.add_argument("--process", metavar="URL",
+                        help="the serving process to ask for the embedded store's collections "
+                             "(default: http://127.0.0.1:CASCADE_METRICS_PORT)")
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
     evaluate = commands.add_parser("eval", help="ranking quality and latency on BEIR folders, through the services")
     evaluate.add_argument("folders", nargs="+", type=Path)
     evaluate.add_argument("--modes", nargs="+", default=["bi", "rerank"], choices=["bi", "rerank", "cross"])
@@ -103,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
 
         options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency)
         asyncio.run(run_evaluation(settings, args.folders, options, args.out))
+    elif args.command == "status":
+        _require_bootstrap(settings)
+        url = f"{args.process or f'http://127.0.0.1:{settings.metrics_port or 9400}'}/status"
+        found = asyncio.run(gather_status(settings.kafka, settings.store, url))
+        print(status_json(found).decode() if args.json else format_status(found))
     elif args.command == "topics":
         _require_bootstrap(settings)
         report = asyncio.run(provision_topics(settings.kafka.topics, settings.kafka.replication_factor,
