@@ -5,7 +5,8 @@ Services, the SDK, provisioning and the AsyncAPI document all read it, so a topi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from contracts.messages import CandidateSet, DeadLetter, DocumentEvent, IngestAck, SearchRequest, SearchResult
 
-__all__ = ["DEFAULT_PREFIX", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
+__all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
 _DAY_MS: Final = 24 * 3600 * 1000
@@ -57,17 +58,29 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
 }
 
 
+GROWABLE: Final = frozenset({Topic.QUERIES, Topic.CANDIDATES})
+"""Topics whose partitions may be raised on a live cluster: their records are keyed by request id, so no order
+between records is lost when keys move to other partitions (documents are keyed by doc_id, whose order counts)."""
+
+
 @dataclass(frozen=True)
 class TopicRegistry:
-    """Resolves topic names under a prefix (several deployments can share one cluster)."""
+    """Resolves topic names under a prefix (several deployments can share one cluster), with the deployment's
+    partition counts for the growable topics."""
 
     prefix: str = DEFAULT_PREFIX
+    partitions: Mapping[Topic, int] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if fixed := set(self.partitions) - GROWABLE:
+            raise ValueError(f"the partitions of {sorted(fixed)} are fixed; only {sorted(GROWABLE)} may be set")
 
     def name(self, topic: Topic) -> str:
         return f"{self.prefix}{topic.value}"
 
     def spec(self, topic: Topic) -> TopicSpec:
-        return SPECS[topic]
+        spec = SPECS[topic]
+        return replace(spec, partitions=self.partitions[topic]) if topic in self.partitions else spec
 
     @property
     def replies_prefix(self) -> str:
@@ -87,4 +100,8 @@ class TopicRegistry:
 
     def all(self) -> dict[str, TopicSpec]:
         """Full topic name -> spec, for every topic."""
-        return {self.name(topic): spec for topic, spec in SPECS.items()}
+        return {self.name(topic): self.spec(topic) for topic in SPECS}
+
+    def growable(self) -> set[str]:
+        """Full names of the topics whose partitions provisioning may raise."""
+        return {self.name(topic) for topic in GROWABLE}

@@ -16,6 +16,7 @@ from runtime.local_broker import run_kafka
 from runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from runtime.provision import provision_topics
 from runtime.status import format_status, gather_status, status_json
+from runtime.tracing import exporting_traces
 from sdk import KafkaAccessError, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
@@ -93,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "kafka":
         run_kafka(secured=args.secured)
     elif args.command == "serve":
+        roles = {cast(Role, role) for role in args.roles}
         try:
-            asyncio.run(CascadeProcess(settings, {cast(Role, role) for role in args.roles}).run())
+            with exporting_traces(settings.otlp_endpoint, f"cascade-{'-'.join(sorted(roles))}"):
+                asyncio.run(CascadeProcess(settings, roles).run())
         except (KafkaUnreachable, KafkaAccessError, ProcessFailed) as exc:
             sys.exit(f"cascade serve: {exc}")
     elif args.command in ("ingest", "search"):
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         _require_bootstrap(settings)
         report = asyncio.run(provision_topics(settings.kafka.topics, settings.kafka.replication_factor,
                                               **settings.kafka.client_options()))
-        print(f"created: {report.created or 'none'}; already present: {report.existing or 'none'}")
+        print(f"created: {report.created or 'none'}; already present: {report.existing or 'none'}; "
+              f"partitions raised: {report.grown or 'none'}")
 
 
 if __name__ == "__main__":

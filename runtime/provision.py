@@ -1,4 +1,5 @@
-"""Topic provisioning from the registry: create what is missing, check what exists. Safe to run repeatedly."""
+"""Topic provisioning from the registry: create what is missing, grow what may grow, check the rest. Safe to run
+repeatedly, and by every process at start."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from contracts import TopicRegistry
@@ -17,13 +18,15 @@ __all__ = ["ProvisionReport", "TopicMismatchError", "provision_topics"]
 
 
 class TopicMismatchError(RuntimeError):
-    """An existing topic does not match the registry (too few partitions)."""
+    """An existing topic that may not grow has fewer partitions than the registry asks for."""
 
 
 @dataclass
 class ProvisionReport:
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    grown: list[str] = field(default_factory=list)
+    """Existing growable topics whose partitions were raised."""
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
@@ -36,11 +39,12 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
 async def _settled_partition_counts(
     admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 15.0
 ) -> dict[str, int]:
-    """Partition counts once new topics' metadata has reached the broker (creation returns before that)."""
+    """Partition counts once new topics and partitions have reached the broker's metadata (creating them
+    returns before that)."""
     deadline = time.monotonic() + timeout_s
     while True:
         present = await _partition_counts(admin, list(wanted))
-        if all(present.get(name, 0) > 0 for name in wanted) or time.monotonic() > deadline:
+        if all(present.get(name, 0) >= count for name, count in wanted.items()) or time.monotonic() > deadline:
             return present
         await asyncio.sleep(0.1)
 
@@ -53,17 +57,19 @@ def _raise_refusals(response: Any) -> None:
             raise error(f"creating topic {topic}: {message[0] if message and message[0] else error.description}")
 
 
-async def provision_topics(
-    registry: TopicRegistry,
-    replication_factor: int = 1,
-    partitions: dict[str, int] | None = None,
-    **client_options: Any,
-) -> ProvisionReport:
-    """Create every registry topic that is missing; raise TopicMismatchError if one has too few partitions.
+async def _grow(admin: AIOKafkaAdminClient, counts: dict[str, int]) -> None:
+    response = await admin.create_partitions({name: NewPartitions(count) for name, count in counts.items()})
+    for topic, code, message in response.topic_errors:
+        if code != 0:
+            error = for_code(code)
+            raise error(f"adding partitions to {topic}: {message or error.description}")
 
-    `partitions` overrides the registry's count per full topic name (a deployment may want more).
-    """
-    wanted = {name: (partitions or {}).get(name, spec.partitions) for name, spec in registry.all().items()}
+
+async def provision_topics(registry: TopicRegistry, replication_factor: int = 1, **client_options: Any
+                           ) -> ProvisionReport:
+    """Create every registry topic that is missing and raise the partitions of a growable topic (queries,
+    candidates) to the registry's count; raise TopicMismatchError if another topic has too few."""
+    wanted = {name: spec.partitions for name, spec in registry.all().items()}
     specs = registry.all()
     report = ProvisionReport()
     admin = AIOKafkaAdminClient(**client_options)
@@ -81,8 +87,16 @@ async def provision_topics(
             with contextlib.suppress(TopicAlreadyExistsError):  # another provisioner won the race
                 _raise_refusals(await admin.create_topics(missing))
             report.created = [topic.name for topic in missing]
-            present = await _settled_partition_counts(admin, wanted)
         report.existing = [name for name in wanted if name not in report.created]
+        grow = {name: count for name, count in wanted.items()
+                if name in registry.growable() and 0 < present.get(name, count) < count}
+        if grow:
+            await _grow(admin, grow)
+            report.grown = sorted(grow)
+        if missing or grow:
+            changed = {*report.created, *grow}
+            present = await _settled_partition_counts(
+                admin, {name: count if name in changed else 1 for name, count in wanted.items()})
         too_small = {name: (present.get(name, 0), count) for name, count in wanted.items()
                      if present.get(name, 0) < count}
         if too_small:

@@ -10,6 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from contracts import (
@@ -28,8 +30,11 @@ from contracts.messages import Mode
 from sdk.acks import AckWaiter, IngestRejected
 from sdk.replies import ReplyRouter, ResultStream
 from sdk.security import AUTHORIZATION_ERRORS, KafkaAccessError, KafkaSecurity, diagnose
+from sdk.tracing import trace_headers
 
 __all__ = ["InvalidDocuments", "SearchClient", "SearchFailed", "SearchTimeout"]
+
+_tracer = trace.get_tracer("cascade.sdk")
 
 DocumentLike = DocumentEvent | Mapping[str, Any]
 
@@ -112,16 +117,20 @@ class SearchClient:
             deadline_ms=now_ms() + timeout_s * 1000,
         )
         future = self.replies.expect(request.request_id)
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._publish(Topic.QUERIES, [(request.request_id, encode(request))])
-                result = await future
-        except TimeoutError:
-            raise SearchTimeout(request.request_id, timeout_s) from None
-        finally:
-            self.replies.forget(request.request_id)
-        if result.error is not None:
-            raise SearchFailed(result)
+        with _tracer.start_as_current_span("cascade.search", kind=SpanKind.CLIENT, attributes={
+                "cascade.request_id": request.request_id, "cascade.collection": collection, "cascade.mode": mode,
+        }) as span:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._publish(Topic.QUERIES, [(request.request_id, encode(request))], trace_headers())
+                    result = await future
+            except TimeoutError:
+                raise SearchTimeout(request.request_id, timeout_s) from None
+            finally:
+                self.replies.forget(request.request_id)
+            if result.error is not None:
+                raise SearchFailed(result)  # recorded on the span, which ends with an error status
+            span.set_attribute("cascade.hits", len(result.hits))
         return result
 
     async def search_many(
@@ -143,12 +152,16 @@ class SearchClient:
         """Every result addressed to this client, as it arrives (including those `search` also returns)."""
         return self.replies.stream()
 
-    async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]]) -> None:
+    async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]],
+                       headers: Mapping[str, str] | None = None) -> None:
         name = self.topics.name(topic)
         if self._producer is None:
             raise RuntimeError("use the client as `async with SearchClient(...) as client:`")
+        record_headers = [("content-type", b"application/json"),
+                          *((header, value.encode()) for header, value in (headers or {}).items())]
         try:
-            futures = [await self._producer.send(name, value, key=key.encode()) for key, value in items]
+            futures = [await self._producer.send(name, value, key=key.encode(), headers=record_headers)
+                       for key, value in items]
             for future in futures:
                 await future
         except AUTHORIZATION_ERRORS as exc:

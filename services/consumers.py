@@ -35,7 +35,7 @@ Refuse = Callable[[RawRecord, str], list[Outgoing]]
 
 async def tolerant_parse(records: tuple[Any, ...], original: Callable[[tuple[Any, ...]], Awaitable[Any]]) -> Any:
     """FastStream decodes every header as UTF-8 and fails the whole batch on one that is not, rewinding it
-    forever (found by the fuzz test). Cascade reads no header, so each is made valid text first."""
+    forever (found by the fuzz test). Cascade reads only the trace context, so each is made valid text first."""
     def readable(record: Any) -> Any:
         headers = [(name, value.decode(errors="replace").encode()) for name, value in record.headers or ()]
         return dataclasses.replace(record, headers=headers)

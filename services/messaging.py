@@ -49,11 +49,13 @@ class RawRecord:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
     def of(cls, record: Any) -> RawRecord:
         """From an aiokafka ConsumerRecord."""
-        return cls(record.topic, record.partition, record.offset, record.key, record.value or b"")
+        return cls(record.topic, record.partition, record.offset, record.key, record.value or b"",
+                   tuple(record.headers or ()))
 
     @property
     def key_text(self) -> str | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -40,6 +40,8 @@ class Outgoing:
     message: BaseModel
     instead: Callable[[BaseException], Sequence[Outgoing]] | None = None
     """What to publish in its place, given why, if the cluster or the size limit refuses this message."""
+    trace: Mapping[str, str] = field(default_factory=dict)
+    """Trace context headers (`traceparent`): the next hop's spans become children of this service's span."""
 
 
 _JSON = {"content-type": "application/json"}
@@ -171,7 +173,7 @@ class Publisher:
                     raise _NoListener
                 async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
                     future = await self._broker.publish(value, out.topic, key=out.key.encode() if out.key else None,
-                                                        headers=_JSON, no_confirm=True)
+                                                        headers={**_JSON, **out.trace}, no_confirm=True)
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)

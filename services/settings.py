@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts import DEFAULT_PREFIX, TopicRegistry
+from contracts import DEFAULT_PREFIX, Topic, TopicRegistry
 from sdk.security import KafkaSecurity, Protocol, SaslMechanism
 
 __all__ = [
@@ -64,9 +64,16 @@ class KafkaSettings(BaseSettings):
     """The longest wait for a reply topic to confirm (or any topic's metadata): past it a vanished reply topic
     is treated as a client gone away (answer dropped), well under the session timeout."""
 
+    queries_partitions: int = Field(6, ge=1, le=10_000)
+    """Partitions of the queries topic: the most query pods that can be busy. Raised on a live cluster by
+    provisioning (never lowered: Kafka cannot)."""
+    candidates_partitions: int = Field(6, ge=1, le=10_000)
+    """Partitions of the candidates topic: the most reranker pods that can be busy (KEDA's maxReplicaCount)."""
+
     @property
     def topics(self) -> TopicRegistry:
-        return TopicRegistry(prefix=self.topic_prefix)
+        return TopicRegistry(prefix=self.topic_prefix, partitions={
+            Topic.QUERIES: self.queries_partitions, Topic.CANDIDATES: self.candidates_partitions})
 
     @model_validator(mode="after")
     def _consistent_security(self) -> Self:
@@ -169,6 +176,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(9400, ge=0, le=65535)
     """`/metrics`, `/healthz`, `/readyz` on this port (0: any free port, logged; unset: no server)."""
     metrics_host: str = "0.0.0.0"
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector for traces, e.g. http://otel-collector:4318; unset: no spans are exported (a trace
+    context that arrives in the headers is still passed on)."""
     lag_interval_s: float = Field(5.0, gt=0)
     """How often the consumer-lag gauge is refreshed."""
     log_format: Literal["auto", "json", "console"] = "auto"

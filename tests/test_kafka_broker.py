@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import pytest
@@ -68,17 +69,31 @@ async def test_provisioning_is_idempotent(bootstrap: str, registry: TopicRegistr
         await admin.close()
 
 
-async def test_provisioning_rejects_a_topic_with_too_few_partitions(
+async def test_provisioning_grows_queries_and_candidates_but_not_documents(
     bootstrap: str, registry: TopicRegistry
 ) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(registry.name(Topic.CANDIDATES), 2, 1)])
+        for _ in range(100):  # until the broker's metadata knows the new topic
+            if (await admin.describe_topics([registry.name(Topic.CANDIDATES)]))[0]["partitions"]:
+                break
+            await asyncio.sleep(0.1)
+        more = dataclasses.replace(registry, partitions={Topic.CANDIDATES: 9})
+        report = await provision_topics(more, bootstrap_servers=bootstrap)
+        assert report.grown == [registry.name(Topic.CANDIDATES)]
+        described = await admin.describe_topics([registry.name(Topic.CANDIDATES)])
+        assert len(described[0]["partitions"]) == 9
+
+        fixed = TopicRegistry(prefix=f"{registry.prefix}fixed.")
+        await admin.create_topics([NewTopic(fixed.name(Topic.DOCUMENTS), 2, 1)])
     finally:
         await admin.close()
-    with pytest.raises(TopicMismatchError, match=r"candidates has 2 partitions, needs 6"):
-        await provision_topics(registry, bootstrap_servers=bootstrap)
+    with pytest.raises(TopicMismatchError, match=r"documents has 2 partitions, needs 6"):
+        await provision_topics(fixed, bootstrap_servers=bootstrap)
+    with pytest.raises(ValueError, match="fixed"):
+        TopicRegistry(partitions={Topic.DOCUMENTS: 12})
 
 
 def test_cluster_ids_never_look_like_options() -> None:

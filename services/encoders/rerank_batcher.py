@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from contracts import now_ms
 from services.encoders.cross_encoder import CrossEncoder, Encoding
 from services.faults import ServiceFault
 
@@ -37,6 +38,8 @@ class RerankOutcome:
     compute_ms: float
     batch_pairs: int
     padded_tokens: int
+    finished_ms: float
+    """Wall clock (epoch ms) when its batch's compute ended."""
 
 
 class BatcherStopped(ServiceFault):
@@ -94,7 +97,7 @@ class RerankBatcher:
 
     async def score(self, query: str, documents: Sequence[str]) -> RerankOutcome:
         if not documents:
-            return RerankOutcome(np.empty(0, dtype=np.float32), 0.0, 0.0, 0, 0)
+            return RerankOutcome(np.empty(0, dtype=np.float32), 0.0, 0.0, 0, 0, now_ms())
         if self._stopped is not None:
             raise self._stopped
         pairs = await asyncio.to_thread(self.encoder.tokenize, query, documents)
@@ -138,13 +141,14 @@ class RerankBatcher:
         except Exception as exc:  # a failed batch fails its jobs, never the batcher
             self._fail(jobs, exc)
             return
-        compute_ms = (time.perf_counter() - started) * 1000
+        compute_ms, finished_ms = (time.perf_counter() - started) * 1000, now_ms()
         if self._on_batch:
             self._on_batch(len(pairs), scored.padded_tokens)
         offset = 0
         for job in jobs:
             outcome = RerankOutcome(scored.scores[offset : offset + len(job.pairs)],
-                                    (started - job.submitted) * 1000, compute_ms, len(pairs), scored.padded_tokens)
+                                    (started - job.submitted) * 1000, compute_ms, len(pairs), scored.padded_tokens,
+                                    finished_ms)
             offset += len(job.pairs)
             if not job.future.done():
                 job.future.set_result(outcome)

@@ -27,6 +27,7 @@ from contracts import (
     now_ms,
 )
 from contracts.messages import ErrorCode
+from sdk.tracing import context_of
 from services.encoders import BiEncoder, RerankBatcher, document_text
 from services.faults import is_transient
 from services.messaging import RawRecord
@@ -37,6 +38,7 @@ from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
 from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
 from services.store import FilterFieldLimit, ScoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore
+from services.tracing import Stage, service_spans
 
 __all__ = ["QueryProcessor"]
 
@@ -80,11 +82,13 @@ class QueryProcessor:
                 accepted.append((record, request))
         if not accepted:
             return out
+        encode_started = now_ms()
         vectors, encode_ms = await self._encode([request.query for _, request in accepted])
+        encode = Stage("encode", encode_started, encode_ms)
         for (record, request), vector in zip(accepted, vectors, strict=True):
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    answer = await self._retrieve(request, vector, picked_at, encode_ms)
+                    answer = await self._retrieve(record, request, vector, picked_at, encode)
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
                 except FilterFieldLimit as exc:
@@ -137,8 +141,9 @@ class QueryProcessor:
                 found[query] = vector
         return [found[query] for query in queries], (time.perf_counter() - began) * 1000
 
-    async def _retrieve(self, request: SearchRequest, vector: Vector, picked_at: float, encode_ms: float) -> Outgoing:
-        began = time.perf_counter()
+    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector, picked_at: float,
+                        encode: Stage) -> Outgoing:
+        ann_started, began = now_ms(), time.perf_counter()
         if request.mode == "cross":
             size = await self._store.count(request.collection)
             limit = self._settings.batching.cross_max_documents
@@ -149,8 +154,15 @@ class QueryProcessor:
                                              exact=True)
         else:
             found = await self._store.search(request.collection, vector.tolist(), request.candidates, request.filter)
-        timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0), encode_ms=encode_ms,
-                               ann_ms=(time.perf_counter() - began) * 1000)
+        timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
+                               encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
+        answer = await self._answer(request, found, timings)
+        trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
+                              queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
+                              stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
+        return replace(answer, trace=trace)
+
+    async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings) -> Outgoing:
         if request.mode == "rerank":
             return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
                             self._candidate_set(request, found, timings))

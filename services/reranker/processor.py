@@ -12,6 +12,7 @@ import structlog
 
 from contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, now_ms
 from contracts.messages import ErrorCode
+from sdk.tracing import context_of
 from services.encoders import RerankBatcher, RerankOutcome, document_text
 from services.faults import is_transient
 from services.messaging import RawRecord
@@ -21,6 +22,7 @@ from services.replies import error_result, refusal, result_to, undeliverable
 from services.reranker.fusion import configured_fusion_weight, fused_scores
 from services.settings import Settings
 from services.sizing import shrink_to_fit, snippet_budget
+from services.tracing import Stage, service_spans
 
 __all__ = ["RerankProcessor"]
 
@@ -37,6 +39,7 @@ class RerankProcessor:
         self._service = f"reranker@{settings.instance_name}"
 
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
+        picked_at = now_ms()
         out: list[Outgoing] = []
         live: list[tuple[RawRecord, CandidateSet]] = []
         for record in records:
@@ -65,7 +68,8 @@ class RerankProcessor:
                 out.append(self._deadline_error(candidates))
             else:
                 result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to)
-                out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request)))
+                out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
+                                   trace=self._spans(record, candidates, picked_at, outcome)))
         return out
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
@@ -80,6 +84,16 @@ class RerankProcessor:
     def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
         return undeliverable(self._topics, record, error, service=self._service,
                              served_by={"reranker": self._instance}, request=request, path=("request",))
+
+    @staticmethod
+    def _spans(record: RawRecord, candidates: CandidateSet, picked_at: float, outcome: RerankOutcome
+               ) -> dict[str, str]:
+        compute_started = outcome.finished_ms - outcome.compute_ms
+        return service_spans(
+            context_of(record.headers), "cascade.rerank", picked_at, candidates.request.request_id,
+            queued=Stage("rerank.queue", candidates.published_at_ms, compute_started - candidates.published_at_ms),
+            stages=[Stage("rerank.compute", compute_started, outcome.compute_ms)],
+            candidates=len(candidates.candidates), batch_pairs=outcome.batch_pairs)
 
     @staticmethod
     def _expired(candidates: CandidateSet) -> bool:
