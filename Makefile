@@ -1,11 +1,12 @@
 # Cascade: `make run` (the embedded demo) and `make test` (lint, types, the whole suite on a real Kafka).
 VENV ?= $(HOME)/.cache/cascade/venv
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CASCADE_VENV := $(VENV)
 
-.PHONY: venv test lint kafka asyncapi run bench-ingest
+.PHONY: venv test lint kafka asyncapi run bench-ingest image image-cuda
 
 venv:
 	@scripts/ensure_venv.sh
@@ -25,3 +26,9 @@ run: venv
 
 asyncapi: venv
 	$(PY) -m contracts.asyncapi > contracts/asyncapi.json
+
+image:
+	docker build -t cascade:$(VERSION) .
+
+image-cuda:
+	docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t cascade:$(VERSION)-cuda .

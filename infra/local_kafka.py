@@ -41,6 +41,7 @@ __all__ = [
     "SecuredListener",
     "ensure_kafka_jars",
     "free_port",
+    "jaas_config",
     "kafka_bootstrap",
 ]
 
@@ -143,8 +144,14 @@ class SecuredListener:
         return self.security_for(self.admin).client_options()
 
 
-def _jaas(user: str, password: str) -> str:
-    return f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{password}";'
+_LOGIN_MODULES = {"PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+                  "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+                  "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule"}
+
+
+def jaas_config(user: str, password: str, mechanism: str = "SCRAM-SHA-512") -> str:
+    """The `sasl.jaas.config` value of a Java client or broker listener."""
+    return f'{_LOGIN_MODULES[mechanism]} required username="{user}" password="{password}";'
 
 
 def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int) -> str:
@@ -159,7 +166,7 @@ def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int) -> 
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
-        + _jaas(security.admin, security.users[security.admin]),
+        + jaas_config(security.admin, security.users[security.admin]),
         "ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}",
         "ssl.truststore.type=PEM", f"ssl.truststore.location={tls.ca_cert}",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",

@@ -11,6 +11,7 @@ from typing import cast, get_args
 
 from tqdm import tqdm
 
+from infra.kafka_tools import TOOLS, run_tool
 from runtime.clients import sdk_client
 from runtime.local_broker import run_kafka
 from runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
@@ -62,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     kafka = commands.add_parser("kafka", help="run a local single-node Kafka in the foreground, topics provisioned")
     kafka.add_argument("--secured", action="store_true",
                        help="SASL_SSL (SCRAM-SHA-512, throwaway CA) and a user per role with only its ACLs")
+    tool = commands.add_parser("kafka-tool", help="one of Kafka's own command-line tools, configured for the cluster",
+                               description="Kafka's console tools from the same jars as `cascade kafka`, with "
+                                           "--bootstrap-server and the security settings filled in.")
+    tool.add_argument("tool", choices=sorted(TOOLS))
+    tool.add_argument("arguments", nargs=argparse.REMAINDER, help="the tool's own options (see its --help)")
     serve = commands.add_parser("serve", help="serve roles in this process until SIGTERM or Ctrl-C")
     serve.add_argument("roles", nargs="+", choices=get_args(Role))
     ingest = commands.add_parser("ingest", help="publish a JSON Lines corpus and wait for its acks")
@@ -93,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "kafka":
         run_kafka(secured=args.secured)
+    elif args.command == "kafka-tool":
+        sys.exit(run_tool(args.tool, args.arguments, _require_bootstrap(settings), settings.kafka.security))
     elif args.command == "serve":
         roles = {cast(Role, role) for role in args.roles}
         try:

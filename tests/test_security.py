@@ -150,3 +150,13 @@ def test_serve_and_the_cli_fail_clearly_and_quickly(
     assert searched.returncode != 0
     assert (expected if user != "reader" else b"may not write to 'sec.queries'") in searched.stderr
     assert b"not-it" not in served.stderr + searched.stderr and USERS[user].encode() not in served.stderr
+
+
+def test_kafka_tools_use_the_security_settings(secured: LocalKafka) -> None:
+    assert _run(kafka_settings(secured, "operator"), "topics").returncode == 0  # provisioned, if not yet
+    listed = _run(kafka_settings(secured, "operator"), "kafka-tool", "topics", "--list")
+    assert listed.returncode == 0, listed.stderr.decode()[-2000:]
+    assert set(TOPICS.all()) <= set(listed.stdout.decode().split())
+    refused = _run(kafka_settings(secured, "operator", password="not-it"), "kafka-tool", "topics", "--list",
+                   "--command-property", "request.timeout.ms=5000")
+    assert refused.returncode != 0 and b"not-it" not in refused.stdout + refused.stderr
