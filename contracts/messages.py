@@ -55,6 +55,8 @@ DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHA
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
                                              pattern=_NO_CONTROL_CHARS)]
 TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]
+"""A first-stage model of the catalogue (`cascade models list`), e.g. `bge-small`."""
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
@@ -63,7 +65,7 @@ Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], st
 Mode = Literal["bi", "rerank", "cross"]
 ErrorCode = Literal[
     "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
-    "too_large", "internal",
+    "model_unavailable", "too_large", "internal",
 ]
 
 AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]
@@ -105,6 +107,9 @@ class DocumentEvent(Message):
     title: Title = ""
     text: Text = ""
     metadata: Metadata = Field(default_factory=dict)
+    model: ModelName | None = None
+    """The first-stage model of a collection this document creates (default: the ingest service's); for an
+    existing collection it must be the collection's model or absent."""
 
     @model_validator(mode="after")
     def _text_matches_op(self) -> Self:

@@ -56,7 +56,7 @@ def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float
     if path.exists():
         cached: npt.NDArray[np.float32] = np.load(path)
         return cached
-    chunks = [encoder.encode(texts[start : start + 256])
+    chunks = [encoder.encode_documents(texts[start : start + 256])
               for start in tqdm(range(0, len(texts), 256), desc=f"encode {split.name}", unit="batch")]
     vectors = np.concatenate(chunks)
     _CACHE.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,8 @@ async def run_evaluation(settings: Settings, folders: list[Path], options: EvalO
         options = EvalOptions(**{**options.__dict__, "fusion_weight": configured_fusion_weight(
             settings.models.fusion_weight, settings.models.cross_encoder) or None})
     models = settings.models
-    bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length, batch_size=models.encode_batch_size,
-                           device=models.device)
+    bi_encoder = BiEncoder(options.model or models.bi_encoder, max_length=models.bi_max_length,
+                           batch_size=models.encode_batch_size, device=models.device)
     reports = []
     async with _services(settings) as serving:
         kafka = serving.kafka

@@ -70,8 +70,8 @@ def build_groups(split: BeirSplit, bi_encoder: BiEncoder, config: TrainingConfig
     texts = dict(zip((doc["doc_id"] for doc in split.corpus), split.texts, strict=True))
     ids = [doc["doc_id"] for doc in split.corpus]
     queries = [query for query in split.queries if _positives(split).get(query)]
-    mined = exact_top_k(bi_encoder.encode([split.queries[q] for q in queries]), corpus_vectors(split, bi_encoder),
-                        config.mined_depth)
+    mined = exact_top_k(bi_encoder.encode_queries([split.queries[q] for q in queries]),
+                        corpus_vectors(split, bi_encoder), config.mined_depth)
     groups = []
     for query, row in zip(queries, mined, strict=True):
         positives = set(_positives(split)[query])
@@ -93,7 +93,7 @@ def self_supervised_groups(split: BeirSplit, bi_encoder: BiEncoder, config: Trai
     """Title as the query, the document's body as the positive, bi-encoder neighbours of the title as negatives."""
     candidates = [i for i, doc in enumerate(split.corpus) if len(doc["title"].split()) >= 5 and doc["text"]]
     chosen = rng.sample(candidates, min(config.self_supervised_groups, len(candidates)))
-    mined = exact_top_k(bi_encoder.encode([split.corpus[i]["title"] for i in chosen]),
+    mined = exact_top_k(bi_encoder.encode_queries([split.corpus[i]["title"] for i in chosen]),
                         corpus_vectors(split, bi_encoder), config.group_size + 2)
     texts = split.texts
     return [Group(split.corpus[i]["title"], split.corpus[i]["text"],
@@ -107,7 +107,7 @@ def rerank_full_pool(encoder: CrossEncoder, split: BeirSplit, bi_encoder: BiEnco
     ids = [doc["doc_id"] for doc in split.corpus]
     texts = split.texts
     queries = list(split.queries)
-    query_vectors = bi_encoder.encode([split.queries[q] for q in queries])
+    query_vectors = bi_encoder.encode_queries([split.queries[q] for q in queries])
     vectors = corpus_vectors(split, bi_encoder)
     top = exact_top_k(query_vectors, vectors, depth)
     first: dict[str, list[tuple[str, float]]] = {}

@@ -32,11 +32,12 @@ def _require_bootstrap(settings: Settings) -> str:
     return settings.kafka.bootstrap
 
 
-async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool) -> None:
+async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool, model: str | None = None
+                      ) -> None:
     documents = list(read_jsonl_documents(path))
     async with _client(settings) as client:
         with tqdm(total=len(documents), desc=f"ingest {path.name}", unit="doc") as bar:
-            acks = await client.index(documents, collection=collection, wait=wait, timeout_s=3600,
+            acks = await client.index(documents, collection=collection, model=model, wait=wait, timeout_s=3600,
                                       progress=bar.update)
     if wait:
         print(f"{len(acks)} documents acknowledged: {dict(Counter(ack.status for ack in acks))}")
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ingest.add_argument("file", type=Path)
     ingest.add_argument("--collection", required=True)
     ingest.add_argument("--no-wait", action="store_true", help="publish without waiting for acks")
+    ingest.add_argument("--model", help="first-stage model of a new collection (`cascade models list`)")
     search = commands.add_parser("search", help="one query through the running services; hits and latencies")
     search.add_argument("query")
     search.add_argument("--collection", required=True)
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--candidates", type=int, default=100)
     search.add_argument("--timeout", type=float, default=30.0)
+    models = commands.add_parser("models", help="the first-stage model catalogue: list, or fetch into the cache")
+    models.add_argument("action", choices=["list", "fetch"])
+    models.add_argument("names", nargs="*", help="models to fetch (default: all)")
     commands.add_parser("topics", help="create missing topics and check existing ones")
     status = commands.add_parser("status", help="topics, consumer groups with members and lag, collections")
     status.add_argument("--process", metavar="URL",
@@ -93,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     evaluate.add_argument("--max-queries", type=int)
     evaluate.add_argument("--concurrency", type=int, default=8)
     evaluate.add_argument("--out", type=Path, default=Path("results"))
+    evaluate.add_argument("--model", help="first-stage model of the evaluation collections (`cascade models list`)")
+    evaluate.add_argument("--no-exact-recall", action="store_true",
+                          help="skip encoding the corpus in-process to compare HNSW with exact search")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"cascade serve: {exc}")
     elif args.command in ("ingest", "search"):
         try:
-            asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait)
+            asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait, model=args.model)
                         if args.command == "ingest" else search_once(settings, args))
         except KafkaAccessError as exc:
             sys.exit(f"cascade {args.command}: {exc}")
@@ -118,13 +126,18 @@ def main(argv: list[str] | None = None) -> None:
         from evaluation.harness import EvalOptions
         from evaluation.run import run_evaluation
 
-        options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency)
+        options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency,
+                              model=args.model, exact_recall=not args.no_exact_recall)
         asyncio.run(run_evaluation(settings, args.folders, options, args.out))
     elif args.command == "status":
         _require_bootstrap(settings)
         url = f"{args.process or f'http://127.0.0.1:{settings.metrics_port or 9400}'}/status"
         found = asyncio.run(gather_status(settings.kafka, settings.store, url))
         print(status_json(found).decode() if args.json else format_status(found))
+    elif args.command == "models":
+        from runtime.models_cli import fetch_models, list_models
+
+        print(list_models() if args.action == "list" else fetch_models(args.names))
     elif args.command == "topics":
         _require_bootstrap(settings)
         report = asyncio.run(provision_topics(settings.kafka.topics, settings.kafka.replication_factor,

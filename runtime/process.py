@@ -23,7 +23,7 @@ from runtime.status import collection_status
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.consumers import Subscription
-from services.encoders import BiEncoder, CrossEncoder, RerankBatcher
+from services.encoders import BiEncoder, BiEncoders, CrossEncoder, RerankBatcher, UnknownModel
 from services.faults import Backoff, is_transient
 from services.ingest import IndexScheduler, register_ingest
 from services.lag import watch_lag
@@ -63,14 +63,19 @@ class CascadeProcess:
         models, batching = settings.models, settings.batching
         self.store: VectorStore | None = None
         self.bi_encoder: BiEncoder | None = None
+        """The default first-stage model (new collections without a named model, legacy collections)."""
+        self.bi_encoders: BiEncoders | None = None
         self.batcher: RerankBatcher | None = None
         self.index_scheduler: IndexScheduler | None = None
         self.query_cache: QueryVectorCache | None = None
         self.subscriptions: list[Subscription] = []
         if roles & {"ingest", "query"}:
             self.store = open_store(settings.store)
-            self.bi_encoder = BiEncoder(models.bi_encoder, max_length=models.bi_max_length,
-                                        batch_size=models.encode_batch_size, device=models.device)
+            def load(name: str) -> BiEncoder:
+                return BiEncoder(name, max_length=models.bi_max_length, batch_size=models.encode_batch_size,
+                                 device=models.device)
+            self.bi_encoder = load(models.bi_encoder)
+            self.bi_encoders = BiEncoders(self.bi_encoder, load)
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
             cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
             self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
@@ -78,19 +83,19 @@ class CascadeProcess:
                                          on_batch=self.metrics.observe_batch)
             batcher = self.batcher
             self.metrics.inflight_candidate_sets.set_function(lambda: batcher.pending_jobs)
-        if "ingest" in roles and self.store and self.bi_encoder:
+        if "ingest" in roles and self.store and self.bi_encoders:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
                 on_build=self.metrics.index_builds.observe)
             self.subscriptions.append(register_ingest(self.broker, settings, self.publisher, self.store,
-                                                      self.bi_encoder, self.index_scheduler))
-        if "query" in roles and self.store and self.bi_encoder:
+                                                      self.bi_encoders, self.index_scheduler))
+        if "query" in roles and self.store and self.bi_encoders:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
             cache = self.query_cache
             self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
                                lambda: {"hit": cache.hits, "miss": cache.misses})
             self.subscriptions.append(register_query(self.broker, settings, self.publisher, QueryProcessor(
-                settings, self.store, self.bi_encoder, self.query_cache, self.batcher)))
+                settings, self.store, self.bi_encoders, self.query_cache, self.batcher)))
         if "rerank" in roles and self.batcher:
             self.subscriptions.append(register_reranker(self.broker, settings, self.publisher,
                                                         RerankProcessor(settings, self.batcher)))
@@ -161,14 +166,22 @@ class CascadeProcess:
                 await backoff.wait(f"connect to Kafka at {kafka.bootstrap}", exc)
 
     async def _check_collections(self) -> None:
-        """Say at start, not per request, which collections this process's bi-encoder cannot serve."""
-        if self.store is None or self.bi_encoder is None:
+        """Load the models the collections name, and say at start, not per request, which collections this
+        process cannot serve."""
+        if self.store is None or self.bi_encoders is None:
             return
         for collection in await self.store.collections():
+            model = await self.store.collection_model(collection)
+            try:
+                encoder = await self.bi_encoders.get(model)
+            except UnknownModel as exc:
+                log.error("collection.model_unavailable", collection=collection, model=model, error=str(exc),
+                          consequence="its documents are rejected and its queries answered model_unavailable")
+                continue
             size = await self.store.vector_size(collection)
-            if size != self.bi_encoder.dim:
+            if size != encoder.dim:
                 log.error("collection.model_mismatch", collection=collection, stored_dim=size,
-                          model=self.bi_encoder.model_id, model_dim=self.bi_encoder.dim,
+                          model=encoder.model_id, model_dim=encoder.dim,
                           consequence="its documents are rejected and its queries answered model_mismatch")
 
     def _watch(self, task: asyncio.Task[None]) -> asyncio.Task[None]:

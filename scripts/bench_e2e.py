@@ -74,8 +74,8 @@ async def run(bootstrap: str, requests: int) -> dict[str, Any]:
                             store=StoreSettings(path=Path(store)), batching=BatchingSettings(query_cache_size=0))
         process = CascadeProcess(settings, {"ingest", "query"})
         await process.start()
-        assert process.store and process.bi_encoder and process.query_cache is not None
-        processor = QueryProcessor(settings, process.store, process.bi_encoder, process.query_cache, None)
+        assert process.store and process.bi_encoders and process.query_cache is not None
+        processor = QueryProcessor(settings, process.store, process.bi_encoders, process.query_cache, None)
         result: dict[str, Any] = {}
         try:
             async with SearchClient(bootstrap, topic_prefix=settings.kafka.topic_prefix) as client:

@@ -55,7 +55,7 @@ class JoinCounter(logging.Handler):
 async def load_points(store: VectorStore, points: int, dim: int) -> None:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, dim)).astype(np.float32)
-    await store.ensure_collection(COLLECTION, dim)
+    await store.ensure_collection(COLLECTION, dim, "synthetic")
     chunk = 2_000
     for start in tqdm(range(0, points, chunk), desc="load points", unit="chunk"):
         vectors = centres[rng.integers(0, 200, chunk)] + rng.normal(scale=0.6, size=(chunk, dim)).astype(np.float32)

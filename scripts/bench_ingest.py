@@ -49,7 +49,7 @@ async def run(corpus: Path, limit: int | None, bootstrap: str) -> dict[str, Any]
 
         began = time.perf_counter()
         for start in tqdm(range(0, len(texts), 256), desc="raw encoder", unit="batch"):
-            encoder.encode(texts[start : start + 256])
+            encoder.encode_documents(texts[start : start + 256])
         encoder_s = time.perf_counter() - began
         encoder.texts_encoded = 0
 

@@ -46,7 +46,7 @@ def candidate_sets(dataset: str, queries: int, bi_encoder: BiEncoder) -> Candida
     split = load_split(DATA_DIR / dataset)
     vectors = corpus_vectors(split, bi_encoder)
     chosen = list(split.queries.items())[:queries]
-    query_vectors = bi_encoder.encode([text for _, text in chosen])
+    query_vectors = bi_encoder.encode_queries([text for _, text in chosen])
     texts = split.texts
     return [(query, [texts[i] for i in row])
             for (_, query), row in zip(chosen, exact_top_k(query_vectors, vectors, 100), strict=True)]

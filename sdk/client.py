@@ -169,15 +169,16 @@ class SearchClient:
                                    f"an ACL allowing Write on it is missing ({exc})") from exc
 
     async def index(
-        self, documents: Iterable[DocumentLike], *, collection: str | None = None, wait: bool = True,
-        timeout_s: float = 300.0, progress: Callable[[int], None] | None = None,
+        self, documents: Iterable[DocumentLike], *, collection: str | None = None, model: str | None = None,
+        wait: bool = True, timeout_s: float = 300.0, progress: Callable[[int], None] | None = None,
     ) -> list[IngestAck]:
         """Publish upserts; with `wait`, return one ack per document (raises IngestRejected if any is rejected).
 
-        Plain mappings are validated here first (`collection` fills in a missing collection), so a bad
-        document raises InvalidDocuments before anything is sent.
+        Plain mappings are validated here first (`collection` and `model` fill in missing fields), so a bad
+        document raises InvalidDocuments before anything is sent. `model` names the first-stage model of a
+        collection these documents create (`cascade models list`); the services' default otherwise.
         """
-        events = _validated(documents, collection)
+        events = _validated(documents, collection, model)
         return await self._send_events(events, wait, timeout_s, progress)
 
     async def delete(
@@ -205,7 +206,8 @@ class SearchClient:
         return acks
 
 
-def _validated(documents: Iterable[DocumentLike], collection: str | None) -> list[DocumentEvent]:
+def _validated(documents: Iterable[DocumentLike], collection: str | None, model: str | None = None
+               ) -> list[DocumentEvent]:
     events: list[DocumentEvent] = []
     problems: list[str] = []
     for position, document in enumerate(documents):
@@ -215,6 +217,8 @@ def _validated(documents: Iterable[DocumentLike], collection: str | None) -> lis
         fields = dict(document)
         if collection is not None:
             fields.setdefault("collection", collection)
+        if model is not None:
+            fields.setdefault("model", model)
         try:
             events.append(DocumentEvent.model_validate(fields))
         except ValidationError as exc:

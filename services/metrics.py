@@ -21,7 +21,8 @@ _STAGES = {"query_queue": "query_queue_ms", "encode": "encode_ms", "ann": "ann_m
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _REASONS = (("not valid UTF-8 JSON", "not_json"), ("expected a JSON object", "not_an_object"),
             ("more than the limit", "too_large"), ("encodes to", "too_large"), ("invalid ", "schema"),
-            ("dimensional", "model_mismatch"), ("cap (CASCADE_STORE", "tenant_cap"),
+            ("dimensional", "model_mismatch"), ("model_mismatch", "model_mismatch"),
+            ("model_unavailable", "model_unavailable"), ("cap (CASCADE_STORE", "tenant_cap"),
             ("processing failed", "processing_failed"), ("reply_to", "reply_to"), ("deadline", "deadline"),
             ("does not exist", "unknown_collection"), ("could not be published", "undeliverable"))
 

@@ -69,12 +69,12 @@ def test_cross_encoder_handles_two_class_heads(tmp_path: Path) -> None:
 def test_query_cache_is_lru_and_counts() -> None:
     cache = QueryVectorCache(capacity=2)
     vector = np.ones(3, dtype=np.float32)
-    assert cache.get("a") is None
-    cache.put("a", vector)
-    cache.put("b", vector)
-    assert cache.get("a") is not None  # a is now the most recent
-    cache.put("c", vector)  # evicts b
-    assert cache.get("b") is None
+    assert cache.get(("m", "a")) is None
+    cache.put(("m", "a"), vector)
+    cache.put(("m", "b"), vector)
+    assert cache.get(("m", "a")) is not None  # a is now the most recent
+    cache.put(("m", "c"), vector)  # evicts b
+    assert cache.get(("m", "b")) is None
     assert (cache.hits, cache.misses, len(cache)) == (1, 2, 2)
 
 

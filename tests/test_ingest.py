@@ -58,7 +58,7 @@ async def test_embeds_once_and_never_reencodes(ingest: CascadeProcess, settings:
         assert [ack.status for ack in fourth].count("updated") == 20
         assert encoder.texts_encoded == 1010
         assert ingest.store is not None
-        query = encoder.encode(["document number 12 v1"])[0].tolist()
+        query = encoder.encode_queries(["document number 12 v1"])[0].tolist()
         blue = await ingest.store.search("docs", query, 100, filter={"color": "blue"})
         assert {doc.doc_id for doc in blue} == {f"d{i}" for i in range(10, 30)}
         assert all(dict(doc.metadata) == {"n": int(doc.doc_id[1:]), "color": "blue"} for doc in blue)

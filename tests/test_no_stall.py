@@ -112,7 +112,7 @@ async def test_a_collection_of_another_model_gets_a_clear_error_not_a_stall(
     service: CascadeProcess, client: SearchClient
 ) -> None:
     assert service.store is not None and service.bi_encoder is not None
-    await service.store.ensure_collection("narrow", 7)  # built by some 7-dimensional model
+    await service.store.ensure_collection("narrow", 7, "seven-wide")  # built by some 7-dimensional model
     dim = service.bi_encoder.dim
     with pytest.raises(SearchFailed) as failed:
         await client.search("telephone", collection="narrow", mode="bi", timeout_s=20)
@@ -126,7 +126,7 @@ async def test_a_collection_of_another_model_gets_a_clear_error_not_a_stall(
 
 async def test_a_mismatched_collection_is_reported_at_start(settings: Settings) -> None:
     store = EdgeStore(settings.store)
-    await store.ensure_collection("old", 7)
+    await store.ensure_collection("old", 7, "seven-wide")
     await store.close()
     process = CascadeProcess(settings, {"query"})
     with capture_logs() as logs:

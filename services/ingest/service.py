@@ -8,7 +8,7 @@ from faststream.kafka import KafkaBroker
 
 from contracts import Topic
 from services.consumers import Subscription, subscribe_batches
-from services.encoders import BiEncoder
+from services.encoders import BiEncoders
 from services.ingest.indexing import IndexScheduler
 from services.ingest.processor import IngestOutcome, IngestProcessor
 from services.messaging import RawRecord
@@ -20,11 +20,11 @@ __all__ = ["register_ingest"]
 
 
 def register_ingest(
-    broker: KafkaBroker, settings: Settings, publisher: Publisher, store: VectorStore, encoder: BiEncoder,
+    broker: KafkaBroker, settings: Settings, publisher: Publisher, store: VectorStore, encoders: BiEncoders,
     scheduler: IndexScheduler,
 ) -> Subscription:
     topics = settings.kafka.topics
-    processor = IngestProcessor(store, encoder, service=f"ingest@{settings.instance_name}",
+    processor = IngestProcessor(store, encoders, service=f"ingest@{settings.instance_name}",
                                 max_collections=settings.store.max_collections)
 
     def outputs(outcome: IngestOutcome) -> list[Outgoing]:

@@ -1,4 +1,4 @@
-"""An LRU cache of query vectors: a repeated query skips the bi-encoder."""
+"""An LRU cache of query vectors by (model, query): a repeated query skips the bi-encoder."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import numpy.typing as npt
 __all__ = ["QueryVectorCache"]
 
 Vector = npt.NDArray[np.float32]
+Key = tuple[str, str]
+"""(model name, query text)"""
 
 
 class QueryVectorCache:
@@ -17,22 +19,22 @@ class QueryVectorCache:
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[str, Vector] = OrderedDict()
+        self._entries: OrderedDict[Key, Vector] = OrderedDict()
 
-    def get(self, query: str) -> Vector | None:
-        vector = self._entries.get(query)
+    def get(self, key: Key) -> Vector | None:
+        vector = self._entries.get(key)
         if vector is None:
             self.misses += 1
             return None
-        self._entries.move_to_end(query)
+        self._entries.move_to_end(key)
         self.hits += 1
         return vector
 
-    def put(self, query: str, vector: Vector) -> None:
+    def put(self, key: Key, vector: Vector) -> None:
         if self.capacity <= 0:
             return
-        self._entries[query] = vector
-        self._entries.move_to_end(query)
+        self._entries[key] = vector
+        self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 

@@ -28,7 +28,7 @@ from contracts import (
 )
 from contracts.messages import ErrorCode
 from sdk.tracing import context_of
-from services.encoders import BiEncoder, RerankBatcher, document_text
+from services.encoders import BiEncoder, BiEncoders, RerankBatcher, UnknownModel, document_text
 from services.faults import is_transient
 from services.messaging import RawRecord
 from services.publishing import Outgoing
@@ -54,13 +54,13 @@ class _Refused(Exception):
 
 class QueryProcessor:
     def __init__(
-        self, settings: Settings, store: VectorStore, encoder: BiEncoder, cache: QueryVectorCache,
+        self, settings: Settings, store: VectorStore, encoders: BiEncoders, cache: QueryVectorCache,
         cross: RerankBatcher | None,
     ) -> None:
         self._settings = settings
         self._topics = settings.kafka.topics
         self._store = store
-        self._encoder = encoder
+        self._encoders = encoders
         self._cache = cache
         self._cross = cross
         self._served_by = {"query": settings.instance_name}
@@ -69,26 +69,26 @@ class QueryProcessor:
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
         picked_at = now_ms()
         out: list[Outgoing] = []
-        accepted: list[tuple[RawRecord, SearchRequest]] = []
+        accepted: list[tuple[RawRecord, SearchRequest, BiEncoder]] = []
         for record in records:
             try:
                 request = decode(record.value, SearchRequest)
-                await self._admit(request, picked_at)
+                encoder = await self._admit(request, picked_at)
             except ContractError as exc:
                 out += self._refuse(record, "invalid_request", str(exc), None)
             except _Refused as exc:
                 out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
             else:
-                accepted.append((record, request))
+                accepted.append((record, request, encoder))
         if not accepted:
             return out
         encode_started = now_ms()
-        vectors, encode_ms = await self._encode([request.query for _, request in accepted])
+        vectors, encode_ms = await self._encode([(encoder, request.query) for _, request, encoder in accepted])
         encode = Stage("encode", encode_started, encode_ms)
-        for (record, request), vector in zip(accepted, vectors, strict=True):
+        for (record, request, encoder), vector in zip(accepted, vectors, strict=True):
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    answer = await self._retrieve(record, request, vector, picked_at, encode)
+                    answer = await self._retrieve(record, request, vector, picked_at, encode, encoder.model_id)
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
                 except FilterFieldLimit as exc:
@@ -109,7 +109,8 @@ class QueryProcessor:
         return undeliverable(self._topics, record, error, service=self._service, served_by=self._served_by,
                              request=request)
 
-    async def _admit(self, request: SearchRequest, picked_at: float) -> None:
+    async def _admit(self, request: SearchRequest, picked_at: float) -> BiEncoder:
+        """The encoder of the request's collection, if the request may be served."""
         if request.reply_to and not self._topics.is_reply_target(request.reply_to):
             raise _Refused("invalid_request", f"reply_to {request.reply_to!r} is not a reply topic: use "
                            f"{self._topics.name(Topic.RESULTS)!r} or a topic under {self._topics.replies_prefix!r}")
@@ -117,32 +118,42 @@ class QueryProcessor:
             raise _Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                            "before the query service picked the request up", dead_letter=False)
         try:
+            model = await self._store.collection_model(request.collection)
             size = await self._store.vector_size(request.collection)
         except UnknownCollectionError as exc:
             raise _Refused("unknown_collection", str(exc)) from None
-        if size != self._encoder.dim:
+        try:
+            encoder = await self._encoders.get(model)
+        except UnknownModel as exc:
+            raise _Refused("model_unavailable", f"collection {request.collection!r}: {exc}") from None
+        if size != encoder.dim:
             raise _Refused("model_mismatch",
-                           str(VectorSizeMismatch(request.collection, size, self._encoder.dim, self._encoder.model_id)))
+                           str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
+        return encoder
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
                 with_dead_letter: bool = True) -> list[Outgoing]:
         return refusal(self._topics, record, code, reason, service=self._service, served_by=self._served_by,
                        request=request, with_dead_letter=with_dead_letter)
 
-    async def _encode(self, queries: list[str]) -> tuple[list[Vector], float]:
-        """Vectors for `queries`, encoding only cache misses (once each), and the milliseconds it took."""
+    async def _encode(self, queries: list[tuple[BiEncoder, str]]) -> tuple[list[Vector], float]:
+        """A vector per (encoder, query), encoding only cache misses (once each, a batch per model), and the
+        milliseconds it took."""
         began = time.perf_counter()
-        found = {query: vector for query in set(queries) if (vector := self._cache.get(query)) is not None}
-        missing = sorted(set(queries) - set(found))
-        if missing:
-            encoded = await asyncio.to_thread(self._encoder.encode, missing)
-            for query, vector in zip(missing, encoded, strict=True):
-                self._cache.put(query, vector)
-                found[query] = vector
-        return [found[query] for query in queries], (time.perf_counter() - began) * 1000
+        encoders = {encoder.name: encoder for encoder, _ in queries}
+        keys = [(encoder.name, query) for encoder, query in queries]
+        found = {key: vector for key in set(keys) if (vector := self._cache.get(key)) is not None}
+        for name, encoder in encoders.items():
+            missing = sorted(query for model, query in set(keys) - set(found) if model == name)
+            if missing:
+                encoded = await asyncio.to_thread(encoder.encode_queries, missing)
+                for query, vector in zip(missing, encoded, strict=True):
+                    self._cache.put((name, query), vector)
+                    found[name, query] = vector
+        return [found[key] for key in keys], (time.perf_counter() - began) * 1000
 
     async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector, picked_at: float,
-                        encode: Stage) -> Outgoing:
+                        encode: Stage, bi_model: str) -> Outgoing:
         ann_started, began = now_ms(), time.perf_counter()
         if request.mode == "cross":
             size = await self._store.count(request.collection)
@@ -156,29 +167,31 @@ class QueryProcessor:
             found = await self._store.search(request.collection, vector.tolist(), request.candidates, request.filter)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
-        answer = await self._answer(request, found, timings)
+        answer = await self._answer(request, found, timings, bi_model)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
                               stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
         return replace(answer, trace=trace)
 
-    async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings) -> Outgoing:
+    async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
+                      bi_model: str) -> Outgoing:
         if request.mode == "rerank":
             return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
-                            self._candidate_set(request, found, timings))
+                            self._candidate_set(request, found, timings, bi_model))
         if request.mode == "cross":
-            return result_to(self._topics, await self._score_all(request, found, timings), request.reply_to)
+            return result_to(self._topics, await self._score_all(request, found, timings, bi_model), request.reply_to)
         top = found[: request.k]
         result = shrink_to_fit(lambda budget: self._result(request, [
-            as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings), snippet_budget(len(top)))
+            as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, bi_encoder=bi_model),
+            snippet_budget(len(top)))
         return result_to(self._topics, result, request.reply_to)
 
     @property
     def _text_chars(self) -> int:
         return self._settings.batching.candidate_text_chars
 
-    def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings
-                       ) -> CandidateSet:
+    def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
+                       bi_model: str) -> CandidateSet:
         """The candidates with their snippets cut (in bytes) so the set fits one message; the reranker
         truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens."""
         def build(budget: int) -> CandidateSet:
@@ -187,11 +200,11 @@ class QueryProcessor:
                 title, text = fit_snippet(doc.title, doc.text, self._text_chars, budget)
                 candidates.append(Candidate(doc_id=doc.doc_id, title=title, text=text, score=doc.score))
             return CandidateSet(request=request, candidates=candidates, timings=timings, served_by=self._served_by,
-                                models={"bi_encoder": self._encoder.model_id})
+                                models={"bi_encoder": bi_model})
         return shrink_to_fit(build, snippet_budget(len(found)))
 
-    async def _score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings
-                         ) -> SearchResult:
+    async def _score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
+                         bi_model: str) -> SearchResult:
         if self._cross is None:
             raise _Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                            dead_letter=False)
@@ -200,11 +213,11 @@ class QueryProcessor:
         model = self._cross.encoder.model_id
         return shrink_to_fit(lambda budget: self._result(
             request, ranked_hits(found, outcome.scores, request.k, self._text_chars, budget), cross_timings,
-            cross_encoder=model), snippet_budget(min(request.k, len(found))))
+            bi_encoder=bi_model, cross_encoder=model), snippet_budget(min(request.k, len(found))))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
         return SearchResult(
             request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
             timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
-            served_by=self._served_by, models={"bi_encoder": self._encoder.model_id, **models},
+            served_by=self._served_by, models=dict(models),
         )

@@ -102,8 +102,12 @@ class VectorStore(ABC):
     """Collections of unit vectors under cosine distance, addressed by document id."""
 
     @abstractmethod
-    async def ensure_collection(self, collection: str, dim: int) -> None:
-        """Create the collection if it does not exist (idempotent)."""
+    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
+        """Create the collection for vectors of `model` (a catalogue name or folder) if it does not exist."""
+
+    @abstractmethod
+    async def collection_model(self, collection: str) -> str | None:
+        """The model the collection was created for; None for a collection made before models were recorded."""
 
     @abstractmethod
     async def has_collection(self, collection: str) -> bool: ...

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
 _CURRENT = "CURRENT"
+_MODEL = "MODEL"
 
 
 class IndexBuildFailed(RuntimeError):
@@ -111,7 +112,7 @@ class EdgeStore(VectorStore):
                 folder, generation, shard, set(shard.info().payload_schema), _vector_size(path))
         return state
 
-    async def ensure_collection(self, collection: str, dim: int) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
         if await self.has_collection(collection):
             self._open(collection)
             return
@@ -124,6 +125,7 @@ class EdgeStore(VectorStore):
         )
         folder = self._folder(collection)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         shard = EdgeShard.create(str(folder / "g0"), config)
         _write_current(folder, 0)
         self._collections[collection] = _Collection(folder, 0, shard, set(), dim)
@@ -137,6 +139,10 @@ class EdgeStore(VectorStore):
 
     async def vector_size(self, collection: str) -> int:
         return self._open(collection).dim
+
+    async def collection_model(self, collection: str) -> str | None:
+        recorded = self._open(collection).folder / _MODEL
+        return recorded.read_text() if recorded.is_file() else None
 
     async def _write(self, collection: str, operation: UpdateOperation) -> None:
         state = self._open(collection)

@@ -24,11 +24,13 @@ from services.store.base import (
 
 __all__ = ["QdrantStore"]
 
+_MODEL = "cascade_model"
+
 
 class QdrantStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
-        self._vector_sizes: dict[str, int] = {}
+        self._described_collections: dict[str, tuple[int, str | None]] = {}
         if settings.url:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
             self._client = AsyncQdrantClient(url=settings.url, api_key=api_key)
@@ -39,11 +41,11 @@ class QdrantStore(VectorStore):
         if not await self._client.collection_exists(collection):
             raise UnknownCollectionError(collection)
 
-    async def ensure_collection(self, collection: str, dim: int) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
         if await self._client.collection_exists(collection):
             return
         await self._client.create_collection(
-            collection,
+            collection, metadata={_MODEL: model},
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             hnsw_config=models.HnswConfigDiff(
                 m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
@@ -57,13 +59,22 @@ class QdrantStore(VectorStore):
     async def collections(self) -> list[str]:
         return sorted(described.name for described in (await self._client.get_collections()).collections)
 
-    async def vector_size(self, collection: str) -> int:
-        if collection not in self._vector_sizes:  # asked per request; a collection's size never changes
+    async def _described(self, collection: str) -> tuple[int, str | None]:
+        """Its vector size and model, asked per request, so cached: neither ever changes."""
+        if collection not in self._described_collections:
             await self._require(collection)
-            vectors = (await self._client.get_collection(collection)).config.params.vectors
+            config = (await self._client.get_collection(collection)).config
+            vectors = config.params.vectors
             assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
-            self._vector_sizes[collection] = vectors.size
-        return self._vector_sizes[collection]
+            model = (config.metadata or {}).get(_MODEL)
+            self._described_collections[collection] = (vectors.size, model if isinstance(model, str) else None)
+        return self._described_collections[collection]
+
+    async def vector_size(self, collection: str) -> int:
+        return (await self._described(collection))[0]
+
+    async def collection_model(self, collection: str) -> str | None:
+        return (await self._described(collection))[1]
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         await self._require(collection)

