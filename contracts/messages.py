@@ -63,6 +63,9 @@ ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 Scalar = str | int | float | bool
 Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], str | int | bool]
 Mode = Literal["bi", "rerank", "cross"]
+FirstStage = Literal["dense", "sparse", "hybrid"]
+"""How candidates are found: the collection's bi-encoder (HNSW), BM25 term vectors, or both fused by reciprocal
+rank inside the store."""
 ErrorCode = Literal[
     "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
     "model_unavailable", "too_large", "internal",
@@ -140,6 +143,8 @@ class SearchRequest(Message):
     k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
     candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] = 100
     mode: Mode = "rerank"
+    first_stage: FirstStage = "dense"
+    """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
     filter: Annotated[Filter, Field(max_length=8)] | None = None
     reply_to: TopicName | None = None
     deadline_ms: float | None = Field(None, description="Epoch milliseconds after which no answer is wanted.")
@@ -151,6 +156,8 @@ class SearchRequest(Message):
             raise ValueError("query is empty")
         if self.k > self.candidates:
             raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
+        if self.mode == "cross" and self.first_stage != "dense":
+            raise ValueError("mode 'cross' scores every document: it takes no first_stage")
         return self
 
 

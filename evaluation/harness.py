@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from contracts import SearchResult
-from contracts.messages import Mode
+from contracts.messages import FirstStage, Mode
 from evaluation.beir import BeirSplit, corpus_vectors, exact_top_k, load_split
 from evaluation.fusion import fuse
 from evaluation.metrics import overlap_recall, ranking_metrics
@@ -40,19 +40,22 @@ class EvalOptions:
     """First-stage share for the fused variant of mode rerank (None: no fused variant)."""
     model: str | None = None
     """The first-stage model of the evaluation collections (a catalogue name; None: the services' default)."""
+    first_stages: tuple[FirstStage, ...] = ("dense",)
+    """Each mode runs once per first stage; runs other than dense are reported as `mode[first_stage]`."""
     exact_recall: bool = True
     """Also encode the corpus in-process to measure the HNSW search's recall against exact search."""
 
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
-                    options: EvalOptions) -> tuple[dict[str, SearchResult], list[float], int]:
+                    first_stage: FirstStage, options: EvalOptions) -> tuple[dict[str, SearchResult], list[float], int]:
     results: dict[str, SearchResult] = {}
     failed: list[str] = []
 
     async def one(query_id: str) -> None:
         try:
             results[query_id] = await client.search(queries[query_id], collection=collection, k=DEPTH,
-                                                    candidates=DEPTH, mode=mode, timeout_s=options.timeout_s)
+                                                    candidates=DEPTH, mode=mode, timeout_s=options.timeout_s,
+                                                    first_stage=first_stage)
         except (SearchFailed, SearchTimeout) as exc:
             failed.append(query_id)
             tqdm.write(f"{mode} {query_id}: {exc}")
@@ -101,21 +104,25 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
                               "metrics": {}, "latency_ms": {}, "server_ms": {}, "failures": {}}
     rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
     results_by_mode: dict[str, dict[str, SearchResult]] = {}
-    for mode in options.modes:
-        results, latencies, failures = await _run_mode(client, collection, queries, mode, options)
-        results_by_mode[mode] = results
-        rankings[mode] = {query: [(hit.doc_id, hit.score) for hit in result.hits] for query, result in results.items()}
-        report["metrics"][mode] = ranking_metrics(qrels, rankings[mode])
-        report["latency_ms"][mode] = _percentiles(latencies)
-        report["server_ms"][mode] = {
-            stage: _percentiles([value for r in results.values() if (value := getattr(r.timings, stage)) is not None])
-            for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
-        report["failures"][mode] = failures
-    if "rerank" in results_by_mode and options.fusion_weight is not None:
-        first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
-                 for query, result in results_by_mode["rerank"].items()}
-        name = f"rerank+fusion({options.fusion_weight:g})"
-        report["metrics"][name] = ranking_metrics(qrels, fuse(first, rankings["rerank"], options.fusion_weight))
+    for first_stage in options.first_stages:
+        for mode in options.modes:
+            name = mode if first_stage == "dense" else f"{mode}[{first_stage}]"
+            results, latencies, failures = await _run_mode(client, collection, queries, mode, first_stage, options)
+            results_by_mode[name] = results
+            rankings[name] = {query: [(hit.doc_id, hit.score) for hit in result.hits]
+                              for query, result in results.items()}
+            report["metrics"][name] = ranking_metrics(qrels, rankings[name])
+            report["latency_ms"][name] = _percentiles(latencies)
+            report["server_ms"][name] = {
+                stage: _percentiles([value for r in results.values()
+                                     if (value := getattr(r.timings, stage)) is not None])
+                for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
+            report["failures"][name] = failures
+            if mode == "rerank" and options.fusion_weight is not None:
+                first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
+                         for query, result in results.items()}
+                report["metrics"][f"{name}+fusion({options.fusion_weight:g})"] = ranking_metrics(
+                    qrels, fuse(first, rankings[name], options.fusion_weight))
     if "bi" in results_by_mode and bi_encoder is not None and options.exact_recall:
         report["first_stage_recall@100_vs_exact"] = _first_stage_recall(split, queries, results_by_mode["bi"],
                                                                         bi_encoder)

@@ -52,7 +52,8 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
     async with _client(settings) as client:
         try:
             result = await client.search(args.query, collection=args.collection, mode=args.mode, k=args.k,
-                                         candidates=args.candidates, timeout_s=args.timeout)
+                                         candidates=args.candidates, timeout_s=args.timeout,
+                                         first_stage=args.first_stage)
         except (SearchFailed, SearchTimeout) as exc:
             sys.exit(str(exc))
     print(format_result(result))
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--mode", choices=["bi", "rerank", "cross"], default="rerank")
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--candidates", type=int, default=100)
+    search.add_argument("--first-stage", choices=["dense", "sparse", "hybrid"], default="dense")
     search.add_argument("--timeout", type=float, default=30.0)
     models = commands.add_parser("models", help="the first-stage model catalogue: list, or fetch into the cache")
     models.add_argument("action", choices=["list", "fetch"])
@@ -98,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     evaluate.add_argument("--max-queries", type=int)
     evaluate.add_argument("--concurrency", type=int, default=8)
     evaluate.add_argument("--out", type=Path, default=Path("results"))
+    evaluate.add_argument("--first-stages", nargs="+", choices=["dense", "sparse", "hybrid"], default=["dense"])
     evaluate.add_argument("--model", help="first-stage model of the evaluation collections (`cascade models list`)")
     evaluate.add_argument("--no-exact-recall", action="store_true",
                           help="skip encoding the corpus in-process to compare HNSW with exact search")
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         from evaluation.run import run_evaluation
 
         options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency,
-                              model=args.model, exact_recall=not args.no_exact_recall)
+                              model=args.model, exact_recall=not args.no_exact_recall,
+                              first_stages=tuple(args.first_stages))
         asyncio.run(run_evaluation(settings, args.folders, options, args.out))
     elif args.command == "status":
         _require_bootstrap(settings)

@@ -26,7 +26,7 @@ from contracts import (
     now_ms,
 )
 from contracts.codec import describe_errors
-from contracts.messages import Mode
+from contracts.messages import FirstStage, Mode
 from sdk.acks import AckWaiter, IngestRejected
 from sdk.replies import ReplyRouter, ResultStream
 from sdk.security import AUTHORIZATION_ERRORS, KafkaAccessError, KafkaSecurity, diagnose
@@ -108,12 +108,13 @@ class SearchClient:
     async def search(
         self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int = 100,
         filter: Mapping[str, str | int | bool] | None = None, timeout_s: float = 30.0,
+        first_stage: FirstStage = "dense",
     ) -> SearchResult:
         """Ask and wait. Raises SearchTimeout after `timeout_s` (also sent as the request's deadline, so the
         services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result."""
         request = SearchRequest(
             request_id=uuid.uuid4().hex, collection=collection, query=query, k=k, candidates=max(candidates, k),
-            mode=mode, filter=dict(filter) if filter else None, reply_to=self.replies.topic,
+            mode=mode, first_stage=first_stage, filter=dict(filter) if filter else None, reply_to=self.replies.topic,
             deadline_ms=now_ms() + timeout_s * 1000,
         )
         future = self.replies.expect(request.request_id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from services.encoders.sparse import Bm25Encoder
 from services.ingest import IndexScheduler
 from services.settings import StoreSettings
 from services.store import EdgeStore, QdrantStore, StoredDocument, UnknownCollectionError, VectorStore, open_store
@@ -66,6 +68,31 @@ async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
     await store.delete("c", ["d7", "never-stored"])
     assert await store.count("c") == 49
     assert "d7" not in {h.doc_id for h in await store.search("c", vectors[7].tolist(), limit=10)}
+
+
+TEXTS = {"cat": "the cat sat on the mat", "dog": "dogs chase the postman", "hole": "black holes bend light",
+         "pet": "a cat and a dog share a home"}
+
+
+async def test_sparse_and_hybrid_search(store: VectorStore) -> None:
+    bm25 = Bm25Encoder()
+    vectors = dict(zip(TEXTS, _unit(np.random.default_rng(3), len(TEXTS)), strict=True))
+    await store.ensure_collection("c", DIM, "m")
+    assert await store.has_sparse("c")
+    await store.upsert("c", [
+        replace(_doc(doc_id, vectors[doc_id]), text=text, sparse=sparse)
+        for (doc_id, text), sparse in zip(TEXTS.items(), bm25.encode_documents(list(TEXTS.values())), strict=True)])
+
+    by_terms = await store.search("c", None, 10, sparse=bm25.encode_query("cats"))
+    assert {doc.doc_id for doc in by_terms} == {"cat", "pet"}  # stemmed: cats -> cat; no other document matches
+    assert (await store.search("c", None, 10, sparse=bm25.encode_query("holes")))[0].doc_id == "hole"
+
+    hybrid = await store.search("c", vectors["dog"].tolist(), 3, sparse=bm25.encode_query("black hole light"))
+    assert {doc.doc_id for doc in hybrid[:2]} == {"dog", "hole"}  # first of each list, fused by rank
+    assert hybrid[0].score == pytest.approx(hybrid[1].score)  # RRF: the same rank in one list each
+    filtered = await store.search("c", vectors["dog"].tolist(), 3, {"lang": "xx"},
+                                  sparse=bm25.encode_query("cat"))
+    assert filtered == []
 
 
 async def test_metadata_update_keeps_the_vector(store: VectorStore) -> None:

@@ -18,8 +18,9 @@ from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decod
 from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from contracts.messages import AckStatus
 from services.encoders import BiEncoders, UnknownModel, document_text
+from services.encoders.sparse import Bm25Encoder
 from services.messaging import RawRecord, dead_letter, usable_id
-from services.store import StoredDocument, VectorSizeMismatch, VectorStore
+from services.store import Sparse, StoredDocument, VectorSizeMismatch, VectorStore
 
 __all__ = ["IngestOutcome", "IngestProcessor", "content_hash"]
 
@@ -65,6 +66,7 @@ class IngestProcessor:
         self._store = store
         self._max_collections = max_collections
         self._encoders = encoders
+        self._bm25 = Bm25Encoder()
         self._service = service
 
     async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
@@ -145,12 +147,15 @@ class IngestProcessor:
             texts = [document_text(event.title, event.text) for event in changed]
             # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
             vectors = await asyncio.to_thread(encoder.encode_documents, texts)
+            sparse: list[Sparse | None] = [None] * len(texts)
+            if await self._store.has_sparse(collection):
+                sparse = list(await asyncio.to_thread(self._bm25.encode_documents, texts))
             at = now_ms()
             await self._store.upsert(collection, [
                 StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
                                content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
-                               metadata=event.metadata)
-                for event, vector in zip(changed, vectors, strict=True)
+                               metadata=event.metadata, sparse=terms)
+                for event, vector, terms in zip(changed, vectors, sparse, strict=True)
             ])
             outcome.encoded += len(changed)
         if relabelled:

@@ -26,9 +26,10 @@ from contracts import (
     decode,
     now_ms,
 )
-from contracts.messages import ErrorCode
+from contracts.messages import ErrorCode, FirstStage
 from sdk.tracing import context_of
 from services.encoders import BiEncoder, BiEncoders, RerankBatcher, UnknownModel, document_text
+from services.encoders.sparse import Bm25Encoder
 from services.faults import is_transient
 from services.messaging import RawRecord
 from services.publishing import Outgoing
@@ -43,6 +44,11 @@ from services.tracing import Stage, service_spans
 __all__ = ["QueryProcessor"]
 
 log = structlog.get_logger(__name__)
+
+
+def _first_stage_label(first_stage: FirstStage, model_id: str) -> str:
+    """What found the candidates, as results name it under `models["bi_encoder"]`."""
+    return {"dense": model_id, "sparse": "bm25", "hybrid": f"{model_id} + bm25 (rrf)"}[first_stage]
 
 
 class _Refused(Exception):
@@ -61,6 +67,7 @@ class QueryProcessor:
         self._topics = settings.kafka.topics
         self._store = store
         self._encoders = encoders
+        self._bm25 = Bm25Encoder()
         self._cache = cache
         self._cross = cross
         self._served_by = {"query": settings.instance_name}
@@ -83,12 +90,16 @@ class QueryProcessor:
         if not accepted:
             return out
         encode_started = now_ms()
-        vectors, encode_ms = await self._encode([(encoder, request.query) for _, request, encoder in accepted])
+        dense = [(encoder, request.query) for _, request, encoder in accepted if request.first_stage != "sparse"]
+        encoded, encode_ms = await self._encode(dense)
         encode = Stage("encode", encode_started, encode_ms)
-        for (record, request, encoder), vector in zip(accepted, vectors, strict=True):
+        vectors = iter(encoded)
+        for record, request, encoder in accepted:
+            vector = next(vectors) if request.first_stage != "sparse" else None
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    answer = await self._retrieve(record, request, vector, picked_at, encode, encoder.model_id)
+                    answer = await self._retrieve(record, request, vector, picked_at, encode,
+                                                  _first_stage_label(request.first_stage, encoder.model_id))
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
                 except FilterFieldLimit as exc:
@@ -129,6 +140,9 @@ class QueryProcessor:
         if size != encoder.dim:
             raise _Refused("model_mismatch",
                            str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
+        if request.first_stage != "dense" and not await self._store.has_sparse(request.collection):
+            raise _Refused("invalid_request", f"collection {request.collection!r} has no sparse vectors (it was "
+                           f"created before hybrid retrieval): use first_stage 'dense', or re-create it")
         return encoder
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
@@ -152,10 +166,11 @@ class QueryProcessor:
                     found[name, query] = vector
         return [found[key] for key in keys], (time.perf_counter() - began) * 1000
 
-    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector, picked_at: float,
+    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector | None, picked_at: float,
                         encode: Stage, bi_model: str) -> Outgoing:
         ann_started, began = now_ms(), time.perf_counter()
         if request.mode == "cross":
+            assert vector is not None  # the contract gives mode cross the dense first stage
             size = await self._store.count(request.collection)
             limit = self._settings.batching.cross_max_documents
             if size > limit:
@@ -164,7 +179,9 @@ class QueryProcessor:
             found = await self._store.search(request.collection, vector.tolist(), max(size, 1), request.filter,
                                              exact=True)
         else:
-            found = await self._store.search(request.collection, vector.tolist(), request.candidates, request.filter)
+            sparse = self._bm25.encode_query(request.query) if request.first_stage != "dense" else None
+            found = await self._store.search(request.collection, vector.tolist() if vector is not None else None,
+                                             request.candidates, request.filter, sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
         answer = await self._answer(request, found, timings, bi_model)

@@ -2,9 +2,11 @@
 
 from services.settings import StoreSettings
 from services.store.base import (
+    SPARSE_VECTOR,
     FilterFieldLimit,
     FilterValue,
     ScoredDocument,
+    Sparse,
     StoredDocument,
     StoredState,
     UnknownCollectionError,
@@ -16,11 +18,13 @@ from services.store.edge import EdgeStore
 from services.store.qdrant import QdrantStore
 
 __all__ = [
+    "SPARSE_VECTOR",
     "EdgeStore",
     "FilterFieldLimit",
     "FilterValue",
     "QdrantStore",
     "ScoredDocument",
+    "Sparse",
     "StoredDocument",
     "StoredState",
     "UnknownCollectionError",

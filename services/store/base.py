@@ -65,8 +65,20 @@ class StoredState:
 
 
 @dataclass(frozen=True)
+class Sparse:
+    """A sparse term vector (BM25 term weights by token id); the store applies IDF at search time."""
+
+    indices: list[int]
+    values: list[float]
+
+
+SPARSE_VECTOR = "bm25"
+"""The name of every collection's sparse vector (the dense one is unnamed)."""
+
+
+@dataclass(frozen=True)
 class StoredDocument:
-    """A document as stored: its vector and the payload a search returns."""
+    """A document as stored: its vectors and the payload a search returns."""
 
     doc_id: str
     vector: Sequence[float]
@@ -76,6 +88,8 @@ class StoredDocument:
     model_id: str
     ingested_at_ms: float
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    sparse: Sparse | None = None
+    """Stored when the collection has a sparse vector (see `has_sparse`)."""
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -134,14 +148,17 @@ class VectorStore(ABC):
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None: ...
 
     @abstractmethod
-    async def search(
-        self, collection: str, vector: Sequence[float], limit: int,
-        filter: Mapping[str, FilterValue] | None = None, exact: bool = False,
-    ) -> list[ScoredDocument]:
-        """The `limit` nearest documents, best first; `filter` matches metadata fields exactly.
+    async def has_sparse(self, collection: str) -> bool:
+        """Whether the collection stores sparse vectors (collections made before hybrid retrieval do not)."""
 
-        `exact` bypasses the HNSW index (brute force), for measuring recall.
-        """
+    @abstractmethod
+    async def search(
+        self, collection: str, vector: Sequence[float] | None, limit: int,
+        filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
+    ) -> list[ScoredDocument]:
+        """The `limit` best documents: nearest to the dense `vector`, best matches of the `sparse` one, or
+        with both, the two lists fused by reciprocal rank (RRF) inside the store. `filter` matches metadata
+        fields exactly; `exact` bypasses the HNSW index (brute force), for measuring recall."""
 
     @abstractmethod
     async def count(self, collection: str) -> int: ...

@@ -28,24 +28,31 @@ from qdrant_edge import (
     Distance,
     EdgeConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
     FieldCondition,
     Filter,
+    Fusion,
     HnswIndexConfig,
     MatchValue,
+    Modifier,
     PayloadSchemaType,
     Point,
+    Prefetch,
     Query,
     QueryRequest,
     SearchParams,
+    SparseVector,
     UpdateOperation,
 )
 
 from services.settings import StoreSettings
 from services.store.base import (
+    SPARSE_VECTOR,
     FilterFieldLimit,
     FilterValue,
     ScoredDocument,
+    Sparse,
     StoredDocument,
     StoredState,
     UnknownCollectionError,
@@ -59,6 +66,8 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
 _CURRENT = "CURRENT"
+_RRF_K = 60
+"""Reciprocal rank fusion's constant, as in the original paper and Qdrant's server default."""
 _MODEL = "MODEL"
 
 
@@ -75,6 +84,7 @@ class _Collection:
     shard: EdgeShard
     indexed_fields: set[str]
     dim: int
+    sparse: bool
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     journal: list[UpdateOperation] | None = None
 
@@ -83,8 +93,10 @@ class _Collection:
         return self.folder / f"g{self.generation}"
 
 
-def _vector_size(shard_path: Path) -> int:
-    return int(json.loads((shard_path / "edge_config.json").read_text())["vectors"][""]["size"])
+def _vectors(shard_path: Path) -> tuple[int, bool]:
+    """The dense vectors' size, and whether the shard has the sparse vector, from its configuration."""
+    config = json.loads((shard_path / "edge_config.json").read_text())
+    return int(config["vectors"][""]["size"]), SPARSE_VECTOR in (config.get("sparse_vectors") or {})
 
 
 class EdgeStore(VectorStore):
@@ -109,7 +121,7 @@ class EdgeStore(VectorStore):
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
             state = self._collections[collection] = _Collection(
-                folder, generation, shard, set(shard.info().payload_schema), _vector_size(path))
+                folder, generation, shard, set(shard.info().payload_schema), *_vectors(path))
         return state
 
     async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
@@ -118,6 +130,7 @@ class EdgeStore(VectorStore):
             return
         config = EdgeConfig(
             vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+            sparse_vectors={SPARSE_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
             hnsw_config=HnswIndexConfig(
                 m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
                 full_scan_threshold=self._settings.full_scan_threshold,
@@ -128,7 +141,7 @@ class EdgeStore(VectorStore):
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         shard = EdgeShard.create(str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[collection] = _Collection(folder, 0, shard, set(), dim)
+        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True)
 
     async def has_collection(self, collection: str) -> bool:
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
@@ -161,7 +174,9 @@ class EdgeStore(VectorStore):
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         points = [
-            Point(id=point_id(collection, doc.doc_id), vector=list(doc.vector), payload=doc.payload())
+            Point(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
+                  if doc.sparse is None else {"": list(doc.vector),
+                                              SPARSE_VECTOR: SparseVector(doc.sparse.indices, doc.sparse.values)})
             for doc in documents
         ]
         await self._write(collection, UpdateOperation.upsert_points(points))
@@ -191,16 +206,27 @@ class EdgeStore(VectorStore):
             must.append(FieldCondition(key=path, match=MatchValue(value)))
         return Filter(must=must)
 
+    async def has_sparse(self, collection: str) -> bool:
+        return self._open(collection).sparse
+
     async def search(
-        self, collection: str, vector: Sequence[float], limit: int,
-        filter: Mapping[str, FilterValue] | None = None, exact: bool = False,
+        self, collection: str, vector: Sequence[float] | None, limit: int,
+        filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
     ) -> list[ScoredDocument]:
         state = self._open(collection)
-        request = QueryRequest(
-            query=Query.Nearest(list(vector)), limit=limit, with_payload=True, with_vector=False,
-            filter=await self._filter(collection, filter) if filter else None,
-            params=SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact),
-        )
+        conditions = await self._filter(collection, filter) if filter else None
+        params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact)
+        queries = [Query.Nearest(list(vector))] if vector is not None else []
+        if sparse is not None:
+            queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))
+        if len(queries) == 1:
+            request = QueryRequest(query=queries[0], limit=limit, with_payload=True, with_vector=False,
+                                   filter=conditions, params=params)
+        else:
+            request = QueryRequest(
+                prefetches=[Prefetch(limit=limit, query=query, filter=conditions, params=params) for query in queries],
+                query=Fusion.Rrf(k=_RRF_K),  # type: ignore[arg-type]  # the stub names Fusion, not its variants
+                limit=limit, with_payload=True, with_vector=False)
         return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in state.shard.query(request)]
 
     async def count(self, collection: str) -> int:

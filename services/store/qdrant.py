@@ -7,14 +7,16 @@ With no URL configured it opens qdrant-client's local mode at the store path, wh
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from qdrant_client import AsyncQdrantClient, models
 
 from services.settings import StoreSettings
 from services.store.base import (
+    SPARSE_VECTOR,
     FilterValue,
     ScoredDocument,
+    Sparse,
     StoredDocument,
     StoredState,
     UnknownCollectionError,
@@ -27,10 +29,16 @@ __all__ = ["QdrantStore"]
 _MODEL = "cascade_model"
 
 
+class _Described(NamedTuple):
+    dim: int
+    model: str | None
+    sparse: bool
+
+
 class QdrantStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
-        self._described_collections: dict[str, tuple[int, str | None]] = {}
+        self._described_collections: dict[str, _Described] = {}
         if settings.url:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
             self._client = AsyncQdrantClient(url=settings.url, api_key=api_key)
@@ -47,6 +55,7 @@ class QdrantStore(VectorStore):
         await self._client.create_collection(
             collection, metadata={_MODEL: model},
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             hnsw_config=models.HnswConfigDiff(
                 m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
                 full_scan_threshold=self._settings.full_scan_threshold,
@@ -59,22 +68,27 @@ class QdrantStore(VectorStore):
     async def collections(self) -> list[str]:
         return sorted(described.name for described in (await self._client.get_collections()).collections)
 
-    async def _described(self, collection: str) -> tuple[int, str | None]:
-        """Its vector size and model, asked per request, so cached: neither ever changes."""
+    async def _described(self, collection: str) -> _Described:
+        """Its vector size, model and sparse vector, asked per request, so cached: none of them ever changes."""
         if collection not in self._described_collections:
             await self._require(collection)
             config = (await self._client.get_collection(collection)).config
             vectors = config.params.vectors
             assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
             model = (config.metadata or {}).get(_MODEL)
-            self._described_collections[collection] = (vectors.size, model if isinstance(model, str) else None)
+            self._described_collections[collection] = _Described(
+                vectors.size, model if isinstance(model, str) else None,
+                SPARSE_VECTOR in (config.params.sparse_vectors or {}))
         return self._described_collections[collection]
 
     async def vector_size(self, collection: str) -> int:
-        return (await self._described(collection))[0]
+        return (await self._described(collection)).dim
 
     async def collection_model(self, collection: str) -> str | None:
-        return (await self._described(collection))[1]
+        return (await self._described(collection)).model
+
+    async def has_sparse(self, collection: str) -> bool:
+        return (await self._described(collection)).sparse
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         await self._require(collection)
@@ -94,7 +108,9 @@ class QdrantStore(VectorStore):
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         await self._require(collection)
         points = [
-            models.PointStruct(id=point_id(collection, doc.doc_id), vector=list(doc.vector), payload=doc.payload())
+            models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
+                               if doc.sparse is None else {"": list(doc.vector), SPARSE_VECTOR: models.SparseVector(
+                                   indices=doc.sparse.indices, values=doc.sparse.values)})
             for doc in documents
         ]
         await self._client.upsert(collection, points, wait=True)
@@ -105,18 +121,29 @@ class QdrantStore(VectorStore):
         await self._client.delete(collection, selector, wait=True)
 
     async def search(
-        self, collection: str, vector: Sequence[float], limit: int,
-        filter: Mapping[str, FilterValue] | None = None, exact: bool = False,
+        self, collection: str, vector: Sequence[float] | None, limit: int,
+        filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
     ) -> list[ScoredDocument]:
         await self._require(collection)
         query_filter = models.Filter(must=[
             models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
             for key, value in filter.items()
         ]) if filter else None
-        response = await self._client.query_points(
-            collection, query=list(vector), limit=limit, query_filter=query_filter, with_payload=True,
-            search_params=models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact),
-        )
+        params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact)
+        stages = [models.Prefetch(query=list(vector), limit=limit, filter=query_filter, params=params)
+                  ] if vector is not None else []
+        if sparse is not None:
+            stages.append(models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values),
+                                          using=SPARSE_VECTOR, limit=limit, filter=query_filter))
+        if len(stages) == 1:
+            [stage] = stages
+            response = await self._client.query_points(
+                collection, query=stage.query, using=stage.using, limit=limit, query_filter=query_filter,
+                with_payload=True, search_params=params)
+        else:
+            response = await self._client.query_points(
+                collection, prefetch=stages, query=models.FusionQuery(fusion=models.Fusion.RRF), limit=limit,
+                with_payload=True)
         return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in response.points]
 
     async def count(self, collection: str) -> int:
