@@ -112,7 +112,8 @@ async def test_a_collection_of_another_model_gets_a_clear_error_not_a_stall(
     service: CascadeProcess, client: SearchClient
 ) -> None:
     assert service.store is not None and service.bi_encoder is not None
-    await service.store.ensure_collection("narrow", 7, "seven-wide")  # built by some 7-dimensional model
+    # Recorded under this process's model name, but 7 wide: the model behind the name changed since.
+    await service.store.ensure_collection("narrow", 7, service.bi_encoder.name)
     dim = service.bi_encoder.dim
     with pytest.raises(SearchFailed) as failed:
         await client.search("telephone", collection="narrow", mode="bi", timeout_s=20)
@@ -126,7 +127,7 @@ async def test_a_collection_of_another_model_gets_a_clear_error_not_a_stall(
 
 async def test_a_mismatched_collection_is_reported_at_start(settings: Settings) -> None:
     store = EdgeStore(settings.store)
-    await store.ensure_collection("old", 7, "seven-wide")
+    await store.ensure_collection("old", 7, settings.models.bi_encoder)  # the same name, a 7-wide model then
     await store.close()
     process = CascadeProcess(settings, {"query"})
     with capture_logs() as logs:
