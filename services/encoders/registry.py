@@ -28,9 +28,6 @@ class BiEncoders:
         self._loaded = {default.name: default}
         self._lock = asyncio.Lock()
 
-    def loaded(self) -> list[BiEncoder]:
-        return list(self._loaded.values())
-
     async def get(self, name: str | None) -> BiEncoder:
         """The encoder called `name` (None: the default), loading a catalogue model the first time."""
         name = name or self.default.name
