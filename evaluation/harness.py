@@ -38,6 +38,9 @@ class EvalOptions:
     timeout_s: float = 600.0
     fusion_weight: float | None = None
     """First-stage share for the fused variant of mode rerank (None: no fused variant)."""
+    fusion_sweep: tuple[float, ...] = ()
+    """More first-stage shares to report fused variants for (tuning one on a dev split)."""
+    split: str = "test"
     model: str | None = None
     """The first-stage model of the evaluation collections (a catalogue name; None: the services' default)."""
     first_stages: tuple[FirstStage, ...] = ("dense",)
@@ -82,11 +85,11 @@ def _first_stage_recall(split: BeirSplit, queries: dict[str, str], bi_results: d
     return overlap_recall(found, exact)
 
 
-async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions, split_name: str = "test",
+async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,
                          bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
     """Ingest the corpus (unchanged documents are skipped), run the queries in each mode, score them."""
-    split = load_split(folder, split_name)
-    collection = f"eval-{folder.name}-{split_name}" + (f"-{options.model}" if options.model else "")
+    split = load_split(folder, options.split)
+    collection = f"eval-{folder.name}-{options.split}" + (f"-{options.model}" if options.model else "")
     queries = dict(list(split.queries.items())[: options.max_queries])
     qrels = {query: split.qrels[query] for query in queries}  # a subset is scored on its own queries only
     # A document with no text cannot be indexed (the contract refuses it); it is counted, not silently lost.
@@ -118,11 +121,13 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
                                      if (value := getattr(r.timings, stage)) is not None])
                 for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
             report["failures"][name] = failures
-            if mode == "rerank" and options.fusion_weight is not None:
+            weights = ([] if options.fusion_weight is None else [options.fusion_weight]) + list(options.fusion_sweep)
+            if mode == "rerank" and weights:
                 first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
                          for query, result in results.items()}
-                report["metrics"][f"{name}+fusion({options.fusion_weight:g})"] = ranking_metrics(
-                    qrels, fuse(first, rankings[name], options.fusion_weight))
+                for weight in weights:
+                    report["metrics"][f"{name}+fusion({weight:g})"] = ranking_metrics(
+                        qrels, fuse(first, rankings[name], weight))
     if "bi" in results_by_mode and bi_encoder is not None and options.exact_recall:
         report["first_stage_recall@100_vs_exact"] = _first_stage_recall(split, queries, results_by_mode["bi"],
                                                                         bi_encoder)

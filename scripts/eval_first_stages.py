@@ -9,7 +9,8 @@ document is encoded and ingest docs/s is real) that ingests the three corpora in
 that model and sends every test query in mode `bi`; the `--hybrid-model` run also tries the `sparse` (BM25)
 and `hybrid` (RRF of both, inside the store) first stages. The reranker then runs on the hybrid first stage
 (chosen before any figure was seen: fusing a dense and a lexical list is the usual way to raise Recall@100,
-which bounds what a reranker can do), pure and fused at its tuned weight. Models must be fetched first
+which bounds what a reranker can do), pure and fused, at a fusion weight re-tuned for this first stage on
+WikiQA dev (MRR@10) before the test queries run. Models must be fetched first
 (`cascade models fetch NAME`). Writes bench/first_stages.json and .png after each run, each run's report
 under bench/eval/first-stage-*/.
 """
@@ -77,6 +78,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def tune_fusion_weight(model: str, store: Path, result: dict[str, Any]) -> float:
+    """The reranker's fusion weight for the hybrid first stage, chosen on WikiQA dev (MRR@10, its metric)."""
+    options = EvalOptions(modes=("rerank",), model=model, exact_recall=False, first_stages=("hybrid",),
+                          split="dev", fusion_sweep=tuple(round(0.1 * step, 1) for step in range(11)))
+    settings = Settings(store=StoreSettings(path=store), metrics_port=None)
+    [report] = asyncio.run(run_evaluation(settings, [DATA_DIR / "wikiqa"], options,
+                                          BENCH_DIR / "eval" / "first-stage-hybrid-rerank-dev"))
+    by_weight = {float(name.split("(")[1].rstrip(")")): metrics["mrr@10"]
+                 for name, metrics in report["metrics"].items() if "+fusion(" in name}
+    best = max(sorted(by_weight), key=lambda weight: by_weight[weight])
+    result["fusion_weight_tuned_on_wikiqa_dev"] = {"weight": best, "dev_mrr@10_by_weight": {
+        f"{weight:g}": round(mrr, 4) for weight, mrr in sorted(by_weight.items())}}
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["bge-small", "e5-small", "minilm"])
@@ -98,8 +114,9 @@ def main() -> None:
                     result[dataset][stage] = {**_figures(report, f"bi[{stage}]"), "dense_model": model}
             print(_save(result))
         if not args.no_rerank:
+            weight = tune_fusion_weight(args.hybrid_model, Path(stores) / args.hybrid_model, result)
             options = EvalOptions(modes=("rerank",), model=args.hybrid_model, exact_recall=False,
-                                  first_stages=("hybrid",))
+                                  first_stages=("hybrid",), fusion_weight=weight)
             for report in asyncio.run(evaluate(args.hybrid_model, Path(stores) / args.hybrid_model, options,
                                                BENCH_DIR / "eval" / "first-stage-hybrid-rerank")):
                 dataset = report["dataset"].split("/")[0]
