@@ -33,7 +33,7 @@ from evaluation.harness import EvalOptions
 from evaluation.run import run_evaluation
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.log import configure_logging
-from services.settings import Settings, StoreSettings
+from services.settings import BatchingSettings, Settings, StoreSettings
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 
@@ -45,8 +45,14 @@ def _figures(report: dict[str, Any], mode: str) -> dict[str, Any]:
             "p99_ms": round(latency.get("p99", 0.0), 1), "ingest_docs_per_s": report["ingest"]["docs_per_s"]}
 
 
+def _settings(store: Path) -> Settings:
+    """Every query encoded (no query-vector cache: each first stage runs the same queries, and a cache hit
+    would hide the encoder's cost from the later ones)."""
+    return Settings(store=StoreSettings(path=store), batching=BatchingSettings(query_cache_size=0), metrics_port=None)
+
+
 async def evaluate(model: str, store: Path, options: EvalOptions, out: Path) -> list[dict[str, Any]]:
-    settings = Settings(store=StoreSettings(path=store), metrics_port=None)
+    settings = _settings(store)
     return await run_evaluation(settings, [DATA_DIR / name for name in DATASETS], options, out)
 
 
@@ -82,7 +88,7 @@ def tune_fusion_weight(model: str, store: Path, result: dict[str, Any]) -> float
     """The reranker's fusion weight for the hybrid first stage, chosen on WikiQA dev (MRR@10, its metric)."""
     options = EvalOptions(modes=("rerank",), model=model, exact_recall=False, first_stages=("hybrid",),
                           split="dev", fusion_sweep=tuple(round(0.1 * step, 1) for step in range(11)))
-    settings = Settings(store=StoreSettings(path=store), metrics_port=None)
+    settings = _settings(store)
     [report] = asyncio.run(run_evaluation(settings, [DATA_DIR / "wikiqa"], options,
                                           BENCH_DIR / "eval" / "first-stage-hybrid-rerank-dev"))
     by_weight = {float(name.split("(")[1].rstrip(")")): metrics["mrr@10"]
