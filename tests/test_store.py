@@ -83,6 +83,12 @@ async def test_sparse_and_hybrid_search(store: VectorStore) -> None:
         replace(_doc(doc_id, vectors[doc_id]), text=text, sparse=sparse)
         for (doc_id, text), sparse in zip(TEXTS.items(), bm25.encode_documents(list(TEXTS.values())), strict=True)])
 
+    stop_words_only = replace(_doc("none", _unit(np.random.default_rng(4), 1)[0]),
+                              sparse=bm25.encode_documents(["the of a"])[0])
+    await store.upsert("c", [stop_words_only])
+    if isinstance(store, EdgeStore):  # sparse vectors are indexed at once; the dense ones all still wait
+        assert await store.pending_index_points("c") == len(TEXTS) + 1
+
     by_terms = await store.search("c", None, 10, sparse=bm25.encode_query("cats"))
     assert {doc.doc_id for doc in by_terms} == {"cat", "pet"}  # stemmed: cats -> cat; no other document matches
     assert (await store.search("c", None, 10, sparse=bm25.encode_query("holes")))[0].doc_id == "hole"
@@ -148,7 +154,7 @@ async def test_edge_index_builds_in_a_child_while_reads_and_writes_go_on(tmp_pat
     assert searched > 100, "the build should take longer than a hundred searches"
     assert await store.count("c") == n + 100 - 1
     assert await store.pending_index_points("c") <= 100  # only what was written during the build
-    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == ["CURRENT", "g1"]
+    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == ["CURRENT", "MODEL", "g1"]
     await store.close()
     reopened = EdgeStore(settings)
     assert await reopened.count("c") == n + 100 - 1

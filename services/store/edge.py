@@ -33,6 +33,7 @@ from qdrant_edge import (
     FieldCondition,
     Filter,
     Fusion,
+    HasVectorCondition,
     HnswIndexConfig,
     MatchValue,
     Modifier,
@@ -175,8 +176,8 @@ class EdgeStore(VectorStore):
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         points = [
             Point(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                  if doc.sparse is None else {"": list(doc.vector),
-                                              SPARSE_VECTOR: SparseVector(doc.sparse.indices, doc.sparse.values)})
+                  if not doc.sparse or not doc.sparse.indices else {
+                      "": list(doc.vector), SPARSE_VECTOR: SparseVector(doc.sparse.indices, doc.sparse.values)})
             for doc in documents
         ]
         await self._write(collection, UpdateOperation.upsert_points(points))
@@ -233,8 +234,14 @@ class EdgeStore(VectorStore):
         return self._open(collection).shard.count(CountRequest(exact=True))
 
     async def pending_index_points(self, collection: str) -> int:
-        info = self._open(collection).shard.info()
-        return int(info.points_count - info.indexed_vectors_count)
+        """Dense vectors not in the HNSW index. Edge counts sparse vectors (always indexed) among the indexed
+        vectors, so they are taken off; only non-empty ones are stored (see `upsert`), so counting points that
+        have one counts them."""
+        state = self._open(collection)
+        info = state.shard.info()
+        sparse = state.shard.count(CountRequest(exact=True, filter=Filter(
+            must=[HasVectorCondition(SPARSE_VECTOR)]))) if state.sparse else 0
+        return int(info.points_count - (info.indexed_vectors_count - sparse))
 
     async def build_index(self, collection: str) -> None:
         """Index a copy in a child process, then swap it in (see the module docstring); serving goes on."""

@@ -109,7 +109,8 @@ class QdrantStore(VectorStore):
         await self._require(collection)
         points = [
             models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                               if doc.sparse is None else {"": list(doc.vector), SPARSE_VECTOR: models.SparseVector(
+                               if not doc.sparse or not doc.sparse.indices else {
+                                   "": list(doc.vector), SPARSE_VECTOR: models.SparseVector(
                                    indices=doc.sparse.indices, values=doc.sparse.values)})
             for doc in documents
         ]
