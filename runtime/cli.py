@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             with exporting_traces(settings.otlp_endpoint, f"cascade-{'-'.join(sorted(roles))}"):
                 asyncio.run(CascadeProcess(settings, roles).run())
-        except (KafkaUnreachable, KafkaAccessError, ProcessFailed) as exc:
+        except (KafkaUnreachable, KafkaAccessError, ProcessFailed, OSError) as exc:
             sys.exit(f"cascade serve: {exc}")
     elif args.command in ("ingest", "search"):
         try:

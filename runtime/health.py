@@ -57,8 +57,16 @@ class HealthServer:
         """The bound port (the configured one, or the one picked for port 0)."""
         return int(self._server.servers[0].sockets[0].getsockname()[1])
 
+    async def _serve(self) -> None:
+        config = self._server.config
+        try:
+            await self._server.serve()
+        except SystemExit:  # uvicorn exits the process when it cannot listen
+            raise OSError(f"the metrics and health server cannot listen on {config.host}:{config.port} (is the "
+                          "port taken?): set CASCADE_METRICS_PORT (0 picks a free port)") from None
+
     async def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self._server.serve(), name="health-server")
+        self._task = asyncio.create_task(self._serve(), name="health-server")
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # raises why it could not start (e.g. the port is taken)

@@ -22,7 +22,7 @@ from tests.tiny_models import build_tiny_bi_encoder
 
 pytestmark = pytest.mark.filterwarnings(  # torch's TorchScript exporter is how the shipped graphs were made
     "ignore:You are using the legacy TorchScript:DeprecationWarning", "ignore:The feature will be removed",
-    "ignore::torch.jit.TracerWarning")
+    "ignore::torch.jit.TracerWarning", "ignore:Exporting aten.*:UserWarning")
 
 PAIR = ("what is the capital of France", "Paris is the capital and largest city of France.")
 

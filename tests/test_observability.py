@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import SearchRequest, Topic, encode
+from runtime.health import HealthServer
 from runtime.process import CascadeProcess
 from runtime.status import CollectionStatus, format_status, gather_status
 from tests.conftest import client_for
@@ -80,3 +82,11 @@ async def test_status_shows_topics_groups_lag_and_collections(all_roles: Cascade
     text = format_status(status)
     assert f"{settings.kafka.topic_prefix}reranker  Stable, 1 member(s), lag 0" in text
     assert "c" in text and "7 points" in text
+
+
+async def test_a_taken_metrics_port_is_a_clear_error(all_roles: CascadeProcess) -> None:
+    assert all_roles.health is not None
+    taken = HealthServer(all_roles.metrics.registry, all_roles.problems, all_roles.describe, "127.0.0.1",
+                         all_roles.health.port)
+    with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1:.*set CASCADE_METRICS_PORT"):
+        await taken.start()
