@@ -98,6 +98,13 @@ class IngestProcessor:
             if event.op == "upsert":
                 self.reject(record, reason, outcome, collection)
 
+    async def _model_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> str:
+        """The model an existing collection recorded (the default for one made before models were recorded);
+        for a new collection, the first model its documents name, else the default."""
+        if exists:
+            return await self._store.collection_model(collection) or self._encoders.default.name
+        return next((event.model for event in upserts if event.model), self._encoders.default.name)
+
     async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome) -> None:
         events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
@@ -115,15 +122,15 @@ class IngestProcessor:
                           "(CASCADE_STORE_MAX_COLLECTIONS)")
                 self._reject_upserts(received, reason, outcome, collection)
                 return
-        model = await self._store.collection_model(collection) if exists else None
-        model = model or (self._encoders.default.name if exists else None)
-        model = model or next((event.model for event in upserts if event.model), self._encoders.default.name)
+        model = await self._model_of(collection, exists, upserts)
+        kept: list[Received] = []
         for record, event in received:
             if event.op == "upsert" and event.model and event.model != model:
                 self.reject(record, f"model_mismatch: collection {collection!r} holds vectors of model {model!r}, "
                             f"this document asks for {event.model!r}", outcome, collection)
-        received = [(record, event) for record, event in received if not event.model or event.model == model]
-        upserts = [event for _, event in received if event.op == "upsert"]
+            else:
+                kept.append((record, event))
+        received, upserts = kept, [event for _, event in kept if event.op == "upsert"]
         try:
             encoder = await self._encoders.get(model)
         except UnknownModel as exc:

@@ -86,6 +86,8 @@ class _Collection:
     indexed_fields: set[str]
     dim: int
     sparse: bool
+    model: str | None
+    """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     journal: list[UpdateOperation] | None = None
 
@@ -121,8 +123,10 @@ class EdgeStore(VectorStore):
                     shutil.rmtree(stale, ignore_errors=True)
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
+            recorded = folder / _MODEL
             state = self._collections[collection] = _Collection(
-                folder, generation, shard, set(shard.info().payload_schema), *_vectors(path))
+                folder, generation, shard, set(shard.info().payload_schema), *_vectors(path),
+                model=recorded.read_text() if recorded.is_file() else None)
         return state
 
     async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
@@ -142,7 +146,7 @@ class EdgeStore(VectorStore):
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         shard = EdgeShard.create(str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True)
+        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True, model=model)
 
     async def has_collection(self, collection: str) -> bool:
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
@@ -155,8 +159,7 @@ class EdgeStore(VectorStore):
         return self._open(collection).dim
 
     async def collection_model(self, collection: str) -> str | None:
-        recorded = self._open(collection).folder / _MODEL
-        return recorded.read_text() if recorded.is_file() else None
+        return self._open(collection).model
 
     async def _write(self, collection: str, operation: UpdateOperation) -> None:
         state = self._open(collection)
