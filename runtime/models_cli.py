@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.encoders.catalogue import CATALOGUE, model_cache, resolve_model
+from services.encoders.catalogue import CATALOGUE, ModelSpec, model_cache, resolve_model
 
 __all__ = ["fetch_models", "list_models"]
 
@@ -14,6 +14,13 @@ def _fetched(name: str) -> str:
         return "not fetched"
 
 
+def _source(spec: ModelSpec) -> str:
+    packages = [f"{artifact.registry} {artifact.package}" for artifact in spec.artifacts]
+    if not packages:
+        return "Cascade itself"
+    return packages[0] + (f" and {len(packages) - 1} more parts" if len(packages) > 1 else "")
+
+
 def list_models() -> str:
     lines = [f"{'name':<10} {'model':<40} {'licence':<10} {'params':>7} {'download':>9} {'dim':>4} "
              f"{'pooling':<7} prefixes (query | document); where"]
@@ -21,7 +28,7 @@ def list_models() -> str:
         lines.append(f"{spec.name:<10} {spec.model_id:<40} {spec.licence:<10} {spec.parameters_m:>6.1f}M "
                      f"{spec.download_mb:>6} MB {spec.dim:>4} {spec.pooling:<7} {spec.query_prefix!r} | "
                      f"{spec.document_prefix!r}; {_fetched(spec.name)}")
-        lines.append(f"{'':<10} from {', '.join(a.package for a in spec.artifacts) or 'Cascade itself'}. {spec.notes}")
+        lines.append(f"{'':<10} from {_source(spec)}. {spec.notes}")
     lines.append(f"cache: {model_cache()}")
     return "\n".join(lines)
 

@@ -77,7 +77,8 @@ class CascadeProcess:
             self.bi_encoder = load(models.bi_encoder)
             self.bi_encoders = BiEncoders(self.bi_encoder, load)
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
-            cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device)
+            cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device,
+                                      precision=models.cross_precision)
             self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
                                          batching.rerank_max_wait_ms, batching.rerank_queue_jobs,
                                          on_batch=self.metrics.observe_batch)

@@ -6,7 +6,10 @@ For SciFact and WikiQA test queries, the candidate sets are the bi-encoder's exa
 corpus (as the query service would send). Both paths score exactly the same pairs with the same weights and
 threads, in one run: Cascade's RerankBatcher (candidate sets submitted `--in-flight` at a time, as a reranker
 pod takes them from Kafka) and `CrossEncoder.predict(pairs_of_one_set, batch_size=32)`, one set after another.
-Also measures a plain torch matmul's GFLOP/s as this machine's peak. Writes bench/rerank.json (or --out).
+Also measures a plain torch matmul's GFLOP/s as this machine's peak. On CPU, the int8 path
+(`CASCADE_MODELS_CROSS_PRECISION=int8`) scores the same sets through the same batcher for its ratio to fp32,
+and (unless --no-quality) the shipped reranker's WikiQA test MRR@10 is measured through the services
+(`cascade eval`, mode rerank, every test query) in fp32 and in int8. Writes bench/rerank.json (or --out).
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from evaluation.beir import corpus_vectors, exact_top_k, load_split
+from evaluation.harness import EvalOptions
+from evaluation.run import run_evaluation
 from evaluation.timing import timed_gather
-from scripts.benchlib import DATA_DIR, machine, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
-from services.settings import BatchingSettings
+from services.settings import BUNDLED_RERANKER, BatchingSettings, ModelSettings, Settings, StoreSettings
 
 CandidateSets = list[tuple[str, list[str]]]
 
@@ -93,6 +98,10 @@ def sentence_transformers_path(model: Path, sets: CandidateSets, max_length: int
     return time.perf_counter() - began
 
 
+def _latency(latencies: list[float]) -> dict[str, float]:
+    return {"p50": statistics.median(latencies), "p99": float(np.percentile(latencies, 99))}
+
+
 def bench_dataset(name: str, sets: CandidateSets, model: Path, args: argparse.Namespace) -> dict[str, Any]:
     encoder = CrossEncoder.load(str(model), max_length=args.max_length, device=args.device)
     encoder.score(sets[0][0], sets[0][1][:4])  # warm-up
@@ -101,15 +110,38 @@ def bench_dataset(name: str, sets: CandidateSets, model: Path, args: argparse.Na
     flops = encoder.flops(encoder.padded_tokens - before[0], encoder.attention_cells - before[1])
     st_s = sentence_transformers_path(model, sets, args.max_length, str(encoder.device))
     pairs = sum(len(documents) for _, documents in sets)
-    return {
+    figures = {
         "candidate_sets": len(sets), "pairs": pairs,
         "cascade_pairs_per_s": pairs / cascade_s, "sentence_transformers_pairs_per_s": pairs / st_s,
         "ratio_vs_sentence_transformers": st_s / cascade_s,
         "cascade_gflops_per_s": flops / cascade_s / 1e9,
-        "cascade_set_latency_ms": {"p50": statistics.median(latencies),
-                                   "p99": float(np.percentile(latencies, 99))},
+        "cascade_set_latency_ms": _latency(latencies),
         "padded_tokens": encoder.padded_tokens - before[0],
     }
+    if args.device == "cpu":
+        int8 = CrossEncoder.load(str(model), max_length=args.max_length, device="cpu", precision="int8")
+        int8.score(sets[0][0], sets[0][1][:4])
+        int8_s, int8_latencies = asyncio.run(cascade_path(int8, sets, args.in_flight))
+        figures["int8"] = {"pairs_per_s": pairs / int8_s, "ratio_vs_fp32": cascade_s / int8_s,
+                           "set_latency_ms": _latency(int8_latencies)}
+    return figures
+
+
+def wikiqa_quality(model: Path) -> dict[str, Any]:
+    """The reranker's WikiQA test MRR@10 through the services, fp32 and int8, same first stage and queries."""
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="cascade-int8-") as stores:
+        for precision in ("auto", "int8"):
+            settings = Settings(store=StoreSettings(path=Path(stores) / precision), metrics_port=None,
+                                models=ModelSettings(cross_encoder=str(model), cross_precision=precision))
+            [report] = asyncio.run(run_evaluation(settings, [DATA_DIR / "wikiqa"], EvalOptions(
+                modes=("rerank",), exact_recall=False), BENCH_DIR / "eval" / f"wikiqa-rerank-{precision}"))
+            fused = next(mode for mode in report["metrics"] if "+fusion" in mode)
+            figures["fp32" if precision == "auto" else "int8"] = {
+                "mrr@10": report["metrics"]["rerank"]["mrr@10"], "fused_mrr@10": report["metrics"][fused]["mrr@10"],
+                "rerank_p50_ms": report["latency_ms"]["rerank"]["p50"]}
+    figures["wikiqa_mrr@10_delta"] = figures["int8"]["mrr@10"] - figures["fp32"]["mrr@10"]
+    return figures
 
 
 def main() -> None:
@@ -120,6 +152,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--model", type=Path, help="a cross-encoder folder (default: MiniLM-L6, fresh head)")
     parser.add_argument("--out", default="rerank")
+    parser.add_argument("--no-quality", action="store_true", help="skip the fp32/int8 WikiQA quality runs")
     args = parser.parse_args()
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -141,6 +174,10 @@ def main() -> None:
                      "sentence_transformers_batch_size": 32},
         "machine": machine(),
     }
+    if args.device == "cpu":
+        result["int8"] = {name: {"ratio_vs_fp32": datasets[name]["int8"]["ratio_vs_fp32"]} for name in datasets}
+        if not args.no_quality:
+            result["int8"].update(wikiqa_quality(BUNDLED_RERANKER))
     path = write_result(args.out, result)
     for name, figures in datasets.items():
         print(f"{name}: cascade {figures['cascade_pairs_per_s']:.1f} pairs/s, sentence-transformers "
@@ -148,6 +185,10 @@ def main() -> None:
               f"{figures['ratio_vs_sentence_transformers']:.2f}x; {figures['cascade_gflops_per_s']:.1f} GFLOP/s "
               f"= {figures['fraction_of_matmul_peak']:.0%} of matmul peak {peak:.0f} GFLOP/s; 100-candidate set "
               f"latency p50 {figures['cascade_set_latency_ms']['p50']:.1f} ms ({args.in_flight} in flight)")
+    if "int8" in result:
+        print("int8:", {name: round(value["ratio_vs_fp32"], 2) for name, value in result["int8"].items()
+                        if isinstance(value, dict) and "ratio_vs_fp32" in value},
+              "WikiQA MRR@10 delta", result["int8"].get("wikiqa_mrr@10_delta"))
     print(f"-> {path}")
 
 

@@ -10,9 +10,9 @@ that model and sends every test query in mode `bi`; the `--hybrid-model` run als
 and `hybrid` (RRF of both, inside the store) first stages. The reranker then runs on the hybrid first stage
 (chosen before any figure was seen: fusing a dense and a lexical list is the usual way to raise Recall@100,
 which bounds what a reranker can do), pure and fused, at a fusion weight re-tuned for this first stage on
-WikiQA dev (MRR@10) before the test queries run. Models must be fetched first
-(`cascade models fetch NAME`). Writes bench/first_stages.json and .png after each run, each run's report
-under bench/eval/first-stage-*/.
+WikiQA dev (MRR@10) before the test queries run. Models must be fetched first (`cascade models fetch NAME`).
+Updates bench/first_stages.json (the stages it measures) and .png after each run, each run's report under
+bench/eval/first-stage-*/.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import orjson
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -54,6 +55,13 @@ def _settings(store: Path) -> Settings:
 async def evaluate(model: str, store: Path, options: EvalOptions, out: Path) -> list[dict[str, Any]]:
     settings = _settings(store)
     return await run_evaluation(settings, [DATA_DIR / name for name in DATASETS], options, out)
+
+
+def _previous() -> dict[str, Any]:
+    """The figures of earlier runs, which this run updates for the stages it measures."""
+    path = BENCH_DIR / "first_stages.json"
+    previous: dict[str, Any] = orjson.loads(path.read_bytes()) if path.is_file() else {}
+    return {**previous, **{dataset: previous.get(dataset, {}) for dataset in DATASETS}}
 
 
 def _save(result: dict[str, Any]) -> Path:
@@ -106,7 +114,7 @@ def main() -> None:
     parser.add_argument("--no-rerank", action="store_true")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
-    result: dict[str, Any] = {dataset: {} for dataset in DATASETS}
+    result = _previous()
     with tempfile.TemporaryDirectory(prefix="cascade-first-stages-") as stores:
         for model in args.models:
             stages: tuple[FirstStage, ...] = ("dense", "sparse", "hybrid") if model == args.hybrid_model else (

@@ -1,4 +1,4 @@
-"""The reranker's batch planning, the dynamic batcher, and the query vector cache."""
+"""The reranker's batch planning, the dynamic batcher, its int8 CPU path, and the query vector cache."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from scipy.stats import spearmanr
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+from transformers import AutoModelForSequenceClassification
 
 from services.encoders import BatcherStopped, CrossEncoder, RerankBatcher, plan_passes
+from services.encoders.int8 import quantize_int8
 from services.query import QueryVectorCache
+from tests.tiny_models import build_tiny_cross_encoder
 
 
 def test_passes_are_length_sorted_and_within_the_token_budget() -> None:
@@ -60,8 +66,6 @@ async def test_batcher_fails_the_jobs_of_a_failed_batch_and_keeps_running(tiny_c
 
 
 def test_cross_encoder_handles_two_class_heads(tmp_path: Path) -> None:
-    from tests.tiny_models import build_tiny_cross_encoder
-
     encoder = CrossEncoder.load(str(build_tiny_cross_encoder(tmp_path, num_labels=2)))
     assert encoder.score("q", ["a", "b", "c"]).shape == (3,)
 
@@ -96,3 +100,30 @@ async def test_a_dead_batcher_fails_waiting_and_later_calls_at_once(tiny_cross_e
             await asyncio.wait_for(batcher.score("q", ["d"]), timeout=1)
     finally:
         await batcher.stop()
+
+
+def test_the_int8_path_quantises_the_linear_layers_and_ranks_like_fp32(tmp_path: Path) -> None:
+    folder = build_tiny_cross_encoder(tmp_path / "spread")
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    torch.manual_seed(0)
+    with torch.no_grad():  # weights of a trained model's scale: random init scores every pair about the same
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, 0.25)
+    model.save_pretrained(folder)
+    documents = [f"document {word} about {topic}" for word in ("one", "two", "three", "four") for topic in
+                 ("ships", "wings", "lift", "drag", "paris")]
+    full = CrossEncoder.load(str(folder), device="cpu")
+    int8 = CrossEncoder.load(str(folder), device="cpu", precision="int8")
+    assert not any(isinstance(module, torch.nn.Linear) for module in int8.model.modules())
+    assert any(isinstance(module, DynamicLinear) for module in int8.model.modules())
+    exact, quantised = full.score("lift and drag", documents), int8.score("lift and drag", documents)
+    assert spearmanr(exact, quantised).statistic > 0.9
+    assert np.abs(exact - quantised).max() < 0.25 * np.ptp(exact)  # 32-wide layers: the coarsest case
+
+
+def test_int8_is_refused_off_the_cpu() -> None:
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="int8 is the CPU path"):
+        quantize_int8(model)

@@ -87,20 +87,20 @@ def _spec(jar: Path, expected: float) -> ModelSpec:
 
 
 class _Registry:
-    """Stands in for Maven: hands out the jar, counting downloads."""
+    """Stands in for Maven and PyPI: hands out each package's file, counting downloads."""
 
-    def __init__(self, jar: Path) -> None:
-        self.jar, self.downloads = jar, 0
+    def __init__(self, files: dict[str, Path]) -> None:
+        self.files, self.downloads = files, 0
 
     def __call__(self, artifact: Artifact, into: Path) -> Path:
         self.downloads += 1
-        return verified(Path(shutil.copy(self.jar, into)), artifact)
+        return verified(Path(shutil.copy(self.files[artifact.package], into)), artifact)
 
 
 def test_fetch_checks_the_package_and_the_pair_then_keeps_the_model(
     tiny_jar: Path, tmp_path: Path
 ) -> None:
-    registry = _Registry(tiny_jar)
+    registry = _Registry({"test:tiny:1": tiny_jar})
     with pytest.raises(ModelCheckFailed, match="the fixed pair scores"):
         fetch_model(_spec(tiny_jar, expected=2.0), tmp_path, registry)
     assert not (tmp_path / "tiny").exists() and not list(tmp_path.glob(".tiny-*"))  # nothing half-made is left
@@ -122,6 +122,34 @@ def test_fetch_checks_the_package_and_the_pair_then_keeps_the_model(
     assert card["model_id"] == "test/tiny-bert" and card["pooling"] == "cls" and card["source"] == ["test:tiny:1"]
     assert fetch_model(_spec(tiny_jar, expected), tmp_path, registry) == folder
     assert registry.downloads == 1  # once per machine
+
+
+def _split_into_wheels(folder: Path, out: Path, parts: int) -> list[Path]:
+    """The folder zipped and split across wheels as the all-mpnet-base-v2 PyPI parts ship it."""
+    zipped = Path(shutil.make_archive(str(out / "model"), "zip", folder.parent, folder.name)).read_bytes()
+    size = -(-len(zipped) // parts)
+    wheels = []
+    for part in range(1, parts + 1):
+        wheel = out / f"tiny_part_00{part}-0.0.1-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(f"tiny-part_00{part}/__init__.py", "")
+            archive.writestr(f"tiny-part_00{part}/input/tiny.zip.00{part}", zipped[(part - 1) * size:part * size])
+        wheels.append(wheel)
+    return wheels
+
+
+def test_a_model_split_across_wheels_is_joined_checked_and_loaded(tiny_bi_encoder: Path, tmp_path: Path) -> None:
+    wheels = _split_into_wheels(Path(shutil.copytree(tiny_bi_encoder, tmp_path / "tiny-st")), tmp_path, parts=3)
+    artifacts = tuple(Artifact("pypi", f"tiny-part-00{part}==0.0.1", hashlib.sha256(wheel.read_bytes()).hexdigest())
+                      for part, wheel in enumerate(wheels, start=1))
+    expected = pair_score(BiEncoder(str(tiny_bi_encoder), device="cpu"), *PAIR)
+    spec = ModelSpec("tiny-st", "test/tiny-st", "Apache-2.0", 1.0, 1, 32, "mean", "", "", artifacts, "split-zip",
+                     (*PAIR, expected))
+    folder = fetch_model(spec, tmp_path / "cache", _Registry(
+        {artifact.package: wheel for artifact, wheel in zip(artifacts, wheels, strict=True)}))
+    assert json.loads((folder / "cascade.json").read_text())["source"] == [a.package for a in artifacts]
+    assert np.allclose(BiEncoder(str(folder), device="cpu").encode_documents(list(PAIR)),
+                       BiEncoder(str(tiny_bi_encoder), device="cpu").encode_documents(list(PAIR)), atol=1e-6)
 
 
 def test_pooling_and_prefixes_come_from_the_model_card(tiny_bi_encoder: Path, tmp_path: Path) -> None:

