@@ -25,7 +25,7 @@ from evaluation.timing import timed_gather
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder
 
-__all__ = ["EvalOptions", "evaluate_split"]
+__all__ = ["EvalOptions", "candidate_sweep", "evaluate_split"]
 
 DEPTH = 100
 
@@ -47,6 +47,10 @@ class EvalOptions:
     """Each mode runs once per first stage; runs other than dense are reported as `mode[first_stage]`."""
     exact_recall: bool = True
     """Also encode the corpus in-process to measure the HNSW search's recall against exact search."""
+    candidates: int = DEPTH
+    """First-stage candidates per query (mode rerank reranks them all and returns them all)."""
+    candidate_sweep: tuple[int, ...] = ()
+    """Smaller candidate counts to score mode rerank at, from the same run (see `shorter_candidate_lists`)."""
 
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
@@ -56,8 +60,9 @@ async def _run_mode(client: SearchClient, collection: str, queries: dict[str, st
 
     async def one(query_id: str) -> None:
         try:
-            results[query_id] = await client.search(queries[query_id], collection=collection, k=DEPTH,
-                                                    candidates=DEPTH, mode=mode, timeout_s=options.timeout_s,
+            results[query_id] = await client.search(queries[query_id], collection=collection, k=options.candidates,
+                                                    candidates=options.candidates, mode=mode,
+                                                    timeout_s=options.timeout_s,
                                                     first_stage=first_stage)
         except (SearchFailed, SearchTimeout) as exc:
             failed.append(query_id)
@@ -65,6 +70,25 @@ async def _run_mode(client: SearchClient, collection: str, queries: dict[str, st
 
     timed = await timed_gather(list(queries), one, options.concurrency, f"{collection} {mode}")
     return results, [ms for query_id, ms in timed if query_id in results], len(failed)
+
+
+def candidate_sweep(qrels: dict[str, dict[str, int]], results: dict[str, SearchResult], sizes: tuple[int, ...],
+                    fusion_weight: float | None) -> dict[int, dict[str, dict[str, float]]]:
+    """Mode rerank's metrics at fewer candidates, from one run with more: each query's first-stage top N (by
+    the first-stage score every hit carries) in the reranker's order, and fused over those N. Exact, because
+    a cross-encoder scores each pair on its own and the reranker normalises fusion per candidate set."""
+    sweep: dict[int, dict[str, dict[str, float]]] = {}
+    for size in sizes:
+        kept = {query: sorted(result.hits, key=lambda hit: -(hit.first_stage_score or 0.0))[:size]
+                for query, result in results.items()}
+        reranked = {query: sorted(((hit.doc_id, hit.score) for hit in hits), key=lambda pair: -pair[1])
+                    for query, hits in kept.items()}
+        sweep[size] = {"rerank": ranking_metrics(qrels, reranked)}
+        if fusion_weight is not None:
+            first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in hits]
+                     for query, hits in kept.items()}
+            sweep[size]["fused"] = ranking_metrics(qrels, fuse(first, reranked, fusion_weight))
+    return sweep
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -122,6 +146,9 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
                 for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
             report["failures"][name] = failures
             weights = ([] if options.fusion_weight is None else [options.fusion_weight]) + list(options.fusion_sweep)
+            if mode == "rerank" and options.candidate_sweep:
+                report.setdefault("candidate_sweep", {})[name] = candidate_sweep(
+                    qrels, results, options.candidate_sweep, options.fusion_weight)
             if mode == "rerank" and weights:
                 first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
                          for query, result in results.items()}

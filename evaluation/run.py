@@ -18,7 +18,7 @@ from services.encoders import BiEncoder
 from services.reranker.fusion import configured_fusion_weight
 from services.settings import Settings
 
-__all__ = ["run_evaluation"]
+__all__ = ["run_evaluation", "serving"]
 
 
 def _relative(model: str) -> str:
@@ -27,7 +27,7 @@ def _relative(model: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _services(settings: Settings) -> AsyncIterator[Settings]:
+async def serving(settings: Settings) -> AsyncIterator[Settings]:
     """The configured cluster as it is, or a local broker with every role served in this process."""
     if settings.kafka.bootstrap:
         yield settings
@@ -55,8 +55,8 @@ async def run_evaluation(settings: Settings, folders: list[Path], options: EvalO
     bi_encoder = BiEncoder(options.model or models.bi_encoder, max_length=models.bi_max_length,
                            batch_size=models.encode_batch_size, device=models.device)
     reports = []
-    async with _services(settings) as serving:
-        kafka = serving.kafka
+    async with serving(settings) as served:
+        kafka = served.kafka
         async with sdk_client(kafka) as client:
             for folder in folders:
                 report = await evaluate_split(client, folder, options, bi_encoder=bi_encoder)

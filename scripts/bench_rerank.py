@@ -33,6 +33,7 @@ from evaluation.run import run_evaluation
 from evaluation.timing import timed_gather
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
+from services.log import configure_logging
 from services.settings import BUNDLED_RERANKER, BatchingSettings, ModelSettings, Settings, StoreSettings
 
 CandidateSets = list[tuple[str, list[str]]]
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--out", default="rerank")
     parser.add_argument("--no-quality", action="store_true", help="skip the fp32/int8 WikiQA quality runs")
     args = parser.parse_args()
+    configure_logging("console", "WARNING")
     device = torch.device(args.device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     peak = matmul_peak_gflops(device, dtype)

@@ -107,7 +107,7 @@ def rrf(*lists: Scores) -> Scores:
 
 
 def _metrics(split: BeirSplit, scores: Scores) -> dict[str, float]:
-    ids = [document["_id"] for document in split.corpus]
+    ids = [document["doc_id"] for document in split.corpus]
     ranking = {query: [(ids[index], float(row[index])) for index in np.argsort(-row)[:DEPTH]]
                for query, row in zip(split.queries, scores, strict=True)}
     figures = ranking_metrics(split.qrels, ranking)

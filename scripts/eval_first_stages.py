@@ -37,6 +37,7 @@ from services.log import configure_logging
 from services.settings import BatchingSettings, Settings, StoreSettings
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
+PLOT_ORDER = ["minilm", "e5-small", "bge-small", "mpnet", "sparse", "hybrid", "cascade", "cascade_fused"]
 
 
 def _figures(report: dict[str, Any], mode: str) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4), squeeze=False)
     for axis, dataset in zip(axes[0], DATASETS, strict=True):
         stages = result[dataset]
-        names = list(stages)
+        names = sorted(stages, key=lambda name: PLOT_ORDER.index(name) if name in PLOT_ORDER else len(PLOT_ORDER))
         for offset, metric in enumerate(("ndcg@10", "recall@100")):
             axis.bar([i + offset * 0.4 for i in range(len(names))], [stages[name][metric] for name in names],
                      width=0.4, label=metric)

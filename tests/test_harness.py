@@ -43,7 +43,8 @@ async def services(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterato
 async def test_harness_reports_every_mode(services: Settings, beir_folder: Path, tmp_path: Path) -> None:
     kafka = services.kafka
     async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
-        report = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi", "rerank"), fusion_weight=0.5),
+        report = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi", "rerank"), fusion_weight=0.5,
+                                                                       candidate_sweep=(30, 5)),
                                       bi_encoder=BiEncoder(services.models.bi_encoder))
     assert report["queries"] == 5
     assert set(report["metrics"]) == {"bi", "rerank", "rerank+fusion(0.5)"}
@@ -57,5 +58,12 @@ async def test_harness_reports_every_mode(services: Settings, beir_folder: Path,
         subset = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi",), max_queries=2))
     assert subset["queries"] == 2
     assert subset["metrics"]["bi"]["recall@100"] == pytest.approx(1.0)  # scored on its own 2 queries only
+    sweep = report["candidate_sweep"]["rerank"]
+    assert sweep[30] == {"rerank": report["metrics"]["rerank"], "fused": report["metrics"]["rerank+fusion(0.5)"]}
+    async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
+        five = await evaluate_split(client, beir_folder, EvalOptions(modes=("rerank",), fusion_weight=0.5,
+                                                                     candidates=5))
+    assert sweep[5]["rerank"] == pytest.approx(five["metrics"]["rerank"])  # the sweep is what 5 candidates give
+    assert sweep[5]["fused"] == pytest.approx(five["metrics"]["rerank+fusion(0.5)"])
     paths = write_report([report], tmp_path / "out")
     assert all(path.stat().st_size > 0 for path in paths)
