@@ -1,8 +1,9 @@
 """The cross-encoder's int8 CPU path: dynamic quantisation of its linear layers.
 
 Weights are stored as int8 once, a scale per output channel; each batch's activations are quantised on the fly
-(torch's fbgemm kernels, which use AVX512-VNNI where the CPU has it). Attention scores, softmax, layer norms and embeddings stay fp32.
-The GPU path stays fp16/bf16: int8 is refused there.
+(torch's fbgemm kernels, which use AVX512-VNNI where the CPU has it). Attention scores, softmax, layer norms and
+embeddings stay fp32. The GPU path stays fp16/bf16: int8 is refused there. Measured on the shipped reranker
+(`bench/rerank.json`): 1.3-1.4x the pairs/s of fp32 for -0.03 WikiQA MRR@10, so it is opt-in.
 """
 
 from __future__ import annotations
