@@ -35,16 +35,16 @@ DATASETS = ("wikiqa", "scifact", "cranfield")
 
 
 async def frontier(settings: Settings, sizes: list[int], queries: int | None, latency_queries: int
-                   ) -> dict[str, dict[int, dict[str, float]]]:
+                   ) -> dict[str, dict[str, dict[str, float]]]:
     weight = configured_fusion_weight(settings.models.fusion_weight, settings.models.cross_encoder)
-    result: dict[str, dict[int, dict[str, float]]] = {}
+    result: dict[str, dict[str, dict[str, float]]] = {}
     async with serving(settings) as served, sdk_client(served.kafka) as client:
         for dataset in DATASETS:
             quality = await evaluate_split(client, DATA_DIR / dataset, EvalOptions(
                 modes=("rerank",), candidates=max(sizes), max_queries=queries, candidate_sweep=tuple(sizes),
                 fusion_weight=weight, exact_recall=False))
             write_report([quality], BENCH_DIR / "eval" / f"frontier-{dataset}")
-            figures = result[dataset] = {}
+            figures: dict[int, dict[str, float]] = {}
             for size, metrics in quality["candidate_sweep"]["rerank"].items():
                 figures[size] = {name: round(metrics[kind][metric], 4) for name, kind, metric in (
                     ("mrr@10", "rerank", "mrr@10"), ("ndcg@10", "rerank", "ndcg@10"),
@@ -56,13 +56,14 @@ async def frontier(settings: Settings, sizes: list[int], queries: int | None, la
                 latency = timed["latency_ms"]["rerank"]
                 figures[size].update(rerank_p50_ms=round(latency["p50"], 1), rerank_p99_ms=round(latency["p99"], 1))
             print(dataset, figures)
+            result[dataset] = {str(size): values for size, values in figures.items()}  # JSON keys are text
     return result
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4), squeeze=False)
     for axis, dataset in zip(axes[0], DATASETS, strict=True):
-        points = sorted(result[dataset].items())
+        points = sorted(result[dataset].items(), key=lambda item: int(item[0]))
         latency = [figures["rerank_p50_ms"] for _, figures in points]
         for key, label in (("ndcg@10", "reranked"), ("fused_ndcg@10", "fused")):
             axis.plot(latency, [figures[key] for _, figures in points], marker="o", label=label)
