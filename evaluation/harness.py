@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from contracts import SearchResult
+from contracts import Hit, SearchResult
 from contracts.messages import FirstStage, Mode
 from evaluation.beir import BeirSplit, corpus_vectors, exact_top_k, load_split
 from evaluation.fusion import fuse
@@ -50,7 +50,9 @@ class EvalOptions:
     candidates: int = DEPTH
     """First-stage candidates per query (mode rerank reranks them all and returns them all)."""
     candidate_sweep: tuple[int, ...] = ()
-    """Smaller candidate counts to score mode rerank at, from the same run (see `shorter_candidate_lists`)."""
+    """Smaller candidate counts to score mode rerank at, from the same run (see `candidate_sweep`)."""
+    ingest: bool = True
+    """False: the collection already holds the corpus (a second run on the same services), so it is not sent."""
 
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
@@ -72,22 +74,25 @@ async def _run_mode(client: SearchClient, collection: str, queries: dict[str, st
     return results, [ms for query_id, ms in timed if query_id in results], len(failed)
 
 
+def _first_stage_lists(hits: dict[str, list[Hit]]) -> dict[str, list[tuple[str, float]]]:
+    return {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in found] for query, found in hits.items()}
+
+
 def candidate_sweep(qrels: dict[str, dict[str, int]], results: dict[str, SearchResult], sizes: tuple[int, ...],
                     fusion_weight: float | None) -> dict[int, dict[str, dict[str, float]]]:
     """Mode rerank's metrics at fewer candidates, from one run with more: each query's first-stage top N (by
     the first-stage score every hit carries) in the reranker's order, and fused over those N. Exact, because
     a cross-encoder scores each pair on its own and the reranker normalises fusion per candidate set."""
+    by_first_stage = {query: sorted(result.hits, key=lambda hit: -(hit.first_stage_score or 0.0))
+                      for query, result in results.items()}
     sweep: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
-        kept = {query: sorted(result.hits, key=lambda hit: -(hit.first_stage_score or 0.0))[:size]
-                for query, result in results.items()}
+        kept = {query: hits[:size] for query, hits in by_first_stage.items()}
         reranked = {query: sorted(((hit.doc_id, hit.score) for hit in hits), key=lambda pair: -pair[1])
                     for query, hits in kept.items()}
         sweep[size] = {"rerank": ranking_metrics(qrels, reranked)}
         if fusion_weight is not None:
-            first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in hits]
-                     for query, hits in kept.items()}
-            sweep[size]["fused"] = ranking_metrics(qrels, fuse(first, reranked, fusion_weight))
+            sweep[size]["fused"] = ranking_metrics(qrels, fuse(_first_stage_lists(kept), reranked, fusion_weight))
     return sweep
 
 
@@ -109,24 +114,31 @@ def _first_stage_recall(split: BeirSplit, queries: dict[str, str], bi_results: d
     return overlap_recall(found, exact)
 
 
+async def _ingest(client: SearchClient, collection: str, documents: list[dict[str, str]], model: str | None
+                  ) -> dict[str, Any]:
+    """Every document through the ingest service (unchanged ones are skipped there), timed."""
+    began = time.perf_counter()
+    with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
+        acks = await client.index(documents, collection=collection, model=model, timeout_s=7200,
+                                  progress=bar.update)
+    seconds = time.perf_counter() - began
+    indexed = sum(ack.status == "indexed" for ack in acks)
+    return {"indexed": indexed, "seconds": round(seconds, 1), "docs_per_s": round(indexed / seconds, 2) if indexed
+            else None}
+
+
 async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,
                          bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
-    """Ingest the corpus (unchanged documents are skipped), run the queries in each mode, score them."""
+    """Ingest the corpus (unless `options.ingest` is off), run the queries in each mode, score them."""
     split = load_split(folder, options.split)
     collection = f"eval-{folder.name}-{options.split}" + (f"-{options.model}" if options.model else "")
     queries = dict(list(split.queries.items())[: options.max_queries])
     qrels = {query: split.qrels[query] for query in queries}  # a subset is scored on its own queries only
     # A document with no text cannot be indexed (the contract refuses it); it is counted, not silently lost.
     documents = [doc for doc in split.corpus if doc["text"].strip()]
-    began = time.perf_counter()
-    with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
-        acks = await client.index(documents, collection=collection, model=options.model, timeout_s=7200,
-                                  progress=bar.update)
-    ingest_s = time.perf_counter() - began
-    indexed = sum(ack.status == "indexed" for ack in acks)
     report: dict[str, Any] = {"dataset": split.name, "queries": len(queries), "documents": len(documents),
-                              "ingest": {"indexed": indexed, "seconds": round(ingest_s, 1),
-                                         "docs_per_s": round(indexed / ingest_s, 2) if indexed else None},
+                              "ingest": await _ingest(client, collection, documents, options.model)
+                              if options.ingest else None,
                               "skipped_empty_documents": len(split.corpus) - len(documents),
                               "metrics": {}, "latency_ms": {}, "server_ms": {}, "failures": {}}
     rankings: dict[str, dict[str, list[tuple[str, float]]]] = {}
@@ -150,8 +162,7 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
                 report.setdefault("candidate_sweep", {})[name] = candidate_sweep(
                     qrels, results, options.candidate_sweep, options.fusion_weight)
             if mode == "rerank" and weights:
-                first = {query: [(hit.doc_id, hit.first_stage_score or 0.0) for hit in result.hits]
-                         for query, result in results.items()}
+                first = _first_stage_lists({query: result.hits for query, result in results.items()})
                 for weight in weights:
                     report["metrics"][f"{name}+fusion({weight:g})"] = ranking_metrics(
                         qrels, fuse(first, rankings[name], weight))

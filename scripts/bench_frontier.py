@@ -52,7 +52,7 @@ async def frontier(settings: Settings, sizes: list[int], queries: int | None, la
             for size in sizes:
                 timed = await evaluate_split(client, DATA_DIR / dataset, EvalOptions(
                     modes=("rerank",), candidates=size, max_queries=latency_queries, concurrency=1,
-                    exact_recall=False))
+                    exact_recall=False, ingest=False))
                 latency = timed["latency_ms"]["rerank"]
                 figures[size].update(rerank_p50_ms=round(latency["p50"], 1), rerank_p99_ms=round(latency["p99"], 1))
             print(dataset, figures)

@@ -21,6 +21,7 @@ __all__ = [
     "BatchingSettings",
     "KafkaSettings",
     "ModelSettings",
+    "Precision",
     "Settings",
     "StoreSettings",
 ]
@@ -121,6 +122,11 @@ class StoreSettings(BaseSettings):
     """...and ingestion has been quiet this long (the build runs in a child process, about 40 s per 100k points)."""
 
 
+Precision = Literal["auto", "int8"]
+"""The cross-encoder's: auto is the device's (bf16/fp16 on CUDA, fp32 on CPU); int8 quantises its linear layers
+dynamically (CPU only)."""
+
+
 class ModelSettings(BaseSettings):
     model_config = _group("CASCADE_MODELS_")
 
@@ -130,8 +136,7 @@ class ModelSettings(BaseSettings):
     cross_encoder: str = Field(default_factory=lambda: str(BUNDLED_RERANKER) if BUNDLED_RERANKER.is_dir() else "")
     """Hugging Face name or path; by default the reranker trained by this project and shipped in models/."""
     cross_max_length: int = Field(256, ge=8, le=8192)
-    cross_precision: Literal["auto", "int8"] = "auto"
-    """auto: bf16/fp16 on CUDA, fp32 on CPU; int8: the linear layers dynamically quantised (CPU only)."""
+    cross_precision: Precision = "auto"
     fusion_weight: float | None = Field(None, ge=0.0, le=1.0)
     """Share of the first-stage score in mode rerank's final score (z-normalised per candidate set); unset
     means the weight tuned on dev and saved beside the reranker (cascade.json), or 0 (pure cross-encoder)."""

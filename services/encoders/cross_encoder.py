@@ -16,8 +16,9 @@ import numpy.typing as npt
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from services.encoders.device import Precision, resolve_device
+from services.encoders.device import resolve_device
 from services.encoders.int8 import quantize_int8
+from services.settings import Precision
 
 __all__ = ["CrossEncoder", "ScoredBatch", "plan_passes"]
 

@@ -6,10 +6,7 @@ from typing import Literal
 
 import torch
 
-__all__ = ["Precision", "resolve_device"]
-
-Precision = Literal["auto", "int8"]
-"""auto: the device's (bf16/fp16 on CUDA, fp32 on CPU); int8: dynamically quantised linear layers, CPU only."""
+__all__ = ["resolve_device"]
 
 
 def resolve_device(requested: Literal["auto", "cpu", "cuda"]) -> tuple[torch.device, torch.dtype]:

@@ -91,6 +91,12 @@ class StoredDocument:
     sparse: Sparse | None = None
     """Stored when the collection has a sparse vector (see `has_sparse`)."""
 
+    @property
+    def stored_sparse(self) -> Sparse | None:
+        """The term vector to store: none for an empty one (a document of stop words only), which the store
+        could not index and which would be counted as an indexed vector."""
+        return self.sparse if self.sparse and self.sparse.indices else None
+
     def payload(self) -> dict[str, Any]:
         return {
             "doc_id": self.doc_id, "title": self.title, "text": self.text, "metadata": dict(self.metadata),

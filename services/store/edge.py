@@ -179,8 +179,8 @@ class EdgeStore(VectorStore):
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         points = [
             Point(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                  if not doc.sparse or not doc.sparse.indices else {
-                      "": list(doc.vector), SPARSE_VECTOR: SparseVector(doc.sparse.indices, doc.sparse.values)})
+                  if (terms := doc.stored_sparse) is None else {
+                      "": list(doc.vector), SPARSE_VECTOR: SparseVector(terms.indices, terms.values)})
             for doc in documents
         ]
         await self._write(collection, UpdateOperation.upsert_points(points))
@@ -238,8 +238,8 @@ class EdgeStore(VectorStore):
 
     async def pending_index_points(self, collection: str) -> int:
         """Dense vectors not in the HNSW index. Edge counts sparse vectors (always indexed) among the indexed
-        vectors, so they are taken off; only non-empty ones are stored (see `upsert`), so counting points that
-        have one counts them."""
+        vectors, so they are taken off; only non-empty ones are stored (`StoredDocument.stored_sparse`), so
+        counting points that have one counts them."""
         state = self._open(collection)
         info = state.shard.info()
         sparse = state.shard.count(CountRequest(exact=True, filter=Filter(

@@ -109,9 +109,9 @@ class QdrantStore(VectorStore):
         await self._require(collection)
         points = [
             models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                               if not doc.sparse or not doc.sparse.indices else {
+                               if (terms := doc.stored_sparse) is None else {
                                    "": list(doc.vector), SPARSE_VECTOR: models.SparseVector(
-                                   indices=doc.sparse.indices, values=doc.sparse.values)})
+                                   indices=terms.indices, values=terms.values)})
             for doc in documents
         ]
         await self._client.upsert(collection, points, wait=True)
