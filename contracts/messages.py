@@ -141,7 +141,9 @@ class SearchRequest(Message):
     collection: CollectionName
     query: Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
     k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
-    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] = 100
+    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] | None = None
+    """First-stage hits the reranker scores (mode rerank); unset: the query service's default (100 where the
+    models run on a GPU, 20 on CPU; `CASCADE_BATCH_CANDIDATES`)."""
     mode: Mode = "rerank"
     first_stage: FirstStage = "dense"
     """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
@@ -154,7 +156,7 @@ class SearchRequest(Message):
     def _consistent(self) -> Self:
         if not self.query.strip():
             raise ValueError("query is empty")
-        if self.k > self.candidates:
+        if self.candidates is not None and self.k > self.candidates:
             raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
         if self.mode == "cross" and self.first_stage != "dense":
             raise ValueError("mode 'cross' scores every document: it takes no first_stage")

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--collection", required=True)
     search.add_argument("--mode", choices=["bi", "rerank", "cross"], default="rerank")
     search.add_argument("--k", type=int, default=10)
-    search.add_argument("--candidates", type=int, default=100)
+    search.add_argument("--candidates", type=int, default=None,
+                        help="first-stage hits to rerank (default: the service's, 20 on CPU, 100 on a GPU)")
     search.add_argument("--first-stage", choices=["dense", "sparse", "hybrid"], default="dense")
     search.add_argument("--timeout", type=float, default=30.0)
     models = commands.add_parser("models", help="the first-stage model catalogue: list, or fetch into the cache")

@@ -22,16 +22,16 @@ from runtime.provision import provision_topics
 from runtime.status import collection_status
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
-from services.consumers import Subscription
+from services.consumers import BatchConsumer, Subscription
 from services.encoders import BiEncoder, BiEncoders, CrossEncoder, RerankBatcher, UnknownModel
 from services.faults import Backoff, is_transient
-from services.ingest import IndexScheduler, register_ingest
+from services.ingest import IndexScheduler, ingest_consumer
 from services.lag import watch_lag
 from services.messaging import make_broker
 from services.metrics import Metrics
 from services.publishing import Publisher
-from services.query import QueryProcessor, QueryVectorCache, register_query
-from services.reranker import RerankProcessor, register_reranker
+from services.query import QueryProcessor, QueryVectorCache, query_consumer
+from services.reranker import RerankProcessor, reranker_consumer
 from services.settings import Settings
 from services.store import VectorStore, open_store
 
@@ -68,7 +68,7 @@ class CascadeProcess:
         self.batcher: RerankBatcher | None = None
         self.index_scheduler: IndexScheduler | None = None
         self.query_cache: QueryVectorCache | None = None
-        self.subscriptions: list[Subscription] = []
+        self.consumers: list[BatchConsumer] = []
         if roles & {"ingest", "query"}:
             self.store = open_store(settings.store)
             def load(name: str) -> BiEncoder:
@@ -88,18 +88,17 @@ class CascadeProcess:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
                 on_build=self.metrics.index_builds.observe)
-            self.subscriptions.append(register_ingest(self.broker, settings, self.publisher, self.store,
-                                                      self.bi_encoders, self.index_scheduler))
+            self.consumers.append(ingest_consumer(settings, self.publisher, self.store, self.bi_encoders,
+                                                  self.index_scheduler))
         if "query" in roles and self.store and self.bi_encoders:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
             cache = self.query_cache
             self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
                                lambda: {"hit": cache.hits, "miss": cache.misses})
-            self.subscriptions.append(register_query(self.broker, settings, self.publisher, QueryProcessor(
+            self.consumers.append(query_consumer(settings, self.publisher, QueryProcessor(
                 settings, self.store, self.bi_encoders, self.query_cache, self.batcher)))
         if "rerank" in roles and self.batcher:
-            self.subscriptions.append(register_reranker(self.broker, settings, self.publisher,
-                                                        RerankProcessor(settings, self.batcher)))
+            self.consumers.append(reranker_consumer(settings, self.publisher, RerankProcessor(settings, self.batcher)))
         self._background: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
@@ -118,7 +117,9 @@ class CascadeProcess:
             self._watch(self.batcher.start())
         if self.index_scheduler:
             self._background.append(self._watch(asyncio.create_task(self.index_scheduler.run(), name="index")))
-        await self.broker.start()
+        await self.broker.start()  # its producer publishes every output
+        for consumer in self.consumers:
+            self._watch(await consumer.start())
         kafka = self.settings.kafka
         self._background.append(asyncio.create_task(watch_lag(
             self.metrics.consumer_lag, self.subscriptions, self.settings.lag_interval_s,
@@ -128,6 +129,10 @@ class CascadeProcess:
         log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name,
                  health_port=self.health.port if self.health else None)
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return [consumer.subscription for consumer in self.consumers]
+
     async def describe(self) -> dict[str, Any]:
         """What this process holds (`/status`): its roles and its store's collections."""
         collections = await collection_status(self.store) if self.store else []
@@ -135,7 +140,7 @@ class CascadeProcess:
 
     async def problems(self) -> list[str]:
         """What keeps this process from being ready (`/readyz`); empty when ready."""
-        found = [] if self.broker.running else ["the consumers are not running"]
+        found = [] if all(consumer.running for consumer in self.consumers) else ["the consumers are not running"]
         if self.failure is not None:
             found.append(f"a task died: {self.failure!r}")
         if not await self.broker.ping(timeout=2.0):
@@ -201,6 +206,8 @@ class CascadeProcess:
         self._stopping = True
         if self.health:
             await self.health.stop()
+        for consumer in self.consumers:
+            await consumer.stop()
         await self.broker.stop()
         for task in self._background:
             task.cancel()

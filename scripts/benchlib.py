@@ -31,5 +31,6 @@ def machine() -> dict[str, Any]:
 def write_result(name: str, result: dict[str, Any]) -> Path:
     BENCH_DIR.mkdir(exist_ok=True)
     path = BENCH_DIR / f"{name}.json"
-    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS  # keys such as N=10 become "10"
+    path.write_bytes(orjson.dumps(result, option=options) + b"\n")
     return path

@@ -68,12 +68,14 @@ class SearchClient:
     """Publishes documents and queries, and receives acks and results.
 
     Use as `async with SearchClient("host:9092") as client: ...`. `kafka_options` go to aiokafka as they are
-    (security_protocol, sasl_mechanism, sasl_plain_username, ssl_context, ...).
+    (security_protocol, sasl_mechanism, sasl_plain_username, ssl_context, ...). `linger_ms` holds requests
+    for more to share a produce request: 0 (the default) sends each search at once.
     """
 
     def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
-                 security: KafkaSecurity | None = None, **kafka_options: Any) -> None:
+                 security: KafkaSecurity | None = None, linger_ms: int = 0, **kafka_options: Any) -> None:
         self.security = security or KafkaSecurity()
+        self._linger_ms = linger_ms
         self._bootstrap = bootstrap_servers
         self._kafka_options = {"bootstrap_servers": bootstrap_servers, **self.security.client_options(),
                                **kafka_options}
@@ -83,7 +85,8 @@ class SearchClient:
         self.replies = ReplyRouter(f"{self.topics.replies_prefix}{self.client_id}", **self._kafka_options)
 
     async def __aenter__(self) -> SearchClient:
-        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=2, **self._kafka_options)
+        self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=self._linger_ms,
+                                          **self._kafka_options)
         try:
             await self._producer.start()
             await self.replies.start()
@@ -106,14 +109,15 @@ class SearchClient:
             await self._producer.stop()
 
     async def search(
-        self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int = 100,
+        self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int | None = None,
         filter: Mapping[str, str | int | bool] | None = None, timeout_s: float = 30.0,
         first_stage: FirstStage = "dense",
     ) -> SearchResult:
         """Ask and wait. Raises SearchTimeout after `timeout_s` (also sent as the request's deadline, so the
         services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result."""
         request = SearchRequest(
-            request_id=uuid.uuid4().hex, collection=collection, query=query, k=k, candidates=max(candidates, k),
+            request_id=uuid.uuid4().hex, collection=collection, query=query, k=k,
+            candidates=None if candidates is None else max(candidates, k),
             mode=mode, first_stage=first_stage, filter=dict(filter) if filter else None, reply_to=self.replies.topic,
             deadline_ms=now_ms() + timeout_s * 1000,
         )

@@ -1,30 +1,38 @@
-"""The one way Cascade's services consume: a FastStream batch subscriber around a batch handler.
+"""The one way Cascade's services consume: a batch consumer (one aiokafka consumer, one task) around a handler.
 
-The handler turns raw records into messages to publish. Offsets are committed only after every one of
-them is confirmed by the cluster (AckPolicy.NACK_ON_ERROR: commit on success, rewind on failure). Only
-cluster faults rewind a batch, after a capped, logged backoff. Anything else is one record's failure: if
-a batch fails, its records are handled one at a time, and a record that fails on its own is refused
+The task polls, gathers a batch, hands it to the handler (which turns raw records into messages to
+publish), sends those at once and polls again while the cluster confirms them: an `OffsetCommitter`
+commits each batch's offsets only after every one of its messages is confirmed, in the order the batches
+were handled (pipelining, `kafka.pipeline_depth` batches deep). Meanwhile aiokafka's fetcher already
+fetches the next records. A poll waits on the broker's long poll, so an idle consumer costs no CPU, and
+a record reaching an idle consumer is handled the moment it arrives. A consumer that is behind (records
+were waiting when it polled) gathers what arrives for `batching.max_wait_ms` more: under load, requests
+come spread out and larger batches encode far more cheaply per request (measured: bench/e2e.json).
+
+Only cluster faults rewind a batch, after a capped, logged backoff. Anything else is one record's failure:
+if a batch fails, its records are handled one at a time, and a record that fails on its own is refused
 (dead letter, and an error answer for whoever waits), so one poisoned record never stalls a partition.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 
+from services.commits import Batch, OffsetCommitter, first_offsets
 from services.faults import Backoff, is_transient
 from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 
-__all__ = ["BatchHandler", "Refuse", "Subscription", "handle_isolated", "subscribe_batches"]
+__all__ = ["BatchConsumer", "BatchHandler", "Refuse", "Subscription", "handle_isolated"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,14 +40,10 @@ BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[list[Outgoing]]]
 Refuse = Callable[[RawRecord, str], list[Outgoing]]
 """What a record that failed on its own produces: a dead letter, and an error answer where someone waits."""
 
-
-async def tolerant_parse(records: tuple[Any, ...], original: Callable[[tuple[Any, ...]], Awaitable[Any]]) -> Any:
-    """FastStream decodes every header as UTF-8 and fails the whole batch on one that is not, rewinding it
-    forever (found by the fuzz test). Cascade reads only the trace context, so each is made valid text first."""
-    def readable(record: Any) -> Any:
-        headers = [(name, value.decode(errors="replace").encode()) for name, value in record.headers or ()]
-        return dataclasses.replace(record, headers=headers)
-    return await original(tuple(readable(record) for record in records))
+_POLL_MS = 1_000
+"""The longest an idle poll waits (the broker answers as soon as a record arrives)."""
+_BACKLOG_S = 0.001
+"""A poll that returns within this had records waiting already: the consumer is behind, so it gathers."""
 
 
 def _describe(error: BaseException) -> str:
@@ -76,36 +80,120 @@ class Subscription:
     group: str
 
 
-def subscribe_batches(
-    broker: KafkaBroker, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
-    handler: BatchHandler, refuse: Refuse, description: str,
-) -> Subscription:
-    """Subscribe `handler` to `topic` in the consumer group of `role` (one group per role and topic prefix)."""
-    kafka = settings.kafka
-    subscription = Subscription(topic, f"{kafka.topic_prefix}{role}")
-    backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
+class _ForgetRewinds(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """After a rebalance, positions come from the group's committed offsets, not from this member's rewinds."""
 
-    @broker.subscriber(
-        topic,
-        group_id=subscription.group,
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=settings.batching.max_wait_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        session_timeout_ms=kafka.session_timeout_ms,
-        heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
-        parser=tolerant_parse,
-        title=f"{role}:{topic}",
-        description=description,
-    )
-    async def consume(message: KafkaMessage) -> None:
-        records = [RawRecord.of(record) for record in message.raw_message]  # a batch: a tuple of records
+    def __init__(self, committer: OffsetCommitter) -> None:
+        self._committer = committer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._committer.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._committer.forget(assigned)
+
+
+class BatchConsumer:
+    """`handler` on batches of `topic`, in the consumer group of `role` (see the module docstring)."""
+
+    def __init__(
+        self, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
+        handler: BatchHandler, refuse: Refuse, description: str,
+    ) -> None:
+        kafka = settings.kafka
+        self.subscription = Subscription(topic, f"{kafka.topic_prefix}{role}")
+        self.description = description
+        self._settings = settings
+        self._publisher = publisher
+        self._name = f"{role}:{topic}"
+        self._max_records = max_records
+        self._gather_s = settings.batching.max_wait_ms / 1000
+        self._handler = handler
+        self._refuse = refuse
+        self._backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
+        self.committer = OffsetCommitter(self._name, kafka.pipeline_depth,
+                                         Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000))
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._handling = False
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> asyncio.Task[None]:
+        """Join the group; the returned task runs until `stop` (it ends early only if the consumer fails)."""
+        kafka = self._settings.kafka
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.subscription.group, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
+            **kafka.client_options())
+        self._consumer.subscribe([self.subscription.topic], listener=_ForgetRewinds(self.committer))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(self._consumer), name=f"consume:{self._name}")
+        log.info("consumer.started", consumer=self._name, group=self.subscription.group, does=self.description)
+        return self._task
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit what was handled once it is confirmed, and leave the group."""
+        self._stopping = True
+        await self.committer.close()  # from now on each batch is committed before the next poll
+        if self._task is not None:
+            if not self._handling:
+                self._task.cancel()  # it waits in a poll: nothing taken yet
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping:
+            try:
+                records = await self._gather(consumer)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:  # the cluster away: aiokafka reconnects, polling again later
+                await self._backoff.wait(f"poll {self._name}", exc)
+                continue
+            if not records:
+                continue
+            self._handling = True
+            try:
+                await self._handle(consumer, records)
+            finally:
+                self._handling = False
+
+    async def _gather(self, consumer: AIOKafkaConsumer) -> list[RawRecord]:
+        """The records of one poll; if they were already waiting (a backlog: the consumer is behind), also those
+        arriving within `max_wait_ms`, up to `max_records`. A record that arrives at an idle consumer is handled
+        at once."""
+        began = time.monotonic()
+        records = _flat(await consumer.getmany(timeout_ms=_POLL_MS, max_records=self._max_records))
+        if time.monotonic() - began > _BACKLOG_S:
+            return records
+        until = time.monotonic() + self._gather_s
+        while records and len(records) < self._max_records and (left := until - time.monotonic()) > 0:
+            try:
+                more = _flat(await consumer.getmany(timeout_ms=int(left * 1000) or 1,
+                                                    max_records=self._max_records - len(records)))
+            except KafkaError:  # handle what is in hand; the next poll meets the fault
+                break
+            if not more:
+                break
+            records += more
+        return records
+
+    async def _handle(self, consumer: AIOKafkaConsumer, records: list[RawRecord]) -> None:
         try:
-            await publisher.publish(await handle_isolated(handler, refuse, records))
-        except Exception as exc:
-            await backoff.wait(f"{role} batch of {len(records)} from {topic}", exc)
-            raise  # rewound: delivered again
-        backoff.reset()
+            confirmed = await self._publisher.send(await handle_isolated(self._handler, self._refuse, records))
+        except Exception as exc:  # a cluster fault (handle_isolated lets only those through)
+            await self._backoff.wait(f"{self._name} batch of {len(records)}", exc)
+            self.committer.rewind(consumer, first_offsets(records))
+            return
+        self._backoff.reset()
+        await self.committer.hand_over(Batch.of(consumer, records, confirmed))
 
-    return subscription
+
+def _flat(polled: dict[TopicPartition, list[object]]) -> list[RawRecord]:
+    return [RawRecord.of(record) for records in polled.values() for record in records]

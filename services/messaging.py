@@ -26,7 +26,7 @@ def make_broker(settings: KafkaSettings) -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap, client_id=settings.client_id, security=faststream_security(settings.security), acks="all",
         enable_idempotence=True, allow_auto_create_topics=False,  # topics come from provisioning, not consumers
-        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=1,
+        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=settings.linger_ms,
         logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
     )
 

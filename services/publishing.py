@@ -135,11 +135,20 @@ class Publisher:
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Return once each message is confirmed, replaced by its fallback or dropped; raise ClusterFault if the
         cluster stays unreachable for longer than `publish_retry_s`."""
+        await (await self.send(messages))
+
+    async def send(self, messages: Sequence[Outgoing]) -> asyncio.Task[None]:
+        """Send `messages` in order now; the task returned completes as `publish` returns (or raises as it
+        does), so the caller can go on while the cluster confirms."""
+        sent, failures = await self._send(messages)
+        return asyncio.create_task(self._settle(sent, failures), name="publish.confirm")
+
+    async def _settle(self, sent: list[tuple[Outgoing, asyncio.Future[Any]]],
+                      failures: list[tuple[Outgoing, BaseException]]) -> None:
         backoff = Backoff(self._settings.retry_backoff_ms / 1000, self._settings.retry_backoff_max_ms / 1000)
         give_up_at = time.monotonic() + self._settings.publish_retry_s
-        pending = list(messages)
-        while pending:
-            failures = await self._attempt(pending)
+        failures += await self._confirm(sent)
+        while failures:
             pending, faults = [], []
             for out, error in failures:
                 if is_transient(error):
@@ -153,6 +162,8 @@ class Publisher:
                 self.counts["retried"] += len(faults)
                 await backoff.wait("publish", faults[0][1])
                 pending += [out for out, _ in faults]
+            sent, failures = await self._send(pending)
+            failures += await self._confirm(sent)
 
     def _replacement(self, out: Outgoing, error: BaseException) -> list[Outgoing]:
         self.counts["refused"] += 1
@@ -160,8 +171,9 @@ class Publisher:
                   error=str(error) or repr(error), replaced=out.instead is not None)
         return list(out.instead(error)) if out.instead else []
 
-    async def _attempt(self, batch: Sequence[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
-        """Send `batch` in order, then wait for every confirmation; return the messages that failed, and why."""
+    async def _send(self, batch: Sequence[Outgoing]
+                    ) -> tuple[list[tuple[Outgoing, asyncio.Future[Any]]], list[tuple[Outgoing, BaseException]]]:
+        """Send `batch` in order; return the messages sent (with their confirmations) and those that failed."""
         failures: list[tuple[Outgoing, BaseException]] = []
         sent: list[tuple[Outgoing, asyncio.Future[Any]]] = []
         for out in batch:
@@ -181,6 +193,12 @@ class Publisher:
                 failures.append((out, KafkaTimeoutError(f"no metadata for {out.topic!r}")))
             except Exception as exc:
                 failures.append((out, exc))
+        return sent, failures
+
+    async def _confirm(self, sent: list[tuple[Outgoing, asyncio.Future[Any]]]
+                       ) -> list[tuple[Outgoing, BaseException]]:
+        """Wait for every confirmation; return the messages that failed, and why."""
+        failures: list[tuple[Outgoing, BaseException]] = []
         for out, future in sent:
             try:
                 if self._topics.is_reply_topic(out.topic):  # a reply topic can vanish between check and send

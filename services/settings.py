@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import DEFAULT_PREFIX, Topic, TopicRegistry
+from contracts.limits import MAX_CANDIDATES
 from sdk.security import KafkaSecurity, Protocol, SaslMechanism
 
 __all__ = [
@@ -61,6 +62,12 @@ class KafkaSettings(BaseSettings):
     retry_backoff_max_ms: int = Field(10_000, ge=1)
     publish_retry_s: float = Field(60.0, ge=0)
     """How long a batch's outputs are retried on cluster faults before the batch is rewound and redelivered."""
+    linger_ms: int = Field(0, ge=0)
+    """How long the producer holds a message for more to share its request. 0 sends at once: answers wait for
+    nothing, and messages still share requests while an earlier one is in flight (measured: bench/e2e.json)."""
+    pipeline_depth: int = Field(2, ge=0)
+    """Batches whose outputs may await the cluster's confirmation while the consumer handles the next ones
+    (their offsets are committed in order once confirmed); 0 confirms and commits each batch before polling."""
     send_timeout_ms: int = Field(5_000, ge=100)
     """The longest wait for a reply topic to confirm (or any topic's metadata): past it a vanished reply topic
     is treated as a client gone away (answer dropped), well under the session timeout."""
@@ -110,6 +117,11 @@ class StoreSettings(BaseSettings):
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construct: int = Field(256, ge=8, le=1000)
     hnsw_ef: int = Field(512, ge=8, le=4096)
+    quantization: Literal["none", "int8"] = "none"
+    """int8: Qdrant's scalar quantisation for new collections: the index searches int8 copies kept in RAM (a
+    quarter of the float vectors, which stay on disk) and rescores `oversampling` x limit hits with the originals
+    (bench/first_stage_1m.json)."""
+    oversampling: float = Field(2.0, ge=1.0, le=16.0)
     full_scan_threshold: int = Field(10_000, ge=0)
     """In KB of vectors: a segment smaller than this (about 6.5k 384-d vectors) is searched brute force."""
     max_collections: int = Field(1_000, ge=1)
@@ -149,12 +161,17 @@ class BatchingSettings(BaseSettings):
 
     ingest_max_records: int = Field(256, ge=1)
     query_max_records: int = Field(64, ge=1)
-    max_wait_ms: int = Field(5, ge=0)
+    max_wait_ms: int = Field(10, ge=0)
+    """When a consumer is behind (records were waiting when it polled), how long it keeps gathering what
+    arrives (up to its max records) before handling them; a consumer that is keeping up never waits."""
     rerank_gather_tokens: int = Field(16_384, ge=256)
     """The batcher gathers candidate sets until their pairs hold this many tokens (or the max wait passes)."""
     rerank_pass_tokens: int | None = Field(None, ge=64)
     """Padded tokens per cross-encoder forward pass; unset: 1,024 on CPU (measured best), 32,768 on CUDA."""
     rerank_max_wait_ms: int = Field(10, ge=0)
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES)
+    """First-stage hits for a request that names none. Unset: 100 where the models run on CUDA, 20 on CPU, where
+    fused quality is flat from 10 to 100 candidates and 20 reranks 3-5x faster than 100 (bench/frontier.json)."""
     query_cache_size: int = Field(10_000, ge=0)
     candidate_text_chars: int = Field(2_000, ge=100)
     """Candidate texts travel to the reranker cut to this many characters (hits carry the same snippet)."""
@@ -164,6 +181,9 @@ class BatchingSettings(BaseSettings):
     """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
     rerank_queue_jobs: int = Field(256, ge=1)
     """Jobs waiting for the cross-encoder at most; a caller beyond it waits for room (backpressure)."""
+
+    def default_candidates(self, device_type: str) -> int:
+        return self.candidates or (100 if device_type == "cuda" else 20)
 
     def pass_tokens(self, device_type: str) -> int:
         return self.rerank_pass_tokens or (32_768 if device_type == "cuda" else 1_024)

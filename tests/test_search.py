@@ -17,6 +17,7 @@ from runtime.process import CascadeProcess
 from runtime.provision import provision_topics
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder, CrossEncoder, document_text
+from services.encoders.device import resolve_device
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 
@@ -88,6 +89,17 @@ async def test_cross_encoder_modes_rank_by_the_models_scores(
     assert t.total_ms is not None and t.encode_ms + t.ann_ms + t.rerank_ms <= t.total_ms  # type: ignore[operator]
     assert result.models["cross_encoder"] == str(tiny_cross_encoder)
     assert all(hit.first_stage_score is not None for hit in result.hits)
+
+
+async def test_a_request_without_candidates_gets_the_devices_default(
+    client: SearchClient, service: CascadeProcess
+) -> None:
+    await client.index([{"doc_id": f"n{i}", "text": f"numbered document {i}"} for i in range(30)], collection="many")
+    result = await client.search("numbered document", collection="many", k=3, mode="rerank")
+    device = resolve_device(service.settings.models.device)[0].type
+    expected = service.settings.batching.default_candidates(device)
+    assert expected == (100 if device == "cuda" else 20)
+    assert result.timings.rerank_batch_pairs == min(expected, 30)
 
 
 async def test_cross_mode_is_refused_above_its_collection_limit(

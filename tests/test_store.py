@@ -184,6 +184,30 @@ async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path
     assert float(np.mean(recalls)) >= 0.98
 
 
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+async def test_int8_quantised_collections_rescore_with_the_original_vectors(kind: str, tmp_path: Path) -> None:
+    """Edge searches the int8 copies once the index is built; both stores return float cosine scores (rescored),
+    and the nearest neighbours match exact search (qdrant-client's local mode stores the setting, ignores it)."""
+    rng = np.random.default_rng(11)
+    n, dim = 8_000, 384
+    vectors = _unit(rng, n, dim)
+    store = open_store(StoreSettings(kind=kind, path=tmp_path, quantization="int8"))  # type: ignore[arg-type]
+    await store.ensure_collection("c", dim, "m")
+    for start in range(0, n, 2_000):
+        await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
+    await store.build_index("c")
+    queries = _unit(rng, 20, dim)
+    recalls = []
+    for query in queries:
+        found = await store.search("c", query.tolist(), limit=10)
+        exact = np.argsort(-(vectors @ query))[:10]
+        recalls.append(len({hit.doc_id for hit in found} & {f"d{i}" for i in exact}) / 10)
+        for hit in found:
+            assert hit.score == pytest.approx(float(vectors[int(hit.doc_id[1:])] @ query), abs=1e-4)
+    await store.close()
+    assert float(np.mean(recalls)) >= 0.95
+
+
 async def test_the_index_scheduler_builds_once_ingestion_is_quiet(tmp_path: Path) -> None:
     store = EdgeStore(StoreSettings(path=tmp_path))
     await store.ensure_collection("c", 384, "m")

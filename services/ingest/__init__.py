@@ -2,6 +2,6 @@
 
 from services.ingest.indexing import IndexScheduler
 from services.ingest.processor import IngestOutcome, IngestProcessor, content_hash
-from services.ingest.service import register_ingest
+from services.ingest.service import ingest_consumer
 
-__all__ = ["IndexScheduler", "IngestOutcome", "IngestProcessor", "content_hash", "register_ingest"]
+__all__ = ["IndexScheduler", "IngestOutcome", "IngestProcessor", "content_hash", "ingest_consumer"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faststream.kafka import KafkaBroker
-
 from contracts import Topic
-from services.consumers import Subscription, subscribe_batches
+from services.consumers import BatchConsumer
 from services.encoders import BiEncoders
 from services.ingest.indexing import IndexScheduler
 from services.ingest.processor import IngestOutcome, IngestProcessor
@@ -16,13 +14,12 @@ from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import VectorStore
 
-__all__ = ["register_ingest"]
+__all__ = ["ingest_consumer"]
 
 
-def register_ingest(
-    broker: KafkaBroker, settings: Settings, publisher: Publisher, store: VectorStore, encoders: BiEncoders,
-    scheduler: IndexScheduler,
-) -> Subscription:
+def ingest_consumer(
+    settings: Settings, publisher: Publisher, store: VectorStore, encoders: BiEncoders, scheduler: IndexScheduler,
+) -> BatchConsumer:
     topics = settings.kafka.topics
     processor = IngestProcessor(store, encoders, service=f"ingest@{settings.instance_name}",
                                 max_collections=settings.store.max_collections)
@@ -43,8 +40,8 @@ def register_ingest(
         processor.reject(record, reason, outcome)
         return outputs(outcome)
 
-    return subscribe_batches(
-        broker, settings, publisher, topic=topics.name(Topic.DOCUMENTS), role="ingest",
+    return BatchConsumer(
+        settings, publisher, topic=topics.name(Topic.DOCUMENTS), role="ingest",
         max_records=settings.batching.ingest_max_records, handler=handle, refuse=refuse,
         description="Embeds new or changed documents into the vector store; one IngestAck per document.",
     )

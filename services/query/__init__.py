@@ -2,6 +2,6 @@
 
 from services.query.cache import QueryVectorCache
 from services.query.processor import QueryProcessor
-from services.query.service import register_query
+from services.query.service import query_consumer
 
-__all__ = ["QueryProcessor", "QueryVectorCache", "register_query"]
+__all__ = ["QueryProcessor", "QueryVectorCache", "query_consumer"]

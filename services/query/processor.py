@@ -29,6 +29,7 @@ from contracts import (
 from contracts.messages import ErrorCode, FirstStage
 from sdk.tracing import context_of
 from services.encoders import BiEncoder, BiEncoders, RerankBatcher, UnknownModel, document_text
+from services.encoders.device import resolve_device
 from services.encoders.sparse import Bm25Encoder
 from services.faults import is_transient
 from services.messaging import RawRecord
@@ -71,6 +72,7 @@ class QueryProcessor:
         self._cache = cache
         self._cross = cross
         self._served_by = {"query": settings.instance_name}
+        self._candidates = settings.batching.default_candidates(resolve_device(settings.models.device)[0].type)
         self._service = f"query@{settings.instance_name}"
 
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
@@ -181,7 +183,8 @@ class QueryProcessor:
         else:
             sparse = self._bm25.encode_query(request.query) if request.first_stage != "dense" else None
             found = await self._store.search(request.collection, vector.tolist() if vector is not None else None,
-                                             request.candidates, request.filter, sparse=sparse)
+                                             request.candidates or max(request.k, self._candidates), request.filter,
+                                             sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
         answer = await self._answer(request, found, timings, bi_model)

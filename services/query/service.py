@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
-
 from contracts import Topic
-from services.consumers import Subscription, subscribe_batches
+from services.consumers import BatchConsumer
 from services.publishing import Publisher
 from services.query.processor import QueryProcessor
 from services.settings import Settings
 
-__all__ = ["register_query"]
+__all__ = ["query_consumer"]
 
 
-def register_query(
-    broker: KafkaBroker, settings: Settings, publisher: Publisher, processor: QueryProcessor
-) -> Subscription:
-    return subscribe_batches(
-        broker, settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES), role="query",
+def query_consumer(settings: Settings, publisher: Publisher, processor: QueryProcessor) -> BatchConsumer:
+    return BatchConsumer(
+        settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES), role="query",
         max_records=settings.batching.query_max_records, handler=processor.process, refuse=processor.refuse,
         description="Encodes queries (batched, cached) and searches HNSW; answers mode bi and cross, "
                     "forwards mode rerank to the candidates topic.",

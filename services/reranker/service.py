@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
-
 from contracts import Topic
-from services.consumers import Subscription, subscribe_batches
+from services.consumers import BatchConsumer
 from services.publishing import Publisher
 from services.reranker.processor import RerankProcessor
 from services.settings import Settings
 
-__all__ = ["register_reranker"]
+__all__ = ["reranker_consumer"]
 
 
-def register_reranker(broker: KafkaBroker, settings: Settings, publisher: Publisher, processor: RerankProcessor
-                      ) -> Subscription:
-    return subscribe_batches(
-        broker, settings, publisher, topic=settings.kafka.topics.name(Topic.CANDIDATES), role="reranker",
+def reranker_consumer(settings: Settings, publisher: Publisher, processor: RerankProcessor) -> BatchConsumer:
+    return BatchConsumer(
+        settings, publisher, topic=settings.kafka.topics.name(Topic.CANDIDATES), role="reranker",
         max_records=settings.batching.rerank_max_records, handler=processor.process, refuse=processor.refuse,
         description="Scores candidate sets with the cross-encoder (dynamic batching) and publishes ranked results.",
     )

@@ -74,6 +74,8 @@ class Sparse:
 
 SPARSE_VECTOR = "bm25"
 """The name of every collection's sparse vector (the dense one is unnamed)."""
+QUANTIZATION_QUANTILE = 0.99
+"""Scalar quantisation's range: the central 99% of values, so a few outliers do not coarsen every step."""
 
 
 @dataclass(frozen=True)

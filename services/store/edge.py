@@ -36,12 +36,16 @@ from qdrant_edge import (
     HasVectorCondition,
     HnswIndexConfig,
     MatchValue,
+    Memory,
     Modifier,
     PayloadSchemaType,
     Point,
     Prefetch,
+    QuantizationSearchParams,
     Query,
     QueryRequest,
+    ScalarQuantizationConfig,
+    ScalarType,
     SearchParams,
     SparseVector,
     UpdateOperation,
@@ -49,6 +53,7 @@ from qdrant_edge import (
 
 from services.settings import StoreSettings
 from services.store.base import (
+    QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
     FilterFieldLimit,
     FilterValue,
@@ -133,8 +138,11 @@ class EdgeStore(VectorStore):
         if await self.has_collection(collection):
             self._open(collection)
             return
+        quantized = self._settings.quantization == "int8"
         config = EdgeConfig(
-            vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+            vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None),
+            quantization_config=ScalarQuantizationConfig(type=ScalarType.Int8, quantile=QUANTIZATION_QUANTILE,
+                                                         memory=Memory.Cached) if quantized else None,
             sparse_vectors={SPARSE_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
             hnsw_config=HnswIndexConfig(
                 m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
@@ -219,7 +227,8 @@ class EdgeStore(VectorStore):
     ) -> list[ScoredDocument]:
         state = self._open(collection)
         conditions = await self._filter(collection, filter) if filter else None
-        params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact)
+        params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=(
+            QuantizationSearchParams(rescore=True, oversampling=self._settings.oversampling)))
         queries = [Query.Nearest(list(vector))] if vector is not None else []
         if sparse is not None:
             queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))

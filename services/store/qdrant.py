@@ -13,6 +13,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from services.settings import StoreSettings
 from services.store.base import (
+    QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
     FilterValue,
     ScoredDocument,
@@ -52,9 +53,12 @@ class QdrantStore(VectorStore):
     async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
         if await self._client.collection_exists(collection):
             return
+        quantized = self._settings.quantization == "int8"
         await self._client.create_collection(
             collection, metadata={_MODEL: model},
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None),
+            quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)) if quantized else None,
             sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             hnsw_config=models.HnswConfigDiff(
                 m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
@@ -130,7 +134,8 @@ class QdrantStore(VectorStore):
             models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
             for key, value in filter.items()
         ]) if filter else None
-        params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact)
+        params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=(
+            models.QuantizationSearchParams(rescore=True, oversampling=self._settings.oversampling)))
         stages = [models.Prefetch(query=list(vector), limit=limit, filter=query_filter, params=params)
                   ] if vector is not None else []
         if sparse is not None:

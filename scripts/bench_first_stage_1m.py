@@ -1,0 +1,195 @@
+"""The first stage at a million vectors: HNSW latency, recall and footprint in Qdrant Edge, through the store.
+
+    python -m scripts.bench_first_stage_1m [--queries 300]
+
+Vectors: the real all-MiniLM-L6-v2 embeddings of the three shipped corpora (WikiQA, SciFact, Cranfield:
+12,544 documents), each replicated with noise drawn from the corpora's own covariance (scaled by `NOISE`,
+then renormalised), so the collection keeps the spread and the intrinsic dimension of real embeddings; the
+originals are among the points. Queries: the real embeddings of the three sets' test queries.
+
+For each configuration (100k and 1M points with float vectors; 1M with Qdrant's scalar int8 quantisation
+and rescoring, `CASCADE_STORE_QUANTIZATION=int8`): load the points through `EdgeStore.upsert`, build the
+index with `EdgeStore.build_index` (the copy optimised in a child process, as in serving), reopen the store,
+and time `EdgeStore.search` at top-100 (payloads included, as the query service asks) one query at a time;
+recall@100 against the store's exact search. The reopened store runs in a fresh child process: RAM is the
+growth of its resident memory from before the store opens to after the queries. Disk is the collection
+folder's size. Writes bench/first_stage_1m.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import shutil
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from evaluation.beir import corpus_vectors, load_split
+from scripts.benchlib import DATA_DIR, machine, write_result
+from services.encoders.bi_encoder import BiEncoder
+from services.settings import StoreSettings
+from services.store import StoredDocument
+from services.store.edge import EdgeStore
+
+COLLECTION = "million"
+DATASETS = ("wikiqa", "scifact", "cranfield")
+NOISE = 0.5
+"""Scale of the covariance-shaped noise added to each copy (copies sit at cosine ~0.9 from their original)."""
+CHUNK = 2_000
+TOP = 100
+
+
+def real_embeddings(encoder: BiEncoder) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """(documents, test queries) of the shipped corpora, embedded by `encoder` (documents cached on disk)."""
+    documents, queries = [], []
+    for name in DATASETS:
+        split = load_split(DATA_DIR / name)
+        documents.append(corpus_vectors(split, encoder))
+        queries.append(encoder.encode_queries(list(split.queries.values())))
+    return np.concatenate(documents).astype(np.float32), np.concatenate(queries).astype(np.float32)
+
+
+def synthesise(real: npt.NDArray[np.float32], points: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """`points` unit vectors: the real ones, then noisy copies of them (module docstring)."""
+    rng = np.random.default_rng(seed)
+    centred = real - real.mean(axis=0)
+    _, singular, basis = np.linalg.svd(centred, full_matrices=False)
+    scale = singular / np.sqrt(len(real) - 1)  # standard deviation along each principal direction
+    copies = points - len(real)
+    out = np.empty((points, real.shape[1]), dtype=np.float32)
+    out[: len(real)] = real
+    for start in range(0, copies, 100_000):
+        size = min(100_000, copies - start)
+        noise = (rng.standard_normal((size, len(scale))) * scale * NOISE) @ basis
+        block = real[rng.integers(0, len(real), size)] + noise
+        out[len(real) + start : len(real) + start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+async def load(store: EdgeStore, vectors: npt.NDArray[np.float32]) -> float:
+    began = time.perf_counter()
+    await store.ensure_collection(COLLECTION, vectors.shape[1], "all-MiniLM-L6-v2")
+    for start in tqdm(range(0, len(vectors), CHUNK), desc=f"upsert {len(vectors):,}", unit="chunk"):
+        await store.upsert(COLLECTION, [
+            StoredDocument(doc_id=f"p{start + i}", vector=vector.tolist(), title="", text=f"point {start + i}",
+                           content_hash="", model_id="all-MiniLM-L6-v2", ingested_at_ms=0.0)
+            for i, vector in enumerate(vectors[start : start + CHUNK])])
+    return time.perf_counter() - began
+
+
+def resident_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def measure_in_child(settings: StoreSettings, queries: npt.NDArray[np.float32], points: int) -> dict[str, Any]:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(_measure, settings, queries, points).result()
+
+
+def _measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: int) -> dict[str, Any]:
+    return asyncio.run(measure(settings, queries, points))
+
+
+async def measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: int) -> dict[str, Any]:
+    before = resident_bytes()
+    store = EdgeStore(settings)
+    try:
+        latencies, approximate = [], []
+        for query in tqdm(queries, desc="ANN top-100", unit="query"):
+            began = time.perf_counter()
+            found = await store.search(COLLECTION, query.tolist(), TOP)
+            latencies.append((time.perf_counter() - began) * 1000)
+            approximate.append({hit.doc_id for hit in found})
+        ram = resident_bytes() - before
+        recalls = []
+        for query, hits in zip(tqdm(queries, desc="exact top-100", unit="query"), approximate, strict=True):
+            exact = {hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
+            recalls.append(len(hits & exact) / len(exact))
+        pending = await store.pending_index_points(COLLECTION)
+    finally:
+        await store.close()
+    return {"p50_ms": statistics.median(latencies), "p99_ms": float(np.percentile(latencies, 99)),
+            "recall@100": statistics.fmean(recalls), "ram_bytes_per_vector": ram / points,
+            "bytes_per_vector": folder_bytes(settings.path / COLLECTION) / points, "unindexed_points": pending}
+
+
+async def configuration(vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], root: Path,
+                        quantization: str) -> dict[str, Any]:
+    path = root / f"{len(vectors)}-{quantization}"
+    settings = StoreSettings(path=path, quantization=quantization)
+    store = EdgeStore(settings)
+    try:
+        load_s = await load(store, vectors)
+        began = time.perf_counter()
+        await store.build_index(COLLECTION)
+        build_s = time.perf_counter() - began
+    finally:
+        await store.close()
+    result = {"points": len(vectors), "quantization": quantization, "load_s": load_s, "build_s": build_s,
+              **await asyncio.to_thread(measure_in_child, settings, queries, len(vectors))}
+    shutil.rmtree(path, ignore_errors=True)
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()})
+    return result
+
+
+async def run(points: int, small: int, queries: int, root: Path) -> dict[str, Any]:
+    encoder = BiEncoder()
+    documents, query_vectors = real_embeddings(encoder)
+    del encoder
+    chosen = query_vectors[np.random.default_rng(1).permutation(len(query_vectors))[:queries]]
+    vectors = synthesise(documents, points)
+    result: dict[str, Any] = {
+        "100k": await configuration(vectors[:small], chosen, root, "none"),
+        "1m": await configuration(vectors, chosen, root, "none"),
+        "1m_int8": await configuration(vectors, chosen, root, "int8"),
+        "real_documents": len(documents),
+    }
+    result["ratio_p50"] = result["1m"]["p50_ms"] / result["100k"]["p50_ms"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--small", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--dir", type=Path, default=None, help="where the shards go (default: a temp folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as root:
+        result = asyncio.run(run(args.points, args.small, args.queries, Path(root)))
+    defaults = StoreSettings()
+    result |= {"vectors": f"real all-MiniLM-L6-v2 embeddings of {', '.join(DATASETS)} "
+                          f"({result['real_documents']:,} documents), "
+                          f"replicated with covariance-shaped noise x{NOISE}, renormalised; queries: their real "
+                          "test-query embeddings",
+               "settings": {"hnsw_m": defaults.hnsw_m, "hnsw_ef_construct": defaults.hnsw_ef_construct,
+                            "hnsw_ef": defaults.hnsw_ef, "oversampling": defaults.oversampling, "top": TOP,
+                            "queries": args.queries},
+               "machine": machine()}
+    path = write_result("first_stage_1m", result)
+    for key in ("100k", "1m", "1m_int8"):
+        measured = result[key]
+        print(f"{key}: p50 {measured['p50_ms']:.2f} ms p99 {measured['p99_ms']:.2f} ms recall@100 "
+              f"{measured['recall@100']:.4f} build {measured['build_s']:.0f} s disk {measured['bytes_per_vector']:.0f}"
+              f" B/vector RAM {measured['ram_bytes_per_vector']:.0f} B/vector")
+    print(f"p50 1M / 100k: {result['ratio_p50']:.2f} -> {path}")
+
+
+if __name__ == "__main__":
+    main()
