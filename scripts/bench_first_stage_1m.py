@@ -11,7 +11,8 @@ For each configuration (100k and 1M points with float vectors; 1M with Qdrant's 
 and rescoring, `CASCADE_STORE_QUANTIZATION=int8`): load the points through `EdgeStore.upsert`, build the
 index with `EdgeStore.build_index` (the copy optimised in a child process, as in serving), reopen the store,
 and time `EdgeStore.search` at top-100 (payloads included, as the query service asks) one query at a time;
-recall@100 against the store's exact search. The reopened store runs in a fresh child process: RAM is the
+recall@100 against the store's exact search; the same at lower search breadths (hnsw_ef). The reopened
+store runs in a fresh child process: RAM is the
 growth of its resident memory from before the store opens to after the queries. Disk is the collection
 folder's size. Writes bench/first_stage_1m.json.
 """
@@ -46,6 +47,9 @@ NOISE = 0.5
 """Scale of the covariance-shaped noise added to each copy (copies sit at cosine ~0.9 from their original)."""
 CHUNK = 2_000
 TOP = 100
+WARM_UP = 20
+EFS = (128, 256)
+"""Search breadths measured beside the store's default (`CASCADE_STORE_HNSW_EF`, 512), on the same queries."""
 
 
 def real_embeddings(encoder: BiEncoder) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -106,26 +110,44 @@ def _measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: 
     return asyncio.run(measure(settings, queries, points))
 
 
+async def _timed(store: EdgeStore, queries: npt.NDArray[np.float32]) -> tuple[list[float], list[set[str]]]:
+    for query in queries[:WARM_UP]:  # page the index in: a serving store is warm
+        await store.search(COLLECTION, query.tolist(), TOP)
+    latencies, found = [], []
+    for query in tqdm(queries, desc="ANN top-100", unit="query"):
+        began = time.perf_counter()
+        hits = await store.search(COLLECTION, query.tolist(), TOP)
+        latencies.append((time.perf_counter() - began) * 1000)
+        found.append({hit.doc_id for hit in hits})
+    return latencies, found
+
+
+def _summary(latencies: list[float], found: list[set[str]], exact: list[set[str]]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(latencies), "p99_ms": float(np.percentile(latencies, 99)),
+            "recall@100": statistics.fmean(len(hits & truth) / len(truth) for hits, truth in zip(found, exact,
+                                                                                                 strict=True))}
+
+
 async def measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: int) -> dict[str, Any]:
+    """The store's defaults (and RAM), then the same queries at each of EFS (a store reopened per ef)."""
     before = resident_bytes()
     store = EdgeStore(settings)
     try:
-        latencies, approximate = [], []
-        for query in tqdm(queries, desc="ANN top-100", unit="query"):
-            began = time.perf_counter()
-            found = await store.search(COLLECTION, query.tolist(), TOP)
-            latencies.append((time.perf_counter() - began) * 1000)
-            approximate.append({hit.doc_id for hit in found})
+        latencies, found = await _timed(store, queries)
         ram = resident_bytes() - before
-        recalls = []
-        for query, hits in zip(tqdm(queries, desc="exact top-100", unit="query"), approximate, strict=True):
-            exact = {hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
-            recalls.append(len(hits & exact) / len(exact))
+        exact = [{hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
+                 for query in tqdm(queries, desc="exact top-100", unit="query")]
         pending = await store.pending_index_points(COLLECTION)
     finally:
         await store.close()
-    return {"p50_ms": statistics.median(latencies), "p99_ms": float(np.percentile(latencies, 99)),
-            "recall@100": statistics.fmean(recalls), "ram_bytes_per_vector": ram / points,
+    by_ef = {}
+    for ef in EFS:
+        store = EdgeStore(settings.model_copy(update={"hnsw_ef": ef}))
+        try:
+            by_ef[ef] = _summary(*await _timed(store, queries), exact)
+        finally:
+            await store.close()
+    return {**_summary(latencies, found, exact), "ram_bytes_per_vector": ram / points, "by_ef": by_ef,
             "bytes_per_vector": folder_bytes(settings.path / COLLECTION) / points, "unindexed_points": pending}
 
 
