@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from evaluation.hard_cases import load_hard_cases, pairwise_accuracy
 from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import write_report
 from runtime.process import CascadeProcess
@@ -67,3 +69,13 @@ async def test_harness_reports_every_mode(services: Settings, beir_folder: Path,
     assert sweep[5]["fused"] == pytest.approx(five["metrics"]["rerank+fusion(0.5)"])
     paths = write_report([report], tmp_path / "out")
     assert all(path.stat().st_size > 0 for path in paths)
+
+
+def test_hard_cases_load_and_score_pairwise() -> None:
+    cases = load_hard_cases()
+    assert len({case.id for case in cases}) == len(cases) == 40
+    assert Counter(case.kind for case in cases) == {"negation": 20, "constraint": 20}
+    assert all(case.satisfies != case.violates and case.query for case in cases)
+    prefers_first = pairwise_accuracy(cases, lambda query, passages: [1.0, 0.0])
+    assert prefers_first == {"negation": 1.0, "constraint": 1.0, "all": 1.0}
+    assert pairwise_accuracy(cases, lambda query, passages: [0.0, 0.0])["all"] == 0.0  # a tie is not right

@@ -1,0 +1,56 @@
+"""Negation and constraint cases (evaluation/hard_cases): pairwise accuracy of the first stages and the reranker.
+
+    python -m scripts.eval_hard_cases
+
+Every bi-encoder of the catalogue fetched on this machine (cosine of query and passage, with the model's
+prefixes) and the shipped reranker (fp32). Writes bench/hard_cases.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Sequence
+
+from tqdm import tqdm
+
+from evaluation.hard_cases import HardCase, load_hard_cases, pairwise_accuracy
+from scripts.benchlib import machine, write_result
+from services.encoders import BiEncoder, CrossEncoder
+from services.encoders.catalogue import CATALOGUE, ModelNotFetched, resolve_model
+from services.log import configure_logging
+from services.settings import BUNDLED_RERANKER
+
+
+def bi_encoder_accuracy(name: str, cases: list[HardCase]) -> dict[str, float]:
+    encoder = BiEncoder(name, device="cpu")
+
+    def score(query: str, passages: Sequence[str]) -> list[float]:
+        return (encoder.encode_documents(list(passages)) @ encoder.encode_queries([query])[0]).tolist()
+    return pairwise_accuracy(cases, score)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    configure_logging("console", "WARNING")
+    cases = load_hard_cases()
+    result: dict[str, dict[str, float]] = {}
+    for name in tqdm(list(CATALOGUE), desc="bi-encoders", unit="model"):
+        try:
+            resolve_model(name)
+        except ModelNotFetched:
+            continue
+        result[f"bi:{name}"] = bi_encoder_accuracy(name, cases)
+    reranker = CrossEncoder.load(str(BUNDLED_RERANKER), device="cpu")
+    result["reranker:shipped"] = pairwise_accuracy(cases, lambda query, passages: reranker.score(query, passages))
+    kinds = Counter(case.kind for case in cases)
+    path = write_result("hard_cases", {"accuracy": result, "cases": dict(kinds), "machine": machine()})
+    print("| model | negation | constraint | all |\n|---|---|---|---|")
+    for name, accuracy in result.items():
+        print(f"| {name} | {accuracy['negation']:.3f} | {accuracy['constraint']:.3f} | {accuracy['all']:.3f} |")
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    main()
