@@ -85,6 +85,7 @@ class OffsetCommitter:
     async def hand_over(self, batch: Batch) -> None:
         """Queue `batch` for its commit (waiting for room); with depth 0 or after `close`, commit it now."""
         if self._inline:
+            await self._queue.join()  # batches handed over before `close` are committed first
             await self._settle(batch)
             return
         if self._task is None:

@@ -88,3 +88,22 @@ async def test_a_full_pipeline_makes_the_consumer_wait() -> None:
     await third
     await commits.close()
     assert consumer.commits == [{A: 1}, {A: 2}, {A: 3}]
+
+
+async def test_a_batch_handed_over_while_closing_is_committed_after_the_queued_ones() -> None:
+    consumer, commits = FakeConsumer(), committer()
+    queued = asyncio.get_running_loop().create_future()
+    await commits.hand_over(Batch.of(consumer, records(A, 0), queued))
+    closing = asyncio.create_task(commits.close())
+    await asyncio.sleep(0.01)
+
+    async def fine() -> None:
+        return None
+
+    late = asyncio.create_task(commits.hand_over(Batch.of(consumer, records(A, 1), fine())))
+    await asyncio.sleep(0.01)
+    assert consumer.commits == []  # the late batch waits for the queued one
+    queued.set_result(None)
+    await closing
+    await late
+    assert consumer.commits == [{A: 1}, {A: 2}]
