@@ -24,7 +24,7 @@ from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.consumers import BatchConsumer, Subscription
 from services.encoders import BiEncoder, BiEncoders, CrossEncoder, RerankBatcher, UnknownModel
-from services.faults import Backoff, is_transient
+from services.faults import is_transient
 from services.ingest import IndexScheduler, ingest_consumer
 from services.lag import watch_lag
 from services.messaging import make_broker
@@ -151,7 +151,7 @@ class CascadeProcess:
         """Provision topics and open the publisher, retrying an unreachable cluster with capped backoff for
         `connect_timeout_s`, then giving up with KafkaUnreachable."""
         kafka = self.settings.kafka
-        backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
+        backoff = kafka.retry_backoff()
         give_up_at = time.monotonic() + kafka.connect_timeout_s
         while True:
             try:

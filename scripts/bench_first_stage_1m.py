@@ -35,17 +35,15 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from evaluation.beir import corpus_vectors, load_split
-from scripts.benchlib import DATA_DIR, machine, write_result
+from scripts.benchlib import DATA_DIR, machine, upsert_points, write_result
 from services.encoders.bi_encoder import BiEncoder
 from services.settings import StoreSettings
-from services.store import StoredDocument
 from services.store.edge import EdgeStore
 
 COLLECTION = "million"
 DATASETS = ("wikiqa", "scifact", "cranfield")
 NOISE = 0.5
 """Scale of the covariance-shaped noise added to each copy (copies sit at cosine ~0.9 from their original)."""
-CHUNK = 2_000
 TOP = 100
 WARM_UP = 20
 EFS = (128, 256)
@@ -77,17 +75,6 @@ def synthesise(real: npt.NDArray[np.float32], points: int, seed: int = 0) -> npt
         block = real[rng.integers(0, len(real), size)] + noise
         out[len(real) + start : len(real) + start + size] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
-
-
-async def load(store: EdgeStore, vectors: npt.NDArray[np.float32]) -> float:
-    began = time.perf_counter()
-    await store.ensure_collection(COLLECTION, vectors.shape[1], "all-MiniLM-L6-v2")
-    for start in tqdm(range(0, len(vectors), CHUNK), desc=f"upsert {len(vectors):,}", unit="chunk"):
-        await store.upsert(COLLECTION, [
-            StoredDocument(doc_id=f"p{start + i}", vector=vector.tolist(), title="", text=f"point {start + i}",
-                           content_hash="", model_id="all-MiniLM-L6-v2", ingested_at_ms=0.0)
-            for i, vector in enumerate(vectors[start : start + CHUNK])])
-    return time.perf_counter() - began
 
 
 def resident_bytes() -> int:
@@ -157,7 +144,9 @@ async def configuration(vectors: npt.NDArray[np.float32], queries: npt.NDArray[n
     settings = StoreSettings(path=path, quantization=quantization)
     store = EdgeStore(settings)
     try:
-        load_s = await load(store, vectors)
+        began = time.perf_counter()
+        await upsert_points(store, COLLECTION, vectors, "all-MiniLM-L6-v2")
+        load_s = time.perf_counter() - began
         began = time.perf_counter()
         await store.build_index(COLLECTION)
         build_s = time.perf_counter() - began

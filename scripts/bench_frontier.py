@@ -35,9 +35,9 @@ DATASETS = ("wikiqa", "scifact", "cranfield")
 
 
 async def frontier(settings: Settings, sizes: list[int], queries: int | None, latency_queries: int
-                   ) -> dict[str, dict[str, dict[str, float]]]:
+                   ) -> dict[str, dict[int, dict[str, float]]]:
     weight = configured_fusion_weight(settings.models.fusion_weight, settings.models.cross_encoder)
-    result: dict[str, dict[str, dict[str, float]]] = {}
+    result: dict[str, dict[int, dict[str, float]]] = {}
     async with serving(settings) as served, sdk_client(served.kafka) as client:
         for dataset in DATASETS:
             quality = await evaluate_split(client, DATA_DIR / dataset, EvalOptions(
@@ -56,14 +56,14 @@ async def frontier(settings: Settings, sizes: list[int], queries: int | None, la
                 latency = timed["latency_ms"]["rerank"]
                 figures[size].update(rerank_p50_ms=round(latency["p50"], 1), rerank_p99_ms=round(latency["p99"], 1))
             print(dataset, figures)
-            result[dataset] = {str(size): values for size, values in figures.items()}  # JSON keys are text
+            result[dataset] = figures
     return result
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, len(DATASETS), figsize=(5 * len(DATASETS), 4), squeeze=False)
     for axis, dataset in zip(axes[0], DATASETS, strict=True):
-        points = sorted(result[dataset].items(), key=lambda item: int(item[0]))
+        points = sorted(result[dataset].items())
         latency = [figures["rerank_p50_ms"] for _, figures in points]
         for key, label in (("ndcg@10", "reranked"), ("fused_ndcg@10", "fused")):
             axis.plot(latency, [figures[key] for _, figures in points], marker="o", label=label)

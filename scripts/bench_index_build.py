@@ -27,15 +27,14 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from tqdm import tqdm
 
 from infra.local_kafka import kafka_bootstrap
 from runtime.process import CascadeProcess
-from scripts.benchlib import BENCH_DIR, machine, write_result
+from scripts.benchlib import BENCH_DIR, machine, upsert_points, write_result
 from sdk import SearchClient
 from services.log import configure_logging
 from services.settings import KafkaSettings, Settings, StoreSettings
-from services.store import StoredDocument, VectorStore
+from services.store import VectorStore
 
 COLLECTION = "bench"
 
@@ -55,16 +54,9 @@ class JoinCounter(logging.Handler):
 async def load_points(store: VectorStore, points: int, dim: int) -> None:
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((200, dim)).astype(np.float32)
-    await store.ensure_collection(COLLECTION, dim, "synthetic")
-    chunk = 2_000
-    for start in tqdm(range(0, points, chunk), desc="load points", unit="chunk"):
-        vectors = centres[rng.integers(0, 200, chunk)] + rng.normal(scale=0.6, size=(chunk, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        await store.upsert(COLLECTION, [
-            StoredDocument(doc_id=f"p{start + i}", vector=vector.tolist(), title="", text=f"point {start + i}",
-                           content_hash="", model_id="synthetic", ingested_at_ms=0.0)
-            for i, vector in enumerate(vectors)])
-        await asyncio.sleep(0.05)  # each chunk holds the GIL ~0.25 s: let the consumers heartbeat in between
+    vectors = centres[rng.integers(0, 200, points)] + rng.normal(scale=0.6, size=(points, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    await upsert_points(store, COLLECTION, vectors, "synthetic", pause_s=0.05)  # the consumers heartbeat meanwhile
 
 
 def for_seconds(seconds: float) -> Callable[[], bool]:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from scripts.bench_rerank import candidate_sets
 from scripts.benchlib import machine, write_result
 from services.encoders import BiEncoder, CrossEncoder
-from services.encoders.cross_encoder import Encoding, plan_passes
+from services.encoders.cross_encoder import Encoding, ScoredBatch, score_in_passes
 from services.log import configure_logging
 from services.settings import BUNDLED_RERANKER
 
@@ -65,13 +65,11 @@ def onnx_scorer(path: Path, encoder: CrossEncoder) -> Scorer:
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inputs = [each.name for each in session.get_inputs()]
 
-    def score(pairs: Sequence[Encoding]) -> npt.NDArray[np.float32]:
-        scores = np.empty(len(pairs), dtype=np.float32)
-        for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], PASS_TOKENS):
-            batch = encoder.tokenizer.pad([pairs[i] for i in rows], return_tensors="np")
-            scores[rows] = session.run(None, {name: batch[name].astype(np.int64) for name in inputs})[0][:, 0]
-        return scores
-    return score
+    def forward(rows: list[Encoding]) -> ScoredBatch:
+        batch = encoder.tokenizer.pad(rows, return_tensors="np")
+        logits = session.run(None, {name: batch[name].astype(np.int64) for name in inputs})[0]
+        return ScoredBatch(logits[:, 0].astype(np.float32), padded_tokens=batch["input_ids"].size)
+    return lambda pairs: score_in_passes(pairs, PASS_TOKENS, forward).scores
 
 
 def torch_scorer(encoder: CrossEncoder) -> Scorer:

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from services.commits import Batch, OffsetCommitter, first_offsets
-from services.faults import Backoff, is_transient
+from services.faults import is_transient
 from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
@@ -110,9 +110,8 @@ class BatchConsumer:
         self._gather_s = settings.batching.max_wait_ms / 1000
         self._handler = handler
         self._refuse = refuse
-        self._backoff = Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000)
-        self.committer = OffsetCommitter(self._name, kafka.pipeline_depth,
-                                         Backoff(kafka.retry_backoff_ms / 1000, kafka.retry_backoff_max_ms / 1000))
+        self._backoff = kafka.retry_backoff()
+        self.committer = OffsetCommitter(self._name, kafka.pipeline_depth, kafka.retry_backoff())
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._handling = False

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from contracts import TopicRegistry, encode
 from contracts.limits import MAX_MESSAGE_BYTES
-from services.faults import Backoff, ClusterFault, is_transient
+from services.faults import ClusterFault, is_transient
 from services.settings import KafkaSettings
 
 __all__ = ["MessageTooLarge", "Outgoing", "Publisher", "TopicDirectory", "is_too_large"]
@@ -145,10 +145,12 @@ class Publisher:
 
     async def _settle(self, sent: list[tuple[Outgoing, asyncio.Future[Any]]],
                       failures: list[tuple[Outgoing, BaseException]]) -> None:
-        backoff = Backoff(self._settings.retry_backoff_ms / 1000, self._settings.retry_backoff_max_ms / 1000)
+        backoff = self._settings.retry_backoff()
         give_up_at = time.monotonic() + self._settings.publish_retry_s
-        failures += await self._confirm(sent)
-        while failures:
+        while True:
+            failures += await self._confirm(sent)
+            if not failures:
+                return
             pending, faults = [], []
             for out, error in failures:
                 if is_transient(error):
@@ -163,7 +165,6 @@ class Publisher:
                 await backoff.wait("publish", faults[0][1])
                 pending += [out for out, _ in faults]
             sent, failures = await self._send(pending)
-            failures += await self._confirm(sent)
 
     def _replacement(self, out: Outgoing, error: BaseException) -> list[Outgoing]:
         self.counts["refused"] += 1

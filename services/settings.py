@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contracts import DEFAULT_PREFIX, Topic, TopicRegistry
 from contracts.limits import MAX_CANDIDATES
 from sdk.security import KafkaSecurity, Protocol, SaslMechanism
+from services.faults import Backoff
 
 __all__ = [
     "BUNDLED_RERANKER",
@@ -96,6 +97,10 @@ class KafkaSettings(BaseSettings):
             password=self.sasl_password.get_secret_value() if self.sasl_password else None,
             ca_file=self.ssl_cafile, cert_file=self.ssl_certfile, key_file=self.ssl_keyfile,
         )
+
+    def retry_backoff(self) -> Backoff:
+        """A fresh capped backoff for one retrying loop."""
+        return Backoff(self.retry_backoff_ms / 1000, self.retry_backoff_max_ms / 1000)
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (producer, consumer, admin)."""

@@ -7,7 +7,7 @@ the log-odds of the positive class (logit 1 - logit 0), which ranks like its sof
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from services.encoders.device import resolve_device
 from services.encoders.int8 import quantize_int8
 from services.settings import Precision
 
-__all__ = ["CrossEncoder", "ScoredBatch", "plan_passes"]
+__all__ = ["CrossEncoder", "ScoredBatch", "plan_passes", "score_in_passes"]
 
 Encoding = dict[str, list[int]]
 """One tokenized pair: input_ids, attention_mask and (BERT-style models) token_type_ids, unpadded."""
@@ -44,6 +44,18 @@ def plan_passes(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     if current:
         passes.append(current)
     return passes
+
+
+def score_in_passes(pairs: Sequence[Encoding], pass_tokens: int,
+                    forward: Callable[[list[Encoding]], ScoredBatch]) -> ScoredBatch:
+    """`forward` over the passes `plan_passes` makes of `pairs`, scores put back in the pairs' order."""
+    scores = np.empty(len(pairs), dtype=np.float32)
+    padded = 0
+    for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], pass_tokens):
+        scored = forward([pairs[i] for i in rows])
+        scores[rows] = scored.scores
+        padded += scored.padded_tokens
+    return ScoredBatch(scores, padded)
 
 
 class CrossEncoder:
@@ -105,13 +117,7 @@ class CrossEncoder:
 
     def score_pairs(self, pairs: Sequence[Encoding], pass_tokens: int) -> ScoredBatch:
         """Scores in the given order; forward passes planned by `plan_passes` (length-sorted, within budget)."""
-        scores = np.empty(len(pairs), dtype=np.float32)
-        padded = 0
-        for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], pass_tokens):
-            scored = self.score_tokenized([pairs[i] for i in rows])
-            scores[rows] = scored.scores
-            padded += scored.padded_tokens
-        return ScoredBatch(scores, padded)
+        return score_in_passes(pairs, pass_tokens, self.score_tokenized)
 
     def score(self, query: str, documents: Sequence[str], pass_tokens: int = 1024) -> npt.NDArray[np.float32]:
         """Scores of (query, document) pairs in the given order; a convenience for tools and tests."""

@@ -110,6 +110,8 @@ def _vectors(shard_path: Path) -> tuple[int, bool]:
 class EdgeStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
+        self._rescore = QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
+        """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._root = settings.path
         self._collections: dict[str, _Collection] = {}
 
@@ -227,8 +229,7 @@ class EdgeStore(VectorStore):
     ) -> list[ScoredDocument]:
         state = self._open(collection)
         conditions = await self._filter(collection, filter) if filter else None
-        params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=(
-            QuantizationSearchParams(rescore=True, oversampling=self._settings.oversampling)))
+        params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=self._rescore)
         queries = [Query.Nearest(list(vector))] if vector is not None else []
         if sparse is not None:
             queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))

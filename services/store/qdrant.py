@@ -39,6 +39,8 @@ class _Described(NamedTuple):
 class QdrantStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
+        self._rescore = models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
+        """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._described_collections: dict[str, _Described] = {}
         if settings.url:
             api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -134,8 +136,8 @@ class QdrantStore(VectorStore):
             models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
             for key, value in filter.items()
         ]) if filter else None
-        params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=(
-            models.QuantizationSearchParams(rescore=True, oversampling=self._settings.oversampling)))
+        params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact,
+                                     quantization=self._rescore)
         stages = [models.Prefetch(query=list(vector), limit=limit, filter=query_filter, params=params)
                   ] if vector is not None else []
         if sparse is not None:
