@@ -15,7 +15,7 @@ from tqdm import tqdm
 from sdk import read_jsonl_documents
 from services.encoders import BiEncoder, document_text
 
-__all__ = ["BeirSplit", "corpus_vectors", "exact_top_k", "load_split"]
+__all__ = ["BeirSplit", "corpus_vectors", "exact_top_k", "load_split", "text_vectors"]
 
 _CACHE = Path.home() / ".cache" / "cascade" / "vectors"
 
@@ -49,15 +49,19 @@ def load_split(folder: Path, split: str = "test") -> BeirSplit:
 
 
 def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float32]:
-    """The bi-encoder's vectors of the corpus, cached on disk by model and content (they take minutes on CPU)."""
-    texts = split.texts
+    return text_vectors(split.texts, encoder, split.name)
+
+
+def text_vectors(texts: list[str], encoder: BiEncoder, name: str) -> npt.NDArray[np.float32]:
+    """The bi-encoder's vectors of these documents, cached on disk by model and content (they take minutes on
+    CPU)."""
     key = hashlib.sha256(orjson.dumps([encoder.model_id, encoder.max_length, texts])).hexdigest()[:20]
     path = _CACHE / f"{key}.npy"
     if path.exists():
         cached: npt.NDArray[np.float32] = np.load(path)
         return cached
     chunks = [encoder.encode_documents(texts[start : start + 256])
-              for start in tqdm(range(0, len(texts), 256), desc=f"encode {split.name}", unit="batch")]
+              for start in tqdm(range(0, len(texts), 256), desc=f"encode {name} ({encoder.name})", unit="batch")]
     vectors = np.concatenate(chunks)
     _CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)

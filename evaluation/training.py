@@ -1,11 +1,13 @@
-"""Fine-tune a cross-encoder on what it will rerank at serving time.
+"""Train Cascade's cross-encoder by distillation: the student reads candidate lists as it will at serving time (the
+first stage's top candidates, see evaluation/teachers.py) and learns the teachers' ordering of each list.
 
-At serving time the reranker sees the bi-encoder's top 100 over the whole corpus, so every training group
-is (query, one positive, negatives) where the negatives are mined by the same bi-encoder over the whole
-training corpus (on-topic and off-topic alike), mixed, for WikiQA, with its labelled on-page negatives.
-SciFact titles give extra self-supervised groups (title as the query, its abstract as the positive).
-The loss is listwise: softmax cross-entropy of the positive against its negatives. Model selection and
-the first-stage fusion weight use WikiQA dev scored over its full pool, exactly as at test time.
+Loss, per list: cross-entropy of the student's softmax against a soft target, the teachers' ensemble softmaxed
+at `temperature`, mixed (`label_weight`) with the labelled positives where a list has labels. Pseudo-query lists
+are taught by the teachers alone (their answers are rewritten passages: a hard label could teach the student
+to spot the rewriting). Negation and constraint pairs (evaluation/hard_cases/templates.py) add lists of two
+whose target is the satisfying passage. Checkpoints are chosen on the dev lists (WikiQA dev questions and
+held-out SciFact train claims, reranking the first stage's top `dev_candidates`); the first-stage fusion weight
+is tuned there too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,175 +27,184 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from evaluation.beir import BeirSplit, corpus_vectors, exact_top_k, load_split
-from evaluation.fusion import best_fusion_weight, fuse
-from evaluation.metrics import ranking_metrics
-from services.encoders import BiEncoder, CrossEncoder, default_bi_encoder_path
+from evaluation.fusion import WEIGHTS
+from evaluation.hard_cases.templates import contrastive_pairs
+from evaluation.teachers import CandidateList, TeacherScores, ensemble, list_mrr
+from services.encoders import CrossEncoder
+from services.reranker.fusion import fused_scores
 
-__all__ = ["Group", "TrainingConfig", "build_groups", "train_reranker"]
-
-
-@dataclass(frozen=True)
-class Group:
-    query: str
-    positive: str
-    negatives: tuple[str, ...]
+__all__ = ["TrainingConfig", "TrainingList", "train_reranker", "training_lists"]
 
 
 @dataclass
 class TrainingConfig:
-    data_dir: Path
+    teachers: Path
+    """The cached teacher lists (python -m scripts.score_teachers)."""
     output: Path
-    base: str = ""
-    """Base checkpoint; empty means the bundled all-MiniLM-L6-v2 weights (a fresh 1-logit head on top)."""
-    max_length: int = 128
-    group_size: int = 8
-    groups_per_step: int = 4
-    learning_rate: float = 4e-5
-    warmup_fraction: float = 0.1
-    epochs: int = 4
-    time_budget_min: float = 55.0
-    evaluations: int = 4
-    mined_depth: int = 30
-    labelled_negatives: int = 3
-    self_supervised_groups: int = 1500
+    base: str
+    """Starting checkpoint: a cross-encoder folder, or a bi-encoder's (a fresh 1-logit head on top)."""
+    max_length: int = 192
+    list_size: int = 8
+    lists_per_step: int = 4
+    pairs_per_step: int = 2
+    contrastive_pairs: int = 3000
+    temperature: float = 0.5
+    label_weight: float = 0.5
+    learning_rate: float = 3e-5
+    warmup_fraction: float = 0.05
+    epochs: int = 3
+    time_budget_min: float = 60.0
+    evaluations: int = 3
+    dev_candidates: int = 20
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dev_candidates: int = 100
 
 
-def _positives(split: BeirSplit) -> dict[str, list[str]]:
-    return {query: [doc for doc, score in docs.items() if score >= 1] for query, docs in split.qrels.items()}
+@dataclass(frozen=True)
+class TrainingList:
+    query: str
+    documents: tuple[str, ...]
+    target: tuple[float, ...]
+    """The distribution the student's softmax over `documents` is trained towards."""
 
 
-def build_groups(split: BeirSplit, bi_encoder: BiEncoder, config: TrainingConfig, rng: random.Random) -> list[Group]:
-    """One group per (query, positive): negatives mined from the whole corpus, plus labelled ones if any."""
-    texts = dict(zip((doc["doc_id"] for doc in split.corpus), split.texts, strict=True))
-    ids = [doc["doc_id"] for doc in split.corpus]
-    queries = [query for query in split.queries if _positives(split).get(query)]
-    mined = exact_top_k(bi_encoder.encode_queries([split.queries[q] for q in queries]),
-                        corpus_vectors(split, bi_encoder), config.mined_depth)
-    groups = []
-    for query, row in zip(queries, mined, strict=True):
-        positives = set(_positives(split)[query])
-        labelled = [doc for doc, score in split.qrels[query].items() if score < 1 and doc in texts]
-        hard = [ids[i] for i in row if ids[i] not in positives]
-        for positive in sorted(positives):
-            if positive not in texts:
-                continue
-            chosen = rng.sample(labelled, min(config.labelled_negatives, len(labelled)))
-            pool = [doc for doc in hard if doc not in chosen]
-            chosen += pool[: config.group_size - 1 - len(chosen)]
-            if len(chosen) == config.group_size - 1:
-                groups.append(Group(split.queries[query], texts[positive], tuple(texts[doc] for doc in chosen)))
-    return groups
+def _softmax(values: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    shifted = np.exp(values - values.max())
+    normalised: np.ndarray[Any, np.dtype[np.float64]] = shifted / shifted.sum()
+    return normalised
 
 
-def self_supervised_groups(split: BeirSplit, bi_encoder: BiEncoder, config: TrainingConfig,
-                           rng: random.Random) -> list[Group]:
-    """Title as the query, the document's body as the positive, bi-encoder neighbours of the title as negatives."""
-    candidates = [i for i, doc in enumerate(split.corpus) if len(doc["title"].split()) >= 5 and doc["text"]]
-    chosen = rng.sample(candidates, min(config.self_supervised_groups, len(candidates)))
-    mined = exact_top_k(bi_encoder.encode_queries([split.corpus[i]["title"] for i in chosen]),
-                        corpus_vectors(split, bi_encoder), config.group_size + 2)
-    texts = split.texts
-    return [Group(split.corpus[i]["title"], split.corpus[i]["text"],
-                  tuple(texts[j] for j in row if j != i)[: config.group_size - 1])
-            for i, row in zip(chosen, mined, strict=True)]
+def _sample(item: CandidateList, teacher: np.ndarray[Any, np.dtype[np.float64]], size: int,
+            rng: random.Random) -> list[int]:
+    """Positions to train on: up to two positives, the teachers' top two, the rest drawn at random."""
+    positions = [item.documents.index(doc) for doc in item.positives[:2]]
+    positions += [int(i) for i in np.argsort(-teacher) if int(i) not in positions][: 2]
+    rest = [i for i in range(len(item.documents)) if i not in positions]
+    return positions + rng.sample(rest, min(size - len(positions), len(rest)))
 
 
-def rerank_full_pool(encoder: CrossEncoder, split: BeirSplit, bi_encoder: BiEncoder, depth: int
-                     ) -> tuple[dict[str, list[tuple[str, float]]], dict[str, list[tuple[str, float]]]]:
-    """(first-stage ranking, cross-encoder ranking of the first stage's top `depth`) for every query."""
-    ids = [doc["doc_id"] for doc in split.corpus]
-    texts = split.texts
-    queries = list(split.queries)
-    query_vectors = bi_encoder.encode_queries([split.queries[q] for q in queries])
-    vectors = corpus_vectors(split, bi_encoder)
-    top = exact_top_k(query_vectors, vectors, depth)
-    first: dict[str, list[tuple[str, float]]] = {}
-    reranked: dict[str, list[tuple[str, float]]] = {}
-    for query, query_vector, row in tqdm(list(zip(queries, query_vectors, top, strict=True)), desc="dev rerank",
-                                         unit="query", leave=False):
-        first[query] = [(ids[i], float(vectors[i] @ query_vector)) for i in row]
-        scores = encoder.score(split.queries[query], [texts[i] for i in row])
-        reranked[query] = [(ids[i], float(score)) for i, score in zip(row, scores, strict=True)]
-    return first, reranked
+def training_lists(scores: TeacherScores, weights: dict[str, float], config: TrainingConfig, rng: random.Random
+                   ) -> list[TrainingList]:
+    """One list per training query, its documents sampled afresh on each call (so each epoch differs)."""
+    made = []
+    for item in scores.lists:
+        if item.split != "train":
+            continue
+        teacher = ensemble(item, weights)
+        chosen = _sample(item, teacher, config.list_size, rng)
+        target = _softmax(teacher[chosen] / config.temperature)
+        if item.labelled:
+            labels = np.array([float(item.documents[i] in item.positives) for i in chosen])
+            target = (1 - config.label_weight) * target + config.label_weight * labels / labels.sum()
+        texts = scores.tables[item.table]
+        made.append(TrainingList(item.query, tuple(texts[item.documents[i]] for i in chosen), tuple(target)))
+    return made
 
 
-def _ordered(ranking: dict[str, list[tuple[str, float]]]) -> dict[str, list[tuple[str, float]]]:
-    return {query: sorted(hits, key=lambda hit: -hit[1]) for query, hits in ranking.items()}
+def _pair_lists(config: TrainingConfig, rng: random.Random) -> list[TrainingList]:
+    return [TrainingList(pair.query, (pair.satisfies, pair.violates), (1.0, 0.0))
+            for pair in contrastive_pairs(config.contrastive_pairs, rng)]
 
 
-def evaluate_dev(model: PreTrainedModel, tokenizer: Any, dev: BeirSplit, bi_encoder: BiEncoder,
-                 depth: int) -> dict[str, Any]:
+def _dev_scores(encoder: CrossEncoder, lists: Sequence[CandidateList], tables: dict[str, list[str]], depth: int
+                ) -> list[np.ndarray[Any, np.dtype[np.float64]]]:
+    return [np.asarray(encoder.score(item.query, [tables[item.table][doc] for doc in item.documents[:depth]]),
+                       dtype=np.float64)
+            for item in tqdm(lists, desc="dev rerank", unit="query", leave=False)]
+
+
+def _truncated(item: CandidateList, depth: int) -> CandidateList:
+    return CandidateList(item.source, item.split, item.table, item.query, item.documents[:depth], item.positives,
+                         item.labelled, item.first_stage[:depth], {})
+
+
+def evaluate_dev(model: PreTrainedModel, tokenizer: Any, scores: TeacherScores, depth: int) -> dict[str, Any]:
+    """Dev MRR@10 per source of the first stage, the student alone and fused with the first stage at the weight
+    best on dev (mean over sources); `rerank_mean` is what checkpoints are chosen by."""
     model.eval()  # type: ignore[no-untyped-call]
     # The model being trained, scored through the serving code path (no save/load round trip).
-    first, reranked = rerank_full_pool(CrossEncoder(model, tokenizer, "training", max_length=256), dev, bi_encoder,
-                                       depth)
+    encoder = CrossEncoder(model, tokenizer, "training", max_length=256)
+    by_source: dict[str, list[CandidateList]] = {}
+    for item in scores.lists:
+        if item.split == "dev":
+            by_source.setdefault(item.source, []).append(_truncated(item, depth))
+    student = {source: _dev_scores(encoder, items, scores.tables, depth) for source, items in by_source.items()}
     model.train()
-    weight, fused_mrr = best_fusion_weight(dev.qrels, first, reranked)
-    return {
-        "bi_mrr@10": ranking_metrics(dev.qrels, _ordered(first))["mrr@10"],
-        "rerank_mrr@10": ranking_metrics(dev.qrels, _ordered(reranked))["mrr@10"],
-        "fusion_weight": weight, "fused_mrr@10": fused_mrr,
-        "fused_check": ranking_metrics(dev.qrels, fuse(first, reranked, weight))["mrr@10"],
-    }
+    first = {source: [np.asarray(item.first_stage) for item in items] for source, items in by_source.items()}
+
+    def fused(weight: float) -> dict[str, float]:
+        return {source: list_mrr(items, [fused_scores(cross.astype(np.float32), bi.astype(np.float32), weight)
+                                         .astype(np.float64)
+                                         for cross, bi in zip(student[source], first[source], strict=True)])
+                for source, items in by_source.items()}
+
+    weight = max(WEIGHTS, key=lambda w: (np.mean(list(fused(w).values())), -w))
+    rerank = {source: list_mrr(items, student[source]) for source, items in by_source.items()}
+    return {"bi_mrr@10": {source: list_mrr(items, first[source]) for source, items in by_source.items()},
+            "rerank_mrr@10": rerank, "rerank_mean": float(np.mean(list(rerank.values()))),
+            "fusion_weight": weight, "fused_mrr@10": fused(weight)}
 
 
-def _batches(groups: list[Group], size: int, rng: random.Random) -> list[list[Group]]:
-    shuffled = groups[:]
-    rng.shuffle(shuffled)
-    return [shuffled[start : start + size] for start in range(0, len(shuffled) - size + 1, size)]
+def _load(config: TrainingConfig, device: torch.device) -> tuple[PreTrainedModel, Any]:
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1, dtype=torch.float32)
+    return model.to(device).train(), tokenizer
+
+
+def _batches(lists: list[TrainingList], pairs: list[TrainingList], config: TrainingConfig, rng: random.Random
+             ) -> list[list[TrainingList]]:
+    """Steps of `lists_per_step` teacher lists and `pairs_per_step` contrastive pairs."""
+    rng.shuffle(lists)
+    rng.shuffle(pairs)
+    steps = len(lists) // config.lists_per_step
+    return [lists[i * config.lists_per_step : (i + 1) * config.lists_per_step]
+            + pairs[(i * config.pairs_per_step) % max(len(pairs), 1) :][: config.pairs_per_step]
+            for i in range(steps)]
+
+
+def _loss(model: PreTrainedModel, tokenizer: Any, batch: list[TrainingList], config: TrainingConfig,
+          device: torch.device) -> torch.Tensor:
+    """Mean over the batch's lists of the cross-entropy between each list's target and the student's softmax."""
+    inputs = tokenizer([item.query for item in batch for _ in item.documents],
+                       [text for item in batch for text in item.documents], padding=True, truncation=True,
+                       max_length=config.max_length, return_tensors="pt").to(device)
+    logits = model(**inputs).logits.view(-1)
+    losses, start = [], 0
+    for item in batch:
+        end = start + len(item.documents)
+        target = torch.tensor(item.target, dtype=logits.dtype, device=device)
+        losses.append(-(target * torch.log_softmax(logits[start:end], dim=0)).sum())
+        start = end
+    return torch.stack(losses).mean()
 
 
 def train_reranker(config: TrainingConfig) -> dict[str, Any]:
-    """Train within the time budget, keep the checkpoint best on WikiQA dev, save it with its figures."""
+    """Train within the time budget, keep the checkpoint best on the dev lists, save it with its figures.
+    The starting checkpoint is evaluated first, so the report says whether training helped."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    bi_encoder = BiEncoder(device=config.device)
-    wikiqa, scifact = config.data_dir / "wikiqa", config.data_dir / "scifact"
-    groups = build_groups(load_split(wikiqa, "train"), bi_encoder, config, rng)
-    counts = {"wikiqa_train": len(groups)}
-    scifact_train = load_split(scifact, "train")
-    scifact_groups = build_groups(scifact_train, bi_encoder, config, rng)
-    self_groups = self_supervised_groups(scifact_train, bi_encoder, config, rng)
-    counts |= {"scifact_train": len(scifact_groups), "scifact_titles": len(self_groups)}
-    groups += scifact_groups + self_groups
-    dev = load_split(wikiqa, "dev")
-
-    source = config.base or str(default_bi_encoder_path())
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+    scores = TeacherScores.load(config.teachers)
+    weights = scores.provenance["weights"]
     device = torch.device("cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu")
-    model.to(device).train()
+    model, tokenizer = _load(config, device)
+    pairs = _pair_lists(config, rng)
+    counts = {"lists": len(training_lists(scores, weights, config, random.Random(0))), "pairs": len(pairs)}
+    start = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {"step": 0, "minutes": 0.0}
+    tqdm.write(f"dev (start): {start}")
+    history, best, best_state = [start], start, copy.deepcopy(model.state_dict())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    steps_per_epoch = len(groups) // config.groups_per_step
-    total_steps = steps_per_epoch * config.epochs
-    budget_s = config.time_budget_min * 60
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"rerank_mrr@10": -1.0}
-    best_state: dict[str, torch.Tensor] | None = None
-    began = time.monotonic()
-    step = 0
-    next_eval = 1
-    losses: list[float] = []
-    with tqdm(total=total_steps, desc="train reranker", unit="step") as bar:
+    total_steps = counts["lists"] // config.lists_per_step * config.epochs
+    budget_s, began, step, next_eval, losses = config.time_budget_min * 60, time.monotonic(), 0, 1, list[float]()
+    with tqdm(total=total_steps, desc="distil reranker", unit="step") as bar:
         for epoch in range(config.epochs):
-            for batch in _batches(groups, config.groups_per_step, rng):
+            for batch in _batches(training_lists(scores, weights, config, rng), pairs, config, rng):
                 progress = max(step / total_steps, (time.monotonic() - began) / budget_s)
                 if progress >= 1:
                     break
-                scale = min(1.0, progress / config.warmup_fraction) * (1 - progress)
                 for group in optimizer.param_groups:
-                    group["lr"] = config.learning_rate * scale
-                pairs = [(g.query, text) for g in batch for text in (g.positive, *g.negatives)]
-                inputs = tokenizer([q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
-                                   max_length=config.max_length, return_tensors="pt").to(device)
-                logits = model(**inputs).logits.view(len(batch), config.group_size)
-                loss = torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
-                                                                              device=device))
+                    group["lr"] = config.learning_rate * min(1.0, progress / config.warmup_fraction) * (1 - progress)
+                loss = _loss(model, tokenizer, batch, config, device)
                 loss.backward()  # type: ignore[no-untyped-call]
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -201,34 +213,35 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
                 step += 1
                 bar.update()
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", epoch=epoch)
-                if progress >= next_eval / config.evaluations or step == total_steps:
+                if progress >= next_eval / config.evaluations:
                     next_eval += 1
-                    figures = evaluate_dev(model, tokenizer, dev, bi_encoder, config.dev_candidates)
-                    figures |= {"step": step, "epoch": epoch, "minutes": (time.monotonic() - began) / 60,
-                                "loss": float(np.mean(losses[-100:]))}
+                    figures = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {
+                        "step": step, "epoch": epoch, "minutes": (time.monotonic() - began) / 60,
+                        "loss": float(np.mean(losses[-100:]))}
                     history.append(figures)
                     tqdm.write(f"dev: {figures}")
-                    if figures["rerank_mrr@10"] > best["rerank_mrr@10"]:
+                    if figures["rerank_mean"] > best["rerank_mean"]:
                         best, best_state = figures, copy.deepcopy(model.state_dict())
             else:
                 continue
             break
-    if best_state is None or not history or history[-1]["step"] != step:
-        figures = evaluate_dev(model, tokenizer, dev, bi_encoder, config.dev_candidates)
-        figures |= {"step": step, "minutes": (time.monotonic() - began) / 60}
+    if history[-1]["step"] != step:
+        figures = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {
+            "step": step, "minutes": (time.monotonic() - began) / 60}
         history.append(figures)
-        if figures["rerank_mrr@10"] > best["rerank_mrr@10"]:
+        if figures["rerank_mean"] > best["rerank_mean"]:
             best, best_state = figures, copy.deepcopy(model.state_dict())
-    assert best_state is not None
     model.load_state_dict(best_state)
     config.output.mkdir(parents=True, exist_ok=True)
-    model.half().save_pretrained(config.output)  # fp16 on disk (half the size); loaded as fp32 on CPU
+    # fp16 on disk (half the size); loaded as fp32 on CPU
+    model.half().save_pretrained(config.output)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(config.output)
     report = {
         "config": {key: os.path.relpath(value) if isinstance(value, Path) else value
                    for key, value in asdict(config).items()},
-        "groups": counts, "steps": step, "train_minutes": (time.monotonic() - began) / 60,
-        "best": best, "history": history, "device": str(device),
+        "teachers": scores.provenance, "counts": counts, "steps": step,
+        "train_minutes": (time.monotonic() - began) / 60, "start": start, "best": best, "history": history,
+        "improved": best["step"] > 0, "device": str(device),
     }
     (config.output / "cascade.json").write_text(json.dumps({"fusion_weight": best["fusion_weight"]}, indent=2))
     (config.output / "training_report.json").write_text(json.dumps(report, indent=2))

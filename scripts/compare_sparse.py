@@ -25,11 +25,11 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse
 import torch
-from qdrant_edge import Bm25
 from tqdm import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from evaluation.beir import BeirSplit, corpus_vectors, load_split
+from evaluation.lexical import bm25_scores
 from evaluation.metrics import ranking_metrics
 from runtime.model_fetch import download_package
 from scripts.benchlib import DATA_DIR, machine, write_result
@@ -80,25 +80,6 @@ class Splade:
         """Every query's dot product with every document (queries cut to 64 tokens, documents to 256)."""
         asked, corpus = self.encode(queries, 64, "splade queries"), self.encode(documents, 256, f"splade {name}")
         return np.asarray((asked @ corpus.T).todense(), dtype=np.float32)
-
-
-def _term_matrix(vectors: list[Any], vocabulary: dict[int, int]) -> scipy.sparse.csr_matrix:
-    indices, values, pointers = [], [], [0]
-    for vector in vectors:
-        indices += [vocabulary.setdefault(index, len(vocabulary)) for index in vector.indices]
-        values += list(vector.values)
-        pointers.append(len(indices))
-    return scipy.sparse.csr_matrix((values, indices, pointers), shape=(len(vectors), 1 << 20))
-
-
-def bm25_scores(documents: list[str], queries: list[str]) -> Scores:
-    """Qdrant's BM25 term vectors, scored with the IDF modifier's formula ln((N - n + 0.5) / (n + 0.5) + 1)."""
-    model, vocabulary = Bm25(), dict[int, int]()
-    corpus = _term_matrix([model.embed_document(text) for text in documents], vocabulary)
-    asked = _term_matrix([model.embed_query(text) for text in queries], vocabulary)
-    frequency = np.asarray((corpus > 0).sum(axis=0)).ravel()
-    idf = np.log((len(documents) - frequency + 0.5) / (frequency + 0.5) + 1.0)
-    return np.asarray((asked @ scipy.sparse.diags(idf) @ corpus.T).todense(), dtype=np.float32)
 
 
 def rrf(*lists: Scores) -> Scores:
