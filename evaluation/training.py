@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -48,7 +47,7 @@ class TrainingConfig:
     lists_per_step: int = 4
     pairs_per_step: int = 2
     contrastive_pairs: int = 3000
-    temperature: float = 0.5
+    temperature: float = 1.0
     label_weight: float = 0.5
     learning_rate: float = 3e-5
     warmup_fraction: float = 0.05
@@ -145,6 +144,17 @@ def evaluate_dev(model: PreTrainedModel, tokenizer: Any, scores: TeacherScores, 
             "fusion_weight": weight, "fused_mrr@10": fused(weight)}
 
 
+def _shown(value: Any) -> Any:
+    """Paths as a reader can follow them on another machine: relative to here, or to the home folder."""
+    if not isinstance(value, str | Path) or not Path(value).is_absolute():
+        return value
+    path = Path(value).resolve()
+    for root, shown in ((Path.cwd(), "."), (Path.home(), "~")):
+        if path.is_relative_to(root):
+            return f"{shown}/{path.relative_to(root)}"
+    return str(path)
+
+
 def _load(config: TrainingConfig, device: torch.device) -> tuple[PreTrainedModel, Any]:
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     model = AutoModelForSequenceClassification.from_pretrained(config.base, num_labels=1, dtype=torch.float32)
@@ -237,8 +247,7 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     model.half().save_pretrained(config.output)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(config.output)
     report = {
-        "config": {key: os.path.relpath(value) if isinstance(value, Path) else value
-                   for key, value in asdict(config).items()},
+        "config": {key: _shown(value) for key, value in asdict(config).items()},
         "teachers": scores.provenance, "counts": counts, "steps": step,
         "train_minutes": (time.monotonic() - began) / 60, "start": start, "best": best, "history": history,
         "improved": best["step"] > 0, "device": str(device),

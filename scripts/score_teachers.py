@@ -39,7 +39,8 @@ def main() -> None:
     found = provenance(tables, sources, first_stage, teachers, args.depth, args.seed) | {"weights": weights,
                                                                                          "dev_mrr@10": dev}
     TeacherScores({name: table.texts for name, table in tables.items()}, lists, found).save(args.output)
-    write_result("teachers", {"machine": machine(), "cache": str(args.output), **found})
+    cache = str(args.output).replace(str(Path.home()), "~", 1)  # no machine paths in committed results
+    write_result("teachers", {"machine": machine(), "cache": cache, **found})
     print(f"{len(lists)} lists cached in {args.output}; ensemble weights {weights}; dev MRR@10 {dev}")
 
 
