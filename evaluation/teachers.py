@@ -13,7 +13,7 @@ import itertools
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,7 @@ Weights = dict[str, float]
 
 @dataclass(frozen=True)
 class QuerySource:
-    """Queries over one table of texts: the rows before `documents` are the searchable corpus, rows after it are
-    pseudo-queries' answers (scored, never retrieved)."""
+    """Queries over one table (see `Table`), each with its positives as row numbers."""
 
     name: str
     split: str
@@ -45,8 +44,8 @@ class QuerySource:
     table: str
     queries: list[str]
     positives: list[list[int]]
-    excluded: list[int | None] = field(default_factory=list)
-    """Per query, the corpus row a pseudo-query was drawn from (its rewritten answer stands in for it)."""
+    excluded: list[int | None]
+    """Per query, the corpus row a pseudo-query was drawn from (its rewritten answer stands in for it), or None."""
     labelled: bool = True
 
 
