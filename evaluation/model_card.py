@@ -67,8 +67,8 @@ licence), with teachers under MIT. Use it for research and for trying Cascade. I
 `cross-encoder/ms-marco-MiniLM-L6-v2`.
 
 ## Training (`python -m scripts.score_teachers`, then `python -m scripts.train_reranker`)
-- Start: `{config['base']}` (the previous reranker: all-MiniLM-L6-v2 with a 1-logit head, fine-tuned on the
-  labelled splits).
+- Start: `{config['base']}` as it was when training began (for the shipped model: the previous reranker, in
+  this folder's git history: all-MiniLM-L6-v2 with a 1-logit head fine-tuned on the labelled splits alone).
 - Teachers, their scores averaged as per-list z-scores with weights chosen on the dev lists:
 {teacher_lines}
 - Candidate lists: the shipped first stage's ({teachers['first_stage']}) top {teachers['depth']} for every query,
