@@ -7,12 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services.encoders.catalogue import CATALOGUE
+
 __all__ = ["write_model_card"]
 
-_LICENCES = {
-    "bge-small": "BAAI/bge-small-en-v1.5, MIT", "e5-small": "intfloat/e5-small-v2, MIT",
-    "bm25": "BM25 (Qdrant's tokenizer), no model",
-}
+
+
+def _teacher(name: str) -> str:
+    """A teacher as the catalogue names it, with its licence (BM25 is no model)."""
+    spec = CATALOGUE.get(name)
+    return f"{spec.model_id}, {spec.licence}" if spec else "BM25 (Qdrant's tokenizer), no model"
 
 
 def _dev_row(row: dict[str, Any]) -> str:
@@ -40,7 +44,7 @@ def write_model_card(folder: Path, evaluation: dict[str, Any] | None = None,
     sources = sorted(report["start"]["rerank_mrr@10"])
     weights = {name: weight for name, weight in teachers["weights"].items() if weight}
     teacher_lines = "\n".join(
-        f"  - {_LICENCES.get(name, name)}: weight {weight:g}; dev MRR@10 alone "
+        f"  - {_teacher(name)}: weight {weight:g}; dev MRR@10 alone "
         + ", ".join(f"{source} {value:.3f}" for source, value in teachers["dev_mrr@10"][name].items())
         for name, weight in weights.items())
     data_lines = "\n".join(f"  - {name}: {entry['queries']} queries ({entry['split']}, "

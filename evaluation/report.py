@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 
 from evaluation.metrics import METRICS
 
-__all__ = ["markdown_table", "write_report"]
+__all__ = ["markdown_table", "shown_path", "write_report"]
 
 
 def markdown_table(reports: list[dict[str, Any]]) -> str:
@@ -56,3 +56,14 @@ def write_report(reports: list[dict[str, Any]], folder: Path, name: str = "eval"
     paths[1].write_text(markdown_table(reports))
     _chart(reports, paths[2])
     return paths
+
+
+def shown_path(value: Any) -> Any:
+    """Paths as a reader can follow them on another machine: relative to here, or to the home folder."""
+    if not isinstance(value, str | Path) or not Path(value).is_absolute():
+        return value
+    path = Path(value).resolve()
+    for root, shown in ((Path.cwd(), "."), (Path.home(), "~")):
+        if path.is_relative_to(root):
+            return f"{shown}/{path.relative_to(root)}"
+    return str(path)

@@ -23,11 +23,12 @@ import orjson
 
 from evaluation.beir import exact_top_k, load_split, text_vectors
 from evaluation.lexical import bm25_scores
+from evaluation.metrics import ranking_metrics
 from evaluation.pseudo_queries import PseudoQuery, cloze_queries, python_documentation, title_queries
 from services.encoders import BiEncoder, document_text
 
-__all__ = ["DENSE_TEACHERS", "CandidateList", "QuerySource", "Table", "TeacherScores", "build_sources", "ensemble",
-           "list_mrr", "provenance", "score_teachers", "tune_ensemble"]
+__all__ = ["DENSE_TEACHERS", "CandidateList", "QuerySource", "Table", "TeacherScores", "build_sources", "dev_lists",
+           "ensemble", "list_mrr", "provenance", "score_teachers", "tune_ensemble"]
 
 DENSE_TEACHERS = ("bge-small", "e5-small")
 SPARSE_TEACHER = "bm25"
@@ -141,53 +142,56 @@ def build_sources(data_dir: Path, rng: random.Random, pseudo_per_kind: int, scif
     return tables, sources
 
 
-Matrix = npt.NDArray[np.float32]
-
-
-def _candidates(source: QuerySource, table: Table, first_stage: BiEncoder, depth: int
-                ) -> tuple[list[list[int]], list[list[float]]]:
-    """The first stage's top `depth` searchable rows per query (a pseudo-query's own document left out), with
-    the positives added to training lists where it missed them (a training list always holds its answer); and
-    the first stage's score of each."""
-    vectors = text_vectors(table.texts, first_stage, source.table)
-    queries = first_stage.encode_queries(source.queries)
-    top = exact_top_k(queries, vectors[: table.searchable], depth + 1)
-    lists, scores = [], []
-    for query, row, positives, excluded in zip(queries, top, source.positives, source.excluded, strict=True):
-        found = [int(i) for i in row if i != excluded][:depth]
-        if source.split == "train":
-            found += [p for p in positives if p not in found]
-        lists.append(found)
-        scores.append((vectors[found] @ query).tolist())
-    return lists, scores
-
-
-def _dense_scores(teacher: BiEncoder, source: QuerySource, table: Table, lists: list[list[int]]) -> list[list[float]]:
-    vectors = text_vectors(table.texts, teacher, source.table)
-    queries = teacher.encode_queries(source.queries)
+def _row_scores(queries: npt.NDArray[np.float32], vectors: npt.NDArray[np.float32], lists: list[list[int]]
+                ) -> list[list[float]]:
+    """Each query's cosine with the rows of its list."""
     return [(vectors[rows] @ query).tolist() for query, rows in zip(queries, lists, strict=True)]
 
 
-def _bm25(source: QuerySource, table: Table, lists: list[list[int]]) -> list[list[float]]:
-    scores = bm25_scores(table.texts, source.queries)
-    return [scores[i, rows].tolist() for i, rows in enumerate(lists)]
+def _candidates(source: QuerySource, table: Table, queries: npt.NDArray[np.float32],
+                vectors: npt.NDArray[np.float32], depth: int) -> list[list[int]]:
+    """The first stage's top `depth` searchable rows per query (a pseudo-query's own document left out), with
+    the positives added to training lists where it missed them (a training list always holds its answer)."""
+    top = exact_top_k(queries, vectors[: table.searchable], depth + 1)
+    lists = []
+    for row, positives, excluded in zip(top, source.positives, source.excluded, strict=True):
+        found = [int(i) for i in row if i != excluded][:depth]
+        lists.append(found + [p for p in positives if p not in found] if source.split == "train" else found)
+    return lists
 
 
 def score_teachers(tables: dict[str, Table], sources: list[QuerySource], first_stage: BiEncoder,
                    teachers: Sequence[BiEncoder], depth: int) -> list[CandidateList]:
-    """Every source's candidate lists, each document scored by every dense teacher and by BM25."""
-    candidates = {source.name: _candidates(source, tables[source.table], first_stage, depth) for source in sources}
-    lists = {name: rows for name, (rows, _) in candidates.items()}
-    scored: dict[str, dict[str, list[list[float]]]] = {source.name: {} for source in sources}
-    for teacher in teachers:  # one teacher at a time: its table vectors are encoded (or read from cache) once
-        for source in sources:
-            scored[source.name][teacher.name] = _dense_scores(teacher, source, tables[source.table],
-                                                              lists[source.name])
+    """Every source's candidate lists, each document scored by the first stage, every dense teacher and BM25.
+    Each table is encoded (or read from cache) once per model and indexed for BM25 once, whatever the number of
+    sources over it."""
+    by_table: dict[str, list[QuerySource]] = {}
     for source in sources:
-        scored[source.name][SPARSE_TEACHER] = _bm25(source, tables[source.table], lists[source.name])
+        by_table.setdefault(source.table, []).append(source)
+    lists: dict[str, list[list[int]]] = {}
+    first: dict[str, list[list[float]]] = {}
+    scored: dict[str, dict[str, list[list[float]]]] = {source.name: {} for source in sources}
+    for name, members in by_table.items():
+        vectors = text_vectors(tables[name].texts, first_stage, name)
+        for source in members:
+            queries = first_stage.encode_queries(source.queries)
+            lists[source.name] = _candidates(source, tables[name], queries, vectors, depth)
+            first[source.name] = _row_scores(queries, vectors, lists[source.name])
+    for teacher in teachers:
+        for name, members in by_table.items():
+            vectors = text_vectors(tables[name].texts, teacher, name)
+            for source in members:
+                scored[source.name][teacher.name] = _row_scores(teacher.encode_queries(source.queries), vectors,
+                                                                lists[source.name])
+    for name, members in by_table.items():
+        bm25 = bm25_scores(tables[name].texts, [query for source in members for query in source.queries])
+        offset = 0
+        for source in members:
+            scored[source.name][SPARSE_TEACHER] = [bm25[offset + i, rows].tolist()
+                                                   for i, rows in enumerate(lists[source.name])]
+            offset += len(source.queries)
     return [CandidateList(source.name, source.split, source.table, query, rows, positives, source.labelled,
-                          candidates[source.name][1][i],
-                          {name: by_teacher[i] for name, by_teacher in scored[source.name].items()})
+                          first[source.name][i], {name: values[i] for name, values in scored[source.name].items()})
             for source in sources
             for i, (query, rows, positives) in enumerate(zip(source.queries, lists[source.name], source.positives,
                                                              strict=True))]
@@ -202,24 +206,28 @@ def ensemble(item: CandidateList, weights: Weights) -> npt.NDArray[np.float64]:
     return total / max(sum(weights.values()), 1e-9)
 
 
+def dev_lists(lists: Sequence[CandidateList]) -> dict[str, list[CandidateList]]:
+    """The dev lists, by source (choices weigh each source equally)."""
+    dev: dict[str, list[CandidateList]] = {}
+    for item in lists:
+        if item.split == "dev":
+            dev.setdefault(item.source, []).append(item)
+    return dev
+
+
 def list_mrr(lists: Sequence[CandidateList], scores: Sequence[npt.NDArray[np.float64]]) -> float:
-    """MRR@10 of each list ordered by the given scores, its labelled positives the answers."""
-    reciprocal = []
-    for item, row in zip(lists, scores, strict=True):
-        order = [item.documents[i] for i in np.argsort(-row)[:10]]
-        ranks = [rank for rank, doc in enumerate(order, 1) if doc in item.positives]
-        reciprocal.append(1 / ranks[0] if ranks else 0.0)
-    return float(np.mean(reciprocal))
+    """MRR@10 of the lists ordered by the given scores, their labelled positives the answers."""
+    qrels = {str(i): {str(doc): 1 for doc in item.positives} for i, item in enumerate(lists)}
+    ranking = {str(i): [(str(item.documents[k]), float(row[k])) for k in np.argsort(-row)]
+               for i, (item, row) in enumerate(zip(lists, scores, strict=True))}
+    return ranking_metrics(qrels, ranking)["mrr@10"]
 
 
 def tune_ensemble(lists: Sequence[CandidateList], grid: Sequence[float] = (0.0, 0.5, 1.0)
                   ) -> tuple[Weights, dict[str, dict[str, float]]]:
     """The teacher weights with the best mean dev MRR@10 over the dev sources (each source counts equally), and
     the dev figures of the first stage, each teacher alone and the chosen ensemble."""
-    dev: dict[str, list[CandidateList]] = {}
-    for item in lists:
-        if item.split == "dev":
-            dev.setdefault(item.source, []).append(item)
+    dev = dev_lists(lists)
     names = list(lists[0].scores)
 
     def figures(weights: Weights) -> dict[str, float]:
@@ -230,10 +238,11 @@ def tune_ensemble(lists: Sequence[CandidateList], grid: Sequence[float] = (0.0, 
 
     candidates = [dict(zip(names, combo, strict=True)) for combo in itertools.product(grid, repeat=len(names))
                   if sum(combo) > 0]
-    best = max(candidates, key=lambda weights: mean(figures(weights)))
-    report = {"first_stage": {source: list_mrr(items, [-np.arange(len(item.documents), dtype=np.float64)
-                                                       for item in items]) for source, items in dev.items()},
-              **{name: figures({name: 1.0}) for name in names}, "ensemble": figures(best)}
+    by_weights = [(weights, figures(weights)) for weights in candidates]
+    best, best_figures = max(by_weights, key=lambda found: mean(found[1]))
+    report = {"first_stage": {source: list_mrr(items, [np.asarray(item.first_stage) for item in items])
+                              for source, items in dev.items()},
+              **{name: figures({name: 1.0}) for name in names}, "ensemble": best_figures}
     return best, report
 
 

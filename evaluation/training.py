@@ -28,7 +28,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from evaluation.fusion import WEIGHTS
 from evaluation.hard_cases.templates import contrastive_pairs
-from evaluation.teachers import CandidateList, TeacherScores, ensemble, list_mrr
+from evaluation.report import shown_path
+from evaluation.teachers import CandidateList, TeacherScores, dev_lists, ensemble, list_mrr
 from services.encoders import CrossEncoder
 from services.reranker.fusion import fused_scores
 
@@ -105,9 +106,9 @@ def _pair_lists(config: TrainingConfig, rng: random.Random) -> list[TrainingList
             for pair in contrastive_pairs(config.contrastive_pairs, rng)]
 
 
-def _dev_scores(encoder: CrossEncoder, lists: Sequence[CandidateList], tables: dict[str, list[str]], depth: int
+def _dev_scores(encoder: CrossEncoder, lists: Sequence[CandidateList], tables: dict[str, list[str]]
                 ) -> list[np.ndarray[Any, np.dtype[np.float64]]]:
-    return [np.asarray(encoder.score(item.query, [tables[item.table][doc] for doc in item.documents[:depth]]),
+    return [np.asarray(encoder.score(item.query, [tables[item.table][doc] for doc in item.documents]),
                        dtype=np.float64)
             for item in tqdm(lists, desc="dev rerank", unit="query", leave=False)]
 
@@ -123,11 +124,9 @@ def evaluate_dev(model: PreTrainedModel, tokenizer: Any, scores: TeacherScores, 
     model.eval()  # type: ignore[no-untyped-call]
     # The model being trained, scored through the serving code path (no save/load round trip).
     encoder = CrossEncoder(model, tokenizer, "training", max_length=256)
-    by_source: dict[str, list[CandidateList]] = {}
-    for item in scores.lists:
-        if item.split == "dev":
-            by_source.setdefault(item.source, []).append(_truncated(item, depth))
-    student = {source: _dev_scores(encoder, items, scores.tables, depth) for source, items in by_source.items()}
+    by_source = {source: [_truncated(item, depth) for item in items]
+                 for source, items in dev_lists(scores.lists).items()}
+    student = {source: _dev_scores(encoder, items, scores.tables) for source, items in by_source.items()}
     model.train()
     first = {source: [np.asarray(item.first_stage) for item in items] for source, items in by_source.items()}
 
@@ -137,22 +136,12 @@ def evaluate_dev(model: PreTrainedModel, tokenizer: Any, scores: TeacherScores, 
                                          for cross, bi in zip(student[source], first[source], strict=True)])
                 for source, items in by_source.items()}
 
-    weight = max(WEIGHTS, key=lambda w: (np.mean(list(fused(w).values())), -w))
+    by_weight = {weight: fused(weight) for weight in WEIGHTS}
+    weight = max(WEIGHTS, key=lambda w: (np.mean(list(by_weight[w].values())), -w))
     rerank = {source: list_mrr(items, student[source]) for source, items in by_source.items()}
     return {"bi_mrr@10": {source: list_mrr(items, first[source]) for source, items in by_source.items()},
             "rerank_mrr@10": rerank, "rerank_mean": float(np.mean(list(rerank.values()))),
-            "fusion_weight": weight, "fused_mrr@10": fused(weight)}
-
-
-def _shown(value: Any) -> Any:
-    """Paths as a reader can follow them on another machine: relative to here, or to the home folder."""
-    if not isinstance(value, str | Path) or not Path(value).is_absolute():
-        return value
-    path = Path(value).resolve()
-    for root, shown in ((Path.cwd(), "."), (Path.home(), "~")):
-        if path.is_relative_to(root):
-            return f"{shown}/{path.relative_to(root)}"
-    return str(path)
+            "fusion_weight": weight, "fused_mrr@10": by_weight[weight]}
 
 
 def _load(config: TrainingConfig, device: torch.device) -> tuple[PreTrainedModel, Any]:
@@ -199,7 +188,7 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu")
     model, tokenizer = _load(config, device)
     pairs = _pair_lists(config, rng)
-    counts = {"lists": len(training_lists(scores, weights, config, random.Random(0))), "pairs": len(pairs)}
+    counts = {"lists": sum(item.split == "train" for item in scores.lists), "pairs": len(pairs)}
     start = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {"step": 0, "minutes": 0.0}
     tqdm.write(f"dev (start): {start}")
     history, best, best_state = [start], start, copy.deepcopy(model.state_dict())
@@ -247,7 +236,7 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     model.half().save_pretrained(config.output)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(config.output)
     report = {
-        "config": {key: _shown(value) for key, value in asdict(config).items()},
+        "config": {key: shown_path(value) for key, value in asdict(config).items()},
         "teachers": scores.provenance, "counts": counts, "steps": step,
         "train_minutes": (time.monotonic() - began) / 60, "start": start, "best": best, "history": history,
         "improved": best["step"] > 0, "device": str(device),

@@ -14,6 +14,7 @@ import argparse
 import random
 from pathlib import Path
 
+from evaluation.report import shown_path
 from evaluation.teachers import DENSE_TEACHERS, TeacherScores, build_sources, provenance, score_teachers, tune_ensemble
 from scripts.benchlib import DATA_DIR, machine, write_result
 from services.encoders import BiEncoder
@@ -39,8 +40,7 @@ def main() -> None:
     found = provenance(tables, sources, first_stage, teachers, args.depth, args.seed) | {"weights": weights,
                                                                                          "dev_mrr@10": dev}
     TeacherScores({name: table.texts for name, table in tables.items()}, lists, found).save(args.output)
-    cache = str(args.output).replace(str(Path.home()), "~", 1)  # no machine paths in committed results
-    write_result("teachers", {"machine": machine(), "cache": cache, **found})
+    write_result("teachers", {"machine": machine(), "cache": shown_path(args.output), **found})
     print(f"{len(lists)} lists cached in {args.output}; ensemble weights {weights}; dev MRR@10 {dev}")
 
 
