@@ -62,7 +62,10 @@ Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 Scalar = str | int | float | bool
 Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], str | int | bool]
-Mode = Literal["bi", "rerank", "cross"]
+Mode = Literal["bi", "rerank", "cross", "colbert"]
+"""bi: the first stage alone; rerank: its candidates reranked by the cross-encoder; cross: every document of a
+small collection scored by the cross-encoder; colbert: the first stage's candidates rescored by late interaction
+(MaxSim of token vectors, inside the store) in collections made with `late_interaction`."""
 FirstStage = Literal["dense", "sparse", "hybrid"]
 """How candidates are found: the collection's bi-encoder (HNSW), BM25 term vectors, or both fused by reciprocal
 rank inside the store."""
@@ -113,6 +116,9 @@ class DocumentEvent(Message):
     model: ModelName | None = None
     """The first-stage model of a collection this document creates (default: the ingest service's); for an
     existing collection it must be the collection's model or absent."""
+    late_interaction: bool | None = None
+    """Whether a collection this document creates also stores each document's token vectors (ColBERT, for mode
+    colbert; default: no); for an existing collection it must match or be absent."""
 
     @model_validator(mode="after")
     def _text_matches_op(self) -> Self:
@@ -142,8 +148,9 @@ class SearchRequest(Message):
     query: Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
     k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
     candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] | None = None
-    """First-stage hits the reranker scores (mode rerank); unset: the query service's default (100 where the
-    models run on a GPU, 20 on CPU; `CASCADE_BATCH_CANDIDATES`)."""
+    """First-stage hits the reranker scores (mode rerank) or MaxSim rescores (mode colbert); unset: the query
+    service's default (rerank: 100 where the models run on a GPU, 20 on CPU, `CASCADE_BATCH_CANDIDATES`; colbert:
+    `CASCADE_BATCH_COLBERT_CANDIDATES`, 100)."""
     mode: Mode = "rerank"
     first_stage: FirstStage = "dense"
     """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
@@ -158,8 +165,8 @@ class SearchRequest(Message):
             raise ValueError("query is empty")
         if self.candidates is not None and self.k > self.candidates:
             raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
-        if self.mode == "cross" and self.first_stage != "dense":
-            raise ValueError("mode 'cross' scores every document: it takes no first_stage")
+        if self.mode in ("cross", "colbert") and self.first_stage != "dense":
+            raise ValueError(f"mode {self.mode!r} takes the dense first stage only")
         return self
 
 
@@ -171,7 +178,9 @@ class StageTimings(BaseModel):
     query_queue_ms: float | None = None
     """From the request's creation to the query service picking it up."""
     encode_ms: float | None = None
+    """Encoding the query (mode colbert: its dense vector and its token vectors)."""
     ann_ms: float | None = None
+    """The store's search (mode colbert: the dense prefetch and the MaxSim rescoring, one store call)."""
     rerank_queue_ms: float | None = None
     """From the candidate set's publication to its batch starting on the cross-encoder."""
     rerank_ms: float | None = None

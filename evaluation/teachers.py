@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +27,9 @@ from evaluation.metrics import ranking_metrics
 from evaluation.pseudo_queries import PseudoQuery, cloze_queries, python_documentation, title_queries
 from services.encoders import BiEncoder, document_text
 
-__all__ = ["DENSE_TEACHERS", "CandidateList", "QuerySource", "Table", "TeacherScores", "build_sources", "dev_lists",
-           "ensemble", "list_mrr", "provenance", "score_teachers", "tune_ensemble"]
+__all__ = ["DENSE_TEACHERS", "CandidateList", "QuerySource", "Table", "TeacherScores", "build_sources",
+           "dev_figures", "dev_lists", "encoder_scores", "ensemble", "list_mrr", "provenance", "score_teachers",
+           "tune_ensemble"]
 
 DENSE_TEACHERS = ("bge-small", "e5-small")
 SPARSE_TEACHER = "bm25"
@@ -63,6 +64,11 @@ class CandidateList:
     """The first stage's score of each document (cosine), for fusing with the student as the service does."""
     scores: dict[str, list[float]]
     """Each teacher's score of each document."""
+
+    def head(self, depth: int) -> CandidateList:
+        """The list cut to its first `depth` documents, without teacher scores (dev evaluation)."""
+        return CandidateList(self.source, self.split, self.table, self.query, self.documents[:depth], self.positives,
+                             self.labelled, self.first_stage[:depth], {})
 
 
 @dataclass
@@ -213,6 +219,29 @@ def dev_lists(lists: Sequence[CandidateList]) -> dict[str, list[CandidateList]]:
         if item.split == "dev":
             dev.setdefault(item.source, []).append(item)
     return dev
+
+
+def dev_figures(lists: Sequence[CandidateList], depth: int,
+                score: Callable[[list[CandidateList]], list[npt.NDArray[np.float64]]]) -> dict[str, float]:
+    """Per dev source, MRR@10 of each list's first `depth` documents ordered by `score` (a score per document
+    of each list given)."""
+    figures = {}
+    for source, items in dev_lists(lists).items():
+        heads = [item.head(depth) for item in items]
+        figures[source] = list_mrr(heads, score(heads))
+    return figures
+
+
+def encoder_scores(items: Sequence[CandidateList], tables: dict[str, list[str]],
+                   encode_documents: Callable[[list[str]], Any],
+                   encode_queries: Callable[[list[str]], Any],
+                   similarity: Callable[[Any, Any], float]) -> list[npt.NDArray[np.float64]]:
+    """Each list's documents scored by a first-stage encoder: every distinct document encoded once."""
+    rows = sorted({(item.table, row) for item in items for row in item.documents})
+    vectors = dict(zip(rows, encode_documents([tables[table][row] for table, row in rows]), strict=True))
+    queries = encode_queries([item.query for item in items])
+    return [np.asarray([similarity(query, vectors[item.table, row]) for row in item.documents], dtype=np.float64)
+            for item, query in zip(items, queries, strict=True)]
 
 
 def list_mrr(lists: Sequence[CandidateList], scores: Sequence[npt.NDArray[np.float64]]) -> float:

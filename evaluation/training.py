@@ -113,18 +113,13 @@ def _dev_scores(encoder: CrossEncoder, lists: Sequence[CandidateList], tables: d
             for item in tqdm(lists, desc="dev rerank", unit="query", leave=False)]
 
 
-def _truncated(item: CandidateList, depth: int) -> CandidateList:
-    return CandidateList(item.source, item.split, item.table, item.query, item.documents[:depth], item.positives,
-                         item.labelled, item.first_stage[:depth], {})
-
-
 def evaluate_dev(model: PreTrainedModel, tokenizer: Any, scores: TeacherScores, depth: int) -> dict[str, Any]:
     """Dev MRR@10 per source of the first stage, the student alone and fused with the first stage at the weight
     best on dev (mean over sources); `rerank_mean` is what checkpoints are chosen by."""
     model.eval()  # type: ignore[no-untyped-call]
     # The model being trained, scored through the serving code path (no save/load round trip).
     encoder = CrossEncoder(model, tokenizer, "training", max_length=256)
-    by_source = {source: [_truncated(item, depth) for item in items]
+    by_source = {source: [item.head(depth) for item in items]
                  for source, items in dev_lists(scores.lists).items()}
     student = {source: _dev_scores(encoder, items, scores.tables) for source, items in by_source.items()}
     model.train()

@@ -12,6 +12,7 @@ import contextlib
 import signal
 import time
 from dataclasses import asdict
+from functools import partial
 from typing import Any, Literal
 
 import structlog
@@ -23,7 +24,7 @@ from runtime.status import collection_status
 from sdk import KafkaAccessError
 from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.consumers import BatchConsumer, Subscription
-from services.encoders import BiEncoder, BiEncoders, CrossEncoder, RerankBatcher, UnknownModel
+from services.encoders import BiEncoder, BiEncoders, CrossEncoder, LateInteractionEncoder, RerankBatcher, UnknownModel
 from services.faults import is_transient
 from services.ingest import IndexScheduler, ingest_consumer
 from services.lag import watch_lag
@@ -75,7 +76,9 @@ class CascadeProcess:
                 return BiEncoder(name, max_length=models.bi_max_length, batch_size=models.encode_batch_size,
                                  device=models.device)
             self.bi_encoder = load(models.bi_encoder)
-            self.bi_encoders = BiEncoders(self.bi_encoder, load)
+            self.bi_encoders = BiEncoders(self.bi_encoder, load, partial(
+                LateInteractionEncoder, models.late_interaction, batch_size=models.encode_batch_size,
+                device=models.device) if models.late_interaction else None)
         if "rerank" in roles or ("query" in roles and models.cross_encoder):
             cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device,
                                       precision=models.cross_precision)

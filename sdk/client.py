@@ -175,15 +175,17 @@ class SearchClient:
 
     async def index(
         self, documents: Iterable[DocumentLike], *, collection: str | None = None, model: str | None = None,
-        wait: bool = True, timeout_s: float = 300.0, progress: Callable[[int], None] | None = None,
+        late_interaction: bool | None = None, wait: bool = True, timeout_s: float = 300.0,
+        progress: Callable[[int], None] | None = None,
     ) -> list[IngestAck]:
         """Publish upserts; with `wait`, return one ack per document (raises IngestRejected if any is rejected).
 
-        Plain mappings are validated here first (`collection` and `model` fill in missing fields), so a bad
-        document raises InvalidDocuments before anything is sent. `model` names the first-stage model of a
-        collection these documents create (`cascade models list`); the services' default otherwise.
+        Plain mappings are validated here first (`collection`, `model` and `late_interaction` fill in missing
+        fields), so a bad document raises InvalidDocuments before anything is sent. `model` names the first-stage
+        model of a collection these documents create (`cascade models list`); the services' default otherwise.
+        `late_interaction=True` makes a new collection store token vectors too, for mode colbert.
         """
-        events = _validated(documents, collection, model)
+        events = _validated(documents, collection, model=model, late_interaction=late_interaction)
         return await self._send_events(events, wait, timeout_s, progress)
 
     async def delete(
@@ -211,7 +213,7 @@ class SearchClient:
         return acks
 
 
-def _validated(documents: Iterable[DocumentLike], collection: str | None, model: str | None = None
+def _validated(documents: Iterable[DocumentLike], collection: str | None, **defaults: str | bool | None
                ) -> list[DocumentEvent]:
     events: list[DocumentEvent] = []
     problems: list[str] = []
@@ -222,8 +224,9 @@ def _validated(documents: Iterable[DocumentLike], collection: str | None, model:
         fields = dict(document)
         if collection is not None:
             fields.setdefault("collection", collection)
-        if model is not None:
-            fields.setdefault("model", model)
+        for name, value in defaults.items():
+            if value is not None:
+                fields.setdefault(name, value)
         try:
             events.append(DocumentEvent.model_validate(fields))
         except ValidationError as exc:

@@ -19,6 +19,7 @@ from sdk.security import KafkaSecurity, Protocol, SaslMechanism
 from services.faults import Backoff
 
 __all__ = [
+    "BUNDLED_COLBERT",
     "BUNDLED_RERANKER",
     "BatchingSettings",
     "KafkaSettings",
@@ -30,6 +31,7 @@ __all__ = [
 
 
 BUNDLED_RERANKER = Path(__file__).resolve().parents[1] / "models" / "cascade-reranker-minilm-l6"
+BUNDLED_COLBERT = Path(__file__).resolve().parents[1] / "models" / "cascade-colbert-minilm-l6"
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -153,6 +155,9 @@ class ModelSettings(BaseSettings):
     cross_encoder: str = Field(default_factory=lambda: str(BUNDLED_RERANKER) if BUNDLED_RERANKER.is_dir() else "")
     """Hugging Face name or path; by default the reranker trained by this project and shipped in models/."""
     cross_max_length: int = Field(256, ge=8, le=8192)
+    late_interaction: str = Field(default_factory=lambda: str(BUNDLED_COLBERT) if BUNDLED_COLBERT.is_dir() else "")
+    """The ColBERT encoder folder (mode colbert, collections made with late_interaction); by default the one
+    trained by this project and shipped in models/. Loaded on first use."""
     cross_precision: Precision = "auto"
     fusion_weight: float | None = Field(None, ge=0.0, le=1.0)
     """Share of the first-stage score in mode rerank's final score (z-normalised per candidate set); unset
@@ -186,6 +191,9 @@ class BatchingSettings(BaseSettings):
     """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
     rerank_queue_jobs: int = Field(256, ge=1)
     """Jobs waiting for the cross-encoder at most; a caller beyond it waits for room (backpressure)."""
+
+    colbert_candidates: int = Field(100, ge=1, le=MAX_CANDIDATES)
+    """Mode colbert: dense candidates MaxSim rescores when a request does not say (cheap: it runs in the store)."""
 
     def default_candidates(self, device_type: str) -> int:
         return self.candidates or (100 if device_type == "cuda" else 20)

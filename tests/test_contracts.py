@@ -103,7 +103,7 @@ def _document(**changes: object) -> bytes:
         (_request(k=60, candidates=50), SearchRequest, "k (60) must not exceed candidates (50)"),
         (_request(query=""), SearchRequest, "query is empty"),
         (_request(query="q" * (MAX_QUERY_CHARS + 1)), SearchRequest, "query: String should have at most"),
-        (_request(mode="dense"), SearchRequest, "mode: Input should be 'bi', 'rerank' or 'cross'"),
+        (_request(mode="dense"), SearchRequest, "mode: Input should be 'bi', 'rerank', 'cross' or 'colbert'"),
         (_request(k="5"), SearchRequest, "k: Input should be a valid integer"),
         (b"x" * (MAX_MESSAGE_BYTES + 1), SearchRequest, "more than the limit of"),
         (b"{not json", SearchRequest, "not valid UTF-8 JSON"),

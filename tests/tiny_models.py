@@ -10,6 +10,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
 from services.encoders import default_bi_encoder_path
+from services.encoders.late_interaction import LateInteractionCard, LateInteractionModel
 
 
 def _config(**extra: int) -> BertConfig:
@@ -26,4 +27,12 @@ def build_tiny_bi_encoder(folder: Path) -> Path:
 def build_tiny_cross_encoder(folder: Path, num_labels: int = 1) -> Path:
     AutoTokenizer.from_pretrained(default_bi_encoder_path()).save_pretrained(folder)
     BertForSequenceClassification(_config(num_labels=num_labels)).save_pretrained(folder)
+    return folder
+
+
+def build_tiny_colbert(folder: Path, dim: int = 16) -> Path:
+    """A late-interaction encoder folder (encoder, projection, card) as training saves one."""
+    tokenizer = AutoTokenizer.from_pretrained(default_bi_encoder_path())
+    model = LateInteractionModel(BertModel(_config()), dim)
+    model.save(folder, tokenizer, LateInteractionCard("test/tiny-colbert", dim))
     return folder

@@ -4,6 +4,7 @@ from services.encoders.bi_encoder import DEFAULT_BI_ENCODER_ID, BiEncoder, defau
 from services.encoders.catalogue import CATALOGUE, DEFAULT_MODEL, ModelNotFetched, ModelSpec, resolve_model
 from services.encoders.cross_encoder import CrossEncoder, ScoredBatch, plan_passes
 from services.encoders.device import resolve_device
+from services.encoders.late_interaction import LateInteractionEncoder, maxsim
 from services.encoders.registry import BiEncoders, UnknownModel
 from services.encoders.rerank_batcher import BatcherStopped, RerankBatcher, RerankOutcome
 from services.encoders.text import document_text
@@ -16,6 +17,7 @@ __all__ = [
     "BiEncoder",
     "BiEncoders",
     "CrossEncoder",
+    "LateInteractionEncoder",
     "ModelNotFetched",
     "ModelSpec",
     "RerankBatcher",
@@ -24,6 +26,7 @@ __all__ = [
     "UnknownModel",
     "default_bi_encoder_path",
     "document_text",
+    "maxsim",
     "plan_passes",
     "resolve_device",
     "resolve_model",

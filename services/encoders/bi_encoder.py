@@ -4,19 +4,19 @@ and document prefixes its model was trained with (sentence-transformers style)."
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from services.encoders.catalogue import CATALOGUE, DEFAULT_MODEL, resolve_model
 from services.encoders.device import resolve_device
 
-__all__ = ["DEFAULT_BI_ENCODER_ID", "BiEncoder", "ModelCard", "default_bi_encoder_path", "read_model_card"]
+__all__ = ["DEFAULT_BI_ENCODER_ID", "BiEncoder", "ModelCard", "default_bi_encoder_path", "embed", "read_model_card"]
 
 DEFAULT_BI_ENCODER_ID = CATALOGUE[DEFAULT_MODEL].model_id
 
@@ -53,6 +53,17 @@ def read_model_card(folder: Path) -> ModelCard:
     return ModelCard()
 
 
+def embed(model: PreTrainedModel, batch: Mapping[str, torch.Tensor], pooling: str) -> torch.Tensor:
+    """Unit vectors (float32) of a tokenized batch: the model's hidden states pooled (mean or CLS)."""
+    hidden = model(**batch).last_hidden_state
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
+
 class BiEncoder:
     """Encodes queries and documents into unit vectors, in length-sorted batches, counting what it encodes."""
 
@@ -63,7 +74,10 @@ class BiEncoder:
         max_length: int = 256,
         batch_size: int = 64,
         device: Literal["auto", "cpu", "cuda"] = "auto",
+        loaded: tuple[PreTrainedModel, Any] | None = None,
     ) -> None:
+        """`loaded`: a model and tokenizer already in memory (one being trained), used as they are; the card is
+        still read from the folder `name_or_path`."""
         self.name = name_or_path or DEFAULT_MODEL
         """A catalogue name, a folder or a hub id: what a collection records as its model."""
         source = resolve_model(self.name)
@@ -71,9 +85,13 @@ class BiEncoder:
         self.model_id = card.model_id or (CATALOGUE[self.name].model_id if self.name in CATALOGUE else self.name)
         """Recorded with every vector and part of each document's content hash."""
         self.card = card
-        self.device, dtype = resolve_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = AutoModel.from_pretrained(source, dtype=dtype).to(self.device).eval()
+        if loaded is None:
+            self.device, dtype = resolve_device(device)
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            self.model = AutoModel.from_pretrained(source, dtype=dtype).to(self.device).eval()
+        else:
+            self.model, self.tokenizer = loaded
+            self.device = next(self.model.parameters()).device
         self.dim: int = int(self.model.config.hidden_size)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -98,12 +116,6 @@ class BiEncoder:
                 [texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length,
                 return_tensors="pt",
             ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            if self.card.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            output[rows] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
+            output[rows] = embed(self.model, batch, self.card.pooling).cpu().numpy()
         self.texts_encoded += len(texts)
         return output

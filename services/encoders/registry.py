@@ -1,6 +1,7 @@
-"""The bi-encoders of one process: the configured default, loaded at start, and the catalogue models that
-collections name, each loaded once on first use (off the event loop). Only catalogue names are accepted from
-messages, so a producer cannot make a service load an arbitrary path."""
+"""The first-stage encoders of one process: the configured default bi-encoder, loaded at start, the catalogue
+models that collections name and the late-interaction (ColBERT) encoder, each loaded once on first use (off the
+event loop). Only catalogue names are accepted from messages, so a producer cannot make a service load an
+arbitrary path."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import structlog
 
 from services.encoders.bi_encoder import BiEncoder
 from services.encoders.catalogue import CATALOGUE
+from services.encoders.late_interaction import LateInteractionEncoder
 
 __all__ = ["BiEncoders", "UnknownModel"]
 
@@ -22,11 +24,25 @@ class UnknownModel(LookupError):
 
 
 class BiEncoders:
-    def __init__(self, default: BiEncoder, load: Callable[[str], BiEncoder]) -> None:
+    def __init__(self, default: BiEncoder, load: Callable[[str], BiEncoder],
+                 late_interaction: Callable[[], LateInteractionEncoder] | None = None) -> None:
         self.default = default
         self._load = load
         self._loaded = {default.name: default}
         self._lock = asyncio.Lock()
+        self._load_late = late_interaction
+        self._late: LateInteractionEncoder | None = None
+
+    async def late_interaction(self) -> LateInteractionEncoder:
+        """The ColBERT encoder (UnknownModel where none is configured)."""
+        if self._load_late is None:
+            raise UnknownModel("no late-interaction (ColBERT) encoder is configured in this process: set "
+                               "CASCADE_MODELS_LATE_INTERACTION to its folder")
+        async with self._lock:
+            if self._late is None:
+                self._late = await asyncio.to_thread(self._load_late)
+                log.info("late_interaction.loaded", model=self._late.model_id, dim=self._late.dim)
+            return self._late
 
     async def get(self, name: str | None) -> BiEncoder:
         """The encoder called `name` (None: the default), loading a catalogue model the first time."""

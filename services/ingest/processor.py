@@ -17,7 +17,8 @@ import structlog
 from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
 from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from contracts.messages import AckStatus
-from services.encoders import BiEncoders, UnknownModel, document_text
+from services.encoders import BiEncoders, LateInteractionEncoder, UnknownModel, document_text
+from services.encoders.late_interaction import TokenVectors
 from services.encoders.sparse import Bm25Encoder
 from services.messaging import RawRecord, dead_letter, usable_id
 from services.store import Sparse, StoredDocument, VectorSizeMismatch, VectorStore
@@ -105,6 +106,23 @@ class IngestProcessor:
             return await self._store.collection_model(collection) or self._encoders.default.name
         return next((event.model for event in upserts if event.model), self._encoders.default.name)
 
+    async def _late_interaction_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> bool:
+        """Whether the collection stores token vectors: as it was made, or as the first document to say asks."""
+        if exists:
+            return await self._store.token_dim(collection) is not None
+        return next((event.late_interaction for event in upserts if event.late_interaction is not None), False)
+
+    async def _mismatch(self, collection: str, dim: int, model_id: str,
+                        tokens_encoder: LateInteractionEncoder | None) -> str | None:
+        """Why the collection's vectors cannot be compared with the encoders' (None: they can)."""
+        size = await self._store.vector_size(collection)
+        if size != dim:
+            return str(VectorSizeMismatch(collection, size, dim, model_id))
+        token_dim = await self._store.token_dim(collection)
+        if tokens_encoder is not None and token_dim != tokens_encoder.dim:
+            return str(VectorSizeMismatch(collection, token_dim or 0, tokens_encoder.dim, tokens_encoder.model_id))
+        return None
+
     async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome) -> None:
         events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
@@ -123,26 +141,33 @@ class IngestProcessor:
                 self._reject_upserts(received, reason, outcome, collection)
                 return
         model = await self._model_of(collection, exists, upserts)
+        late = await self._late_interaction_of(collection, exists, upserts)
         kept: list[Received] = []
         for record, event in received:
             if event.op == "upsert" and event.model and event.model != model:
                 self.reject(record, f"model_mismatch: collection {collection!r} holds vectors of model {model!r}, "
                             f"this document asks for {event.model!r}", outcome, collection)
+            elif event.op == "upsert" and event.late_interaction is not None and event.late_interaction != late:
+                self.reject(record, f"model_mismatch: collection {collection!r} was made "
+                            f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
+                            f"for late_interaction={event.late_interaction}", outcome, collection)
             else:
                 kept.append((record, event))
         received, upserts = kept, [event for _, event in kept if event.op == "upsert"]
         try:
             encoder = await self._encoders.get(model)
+            tokens_encoder = await self._encoders.late_interaction() if late else None
         except UnknownModel as exc:
             self._reject_upserts(received, f"model_unavailable: {exc}", outcome, collection)
             return
-        await self._store.ensure_collection(collection, encoder.dim, encoder.name)
-        size = await self._store.vector_size(collection)
-        if size != encoder.dim:
-            reason = str(VectorSizeMismatch(collection, size, encoder.dim, encoder.model_id))
-            self._reject_upserts(received, reason, outcome, collection)
+        await self._store.ensure_collection(collection, encoder.dim, encoder.name,
+                                            tokens_encoder.dim if tokens_encoder else None)
+        mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
+        if mismatch:
+            self._reject_upserts(received, mismatch, outcome, collection)
             return
-        model_id = encoder.model_id
+        # the token vectors' model is part of the hash: a new ColBERT encoder re-encodes the collection
+        model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
         stored = await self._store.stored_states(collection, list(hashes))
         changed = [event for event in upserts if event.doc_id not in stored
@@ -157,12 +182,16 @@ class IngestProcessor:
             sparse: list[Sparse | None] = [None] * len(texts)
             if await self._store.has_sparse(collection):
                 sparse = list(await asyncio.to_thread(self._bm25.encode_documents, texts))
+            tokens: list[TokenVectors | None] = [None] * len(texts)
+            if tokens_encoder is not None:
+                tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
             at = now_ms()
             await self._store.upsert(collection, [
                 StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
                                content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
-                               metadata=event.metadata, sparse=terms)
-                for event, vector, terms in zip(changed, vectors, sparse, strict=True)
+                               metadata=event.metadata, sparse=terms,
+                               tokens=None if matrix is None else matrix.tolist())
+                for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)
             ])
             outcome.encoded += len(changed)
         if relabelled:

@@ -1,7 +1,8 @@
 """What the query service does to a batch of search requests: validate, encode, retrieve, route by mode.
 
 `bi` answers from the first stage; `rerank` hands a CandidateSet to the reranker; `cross` scores a whole
-(small) collection with the cross-encoder here. Every request that can be identified gets an answer.
+(small) collection with the cross-encoder here; `colbert` has the store rescore the first stage's candidates by
+MaxSim of token vectors. Every request that can be identified gets an answer.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contracts.messages import ErrorCode, FirstStage
 from sdk.tracing import context_of
 from services.encoders import BiEncoder, BiEncoders, RerankBatcher, UnknownModel, document_text
 from services.encoders.device import resolve_device
+from services.encoders.late_interaction import TokenVectors
 from services.encoders.sparse import Bm25Encoder
 from services.faults import is_transient
 from services.messaging import RawRecord
@@ -94,13 +96,16 @@ class QueryProcessor:
         encode_started = now_ms()
         dense = [(encoder, request.query) for _, request, encoder in accepted if request.first_stage != "sparse"]
         encoded, encode_ms = await self._encode(dense)
-        encode = Stage("encode", encode_started, encode_ms)
-        vectors = iter(encoded)
+        tokens, tokens_ms = await self._encode_tokens([request.query for _, request, _ in accepted
+                                                       if request.mode == "colbert"])
+        encode = Stage("encode", encode_started, encode_ms + tokens_ms)
+        vectors, query_tokens = iter(encoded), iter(tokens)
         for record, request, encoder in accepted:
             vector = next(vectors) if request.first_stage != "sparse" else None
+            late = next(query_tokens) if request.mode == "colbert" else None
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    answer = await self._retrieve(record, request, vector, picked_at, encode,
+                    answer = await self._retrieve(record, request, vector, late, picked_at, encode,
                                                   _first_stage_label(request.first_stage, encoder.model_id))
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
@@ -142,10 +147,34 @@ class QueryProcessor:
         if size != encoder.dim:
             raise _Refused("model_mismatch",
                            str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
+        if request.mode == "colbert":
+            await self._admit_colbert(request.collection)
         if request.first_stage != "dense" and not await self._store.has_sparse(request.collection):
             raise _Refused("invalid_request", f"collection {request.collection!r} has no sparse vectors (it was "
                            f"created before hybrid retrieval): use first_stage 'dense', or re-create it")
         return encoder
+
+    async def _admit_colbert(self, collection: str) -> None:
+        """Mode colbert needs the collection's token vectors and an encoder of their width."""
+        token_dim = await self._store.token_dim(collection)
+        if token_dim is None:
+            raise _Refused("invalid_request", f"collection {collection!r} has no token vectors: mode 'colbert' needs "
+                           "a collection made with late_interaction=True (index its documents anew into one)")
+        try:
+            late = await self._encoders.late_interaction()
+        except UnknownModel as exc:
+            raise _Refused("model_unavailable", f"collection {collection!r}: {exc}") from None
+        if late.dim != token_dim:
+            raise _Refused("model_mismatch", str(VectorSizeMismatch(collection, token_dim, late.dim, late.model_id)))
+
+    async def _encode_tokens(self, queries: list[str]) -> tuple[list[TokenVectors], float]:
+        """The token vectors of mode colbert's queries (one batch), and the milliseconds it took."""
+        if not queries:
+            return [], 0.0
+        began = time.perf_counter()
+        late = await self._encoders.late_interaction()
+        encoded = await asyncio.to_thread(late.encode_queries, queries)
+        return encoded, (time.perf_counter() - began) * 1000
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
                 with_dead_letter: bool = True) -> list[Outgoing]:
@@ -168,8 +197,8 @@ class QueryProcessor:
                     found[name, query] = vector
         return [found[key] for key in keys], (time.perf_counter() - began) * 1000
 
-    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector | None, picked_at: float,
-                        encode: Stage, bi_model: str) -> Outgoing:
+    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector | None,
+                        tokens: TokenVectors | None, picked_at: float, encode: Stage, bi_model: str) -> Outgoing:
         ann_started, began = now_ms(), time.perf_counter()
         if request.mode == "cross":
             assert vector is not None  # the contract gives mode cross the dense first stage
@@ -180,6 +209,12 @@ class QueryProcessor:
                                f"holds {size}, more than the limit of {limit}: use mode 'rerank'", dead_letter=False)
             found = await self._store.search(request.collection, vector.tolist(), max(size, 1), request.filter,
                                              exact=True)
+        elif tokens is not None:
+            assert vector is not None  # the contract gives mode colbert the dense first stage
+            found = await self._store.search(
+                request.collection, vector.tolist(),
+                request.candidates or max(request.k, self._settings.batching.colbert_candidates), request.filter,
+                tokens=tokens.tolist())
         else:
             sparse = self._bm25.encode_query(request.query) if request.first_stage != "dense" else None
             found = await self._store.search(request.collection, vector.tolist() if vector is not None else None,
@@ -201,8 +236,11 @@ class QueryProcessor:
         if request.mode == "cross":
             return result_to(self._topics, await self._score_all(request, found, timings, bi_model), request.reply_to)
         top = found[: request.k]
+        models = {"bi_encoder": bi_model}
+        if request.mode == "colbert":
+            models["late_interaction"] = (await self._encoders.late_interaction()).model_id
         result = shrink_to_fit(lambda budget: self._result(request, [
-            as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, bi_encoder=bi_model),
+            as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, **models),
             snippet_budget(len(top)))
         return result_to(self._topics, result, request.reply_to)
 

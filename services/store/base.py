@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "TOKEN_VECTORS",
     "FilterFieldLimit",
     "FilterValue",
     "ScoredDocument",
@@ -74,6 +75,8 @@ class Sparse:
 
 SPARSE_VECTOR = "bm25"
 """The name of every collection's sparse vector (the dense one is unnamed)."""
+TOKEN_VECTORS = "colbert"
+"""The name of the multivector of token vectors (ColBERT) in collections made with late interaction."""
 QUANTIZATION_QUANTILE = 0.99
 """Scalar quantisation's range: the central 99% of values, so a few outliers do not coarsen every step."""
 
@@ -92,6 +95,8 @@ class StoredDocument:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     sparse: Sparse | None = None
     """Stored when the collection has a sparse vector (see `has_sparse`)."""
+    tokens: Sequence[Sequence[float]] | None = None
+    """The document's token vectors, stored when the collection has them (see `token_dim`)."""
 
     @property
     def stored_sparse(self) -> Sparse | None:
@@ -124,8 +129,9 @@ class VectorStore(ABC):
     """Collections of unit vectors under cosine distance, addressed by document id."""
 
     @abstractmethod
-    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
-        """Create the collection for vectors of `model` (a catalogue name or folder) if it does not exist."""
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
+        """Create the collection for vectors of `model` (a catalogue name or folder) if it does not exist; with
+        `token_dim`, it stores each document's token vectors too (a MaxSim multivector, not indexed)."""
 
     @abstractmethod
     async def collection_model(self, collection: str) -> str | None:
@@ -156,6 +162,10 @@ class VectorStore(ABC):
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None: ...
 
     @abstractmethod
+    async def token_dim(self, collection: str) -> int | None:
+        """The width of the collection's token vectors; None for a collection without them."""
+
+    @abstractmethod
     async def has_sparse(self, collection: str) -> bool:
         """Whether the collection stores sparse vectors (collections made before hybrid retrieval do not)."""
 
@@ -163,10 +173,13 @@ class VectorStore(ABC):
     async def search(
         self, collection: str, vector: Sequence[float] | None, limit: int,
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
+        tokens: Sequence[Sequence[float]] | None = None,
     ) -> list[ScoredDocument]:
         """The `limit` best documents: nearest to the dense `vector`, best matches of the `sparse` one, or
-        with both, the two lists fused by reciprocal rank (RRF) inside the store. `filter` matches metadata
-        fields exactly; `exact` bypasses the HNSW index (brute force), for measuring recall."""
+        with both, the two lists fused by reciprocal rank (RRF) inside the store. With `tokens` (a query's
+        token vectors), the dense `limit` nearest are rescored by MaxSim with the documents' token vectors,
+        inside the store. `filter` matches metadata fields exactly; `exact` bypasses the HNSW index (brute
+        force), for measuring recall."""
 
     @abstractmethod
     async def count(self, collection: str) -> int: ...

@@ -38,6 +38,8 @@ from qdrant_edge import (
     MatchValue,
     Memory,
     Modifier,
+    MultiVectorComparator,
+    MultiVectorConfig,
     PayloadSchemaType,
     Point,
     Prefetch,
@@ -49,12 +51,14 @@ from qdrant_edge import (
     SearchParams,
     SparseVector,
     UpdateOperation,
+    VectorStorageDatatype,
 )
 
 from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
+    TOKEN_VECTORS,
     FilterFieldLimit,
     FilterValue,
     ScoredDocument,
@@ -91,6 +95,7 @@ class _Collection:
     indexed_fields: set[str]
     dim: int
     sparse: bool
+    token_dim: int | None
     model: str | None
     """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -101,10 +106,23 @@ class _Collection:
         return self.folder / f"g{self.generation}"
 
 
-def _vectors(shard_path: Path) -> tuple[int, bool]:
-    """The dense vectors' size, and whether the shard has the sparse vector, from its configuration."""
+def _vectors(shard_path: Path) -> tuple[int, bool, int | None]:
+    """The dense vectors' size, whether the shard has the sparse vector and its token vectors' size, from its
+    configuration."""
     config = json.loads((shard_path / "edge_config.json").read_text())
-    return int(config["vectors"][""]["size"]), SPARSE_VECTOR in (config.get("sparse_vectors") or {})
+    tokens = config["vectors"].get(TOKEN_VECTORS)
+    return (int(config["vectors"][""]["size"]), SPARSE_VECTOR in (config.get("sparse_vectors") or {}),
+            int(tokens["size"]) if tokens else None)
+
+
+def _point(collection: str, doc: StoredDocument) -> Point:
+    named: dict[str, Any] = {}
+    if (terms := doc.stored_sparse) is not None:
+        named[SPARSE_VECTOR] = SparseVector(terms.indices, terms.values)
+    if doc.tokens is not None:
+        named[TOKEN_VECTORS] = [list(row) for row in doc.tokens]
+    return Point(id=point_id(collection, doc.doc_id), payload=doc.payload(),
+                 vector={"": list(doc.vector), **named} if named else list(doc.vector))
 
 
 class EdgeStore(VectorStore):
@@ -136,13 +154,20 @@ class EdgeStore(VectorStore):
                 model=recorded.read_text() if recorded.is_file() else None)
         return state
 
-    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
         if await self.has_collection(collection):
             self._open(collection)
             return
         quantized = self._settings.quantization == "int8"
+        vectors = {"": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None)}
+        if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
+            vectors[TOKEN_VECTORS] = EdgeVectorParams(
+                size=token_dim, distance=Distance.Cosine, datatype=VectorStorageDatatype.Float16,
+                multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim),
+                hnsw_config=HnswIndexConfig(m=0, ef_construct=self._settings.hnsw_ef_construct,
+                                            full_scan_threshold=self._settings.full_scan_threshold))
         config = EdgeConfig(
-            vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None),
+            vectors=vectors,
             quantization_config=ScalarQuantizationConfig(type=ScalarType.Int8, quantile=QUANTIZATION_QUANTILE,
                                                          memory=Memory.Cached) if quantized else None,
             sparse_vectors={SPARSE_VECTOR: EdgeSparseVectorParams(modifier=Modifier.Idf)},
@@ -156,7 +181,8 @@ class EdgeStore(VectorStore):
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         shard = EdgeShard.create(str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True, model=model)
+        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
+                                                    model=model)
 
     async def has_collection(self, collection: str) -> bool:
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
@@ -187,12 +213,7 @@ class EdgeStore(VectorStore):
                 for record in records if record.payload}
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
-        points = [
-            Point(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                  if (terms := doc.stored_sparse) is None else {
-                      "": list(doc.vector), SPARSE_VECTOR: SparseVector(terms.indices, terms.values)})
-            for doc in documents
-        ]
+        points = [_point(collection, doc) for doc in documents]
         await self._write(collection, UpdateOperation.upsert_points(points))
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
@@ -223,9 +244,13 @@ class EdgeStore(VectorStore):
     async def has_sparse(self, collection: str) -> bool:
         return self._open(collection).sparse
 
+    async def token_dim(self, collection: str) -> int | None:
+        return self._open(collection).token_dim
+
     async def search(
         self, collection: str, vector: Sequence[float] | None, limit: int,
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
+        tokens: Sequence[Sequence[float]] | None = None,
     ) -> list[ScoredDocument]:
         state = self._open(collection)
         conditions = await self._filter(collection, filter) if filter else None
@@ -233,7 +258,12 @@ class EdgeStore(VectorStore):
         queries = [Query.Nearest(list(vector))] if vector is not None else []
         if sparse is not None:
             queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))
-        if len(queries) == 1:
+        if tokens is not None:
+            request = QueryRequest(
+                prefetches=[Prefetch(limit=limit, query=query, filter=conditions, params=params) for query in queries],
+                query=Query.Nearest([list(row) for row in tokens], using=TOKEN_VECTORS), limit=limit,
+                with_payload=True, with_vector=False)
+        elif len(queries) == 1:
             request = QueryRequest(query=queries[0], limit=limit, with_payload=True, with_vector=False,
                                    filter=conditions, params=params)
         else:

@@ -15,6 +15,7 @@ from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
+    TOKEN_VECTORS,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -34,6 +35,17 @@ class _Described(NamedTuple):
     dim: int
     model: str | None
     sparse: bool
+    token_dim: int | None
+
+
+def _point(collection: str, doc: StoredDocument) -> models.PointStruct:
+    named: dict[str, Any] = {}
+    if (terms := doc.stored_sparse) is not None:
+        named[SPARSE_VECTOR] = models.SparseVector(indices=terms.indices, values=terms.values)
+    if doc.tokens is not None:
+        named[TOKEN_VECTORS] = [list(row) for row in doc.tokens]
+    return models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(),
+                              vector={"": list(doc.vector), **named} if named else list(doc.vector))
 
 
 class QdrantStore(VectorStore):
@@ -52,13 +64,18 @@ class QdrantStore(VectorStore):
         if not await self._client.collection_exists(collection):
             raise UnknownCollectionError(collection)
 
-    async def ensure_collection(self, collection: str, dim: int, model: str) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
         if await self._client.collection_exists(collection):
             return
         quantized = self._settings.quantization == "int8"
+        vectors = {"": models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None)}
+        if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
+            vectors[TOKEN_VECTORS] = models.VectorParams(
+                size=token_dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16,
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                hnsw_config=models.HnswConfigDiff(m=0))
         await self._client.create_collection(
-            collection, metadata={_MODEL: model},
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None),
+            collection, metadata={_MODEL: model}, vectors_config=vectors,
             quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)) if quantized else None,
             sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
@@ -80,11 +97,14 @@ class QdrantStore(VectorStore):
             await self._require(collection)
             config = (await self._client.get_collection(collection)).config
             vectors = config.params.vectors
-            assert isinstance(vectors, models.VectorParams)  # Cascade creates one unnamed dense vector
+            # an unnamed dense vector (collections made before token vectors: the only, unnamed one)
+            named = vectors if isinstance(vectors, dict) else {"": vectors}
+            tokens = named.get(TOKEN_VECTORS)
             model = (config.metadata or {}).get(_MODEL)
+            assert named[""] is not None
             self._described_collections[collection] = _Described(
-                vectors.size, model if isinstance(model, str) else None,
-                SPARSE_VECTOR in (config.params.sparse_vectors or {}))
+                named[""].size, model if isinstance(model, str) else None,
+                SPARSE_VECTOR in (config.params.sparse_vectors or {}), tokens.size if tokens else None)
         return self._described_collections[collection]
 
     async def vector_size(self, collection: str) -> int:
@@ -95,6 +115,9 @@ class QdrantStore(VectorStore):
 
     async def has_sparse(self, collection: str) -> bool:
         return (await self._described(collection)).sparse
+
+    async def token_dim(self, collection: str) -> int | None:
+        return (await self._described(collection)).token_dim
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         await self._require(collection)
@@ -113,14 +136,7 @@ class QdrantStore(VectorStore):
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         await self._require(collection)
-        points = [
-            models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(), vector=list(doc.vector)
-                               if (terms := doc.stored_sparse) is None else {
-                                   "": list(doc.vector), SPARSE_VECTOR: models.SparseVector(
-                                   indices=terms.indices, values=terms.values)})
-            for doc in documents
-        ]
-        await self._client.upsert(collection, points, wait=True)
+        await self._client.upsert(collection, [_point(collection, doc) for doc in documents], wait=True)
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
         await self._require(collection)
@@ -130,6 +146,7 @@ class QdrantStore(VectorStore):
     async def search(
         self, collection: str, vector: Sequence[float] | None, limit: int,
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
+        tokens: Sequence[Sequence[float]] | None = None,
     ) -> list[ScoredDocument]:
         await self._require(collection)
         query_filter = models.Filter(must=[
@@ -143,7 +160,11 @@ class QdrantStore(VectorStore):
         if sparse is not None:
             stages.append(models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values),
                                           using=SPARSE_VECTOR, limit=limit, filter=query_filter))
-        if len(stages) == 1:
+        if tokens is not None:
+            response = await self._client.query_points(
+                collection, prefetch=stages, query=[list(row) for row in tokens], using=TOKEN_VECTORS, limit=limit,
+                with_payload=True)
+        elif len(stages) == 1:
             [stage] = stages
             response = await self._client.query_points(
                 collection, query=stage.query, using=stage.using, limit=limit, query_filter=query_filter,

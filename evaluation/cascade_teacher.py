@@ -1,0 +1,46 @@
+"""The cascade as a teacher for first stages: each training list's head (its labelled positives, then the first
+stage's best) scored by Cascade's reranker and fused with the first stage at the reranker's tuned weight, exactly
+as the services rank a candidate set. Scored once and cached: the distilled bi-encoder (Margin-MSE) and the
+ColBERT encoder both learn from it.
+
+Dev lists are kept whole and unscored: students are chosen on them by their labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from tqdm import tqdm
+
+from evaluation.teachers import CandidateList, TeacherScores
+from services.encoders import CrossEncoder
+from services.reranker.fusion import fused_scores
+
+__all__ = ["CASCADE_TEACHER", "list_head", "score_cascade"]
+
+CASCADE_TEACHER = "cascade"
+
+
+def list_head(item: CandidateList, size: int) -> list[int]:
+    """Positions of the documents to score: up to two positives, then the first stage's order."""
+    positions = [item.documents.index(doc) for doc in item.positives[:2] if doc in item.documents]
+    return (positions + [i for i in range(len(item.documents)) if i not in positions])[:size]
+
+
+def score_cascade(scores: TeacherScores, reranker: CrossEncoder, weight: float, size: int) -> TeacherScores:
+    """Training lists cut to their head of `size` and scored by the cascade; dev lists as they are."""
+    lists = []
+    for item in tqdm(scores.lists, desc="cascade teacher", unit="list"):
+        if item.split != "train":
+            lists.append(replace(item, scores={}))
+            continue
+        head = list_head(item, size)
+        documents = [item.documents[i] for i in head]
+        first = np.asarray([item.first_stage[i] for i in head], dtype=np.float32)
+        cross = reranker.score(item.query, [scores.tables[item.table][row] for row in documents])
+        lists.append(replace(item, documents=documents, first_stage=first.tolist(),
+                             scores={CASCADE_TEACHER: fused_scores(cross, first, weight).tolist()}))
+    provenance = scores.provenance | {"teacher": {"reranker": reranker.model_id, "fusion_weight": weight,
+                                                  "list_size": size}}
+    return TeacherScores(scores.tables, lists, provenance)

@@ -1,0 +1,39 @@
+"""Train Cascade's ColBERT encoder (mode colbert) by distilling the cascade (see evaluation/colbert_training.py).
+
+    python -m scripts.distill              # first: it scores the cascade's lists (cached) the student learns from
+    python -m scripts.train_colbert [--minutes 30] [--device cuda] [--output DIR]
+
+The encoder is saved to --output (default: a folder in the cache); `models/cascade-colbert-minilm-l6` is the one
+shipped, replaced by hand once a new one is better on the dev lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from evaluation.colbert_training import ColbertConfig, train_colbert
+from scripts.distill import CASCADE_LISTS
+
+
+def main() -> None:
+    defaults = ColbertConfig(teachers=CASCADE_LISTS, output=Path.home() / ".cache" / "cascade" / "students" / "colbert")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=defaults.output)
+    parser.add_argument("--base", default=defaults.base)
+    parser.add_argument("--minutes", type=float, default=defaults.time_budget_min)
+    parser.add_argument("--dim", type=int, default=defaults.dim)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--evaluations", type=int, default=defaults.evaluations)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args()
+    report = train_colbert(ColbertConfig(
+        teachers=CASCADE_LISTS, output=args.output, base=args.base, dim=args.dim, time_budget_min=args.minutes,
+        learning_rate=args.learning_rate, evaluations=args.evaluations, device=args.device, seed=args.seed))
+    print(json.dumps({key: report[key] for key in ("start", "best", "steps", "lists")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

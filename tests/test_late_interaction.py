@@ -1,0 +1,113 @@
+"""ColBERT mode: token vectors stored as a MaxSim multivector beside the dense vector, encoded once at ingest, and
+queries rescored by MaxSim inside the store, through Kafka; collections without token vectors refuse the mode."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.process import CascadeProcess
+from sdk import IngestRejected, SearchFailed
+from services.encoders import LateInteractionEncoder, document_text, maxsim
+from services.settings import Settings, StoreSettings
+from services.store import EdgeStore, QdrantStore, StoredDocument, VectorStore
+from tests.conftest import client_for
+from tests.tiny_models import build_tiny_colbert
+
+DOCS = [{"doc_id": f"d{i}", "title": f"title {i}", "text": f"document {i} about {topic}"}
+        for i, topic in enumerate(["cats and dogs", "stock markets", "the moon landing", "baking bread", "jazz",
+                                   "tax law", "volcanoes", "chess openings"])]
+QUERY = "which document is about the moon"
+FLOAT16_TOLERANCE = 2e-3
+"""Relative: the store keeps token vectors in half precision."""
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_colbert(tmp_path_factory.mktemp("tiny-colbert"))
+
+
+@asynccontextmanager
+async def _serving(settings: Settings, late_interaction: str) -> AsyncIterator[CascadeProcess]:
+    models = settings.models.model_copy(update={"late_interaction": late_interaction})
+    process = CascadeProcess(settings.model_copy(update={"models": models}), {"ingest", "query"})
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop()
+
+
+@pytest.fixture
+async def late(settings: Settings, tiny_colbert: Path) -> AsyncIterator[CascadeProcess]:
+    async with _serving(settings, str(tiny_colbert)) as process:
+        yield process
+
+
+def _expected(encoder: LateInteractionEncoder) -> dict[str, float]:
+    [query] = encoder.encode_queries([QUERY])
+    documents = encoder.encode_documents([document_text(doc["title"], doc["text"]) for doc in DOCS])
+    return {doc["doc_id"]: maxsim(query, tokens) for doc, tokens in zip(DOCS, documents, strict=True)}
+
+
+async def test_maxsim_by_the_store_equals_numpy_through_kafka(late: CascadeProcess, tiny_colbert: Path) -> None:
+    async with client_for(late) as client:
+        acks = await client.index(DOCS, collection="late", late_interaction=True)
+        assert {ack.status for ack in acks} == {"indexed"}
+        result = await client.search(QUERY, collection="late", mode="colbert", k=len(DOCS), candidates=len(DOCS))
+        again = await client.index(DOCS, collection="late")  # unchanged: neither vector is encoded again
+    expected = _expected(LateInteractionEncoder(tiny_colbert, device="cpu"))
+    assert [hit.doc_id for hit in result.hits] == sorted(expected, key=lambda doc: -expected[doc])
+    for hit in result.hits:
+        assert hit.score == pytest.approx(expected[hit.doc_id], rel=FLOAT16_TOLERANCE)
+    assert result.mode == "colbert" and result.models["late_interaction"] == "test/tiny-colbert"
+    assert result.timings.encode_ms is not None and result.timings.ann_ms is not None
+    assert {ack.status for ack in again} == {"unchanged"}
+    assert late.store is not None and await late.store.token_dim("late") == 16
+
+
+async def test_colbert_needs_a_collection_with_token_vectors(late: CascadeProcess) -> None:
+    async with client_for(late) as client:
+        await client.index(DOCS, collection="plain")
+        with pytest.raises(SearchFailed) as failed:
+            await client.search(QUERY, collection="plain", mode="colbert")
+        assert failed.value.code == "invalid_request" and "late_interaction=True" in str(failed.value)
+        with pytest.raises(IngestRejected, match="made without token vectors"):
+            await client.index([{"doc_id": "x", "text": "more"}], collection="plain", late_interaction=True)
+        # the mode works alongside: bi on the same collection
+        assert (await client.search(QUERY, collection="plain", mode="bi", k=2)).hits
+
+
+async def test_a_process_without_a_colbert_encoder_refuses_clearly(settings: Settings) -> None:
+    async with _serving(settings, "") as process, client_for(process) as client:
+        with pytest.raises(IngestRejected, match="model_unavailable: no late-interaction"):
+            await client.index(DOCS, collection="late", late_interaction=True)
+
+
+@pytest.mark.parametrize("kind", ["edge", "qdrant"])
+async def test_both_stores_rescore_by_maxsim(kind: str, tmp_path: Path, tiny_colbert: Path) -> None:
+    """Edge and the server's client (local mode) give the same MaxSim, the numpy one, over the dense top N."""
+    encoder = LateInteractionEncoder(tiny_colbert, device="cpu")
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(len(DOCS), 8)).astype(np.float32)
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    documents = encoder.encode_documents([document_text(doc["title"], doc["text"]) for doc in DOCS])
+    settings = StoreSettings(path=tmp_path / kind)
+    store: VectorStore = EdgeStore(settings) if kind == "edge" else QdrantStore(settings)
+    await store.ensure_collection("c", 8, "test", token_dim=encoder.dim)
+    await store.upsert("c", [StoredDocument(doc_id=doc["doc_id"], vector=vector.tolist(), title=doc["title"],
+                                            text=doc["text"], content_hash="", model_id="test", ingested_at_ms=0.0,
+                                            tokens=tokens.tolist())
+                             for doc, vector, tokens in zip(DOCS, dense, documents, strict=True)])
+    [query] = encoder.encode_queries([QUERY])
+    found = await store.search("c", dense[0].tolist(), 4, tokens=query.tolist())
+    await store.close()
+    nearest = np.argsort(-(dense @ dense[0]))[:4]  # the dense prefetch: only these are rescored
+    expected = {DOCS[i]["doc_id"]: maxsim(query, documents[i]) for i in nearest}
+    assert [hit.doc_id for hit in found] == sorted(expected, key=lambda doc: -expected[doc])
+    assert [hit.score for hit in found] == pytest.approx(sorted(expected.values(), reverse=True),
+                                                         rel=FLOAT16_TOLERANCE)
