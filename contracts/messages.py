@@ -41,6 +41,9 @@ __all__ = [
     "Message",
     "Metadata",
     "Mode",
+    "ReindexRequest",
+    "ReindexState",
+    "ReindexStatus",
     "SearchRequest",
     "SearchResult",
     "StageTimings",
@@ -241,6 +244,40 @@ class SearchResult(Message):
     models: dict[str, str] = Field(default_factory=dict)
     error: ErrorInfo | None = None
     created_at_ms: float = Field(default_factory=now_ms)
+
+
+class ReindexRequest(Message):
+    """Build a new version of a collection from its stored documents, encoded by `model`, and switch the
+    collection's name to it once complete; queries are answered from the current version meanwhile, and documents
+    written meanwhile reach both. Key: collection."""
+
+    request_id: RequestId
+    collection: CollectionName
+    model: ModelName | None = None
+    """The new version's first-stage model (default: the ingest service's)."""
+    late_interaction: bool | None = None
+    """Whether the new version stores token vectors (default: as the current version)."""
+
+
+ReindexState = Literal["started", "switched", "failed"]
+
+
+class ReindexStatus(Message):
+    """Progress of a ReindexRequest (ingest -> SDK). Key: collection."""
+
+    request_id: RequestId
+    collection: CollectionName
+    state: ReindexState
+    source: str | None = None
+    """The version being served when the reindex started."""
+    target: str | None = None
+    """The version being built (served once `switched`)."""
+    model: str | None = None
+    documents: int = 0
+    """Documents copied into the new version so far (besides those written to both meanwhile)."""
+    seconds: float = 0.0
+    error: ErrorText | None = None
+    at_ms: float = Field(default_factory=now_ms)
 
 
 class DeadLetter(Message):

@@ -12,7 +12,16 @@ from typing import Final
 
 from pydantic import BaseModel
 
-from contracts.messages import CandidateSet, DeadLetter, DocumentEvent, IngestAck, SearchRequest, SearchResult
+from contracts.messages import (
+    CandidateSet,
+    DeadLetter,
+    DocumentEvent,
+    IngestAck,
+    ReindexRequest,
+    ReindexStatus,
+    SearchRequest,
+    SearchResult,
+)
 
 __all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
 
@@ -27,6 +36,8 @@ class Topic(StrEnum):
     CANDIDATES = "candidates"
     RESULTS = "results"
     DLQ = "dlq"
+    REINDEX = "reindex"
+    REINDEX_STATUS = "reindex.status"
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,12 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
     ),
     Topic.DLQ: TopicSpec(
         DeadLetter, "source key", 1, 14 * _DAY_MS, "Records a service could not process, with the reason."
+    ),
+    Topic.REINDEX: TopicSpec(
+        ReindexRequest, "collection", 1, 7 * _DAY_MS, "Collections to build anew with another model (SDK -> ingest)."
+    ),
+    Topic.REINDEX_STATUS: TopicSpec(
+        ReindexStatus, "collection", 1, 7 * _DAY_MS, "A reindex's start, switch or failure (ingest -> SDK)."
     ),
 }
 

@@ -43,16 +43,18 @@ class Grant:
 _DESCRIBE_ALL = Grant(("Describe",), topics=("",), prefixed=True)
 _REPLIES = "replies."
 ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
-    "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value,), groups=("ingest",)),
-               Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value))),
+    "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
+                                    groups=("ingest", "ingest-reindex")),
+               Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value))),
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
               Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.RESULTS.value, Topic.DLQ.value)),
               Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
     "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value,), groups=("reranker",)),
                  Grant(("Write",), topics=(Topic.RESULTS.value, Topic.DLQ.value)),
                  Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
-    "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value)),
-               Grant(("Read",), topics=(Topic.ACKS.value,)),
+    "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value,
+                                                         Topic.REINDEX.value)),
+               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value)),
                Grant(("Create", "Read", "Delete"), topics=(_REPLIES,), prefixed=True)),
     "operator": (Grant(("Create", "Describe", "DescribeConfigs", "Alter", "AlterConfigs"), topics=("",),
                        prefixed=True),

@@ -11,6 +11,8 @@ from typing import cast, get_args
 
 from tqdm import tqdm
 
+from contracts import ReindexStatus
+from contracts.messages import Mode
 from infra.kafka_tools import TOOLS, run_tool
 from runtime.clients import sdk_client
 from runtime.local_broker import run_kafka
@@ -18,7 +20,7 @@ from runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Rol
 from runtime.provision import provision_topics
 from runtime.status import format_status, gather_status, status_json
 from runtime.tracing import exporting_traces
-from sdk import KafkaAccessError, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
+from sdk import KafkaAccessError, ReindexFailed, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from sdk.display import format_result
 from services.log import configure_logging
 from services.settings import Settings
@@ -41,6 +43,19 @@ async def ingest_file(settings: Settings, path: Path, collection: str, wait: boo
                                       progress=bar.update)
     if wait:
         print(f"{len(acks)} documents acknowledged: {dict(Counter(ack.status for ack in acks))}")
+
+
+async def reindex_collection(settings: Settings, collection: str, model: str | None,
+                             late_interaction: bool | None) -> None:
+    def shown(status: ReindexStatus) -> None:
+        copied = f", {status.documents} documents copied in {status.seconds:.1f} s" if status.state != "started" else ""
+        print(f"{status.state}: {status.source} -> {status.target} ({status.model}){copied}")
+
+    async with _client(settings) as client:
+        try:
+            await client.reindex(collection, model=model, late_interaction=late_interaction, progress=shown)
+        except ReindexFailed as exc:
+            sys.exit(str(exc))
 
 
 def _client(settings: Settings) -> SearchClient:
@@ -77,10 +92,18 @@ def main(argv: list[str] | None = None) -> None:
     ingest.add_argument("--collection", required=True)
     ingest.add_argument("--no-wait", action="store_true", help="publish without waiting for acks")
     ingest.add_argument("--model", help="first-stage model of a new collection (`cascade models list`)")
+    reindex = commands.add_parser("reindex", help="rebuild a collection with another model; switch when complete",
+                                  description="The ingest service encodes the collection's stored documents with "
+                                              "MODEL into a new version while queries are answered from the current "
+                                              "one, then switches the collection's name to it atomically.")
+    reindex.add_argument("collection")
+    reindex.add_argument("--model", help="the new first-stage model (`cascade models list`; default: the service's)")
+    reindex.add_argument("--late-interaction", action=argparse.BooleanOptionalAction, default=None,
+                         help="store token vectors for mode colbert (default: as the collection does now)")
     search = commands.add_parser("search", help="one query through the running services; hits and latencies")
     search.add_argument("query")
     search.add_argument("--collection", required=True)
-    search.add_argument("--mode", choices=["bi", "rerank", "cross"], default="rerank")
+    search.add_argument("--mode", choices=get_args(Mode), default="rerank")
     search.add_argument("--k", type=int, default=10)
     search.add_argument("--candidates", type=int, default=None,
                         help="first-stage hits to rerank (default: the service's, 20 on CPU, 100 on a GPU)")
@@ -120,10 +143,11 @@ def main(argv: list[str] | None = None) -> None:
                 asyncio.run(CascadeProcess(settings, roles).run())
         except (KafkaUnreachable, KafkaAccessError, ProcessFailed, OSError) as exc:
             sys.exit(f"cascade serve: {exc}")
-    elif args.command in ("ingest", "search"):
+    elif args.command in ("ingest", "search", "reindex"):
         try:
             asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait, model=args.model)
-                        if args.command == "ingest" else search_once(settings, args))
+                        if args.command == "ingest" else search_once(settings, args) if args.command == "search"
+                        else reindex_collection(settings, args.collection, args.model, args.late_interaction))
         except KafkaAccessError as exc:
             sys.exit(f"cascade {args.command}: {exc}")
     elif args.command == "eval":

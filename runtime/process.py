@@ -26,7 +26,7 @@ from sdk.security import AUTHORIZATION_ERRORS, diagnose
 from services.consumers import BatchConsumer, Subscription
 from services.encoders import BiEncoder, BiEncoders, CrossEncoder, LateInteractionEncoder, RerankBatcher, UnknownModel
 from services.faults import is_transient
-from services.ingest import IndexScheduler, ingest_consumer
+from services.ingest import IndexScheduler, IngestProcessor, Reindexer, ingest_consumer, reindex_consumer
 from services.lag import watch_lag
 from services.messaging import make_broker
 from services.metrics import Metrics
@@ -68,6 +68,7 @@ class CascadeProcess:
         self.bi_encoders: BiEncoders | None = None
         self.batcher: RerankBatcher | None = None
         self.index_scheduler: IndexScheduler | None = None
+        self.reindexer: Reindexer | None = None
         self.query_cache: QueryVectorCache | None = None
         self.consumers: list[BatchConsumer] = []
         if roles & {"ingest", "query"}:
@@ -91,8 +92,12 @@ class CascadeProcess:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
                 on_build=self.metrics.index_builds.observe)
-            self.consumers.append(ingest_consumer(settings, self.publisher, self.store, self.bi_encoders,
-                                                  self.index_scheduler))
+            processor = IngestProcessor(self.store, self.bi_encoders, service=f"ingest@{settings.instance_name}",
+                                        max_collections=settings.store.max_collections)
+            self.reindexer = Reindexer(self.store, self.bi_encoders, processor, self.index_scheduler,
+                                       settings.batching.reindex_page_size)
+            self.consumers += [ingest_consumer(settings, self.publisher, processor, self.index_scheduler),
+                               reindex_consumer(settings, self.publisher, self.reindexer)]
         if "query" in roles and self.store and self.bi_encoders:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
             cache = self.query_cache
@@ -211,6 +216,8 @@ class CascadeProcess:
             await self.health.stop()
         for consumer in self.consumers:
             await consumer.stop()
+        if self.reindexer:
+            await self.reindexer.stop()  # reports its reindexes' failure: before the producer stops
         await self.broker.stop()
         for task in self._background:
             task.cancel()

@@ -1,6 +1,6 @@
 """Cascade's async Python SDK: index documents and search over Kafka."""
 
-from sdk.acks import IngestRejected
+from sdk.acks import IngestRejected, ReindexFailed
 from sdk.client import InvalidDocuments, SearchClient, SearchFailed, SearchTimeout
 from sdk.corpus import read_jsonl_documents
 from sdk.replies import ReplyRouterFailed, ResultStreamOverflow
@@ -11,6 +11,7 @@ __all__ = [
     "InvalidDocuments",
     "KafkaAccessError",
     "KafkaSecurity",
+    "ReindexFailed",
     "ReplyRouterFailed",
     "ResultStreamOverflow",
     "SearchClient",

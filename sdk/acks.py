@@ -1,4 +1,4 @@
-"""Waiting for the ingest service's per-document acks."""
+"""Waiting for the ingest service's answers: per-document acks, and a reindex's outcome."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import ContractError, IngestAck, decode
+from contracts import ContractError, IngestAck, ReindexStatus, decode
 
-__all__ = ["AckWaiter", "IngestRejected"]
+__all__ = ["AckWaiter", "IngestRejected", "ReindexFailed", "ReindexWaiter"]
 
 
 class IngestRejected(Exception):
@@ -32,8 +32,14 @@ def _identity(ack: IngestAck, remaining: dict[tuple[str, str], int]) -> tuple[st
     return next((identity for identity in remaining if identity[1] == ack.doc_id), None)
 
 
-class AckWaiter:
-    """Reads the acks topic from its end at `start()`, so only acks to what is published afterwards count."""
+class ReindexFailed(Exception):
+    def __init__(self, status: ReindexStatus) -> None:
+        super().__init__(f"reindex of {status.collection!r} failed: {status.error}")
+        self.status = status
+
+
+class _TopicTail:
+    """Reads a topic from its end at `start()`, so only answers to what is published afterwards count."""
 
     def __init__(self, topic: str, **kafka_options: Any) -> None:
         self._topic = topic
@@ -53,6 +59,11 @@ class AckWaiter:
         for partition in assigned:  # pin the positions now: seek_to_end is lazy
             await self._consumer.position(partition)
 
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+class AckWaiter(_TopicTail):
     async def wait(
         self, expected: dict[tuple[str, str], int], timeout_s: float,
         progress: Callable[[int], None] | None = None,
@@ -79,5 +90,24 @@ class AckWaiter:
                                 progress(1)
         return acks
 
-    async def stop(self) -> None:
-        await self._consumer.stop()
+
+class ReindexWaiter(_TopicTail):
+    async def wait(self, request_id: str, timeout_s: float,
+                   progress: Callable[[ReindexStatus], None] | None = None) -> ReindexStatus:
+        """The request's final status (switched), each status passed to `progress`; raises ReindexFailed."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                    for record in records:
+                        try:
+                            status = decode(record.value or b"", ReindexStatus)
+                        except ContractError:
+                            continue
+                        if status.request_id != request_id:
+                            continue
+                        if progress:
+                            progress(status)
+                        if status.state == "failed":
+                            raise ReindexFailed(status)
+                        if status.state == "switched":
+                            return status

@@ -18,6 +18,8 @@ from contracts import (
     DEFAULT_PREFIX,
     DocumentEvent,
     IngestAck,
+    ReindexRequest,
+    ReindexStatus,
     SearchRequest,
     SearchResult,
     Topic,
@@ -27,7 +29,7 @@ from contracts import (
 )
 from contracts.codec import describe_errors
 from contracts.messages import FirstStage, Mode
-from sdk.acks import AckWaiter, IngestRejected
+from sdk.acks import AckWaiter, IngestRejected, ReindexWaiter
 from sdk.replies import ReplyRouter, ResultStream
 from sdk.security import AUTHORIZATION_ERRORS, KafkaAccessError, KafkaSecurity, diagnose
 from sdk.tracing import trace_headers
@@ -187,6 +189,23 @@ class SearchClient:
         """
         events = _validated(documents, collection, model=model, late_interaction=late_interaction)
         return await self._send_events(events, wait, timeout_s, progress)
+
+    async def reindex(
+        self, collection: str, *, model: str | None = None, late_interaction: bool | None = None,
+        timeout_s: float = 3600.0, progress: Callable[[ReindexStatus], None] | None = None,
+    ) -> ReindexStatus:
+        """Rebuild `collection` from its stored documents with `model` (the ingest service's default if None) and
+        return once its name serves the new version (`switched`); queries are answered throughout. Raises
+        ReindexFailed with the reason; `progress` sees each status (`started` first)."""
+        request = ReindexRequest(request_id=uuid.uuid4().hex, collection=collection, model=model,
+                                 late_interaction=late_interaction)
+        waiter = ReindexWaiter(self.topics.name(Topic.REINDEX_STATUS), **self._kafka_options)
+        await waiter.start()
+        try:
+            await self._publish(Topic.REINDEX, [(collection, encode(request))])
+            return await waiter.wait(request.request_id, timeout_s, progress)
+        finally:
+            await waiter.stop()
 
     async def delete(
         self, doc_ids: Iterable[str], *, collection: str, wait: bool = True, timeout_s: float = 60.0

@@ -170,6 +170,8 @@ class BatchingSettings(BaseSettings):
     model_config = _group("CASCADE_BATCH_")
 
     ingest_max_records: int = Field(256, ge=1)
+    reindex_page_size: int = Field(64, ge=1, le=4096)
+    """Documents a reindex copies at a time (writes to the collection wait while a page is encoded)."""
     query_max_records: int = Field(64, ge=1)
     max_wait_ms: int = Field(10, ge=0)
     """When a consumer is behind (records were waiting when it polled), how long it keeps gathering what

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -73,6 +75,16 @@ async def all_roles(settings: Settings, tiny_cross_encoder: Path) -> AsyncIterat
     await process.start()
     yield process
     await process.stop()
+
+
+@pytest.fixture
+def fetched_e5(tiny_bi_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A model cache holding a (tiny) `e5-small`, with its prefixes and mean pooling; bge-small is not fetched."""
+    folder = Path(shutil.copytree(tiny_bi_encoder, tmp_path / "cache" / "models" / "e5-small"))
+    (folder / "cascade.json").write_text(json.dumps({"pooling": "mean", "query_prefix": "query: ",
+                                                     "document_prefix": "passage: ", "model_id": "test/tiny-e5"}))
+    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path / "cache"))
+    return folder
 
 
 def client_for(process: CascadeProcess) -> SearchClient:

@@ -3,8 +3,6 @@ document or query the collection's model cannot serve gets a clear refusal."""
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,16 +12,6 @@ from sdk import IngestRejected, SearchFailed
 from tests.conftest import client_for
 
 DOCS = [{"doc_id": f"d{i}", "text": f"document number {i} about topic {i % 3}"} for i in range(6)]
-
-
-@pytest.fixture
-def fetched_e5(tiny_bi_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A model cache holding a (tiny) `e5-small`, with its prefixes and mean pooling; bge-small is not fetched."""
-    folder = Path(shutil.copytree(tiny_bi_encoder, tmp_path / "cache" / "models" / "e5-small"))
-    (folder / "cascade.json").write_text(json.dumps({"pooling": "mean", "query_prefix": "query: ",
-                                                     "document_prefix": "passage: ", "model_id": "test/tiny-e5"}))
-    monkeypatch.setenv("CASCADE_CACHE_DIR", str(tmp_path / "cache"))
-    return folder
 
 
 async def test_each_collection_is_served_by_its_own_model(first_stage: CascadeProcess, fetched_e5: Path) -> None:

@@ -21,9 +21,9 @@ from services.encoders import BiEncoders, LateInteractionEncoder, UnknownModel, 
 from services.encoders.late_interaction import TokenVectors
 from services.encoders.sparse import Bm25Encoder
 from services.messaging import RawRecord, dead_letter, usable_id
-from services.store import Sparse, StoredDocument, VectorSizeMismatch, VectorStore
+from services.store import Sparse, StoredDocument, VectorSizeMismatch, VectorStore, base_name
 
-__all__ = ["IngestOutcome", "IngestProcessor", "content_hash"]
+__all__ = ["IngestOutcome", "IngestProcessor", "Received", "Shadow", "content_hash"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +61,15 @@ def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
     return runs
 
 
+@dataclass(frozen=True)
+class Shadow:
+    """A version being built by a reindex: writes to the collection go to it too, under `lock`, which the
+    reindex's copying holds while it writes (so a copy never overwrites a newer write)."""
+
+    target: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class IngestProcessor:
     def __init__(self, store: VectorStore, encoders: BiEncoders, service: str = "ingest",
                  max_collections: int = 1_000) -> None:
@@ -69,6 +78,8 @@ class IngestProcessor:
         self._encoders = encoders
         self._bm25 = Bm25Encoder()
         self._service = service
+        self.shadows: dict[str, Shadow] = {}
+        """Collection name -> the version a reindex is building (see services/ingest/reindex.py)."""
 
     async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
         """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
@@ -84,14 +95,26 @@ class IngestProcessor:
             for collection in sorted({event.collection for _, event in run}):
                 in_collection = [(record, event) for record, event in run if event.collection == collection]
                 await self._apply(collection, in_collection, outcome)
+                if (shadow := self.shadows.get(collection)) is not None:
+                    async with shadow.lock:
+                        await self.apply_copies(shadow.target, in_collection)
         return outcome
+
+    async def apply_copies(self, target: str, received: list[Received]) -> None:
+        """Apply events to a version being built, encoded by its model; its acks go nowhere (the collection's
+        own were published), a refusal is logged."""
+        copied = IngestOutcome()
+        await self._apply(target, received, copied)
+        for letter in copied.dead_letters:
+            log.warning("reindex.copy_refused", target=target, doc_id=letter.key, error=letter.error)
 
     def reject(self, record: RawRecord, reason: str, outcome: IngestOutcome, collection: str | None = None) -> None:
         """A dead letter and a `rejected` ack for a record that cannot be applied."""
         log.warning("ingest.rejected", topic=record.topic, partition=record.partition, offset=record.offset,
                     error=reason)
         outcome.dead_letters.append(dead_letter(record, reason, self._service))
-        outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=collection, status="rejected",
+        named = collection and base_name(collection)
+        outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=named, status="rejected",
                                       error=reason[:MAX_ERROR_CHARS]))
 
     def _reject_upserts(self, received: list[Received], reason: str, outcome: IngestOutcome, collection: str) -> None:
@@ -130,7 +153,8 @@ class IngestProcessor:
         exists = await self._store.has_collection(collection)
         if deletes and exists:
             await self._store.delete(collection, deletes)
-        outcome.acks.extend(IngestAck(doc_id=doc_id, collection=collection, status="deleted") for doc_id in deletes)
+        named = base_name(collection)  # the name users address (a reindex writes to a version of it)
+        outcome.acks.extend(IngestAck(doc_id=doc_id, collection=named, status="deleted") for doc_id in deletes)
         if not upserts:
             return
         if not exists:
@@ -197,7 +221,7 @@ class IngestProcessor:
         if relabelled:
             await self._store.update_metadata(collection, relabelled)
         outcome.acks.extend(
-            IngestAck(doc_id=event.doc_id, collection=collection, content_hash=hashes[event.doc_id],
+            IngestAck(doc_id=event.doc_id, collection=named, content_hash=hashes[event.doc_id],
                       status=_status(event.doc_id, changed_ids, relabelled))
             for event in upserts
         )

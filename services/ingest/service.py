@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from contracts import Topic
+from contracts import ContractError, ReindexRequest, ReindexStatus, Topic, decode
 from services.consumers import BatchConsumer
-from services.encoders import BiEncoders
 from services.ingest.indexing import IndexScheduler
 from services.ingest.processor import IngestOutcome, IngestProcessor
-from services.messaging import RawRecord
+from services.ingest.reindex import Reindexer
+from services.messaging import RawRecord, dead_letter
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
-from services.store import VectorStore
 
-__all__ = ["ingest_consumer"]
+__all__ = ["ingest_consumer", "reindex_consumer"]
 
 
-def ingest_consumer(
-    settings: Settings, publisher: Publisher, store: VectorStore, encoders: BiEncoders, scheduler: IndexScheduler,
-) -> BatchConsumer:
+def ingest_consumer(settings: Settings, publisher: Publisher, processor: IngestProcessor, scheduler: IndexScheduler
+                    ) -> BatchConsumer:
     topics = settings.kafka.topics
-    processor = IngestProcessor(store, encoders, service=f"ingest@{settings.instance_name}",
-                                max_collections=settings.store.max_collections)
 
     def outputs(outcome: IngestOutcome) -> list[Outgoing]:
         return [
@@ -44,4 +40,36 @@ def ingest_consumer(
         settings, publisher, topic=topics.name(Topic.DOCUMENTS), role="ingest",
         max_records=settings.batching.ingest_max_records, handler=handle, refuse=refuse,
         description="Embeds new or changed documents into the vector store; one IngestAck per document.",
+    )
+
+
+def reindex_consumer(settings: Settings, publisher: Publisher, reindexer: Reindexer) -> BatchConsumer:
+    """Reindex requests: each starts a background reindex and is answered `started` (or `failed`) at once; the
+    outcome follows on the status topic when the reindex ends."""
+    topics = settings.kafka.topics
+
+    def status(message: ReindexStatus) -> Outgoing:
+        return Outgoing(topics.name(Topic.REINDEX_STATUS), message.collection, message)
+
+    async def report(message: ReindexStatus) -> None:
+        await publisher.publish([status(message)])
+
+    async def handle(records: Sequence[RawRecord]) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for record in records:
+            try:
+                request = decode(record.value, ReindexRequest)
+            except ContractError as exc:
+                out += refuse(record, str(exc))
+            else:
+                out.append(status(await reindexer.start(request, report)))
+        return out
+
+    def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
+        letter = dead_letter(record, reason, f"ingest@{settings.instance_name}")
+        return [Outgoing(topics.name(Topic.DLQ), letter.key, letter)]
+
+    return BatchConsumer(
+        settings, publisher, topic=topics.name(Topic.REINDEX), role="ingest-reindex", max_records=1, handler=handle,
+        refuse=refuse, description="Builds collections anew with another model and switches them when complete.",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import structlog
@@ -54,6 +54,13 @@ def _first_stage_label(first_stage: FirstStage, model_id: str) -> str:
     return {"dense": model_id, "sparse": "bm25", "hybrid": f"{model_id} + bm25 (rrf)"}[first_stage]
 
 
+@dataclass(frozen=True)
+class _Admitted:
+    encoder: BiEncoder
+    collection: str
+    """The version serving the request (a name resolved through its alias)."""
+
+
 class _Refused(Exception):
     def __init__(self, code: ErrorCode, message: str, dead_letter: bool = True) -> None:
         super().__init__(message)
@@ -80,33 +87,35 @@ class QueryProcessor:
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
         picked_at = now_ms()
         out: list[Outgoing] = []
-        accepted: list[tuple[RawRecord, SearchRequest, BiEncoder]] = []
+        accepted: list[tuple[RawRecord, SearchRequest, _Admitted]] = []
         for record in records:
             try:
                 request = decode(record.value, SearchRequest)
-                encoder = await self._admit(request, picked_at)
+                admitted = await self._admit(request, picked_at)
             except ContractError as exc:
                 out += self._refuse(record, "invalid_request", str(exc), None)
             except _Refused as exc:
                 out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
             else:
-                accepted.append((record, request, encoder))
+                accepted.append((record, request, admitted))
         if not accepted:
             return out
         encode_started = now_ms()
-        dense = [(encoder, request.query) for _, request, encoder in accepted if request.first_stage != "sparse"]
+        dense = [(admitted.encoder, request.query) for _, request, admitted in accepted
+                 if request.first_stage != "sparse"]
         encoded, encode_ms = await self._encode(dense)
         tokens, tokens_ms = await self._encode_tokens([request.query for _, request, _ in accepted
                                                        if request.mode == "colbert"])
         encode = Stage("encode", encode_started, encode_ms + tokens_ms)
         vectors, query_tokens = iter(encoded), iter(tokens)
-        for record, request, encoder in accepted:
+        for record, request, admitted in accepted:
             vector = next(vectors) if request.first_stage != "sparse" else None
             late = next(query_tokens) if request.mode == "colbert" else None
             with structlog.contextvars.bound_contextvars(request_id=request.request_id):
                 try:
-                    answer = await self._retrieve(record, request, vector, late, picked_at, encode,
-                                                  _first_stage_label(request.first_stage, encoder.model_id))
+                    answer = await self._retrieve(
+                        record, request, admitted.collection, vector, late, picked_at, encode,
+                        _first_stage_label(request.first_stage, admitted.encoder.model_id))
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
                 except FilterFieldLimit as exc:
@@ -127,17 +136,19 @@ class QueryProcessor:
         return undeliverable(self._topics, record, error, service=self._service, served_by=self._served_by,
                              request=request)
 
-    async def _admit(self, request: SearchRequest, picked_at: float) -> BiEncoder:
-        """The encoder of the request's collection, if the request may be served."""
+    async def _admit(self, request: SearchRequest, picked_at: float) -> _Admitted:
+        """The version of the request's collection that serves it and its encoder, if the request may be
+        served. The name is resolved once, so a reindex's switch never splits a query between versions."""
         if request.reply_to and not self._topics.is_reply_target(request.reply_to):
             raise _Refused("invalid_request", f"reply_to {request.reply_to!r} is not a reply topic: use "
                            f"{self._topics.name(Topic.RESULTS)!r} or a topic under {self._topics.replies_prefix!r}")
         if request.deadline_ms is not None and picked_at > request.deadline_ms:
             raise _Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                            "before the query service picked the request up", dead_letter=False)
+        collection = await self._store.resolve(request.collection)
         try:
-            model = await self._store.collection_model(request.collection)
-            size = await self._store.vector_size(request.collection)
+            model = await self._store.collection_model(collection)
+            size = await self._store.vector_size(collection)
         except UnknownCollectionError as exc:
             raise _Refused("unknown_collection", str(exc)) from None
         try:
@@ -148,11 +159,11 @@ class QueryProcessor:
             raise _Refused("model_mismatch",
                            str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
         if request.mode == "colbert":
-            await self._admit_colbert(request.collection)
-        if request.first_stage != "dense" and not await self._store.has_sparse(request.collection):
+            await self._admit_colbert(collection)
+        if request.first_stage != "dense" and not await self._store.has_sparse(collection):
             raise _Refused("invalid_request", f"collection {request.collection!r} has no sparse vectors (it was "
                            f"created before hybrid retrieval): use first_stage 'dense', or re-create it")
-        return encoder
+        return _Admitted(encoder, collection)
 
     async def _admit_colbert(self, collection: str) -> None:
         """Mode colbert needs the collection's token vectors and an encoder of their width."""
@@ -197,27 +208,26 @@ class QueryProcessor:
                     found[name, query] = vector
         return [found[key] for key in keys], (time.perf_counter() - began) * 1000
 
-    async def _retrieve(self, record: RawRecord, request: SearchRequest, vector: Vector | None,
+    async def _retrieve(self, record: RawRecord, request: SearchRequest, collection: str, vector: Vector | None,
                         tokens: TokenVectors | None, picked_at: float, encode: Stage, bi_model: str) -> Outgoing:
         ann_started, began = now_ms(), time.perf_counter()
         if request.mode == "cross":
             assert vector is not None  # the contract gives mode cross the dense first stage
-            size = await self._store.count(request.collection)
+            size = await self._store.count(collection)
             limit = self._settings.batching.cross_max_documents
             if size > limit:
                 raise _Refused("collection_too_large", f"mode 'cross' scores every document; {request.collection!r} "
                                f"holds {size}, more than the limit of {limit}: use mode 'rerank'", dead_letter=False)
-            found = await self._store.search(request.collection, vector.tolist(), max(size, 1), request.filter,
-                                             exact=True)
+            found = await self._store.search(collection, vector.tolist(), max(size, 1), request.filter, exact=True)
         elif tokens is not None:
             assert vector is not None  # the contract gives mode colbert the dense first stage
             found = await self._store.search(
-                request.collection, vector.tolist(),
+                collection, vector.tolist(),
                 request.candidates or max(request.k, self._settings.batching.colbert_candidates), request.filter,
                 tokens=tokens.tolist())
         else:
             sparse = self._bm25.encode_query(request.query) if request.first_stage != "dense" else None
-            found = await self._store.search(request.collection, vector.tolist() if vector is not None else None,
+            found = await self._store.search(collection, vector.tolist() if vector is not None else None,
                                              request.candidates or max(request.k, self._candidates), request.filter,
                                              sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),

@@ -3,6 +3,8 @@
 from services.settings import StoreSettings
 from services.store.base import (
     SPARSE_VECTOR,
+    VERSION_MARK,
+    DocumentText,
     FilterFieldLimit,
     FilterValue,
     ScoredDocument,
@@ -12,13 +14,17 @@ from services.store.base import (
     UnknownCollectionError,
     VectorSizeMismatch,
     VectorStore,
+    base_name,
     point_id,
+    version_of,
 )
 from services.store.edge import EdgeStore
 from services.store.qdrant import QdrantStore
 
 __all__ = [
     "SPARSE_VECTOR",
+    "VERSION_MARK",
+    "DocumentText",
     "EdgeStore",
     "FilterFieldLimit",
     "FilterValue",
@@ -30,8 +36,10 @@ __all__ = [
     "UnknownCollectionError",
     "VectorSizeMismatch",
     "VectorStore",
+    "base_name",
     "open_store",
     "point_id",
+    "version_of",
 ]
 
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "TEXT_FIELDS",
     "TOKEN_VECTORS",
+    "VERSION_MARK",
+    "DocumentText",
     "FilterFieldLimit",
     "FilterValue",
     "ScoredDocument",
@@ -18,16 +21,35 @@ __all__ = [
     "UnknownCollectionError",
     "VectorSizeMismatch",
     "VectorStore",
+    "base_name",
     "point_id",
+    "version_of",
 ]
 
 FilterValue = str | int | bool
 _POINT_NAMESPACE = uuid.UUID("6f1b9a6e-4b5c-5d2e-9a1f-0c3a7e5b8d21")
 
 
+VERSION_MARK = "@v"
+"""Versions of a collection (built by a reindex) are named `<name>@v<N>`; users' names cannot hold an "@", and
+`<name>` becomes an alias of the version being served."""
+
+
+def base_name(collection: str) -> str:
+    """The name a collection's versions share: `docs@v2` -> `docs`."""
+    return collection.split(VERSION_MARK, 1)[0]
+
+
+def version_of(collection: str) -> int:
+    """A version's number; 1 for a collection made without one."""
+    _, _, number = collection.partition(VERSION_MARK)
+    return int(number) if number else 1
+
+
 def point_id(collection: str, doc_id: str) -> str:
-    """Deterministic point id (UUIDv5 of collection and doc id), so replaying an upsert is idempotent."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, f"{collection}\x1f{doc_id}"))
+    """Deterministic point id (UUIDv5 of the collection's base name and the doc id), so replaying an upsert is
+    idempotent and a document keeps its id in every version of its collection."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{base_name(collection)}\x1f{doc_id}"))
 
 
 class UnknownCollectionError(LookupError):
@@ -112,6 +134,26 @@ class StoredDocument:
 
 
 @dataclass(frozen=True)
+class DocumentText:
+    """What a reindex reads back of a stored document to encode it anew."""
+
+    doc_id: str
+    title: str
+    text: str
+    metadata: Mapping[str, Any]
+    content_hash: str
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> DocumentText:
+        return cls(payload["doc_id"], payload.get("title", ""), payload.get("text", ""), payload.get("metadata", {}),
+                   payload["content_hash"])
+
+
+TEXT_FIELDS = ["doc_id", "title", "text", "metadata", "content_hash"]
+"""The payload fields `DocumentText` reads."""
+
+
+@dataclass(frozen=True)
 class ScoredDocument:
     doc_id: str
     score: float
@@ -141,7 +183,23 @@ class VectorStore(ABC):
     async def has_collection(self, collection: str) -> bool: ...
 
     @abstractmethod
-    async def collections(self) -> list[str]: ...
+    async def collections(self) -> list[str]:
+        """The names users address: aliases, and collections that no alias shadows (versions left out)."""
+
+    @abstractmethod
+    async def resolve(self, collection: str) -> str:
+        """The collection an alias names; any other name as it is. Every method resolves names itself; callers
+        resolve once when several calls must see the same version (a query)."""
+
+    @abstractmethod
+    async def switch_alias(self, alias: str, collection: str) -> None:
+        """Point `alias` at `collection` atomically: a reader sees the previous target or the new one."""
+
+    @abstractmethod
+    async def scroll(self, collection: str, offset: str | None, limit: int
+                     ) -> tuple[list[DocumentText], str | None]:
+        """Up to `limit` stored documents from `offset` (None: the start), and the offset of the next page (None:
+        the end)."""
 
     @abstractmethod
     async def vector_size(self, collection: str) -> int:

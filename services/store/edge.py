@@ -7,7 +7,9 @@ past its session timeout. So the index is built elsewhere: `build_index` flushes
 wait meanwhile, reads do not), optimises the copy in a child process, records the writes made meanwhile,
 then loads the indexed copy (0.2 s at 100k points), replays those writes onto it and swaps it in.
 
-Layout: `<path>/<collection>/CURRENT` names the live generation, a shard folder `<path>/<collection>/g<N>`.
+Layout: `<path>/<collection>/CURRENT` names the live generation, a shard folder `<path>/<collection>/g<N>`;
+`<path>/ALIASES.json` maps aliases to collections (replaced atomically; an alias shadows a folder of its name, so
+a collection made before aliases can be switched to a reindexed version).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from qdrant_edge import (
     QueryRequest,
     ScalarQuantizationConfig,
     ScalarType,
+    ScrollRequest,
     SearchParams,
     SparseVector,
     UpdateOperation,
@@ -58,7 +61,10 @@ from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
+    TEXT_FIELDS,
     TOKEN_VECTORS,
+    VERSION_MARK,
+    DocumentText,
     FilterFieldLimit,
     FilterValue,
     ScoredDocument,
@@ -79,6 +85,7 @@ _CURRENT = "CURRENT"
 _RRF_K = 60
 """Reciprocal rank fusion's constant, as in the original paper and Qdrant's server default."""
 _MODEL = "MODEL"
+_ALIASES = "ALIASES.json"
 
 
 class IndexBuildFailed(RuntimeError):
@@ -132,11 +139,15 @@ class EdgeStore(VectorStore):
         """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._root = settings.path
         self._collections: dict[str, _Collection] = {}
+        """By collection (never by alias)."""
+        aliases = self._root / _ALIASES
+        self._aliases: dict[str, str] = json.loads(aliases.read_text()) if aliases.is_file() else {}
 
     def _folder(self, collection: str) -> Path:
         return self._root / collection
 
-    def _open(self, collection: str) -> _Collection:
+    def _open(self, name: str) -> _Collection:
+        collection = self._aliases.get(name, name)
         state = self._collections.get(collection)
         if state is None:
             folder = self._folder(collection)
@@ -185,11 +196,32 @@ class EdgeStore(VectorStore):
                                                     model=model)
 
     async def has_collection(self, collection: str) -> bool:
+        collection = self._aliases.get(collection, collection)
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
 
     async def collections(self) -> list[str]:
         found = {marker.parent.name for marker in self._root.glob(f"*/{_CURRENT}")} if self._root.is_dir() else set()
-        return sorted(found | set(self._collections))
+        served = set(self._aliases.values())
+        return sorted({name for name in found | set(self._collections) if name not in served
+                       and VERSION_MARK not in name} | set(self._aliases))
+
+    async def resolve(self, collection: str) -> str:
+        return self._aliases.get(collection, collection)
+
+    async def switch_alias(self, alias: str, collection: str) -> None:
+        self._open(collection)  # it must exist
+        aliases = self._aliases | {alias: collection}
+        staging = self._root / f"{_ALIASES}.tmp"
+        staging.write_text(json.dumps(aliases, indent=2))
+        os.replace(staging, self._root / _ALIASES)
+        self._aliases = aliases
+
+    async def scroll(self, collection: str, offset: str | None, limit: int
+                     ) -> tuple[list[DocumentText], str | None]:
+        records, following = self._open(collection).shard.scroll(ScrollRequest(
+            offset=offset, limit=limit, with_payload=TEXT_FIELDS, with_vector=False))
+        return ([DocumentText.from_payload(record.payload) for record in records if record.payload],
+                None if following is None else str(following))
 
     async def vector_size(self, collection: str) -> int:
         return self._open(collection).dim

@@ -2,6 +2,9 @@
 
 With no URL configured it opens qdrant-client's local mode at the store path, which speaks the same API
 (brute force, no HNSW): that is how the tests exercise this code path without a server.
+
+A collection `docs` is made as `docs@v1` behind the alias `docs` (Qdrant switches aliases atomically), so a reindex
+can build `docs@v2` and switch; names are resolved on every call, so every pod sees a switch at once.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
     SPARSE_VECTOR,
+    TEXT_FIELDS,
     TOKEN_VECTORS,
+    VERSION_MARK,
+    DocumentText,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -60,13 +66,39 @@ class QdrantStore(VectorStore):
         else:
             self._client = AsyncQdrantClient(path=str(settings.path))
 
-    async def _require(self, collection: str) -> None:
-        if not await self._client.collection_exists(collection):
+    async def resolve(self, collection: str) -> str:
+        aliases = (await self._client.get_aliases()).aliases
+        return next((alias.collection_name for alias in aliases if alias.alias_name == collection), collection)
+
+    async def _require(self, collection: str) -> str:
+        """The collection the name resolves to (UnknownCollectionError if none)."""
+        resolved = await self.resolve(collection)
+        if not await self._client.collection_exists(resolved):
             raise UnknownCollectionError(collection)
+        return resolved
+
+    async def switch_alias(self, alias: str, collection: str) -> None:
+        collection = await self._require(collection)
+        if await self._client.collection_exists(alias):
+            raise ValueError(f"{alias!r} is a collection made before versions (not an alias): it cannot be switched "
+                             "to a new version; index its documents into a new collection")
+        await self._client.update_collection_aliases([
+            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)),
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)),
+        ] if await self.resolve(alias) != alias else [
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))])
+
+    async def scroll(self, collection: str, offset: str | None, limit: int
+                     ) -> tuple[list[DocumentText], str | None]:
+        records, following = await self._client.scroll(
+            await self._require(collection), limit=limit, offset=offset, with_payload=TEXT_FIELDS, with_vectors=False)
+        return ([DocumentText.from_payload(record.payload) for record in records if record.payload],
+                None if following is None else str(following))
 
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
-        if await self._client.collection_exists(collection):
+        if await self.has_collection(collection):
             return
+        versioned = VERSION_MARK in collection
         quantized = self._settings.quantization == "int8"
         vectors = {"": models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
@@ -75,7 +107,8 @@ class QdrantStore(VectorStore):
                 multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
                 hnsw_config=models.HnswConfigDiff(m=0))
         await self._client.create_collection(
-            collection, metadata={_MODEL: model}, vectors_config=vectors,
+            collection if versioned else f"{collection}{VERSION_MARK}1", metadata={_MODEL: model},
+            vectors_config=vectors,
             quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)) if quantized else None,
             sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
@@ -84,17 +117,21 @@ class QdrantStore(VectorStore):
                 full_scan_threshold=self._settings.full_scan_threshold,
             ),
         )
+        if not versioned:
+            await self.switch_alias(collection, f"{collection}{VERSION_MARK}1")
 
     async def has_collection(self, collection: str) -> bool:
-        return await self._client.collection_exists(collection)
+        return await self._client.collection_exists(await self.resolve(collection))
 
     async def collections(self) -> list[str]:
-        return sorted(described.name for described in (await self._client.get_collections()).collections)
+        aliases = {alias.alias_name for alias in (await self._client.get_aliases()).aliases}
+        made = {described.name for described in (await self._client.get_collections()).collections}
+        return sorted(aliases | {name for name in made if VERSION_MARK not in name})
 
     async def _described(self, collection: str) -> _Described:
         """Its vector size, model and sparse vector, asked per request, so cached: none of them ever changes."""
+        collection = await self._require(collection)
         if collection not in self._described_collections:
-            await self._require(collection)
             config = (await self._client.get_collection(collection)).config
             vectors = config.params.vectors
             # an unnamed dense vector (collections made before token vectors: the only, unnamed one)
@@ -120,7 +157,7 @@ class QdrantStore(VectorStore):
         return (await self._described(collection)).token_dim
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
-        await self._require(collection)
+        collection = await self._require(collection)
         records = await self._client.retrieve(
             collection, [point_id(collection, doc_id) for doc_id in doc_ids],
             with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False,
@@ -129,17 +166,17 @@ class QdrantStore(VectorStore):
                 for record in records if record.payload}
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
-        await self._require(collection)
+        collection = await self._require(collection)
         for doc_id, fields in metadata.items():
             await self._client.set_payload(collection, {"metadata": dict(fields)},
                                            points=[point_id(collection, doc_id)], wait=True)
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
-        await self._require(collection)
+        collection = await self._require(collection)
         await self._client.upsert(collection, [_point(collection, doc) for doc in documents], wait=True)
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
-        await self._require(collection)
+        collection = await self._require(collection)
         selector = models.PointIdsList(points=[point_id(collection, doc_id) for doc_id in doc_ids])
         await self._client.delete(collection, selector, wait=True)
 
@@ -148,7 +185,7 @@ class QdrantStore(VectorStore):
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
         tokens: Sequence[Sequence[float]] | None = None,
     ) -> list[ScoredDocument]:
-        await self._require(collection)
+        collection = await self._require(collection)
         query_filter = models.Filter(must=[
             models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
             for key, value in filter.items()
@@ -176,7 +213,7 @@ class QdrantStore(VectorStore):
         return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in response.points]
 
     async def count(self, collection: str) -> int:
-        await self._require(collection)
+        collection = await self._require(collection)
         return (await self._client.count(collection, exact=True)).count
 
     async def pending_index_points(self, collection: str) -> int:

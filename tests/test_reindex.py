@@ -1,0 +1,113 @@
+"""Reindexing through Kafka: a collection is rebuilt with another model while queries keep being answered and
+documents keep arriving; its name switches to the new version once complete, with nothing lost or stale."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from contracts import DocumentEvent, Topic, encode
+from runtime.process import CascadeProcess
+from sdk import ReindexFailed, SearchClient
+from services.encoders import BiEncoder, BiEncoders
+from services.ingest import IngestProcessor, content_hash
+from services.ingest.processor import Shadow
+from services.messaging import RawRecord
+from services.settings import Settings
+from services.store import EdgeStore
+from tests.conftest import client_for
+from tests.kafka_helpers import produce
+
+DOCS = [{"doc_id": f"d{i}", "title": f"title {i}", "text": f"document number {i} about topic {i % 5}"}
+        for i in range(60)]
+
+
+@pytest.fixture
+async def served(settings: Settings, fetched_e5: Path) -> CascadeProcess:
+    small_pages = settings.batching.model_copy(update={"reindex_page_size": 4})  # many pages: writes interleave
+    process = CascadeProcess(settings.model_copy(update={"batching": small_pages}), {"ingest", "query"})
+    await process.start()
+    yield process  # type: ignore[misc]
+    await process.stop()
+
+
+async def _query_until(client: SearchClient, stop: asyncio.Event, failures: list[BaseException],
+                       models: list[str]) -> None:
+    """Queries one after another until `stop`, recording failures and the model that answered each."""
+    while not stop.is_set():
+        try:
+            result = await client.search("document number 7", collection="docs", mode="bi", k=3, timeout_s=10)
+            models.append(result.models["bi_encoder"])
+        except Exception as exc:  # every failure counts, whatever its kind
+            failures.append(exc)
+
+
+async def test_a_reindex_switches_models_without_a_failed_query(served: CascadeProcess) -> None:
+    store = served.store
+    assert store is not None
+    async with client_for(served) as client:
+        await client.index(DOCS, collection="docs")
+        old_model = (await client.search("document", collection="docs", mode="bi")).models["bi_encoder"]
+        stop, failures, models = asyncio.Event(), list[BaseException](), list[str]()
+        querying = asyncio.create_task(_query_until(client, stop, failures, models))
+        statuses: list[str] = []
+        reindexing = asyncio.create_task(client.reindex("docs", model="e5-small",
+                                                        progress=lambda status: statuses.append(status.state)))
+        # writes racing the copy: an update, a deletion and a new document
+        await client.index([{"doc_id": "d1", "title": "title 1", "text": "rewritten during the reindex"},
+                            {"doc_id": "new", "text": "a document that arrived during the reindex"}],
+                           collection="docs")
+        await client.delete(["d2"], collection="docs")
+        status = await reindexing
+        after = await client.search("document number 7", collection="docs", mode="bi", k=3)
+        stop.set()
+        await querying
+    assert statuses == ["started", "switched"]
+    assert (status.source, status.target, status.model) == ("docs", "docs@v2", "e5-small")
+    assert failures == [] and len(models) >= 3 and set(models) <= {old_model, "test/tiny-e5"}
+    assert after.models["bi_encoder"] == "test/tiny-e5"
+    assert await store.resolve("docs") == "docs@v2" and await store.collection_model("docs") == "e5-small"
+    assert await store.count("docs") == len(DOCS)  # 60 - d2 + new
+    states = await store.stored_states("docs", ["d1", "d2", "new", "d3"])
+    assert set(states) == {"d1", "new", "d3"}
+    assert states["d1"].content_hash == content_hash("test/tiny-e5", "title 1", "rewritten during the reindex")
+    assert await store.collections() == ["docs"]  # versions stay out of the listing
+
+
+async def test_reindex_refusals_are_clear_and_the_consumer_goes_on(served: CascadeProcess, bootstrap: str) -> None:
+    async with client_for(served) as client:
+        await client.index(DOCS[:3], collection="docs")
+        with pytest.raises(ReindexFailed, match="'ghost' does not exist"):
+            await client.reindex("ghost", model="e5-small", timeout_s=30)
+        with pytest.raises(ReindexFailed, match=r"model_unavailable: .*cascade models fetch bge-small"):
+            await client.reindex("docs", model="bge-small", timeout_s=30)
+        await produce(bootstrap, client.topics.name(Topic.REINDEX), [("docs", b"{not json")])  # dead-lettered
+        status = await client.reindex("docs", model="e5-small", timeout_s=60)
+        assert status.state == "switched" and status.documents == 3
+        again = await client.reindex("docs", timeout_s=60)  # back to the default model: a third version
+        assert again.target == "docs@v3" and again.source == "docs@v2"
+
+
+async def test_writes_during_a_reindex_reach_both_versions(settings: Settings, tiny_bi_encoder: Path,
+                                                          fetched_e5: Path) -> None:
+    """The dual write itself, without timing luck: a shadow registered as a reindex does, then a batch."""
+    store = EdgeStore(settings.store)
+    encoders = BiEncoders(BiEncoder(str(tiny_bi_encoder), device="cpu"), lambda name: BiEncoder(name, device="cpu"))
+    processor = IngestProcessor(store, encoders)
+
+    def record(offset: int, event: DocumentEvent) -> RawRecord:
+        return RawRecord("documents", 0, offset, event.doc_id.encode(), encode(event))
+
+    await processor.process([record(0, DocumentEvent(collection="docs", doc_id="a", text="first"))])
+    await store.ensure_collection("docs@v2", 32, "e5-small")
+    processor.shadows["docs"] = Shadow("docs@v2")
+    outcome = await processor.process([record(1, DocumentEvent(collection="docs", doc_id="b", text="second")),
+                                       record(2, DocumentEvent(collection="docs", op="delete", doc_id="a"))])
+    assert sorted((ack.collection, ack.doc_id, ack.status) for ack in outcome.acks) == [
+        ("docs", "a", "deleted"), ("docs", "b", "indexed")]  # acks of the collection only, under its name
+    assert set(await store.stored_states("docs", ["a", "b"])) == {"b"}
+    copied = await store.stored_states("docs@v2", ["a", "b"])
+    assert set(copied) == {"b"} and copied["b"].content_hash == content_hash("test/tiny-e5", "", "second")
+    await store.close()
