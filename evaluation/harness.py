@@ -25,7 +25,7 @@ from evaluation.timing import timed_gather
 from sdk import SearchClient, SearchFailed, SearchTimeout
 from services.encoders import BiEncoder
 
-__all__ = ["EvalOptions", "candidate_sweep", "evaluate_split"]
+__all__ = ["EvalOptions", "candidate_sweep", "eval_collection", "evaluate_split"]
 
 DEPTH = 100
 
@@ -53,6 +53,12 @@ class EvalOptions:
     """Smaller candidate counts to score mode rerank at, from the same run (see `candidate_sweep`)."""
     ingest: bool = True
     """False: the collection already holds the corpus (a second run on the same services), so it is not sent."""
+    late_interaction: bool = False
+    """Evaluate a collection that also stores token vectors (mode colbert needs one)."""
+
+    @property
+    def collection_suffix(self) -> str:
+        return (f"-{self.model}" if self.model else "") + ("-colbert" if self.late_interaction else "")
 
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
@@ -114,12 +120,13 @@ def _first_stage_recall(split: BeirSplit, queries: dict[str, str], bi_results: d
     return overlap_recall(found, exact)
 
 
-async def _ingest(client: SearchClient, collection: str, documents: list[dict[str, str]], model: str | None
+async def _ingest(client: SearchClient, collection: str, documents: list[dict[str, str]], options: EvalOptions
                   ) -> dict[str, Any]:
     """Every document through the ingest service (unchanged ones are skipped there), timed."""
     began = time.perf_counter()
     with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
-        acks = await client.index(documents, collection=collection, model=model, timeout_s=7200,
+        acks = await client.index(documents, collection=collection, model=options.model,
+                                  late_interaction=options.late_interaction or None, timeout_s=7200,
                                   progress=bar.update)
     seconds = time.perf_counter() - began
     indexed = sum(ack.status == "indexed" for ack in acks)
@@ -127,17 +134,22 @@ async def _ingest(client: SearchClient, collection: str, documents: list[dict[st
             else None}
 
 
+def eval_collection(folder: Path, options: EvalOptions) -> str:
+    """The collection a split is evaluated in."""
+    return f"eval-{folder.name}-{options.split}{options.collection_suffix}"
+
+
 async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,
                          bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
     """Ingest the corpus (unless `options.ingest` is off), run the queries in each mode, score them."""
     split = load_split(folder, options.split)
-    collection = f"eval-{folder.name}-{options.split}" + (f"-{options.model}" if options.model else "")
+    collection = eval_collection(folder, options)
     queries = dict(list(split.queries.items())[: options.max_queries])
     qrels = {query: split.qrels[query] for query in queries}  # a subset is scored on its own queries only
     # A document with no text cannot be indexed (the contract refuses it); it is counted, not silently lost.
     documents = [doc for doc in split.corpus if doc["text"].strip()]
     report: dict[str, Any] = {"dataset": split.name, "queries": len(queries), "documents": len(documents),
-                              "ingest": await _ingest(client, collection, documents, options.model)
+                              "ingest": await _ingest(client, collection, documents, options)
                               if options.ingest else None,
                               "skipped_empty_documents": len(split.corpus) - len(documents),
                               "metrics": {}, "latency_ms": {}, "server_ms": {}, "failures": {}}

@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     evaluate = commands.add_parser("eval", help="ranking quality and latency on BEIR folders, through the services")
     evaluate.add_argument("folders", nargs="+", type=Path)
-    evaluate.add_argument("--modes", nargs="+", default=["bi", "rerank"], choices=["bi", "rerank", "cross"])
+    evaluate.add_argument("--modes", nargs="+", default=["bi", "rerank"], choices=get_args(Mode))
+    evaluate.add_argument("--late-interaction", action="store_true",
+                          help="evaluation collections store token vectors (needed by mode colbert)")
     evaluate.add_argument("--max-queries", type=int)
     evaluate.add_argument("--concurrency", type=int, default=8)
     evaluate.add_argument("--out", type=Path, default=Path("results"))
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
 
         options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency,
                               model=args.model, exact_recall=not args.no_exact_recall,
-                              first_stages=tuple(args.first_stages))
+                              first_stages=tuple(args.first_stages), late_interaction=args.late_interaction)
         asyncio.run(run_evaluation(settings, args.folders, options, args.out))
     elif args.command == "status":
         _require_bootstrap(settings)

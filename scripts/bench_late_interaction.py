@@ -1,0 +1,167 @@
+"""The cheaper answers against the cascade, from one run on the same queries: bi, distilled bi, colbert, rerank
+(cross-encoder) and fused rerank on WikiQA, SciFact and Cranfield test, through the services.
+
+    python -m scripts.bench_late_interaction [--student models/cascade-bi-minilm-l6-distilled] [--latency-queries 40]
+
+Per dataset: the shipped first stage (MiniLM) ingests the corpus into a plain collection (modes bi, rerank, fused)
+and into one with token vectors (mode colbert: the dense top 100 rescored by MaxSim in the store); the distilled
+student is served by a second set of services, as their default model, for mode distilled. Quality: every test
+query at concurrency 8 (bi, colbert and distilled return 100 hits; rerank reorders the top 20, the CPU default,
+and fused is that run fused at the reranker's weight). Latency: `--latency-queries` queries one at a time per mode
+(fused costs what rerank does). Bytes per document: each collection's folder on disk, less that of an empty
+collection of the same configuration, over its documents. Ingest docs/s: the ingest service's, acks included.
+Writes bench/late_interaction.json, bench/late_interaction.png and bench/eval/late-interaction-*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from evaluation.harness import EvalOptions, eval_collection, evaluate_split
+from evaluation.report import markdown_table, shown_path, write_report
+from evaluation.run import serving
+from runtime.clients import sdk_client
+from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
+from services.encoders import LateInteractionEncoder
+from services.log import configure_logging
+from services.reranker.fusion import configured_fusion_weight
+from services.settings import ModelSettings, Settings, StoreSettings
+from services.store import EdgeStore
+
+DATASETS = ("wikiqa", "scifact", "cranfield")
+MODES = ("bi", "distilled", "colbert", "rerank", "fused")
+RERANK_CANDIDATES = 20
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+async def _empty_bytes(dim: int, token_dim: int | None) -> int:
+    """What a collection of this configuration occupies before its first document (preallocated files)."""
+    with tempfile.TemporaryDirectory() as root:
+        store = EdgeStore(StoreSettings(path=Path(root)))
+        await store.ensure_collection("empty", dim, "reference", token_dim)
+        await store.close()
+        return _folder_bytes(Path(root) / "empty")
+
+
+def _quality(report: dict[str, Any], mode: str) -> dict[str, float]:
+    metrics = report["metrics"][mode]
+    return {"mrr@10": round(metrics["mrr@10"], 4), "ndcg@10": round(metrics["ndcg@10"], 4)}
+
+
+def _latency(report: dict[str, Any], mode: str) -> dict[str, float]:
+    latency = report["latency_ms"][mode]
+    return {"p50_ms": round(latency["p50"], 1), "p99_ms": round(latency["p99"], 1)}
+
+
+async def _measure(settings: Settings, modes: dict[str, EvalOptions], latency_queries: int
+                   ) -> dict[str, dict[str, Any]]:
+    """Per dataset and run name: the quality report, the latency report and the collection's bytes on disk."""
+    found: dict[str, dict[str, Any]] = {}
+    async with serving(settings) as served, sdk_client(served.kafka) as client:
+        for dataset in DATASETS:
+            folder = DATA_DIR / dataset
+            for name, options in modes.items():
+                quality = await evaluate_split(client, folder, options)
+                latency = await evaluate_split(client, folder, EvalOptions(**{
+                    **options.__dict__, "max_queries": latency_queries, "concurrency": 1, "ingest": False,
+                    "fusion_weight": None}))
+                collection = settings.store.path / eval_collection(folder, options)
+                found.setdefault(dataset, {})[name] = {"quality": quality, "latency": latency,
+                                                       "bytes": _folder_bytes(collection)}
+    return found
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for dataset in DATASETS:
+        points = [(result[dataset][mode]["p50_ms"], result[dataset][mode]["ndcg@10"], mode) for mode in MODES]
+        axes[0].plot([p[0] for p in points], [p[1] for p in points], "o", label=dataset)
+        for x, y, mode in points:
+            axes[0].annotate(mode, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("query latency p50, ms (one at a time, this CPU; log)")
+    axes[0].set_ylabel("nDCG@10")
+    axes[0].legend()
+    axes[0].set_title("quality against latency")
+    sizes = result["bytes_per_document"]
+    axes[1].bar(list(sizes), [sizes[mode] / 1024 for mode in sizes], color="tab:gray")
+    axes[1].set_ylabel("KiB stored per document (mean over the three corpora)")
+    axes[1].set_title("storage")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", type=Path, default=ROOT / "models" / "cascade-bi-minilm-l6-distilled")
+    parser.add_argument("--colbert", type=Path, default=ROOT / "models" / "cascade-colbert-minilm-l6")
+    parser.add_argument("--latency-queries", type=int, default=40)
+    args = parser.parse_args()
+    configure_logging("console", "WARNING")
+    models = ModelSettings(late_interaction=str(args.colbert))
+    weight = configured_fusion_weight(None, models.cross_encoder)
+    first = EvalOptions(modes=("bi",), exact_recall=False)
+    runs = {"bi": first,
+            "rerank": EvalOptions(modes=("rerank",), candidates=RERANK_CANDIDATES, fusion_weight=weight,
+                                  exact_recall=False, ingest=False),
+            "colbert": EvalOptions(modes=("colbert",), exact_recall=False, late_interaction=True)}
+    with tempfile.TemporaryDirectory(prefix="cascade-late-") as store, \
+            tempfile.TemporaryDirectory(prefix="cascade-distilled-") as student_store:
+        base = asyncio.run(_measure(Settings(store=StoreSettings(path=Path(store)), metrics_port=None,
+                                             models=models), runs, args.latency_queries))
+        distilled = asyncio.run(_measure(Settings(
+            store=StoreSettings(path=Path(student_store)), metrics_port=None,
+            models=models.model_copy(update={"bi_encoder": str(args.student)})), {"distilled": first},
+            args.latency_queries))
+    dim, token_dim = 384, LateInteractionEncoder(args.colbert, device="cpu").dim
+    empty = {"plain": asyncio.run(_empty_bytes(dim, None)), "colbert": asyncio.run(_empty_bytes(dim, token_dim))}
+    result: dict[str, Any] = {}
+    stored: dict[str, list[float]] = {mode: [] for mode in MODES}
+    ingest: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for dataset in DATASETS:
+        runs_here = base[dataset] | distilled[dataset]
+        student = runs_here["distilled"]["quality"]
+        for table in ("metrics", "latency_ms", "server_ms", "failures"):
+            student[table] = {"distilled": student[table]["bi"]}
+        reports = [runs_here[name]["quality"] for name in ("bi", "distilled", "colbert", "rerank")]
+        write_report(reports, BENCH_DIR / "eval" / f"late-interaction-{dataset}")
+        print(markdown_table(reports))
+        result[dataset] = {}
+        for mode in MODES:
+            name = {"fused": "rerank"}.get(mode, mode)
+            quality_mode = {"fused": f"rerank+fusion({weight:g})"}.get(mode, mode)
+            latency_mode = {"distilled": "bi", "fused": "rerank"}.get(mode, mode)
+            run = runs_here[name]
+            result[dataset][mode] = (_quality(run["quality"], quality_mode) | _latency(run["latency"], latency_mode)
+                                     | {"queries": run["quality"]["queries"]})
+            collection_of = {"rerank": "bi", "fused": "bi"}.get(mode, mode)
+            documents = run["quality"]["documents"]
+            stored[mode].append((runs_here[collection_of]["bytes"]
+                                 - empty["colbert" if mode == "colbert" else "plain"]) / documents)
+            ingest[mode].append(runs_here[collection_of]["quality"]["ingest"]["docs_per_s"])
+    result["bytes_per_document"] = {mode: round(sum(values) / len(values)) for mode, values in stored.items()}
+    result["ingest_docs_per_s"] = {mode: round(sum(values) / len(values), 1) for mode, values in ingest.items()}
+    result["per_dataset"] = {"bytes_per_document": stored, "ingest_docs_per_s": ingest}
+    result |= {"machine": machine(), "rerank_candidates": RERANK_CANDIDATES, "fusion_weight": weight,
+               "colbert_candidates": 100, "latency_queries": args.latency_queries,
+               "models": {"bi": "all-MiniLM-L6-v2", "distilled": shown_path(args.student),
+                          "colbert": shown_path(args.colbert), "reranker": shown_path(Path(models.cross_encoder))}}
+    print(write_result("late_interaction", result))
+    _plot(result, BENCH_DIR / "late_interaction.png")
+
+
+if __name__ == "__main__":
+    main()
