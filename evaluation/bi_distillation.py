@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from evaluation.cascade_teacher import CASCADE_TEACHER
 from evaluation.report import shown_path
 from evaluation.teachers import CandidateList, TeacherScores, dev_figures, encoder_scores
-from evaluation.training_loop import LoopConfig, shuffled_batches, train_loop
+from evaluation.training_loop import StudentConfig, shuffled_batches, train_loop
 from services.encoders import BiEncoder, resolve_model
 from services.encoders.bi_encoder import ModelCard, embed, read_model_card
 
@@ -36,25 +36,11 @@ __all__ = ["DistillationConfig", "distil_bi_encoder", "margin_mse"]
 
 
 @dataclass
-class DistillationConfig:
-    teachers: Path
-    """The cascade-scored lists (evaluation/cascade_teacher.py)."""
-    output: Path
-    base: str = "minilm"
-    """The starting bi-encoder: a catalogue name or folder (default: the shipped first stage)."""
+class DistillationConfig(StudentConfig):
     query_length: int = 64
     document_length: int = 192
-    lists_per_step: int = 8
-    learning_rate: float = 3e-5
     scale_learning_rate: float = 1e-2
     initial_scale: float = 10.0
-    warmup_fraction: float = 0.05
-    epochs: int = 4
-    time_budget_min: float = 30.0
-    evaluations: int = 3
-    dev_candidates: int = 30
-    seed: int = 13
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def margin_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -111,7 +97,7 @@ def distil_bi_encoder(config: DistillationConfig) -> dict[str, Any]:
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     scores = TeacherScores.load(config.teachers)
-    device = torch.device("cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu")
+    device = config.torch_device
     source = resolve_model(config.base)
     card = read_model_card(Path(source))
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -124,8 +110,7 @@ def distil_bi_encoder(config: DistillationConfig) -> dict[str, Any]:
         shuffled_batches(train, config.lists_per_step, rng), len(train) // config.lists_per_step,
         lambda batch: _loss(student, tokenizer, card, batch, scores.tables, config),
         lambda: _dev(student, tokenizer, config, scores),
-        LoopConfig(config.time_budget_min, config.epochs, config.evaluations, config.warmup_fraction),
-        "distil first stage")
+        config.loop, "distil first stage")
     model_id = f"cascade/minilm-l6-distilled-{time.strftime('%Y%m%dT%H%M', time.gmtime())}"
     config.output.mkdir(parents=True, exist_ok=True)
     student.encoder.half().save_pretrained(config.output)  # type: ignore[no-untyped-call]  # fp16 on disk

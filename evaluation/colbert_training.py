@@ -13,8 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from transformers import AutoModel, AutoTokenizer
 from evaluation.cascade_teacher import CASCADE_TEACHER
 from evaluation.report import shown_path
 from evaluation.teachers import CandidateList, TeacherScores, dev_figures, encoder_scores
-from evaluation.training_loop import LoopConfig, shuffled_batches, train_loop
+from evaluation.training_loop import StudentConfig, shuffled_batches, train_loop
 from services.encoders import resolve_model
 from services.encoders.late_interaction import (
     LateInteractionCard,
@@ -38,23 +37,12 @@ __all__ = ["ColbertConfig", "train_colbert"]
 
 
 @dataclass
-class ColbertConfig:
-    teachers: Path
-    output: Path
-    base: str = "minilm"
+class ColbertConfig(StudentConfig):
     dim: int = 128
     query_length: int = 32
     document_length: int = 180
-    lists_per_step: int = 8
-    learning_rate: float = 3e-5
     projection_learning_rate: float = 1e-3
     temperature: float = 1.0
-    epochs: int = 4
-    time_budget_min: float = 30.0
-    evaluations: int = 3
-    dev_candidates: int = 30
-    seed: int = 13
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def _maxsim_batch(queries: torch.Tensor, documents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -95,7 +83,7 @@ def train_colbert(config: ColbertConfig) -> dict[str, Any]:
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     scores = TeacherScores.load(config.teachers)
-    device = torch.device("cuda" if torch.cuda.is_available() and config.device != "cpu" else "cpu")
+    device = config.torch_device
     source = resolve_model(config.base)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = LateInteractionModel(AutoModel.from_pretrained(source, dtype=torch.float32), config.dim).to(device)
@@ -115,7 +103,7 @@ def train_colbert(config: ColbertConfig) -> dict[str, Any]:
         shuffled_batches(train, config.lists_per_step, rng), len(train) // config.lists_per_step,
         lambda batch: _loss(model, tokenizer, card, batch, scores.tables, config),
         lambda: _dev(encoder, scores, config.dev_candidates),
-        LoopConfig(config.time_budget_min, config.epochs, config.evaluations), "train colbert")
+        config.loop, "train colbert")
     model.save(config.output, tokenizer, card)
     report = {"config": {key: shown_path(value) for key, value in asdict(config).items()}, "model_id": model_id,
               "teacher": scores.provenance.get("teacher"), "lists": len(train), "steps": result.steps,

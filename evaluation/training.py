@@ -12,10 +12,8 @@ is tuned there too.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from evaluation.fusion import WEIGHTS
 from evaluation.hard_cases.templates import contrastive_pairs
 from evaluation.report import shown_path
 from evaluation.teachers import CandidateList, TeacherScores, dev_lists, ensemble, list_mrr
+from evaluation.training_loop import LoopConfig, train_loop
 from services.encoders import CrossEncoder
 from services.reranker.fusion import fused_scores
 
@@ -173,8 +172,8 @@ def _loss(model: PreTrainedModel, tokenizer: Any, batch: list[TrainingList], con
 
 
 def train_reranker(config: TrainingConfig) -> dict[str, Any]:
-    """Train within the time budget, keep the checkpoint best on the dev lists, save it with its figures.
-    The starting checkpoint is evaluated first, so the report says whether training helped."""
+    """Train within the time budget, keep the checkpoint best on the dev lists (by pure rerank MRR@10), save it
+    with its figures. The starting checkpoint is evaluated first, so the report says whether training helped."""
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
@@ -184,58 +183,28 @@ def train_reranker(config: TrainingConfig) -> dict[str, Any]:
     model, tokenizer = _load(config, device)
     pairs = _pair_lists(config, rng)
     counts = {"lists": sum(item.split == "train" for item in scores.lists), "pairs": len(pairs)}
-    start = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {"step": 0, "minutes": 0.0}
-    tqdm.write(f"dev (start): {start}")
-    history, best, best_state = [start], start, copy.deepcopy(model.state_dict())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    total_steps = counts["lists"] // config.lists_per_step * config.epochs
-    budget_s, began, step, next_eval, losses = config.time_budget_min * 60, time.monotonic(), 0, 1, list[float]()
-    with tqdm(total=total_steps, desc="distil reranker", unit="step") as bar:
-        for epoch in range(config.epochs):
-            for batch in _batches(training_lists(scores, weights, config, rng), pairs, config, rng):
-                progress = max(step / total_steps, (time.monotonic() - began) / budget_s)
-                if progress >= 1:
-                    break
-                for group in optimizer.param_groups:
-                    group["lr"] = config.learning_rate * min(1.0, progress / config.warmup_fraction) * (1 - progress)
-                loss = _loss(model, tokenizer, batch, config, device)
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", epoch=epoch)
-                if progress >= next_eval / config.evaluations:
-                    next_eval += 1
-                    figures = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {
-                        "step": step, "epoch": epoch, "minutes": (time.monotonic() - began) / 60,
-                        "loss": float(np.mean(losses[-100:]))}
-                    history.append(figures)
-                    tqdm.write(f"dev: {figures}")
-                    if figures["rerank_mean"] > best["rerank_mean"]:
-                        best, best_state = figures, copy.deepcopy(model.state_dict())
-            else:
-                continue
-            break
-    if history[-1]["step"] != step:
-        figures = evaluate_dev(model, tokenizer, scores, config.dev_candidates) | {
-            "step": step, "minutes": (time.monotonic() - began) / 60}
-        history.append(figures)
-        if figures["rerank_mean"] > best["rerank_mean"]:
-            best, best_state = figures, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+
+    def evaluate() -> dict[str, Any]:
+        figures = evaluate_dev(model, tokenizer, scores, config.dev_candidates)
+        return figures | {"dev_mean": figures["rerank_mean"]}
+
+    result = train_loop(
+        model, [{"params": list(model.parameters()), "weight_decay": 0.01, "peak_lr": config.learning_rate}],
+        lambda: _batches(training_lists(scores, weights, config, rng), pairs, config, rng),
+        counts["lists"] // config.lists_per_step, lambda batch: _loss(model, tokenizer, batch, config, device),
+        evaluate, LoopConfig(config.time_budget_min, config.epochs, config.evaluations, config.warmup_fraction),
+        "distil reranker")
     config.output.mkdir(parents=True, exist_ok=True)
     # fp16 on disk (half the size); loaded as fp32 on CPU
     model.half().save_pretrained(config.output)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(config.output)
     report = {
         "config": {key: shown_path(value) for key, value in asdict(config).items()},
-        "teachers": scores.provenance, "counts": counts, "steps": step,
-        "train_minutes": (time.monotonic() - began) / 60, "start": start, "best": best, "history": history,
-        "improved": best["step"] > 0, "device": str(device),
+        "teachers": scores.provenance, "counts": counts, "steps": result.steps, "train_minutes": result.minutes,
+        "start": result.history[0], "best": result.best, "history": result.history,
+        "improved": result.best["step"] > 0, "device": str(device),
     }
-    (config.output / "cascade.json").write_text(json.dumps({"fusion_weight": best["fusion_weight"]}, indent=2))
+    (config.output / "cascade.json").write_text(json.dumps({"fusion_weight": result.best["fusion_weight"]},
+                                                           indent=2))
     (config.output / "training_report.json").write_text(json.dumps(report, indent=2))
     return report

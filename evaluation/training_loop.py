@@ -9,13 +9,14 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-__all__ = ["LoopConfig", "LoopResult", "shuffled_batches", "train_loop"]
+__all__ = ["LoopConfig", "LoopResult", "StudentConfig", "shuffled_batches", "train_loop"]
 
 Batch = TypeVar("Batch")
 Item = TypeVar("Item")
@@ -27,6 +28,33 @@ def shuffled_batches(items: list[Item], size: int, rng: random.Random) -> Callab
         rng.shuffle(items)
         return [items[i : i + size] for i in range(0, len(items) - size + 1, size)]
     return epoch
+
+
+@dataclass
+class StudentConfig:
+    """What every first-stage student's training takes (the cascade-scored lists, evaluation/cascade_teacher.py)."""
+
+    teachers: Path
+    output: Path
+    base: str = "minilm"
+    """The starting encoder: a catalogue name or folder (default: the shipped first stage)."""
+    lists_per_step: int = 8
+    learning_rate: float = 3e-5
+    warmup_fraction: float = 0.05
+    epochs: int = 4
+    time_budget_min: float = 30.0
+    evaluations: int = 3
+    dev_candidates: int = 30
+    seed: int = 13
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def loop(self) -> LoopConfig:
+        return LoopConfig(self.time_budget_min, self.epochs, self.evaluations, self.warmup_fraction)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cuda" if torch.cuda.is_available() and self.device != "cpu" else "cpu")
 
 
 @dataclass
