@@ -84,8 +84,9 @@ def train_loop(model: torch.nn.Module, param_groups: Sequence[dict[str, Any]], e
 
     def checkpoint(step: int) -> dict[str, Any]:
         model.eval()
-        figures = evaluate() | {"step": step, "minutes": round((time.monotonic() - began) / 60, 2),
-                                "loss": float(np.mean(losses[-100:])) if losses else None}
+        figures = evaluate() | {"step": step, "minutes": round((time.monotonic() - began) / 60, 2)}
+        if losses:
+            figures["loss"] = float(np.mean(losses[-100:]))
         model.train()
         tqdm.write(f"dev: {figures}")
         return figures
