@@ -9,6 +9,7 @@ Dev lists are kept whole and unscored: students are chosen on them by their labe
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -17,7 +18,7 @@ from evaluation.teachers import CandidateList, TeacherScores
 from services.encoders import CrossEncoder
 from services.reranker.fusion import fused_scores
 
-__all__ = ["CASCADE_TEACHER", "list_head", "score_cascade"]
+__all__ = ["CASCADE_TEACHER", "list_head", "score_cascade", "teacher_provenance"]
 
 CASCADE_TEACHER = "cascade"
 
@@ -26,6 +27,11 @@ def list_head(item: CandidateList, size: int) -> list[int]:
     """Positions of the documents to score: up to two positives, then the first stage's order."""
     positions = [item.documents.index(doc) for doc in item.positives[:2] if doc in item.documents]
     return (positions + [i for i in range(len(item.documents)) if i not in positions])[:size]
+
+
+def teacher_provenance(reranker: CrossEncoder, weight: float, size: int) -> dict[str, object]:
+    """What names the teacher in a cache and a report: the reranker's folder name (not a machine path)."""
+    return {"reranker": Path(reranker.model_id).name, "fusion_weight": weight, "list_size": size}
 
 
 def score_cascade(scores: TeacherScores, reranker: CrossEncoder, weight: float, size: int) -> TeacherScores:
@@ -41,6 +47,5 @@ def score_cascade(scores: TeacherScores, reranker: CrossEncoder, weight: float, 
         cross = reranker.score(item.query, [scores.tables[item.table][row] for row in documents])
         lists.append(replace(item, documents=documents, first_stage=first.tolist(),
                              scores={CASCADE_TEACHER: fused_scores(cross, first, weight).tolist()}))
-    provenance = scores.provenance | {"teacher": {"reranker": reranker.model_id, "fusion_weight": weight,
-                                                  "list_size": size}}
+    provenance = scores.provenance | {"teacher": teacher_provenance(reranker, weight, size)}
     return TeacherScores(scores.tables, lists, provenance)

@@ -34,12 +34,13 @@ def _require_bootstrap(settings: Settings) -> str:
     return settings.kafka.bootstrap
 
 
-async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool, model: str | None = None
-                      ) -> None:
+async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool, model: str | None = None,
+                      late_interaction: bool | None = None) -> None:
     documents = list(read_jsonl_documents(path))
     async with _client(settings) as client:
         with tqdm(total=len(documents), desc=f"ingest {path.name}", unit="doc") as bar:
-            acks = await client.index(documents, collection=collection, model=model, wait=wait, timeout_s=3600,
+            acks = await client.index(documents, collection=collection, model=model,
+                                      late_interaction=late_interaction, wait=wait, timeout_s=3600,
                                       progress=bar.update)
     if wait:
         print(f"{len(acks)} documents acknowledged: {dict(Counter(ack.status for ack in acks))}")
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     ingest.add_argument("--collection", required=True)
     ingest.add_argument("--no-wait", action="store_true", help="publish without waiting for acks")
     ingest.add_argument("--model", help="first-stage model of a new collection (`cascade models list`)")
+    ingest.add_argument("--late-interaction", action="store_true", default=None,
+                        help="a new collection also stores token vectors (for mode colbert)")
     reindex = commands.add_parser("reindex", help="rebuild a collection with another model; switch when complete",
                                   description="The ingest service encodes the collection's stored documents with "
                                               "MODEL into a new version while queries are answered from the current "
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"cascade serve: {exc}")
     elif args.command in ("ingest", "search", "reindex"):
         try:
-            asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait, model=args.model)
+            asyncio.run(ingest_file(settings, args.file, args.collection, wait=not args.no_wait, model=args.model,
+                                    late_interaction=args.late_interaction)
                         if args.command == "ingest" else search_once(settings, args) if args.command == "search"
                         else reindex_collection(settings, args.collection, args.model, args.late_interaction))
         except KafkaAccessError as exc:

