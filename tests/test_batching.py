@@ -103,9 +103,9 @@ async def test_a_dead_batcher_fails_waiting_and_later_calls_at_once(tiny_cross_e
 
 
 def test_the_int8_path_quantises_the_linear_layers_and_ranks_like_fp32(tmp_path: Path) -> None:
+    torch.manual_seed(1)  # every weight from one seed: the figures must not depend on which tests ran before
     folder = build_tiny_cross_encoder(tmp_path / "spread")
     model = AutoModelForSequenceClassification.from_pretrained(folder)
-    torch.manual_seed(0)
     with torch.no_grad():  # weights of a trained model's scale: random init scores every pair about the same
         for module in model.modules():
             if isinstance(module, torch.nn.Linear):
