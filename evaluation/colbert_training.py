@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from evaluation.teachers import CandidateList, TeacherScores, dev_figures, encod
 from evaluation.training_loop import StudentConfig, shuffled_batches, train_loop
 from services.encoders import resolve_model
 from services.encoders.late_interaction import (
+    PROJECTION,
     LateInteractionCard,
     LateInteractionEncoder,
     LateInteractionModel,
@@ -86,8 +88,11 @@ def train_colbert(config: ColbertConfig) -> dict[str, Any]:
     device = config.torch_device
     source = resolve_model(config.base)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model = LateInteractionModel(AutoModel.from_pretrained(source, dtype=torch.float32), config.dim).to(device)
-    torch.nn.init.orthogonal_(model.projection.weight)
+    if (Path(source) / PROJECTION).is_file():  # a ColBERT encoder already: training goes on from it
+        model = LateInteractionModel.load(Path(source), config.dim).to(device)
+    else:
+        model = LateInteractionModel(AutoModel.from_pretrained(source, dtype=torch.float32), config.dim).to(device)
+        torch.nn.init.orthogonal_(model.projection.weight)
     model_id = f"cascade/colbert-minilm-l6-{time.strftime('%Y%m%dT%H%M', time.gmtime())}"
     card = LateInteractionCard(model_id, config.dim, query_length=config.query_length,
                                document_length=config.document_length)

@@ -8,9 +8,10 @@ and into one with token vectors (mode colbert: the dense top 100 rescored by Max
 student is served by a second set of services, as their default model, for mode distilled. Quality: every test
 query at concurrency 8 (bi, colbert and distilled return 100 hits; rerank reorders the top 20, the CPU default,
 and fused is that run fused at the reranker's weight). Latency: `--latency-queries` queries one at a time per mode
-(fused costs what rerank does). Bytes per document: each collection's folder on disk, less that of an empty
-collection of the same configuration, over its documents. Ingest docs/s: the ingest service's, acks included.
-Writes bench/late_interaction.json, bench/late_interaction.png and bench/eval/late-interaction-*.
+(fused costs what rerank does). Ingest docs/s: the ingest service's, acks included. Writes
+bench/late_interaction.json and bench/eval/late-interaction-*; then `python -m scripts.bench_storage` adds the bytes
+stored per document (allocated disk blocks: a folder's apparent size counts preallocated files) and draws
+bench/late_interaction.png.
 """
 
 from __future__ import annotations
@@ -26,33 +27,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from evaluation.harness import EvalOptions, eval_collection, evaluate_split
+from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import markdown_table, shown_path, write_report
 from evaluation.run import serving
 from runtime.clients import sdk_client
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
-from services.encoders import LateInteractionEncoder
 from services.log import configure_logging
 from services.reranker.fusion import configured_fusion_weight
 from services.settings import ModelSettings, Settings, StoreSettings
-from services.store import EdgeStore
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 MODES = ("bi", "distilled", "colbert", "rerank", "fused")
 RERANK_CANDIDATES = 20
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-async def _empty_bytes(dim: int, token_dim: int | None) -> int:
-    """What a collection of this configuration occupies before its first document (preallocated files)."""
-    with tempfile.TemporaryDirectory() as root:
-        store = EdgeStore(StoreSettings(path=Path(root)))
-        await store.ensure_collection("empty", dim, "reference", token_dim)
-        await store.close()
-        return _folder_bytes(Path(root) / "empty")
 
 
 def _quality(report: dict[str, Any], mode: str) -> dict[str, float]:
@@ -67,7 +53,7 @@ def _latency(report: dict[str, Any], mode: str) -> dict[str, float]:
 
 async def _measure(settings: Settings, modes: dict[str, EvalOptions], latency_queries: int
                    ) -> dict[str, dict[str, Any]]:
-    """Per dataset and run name: the quality report, the latency report and the collection's bytes on disk."""
+    """Per dataset and run name: the quality report and the latency report."""
     found: dict[str, dict[str, Any]] = {}
     async with serving(settings) as served, sdk_client(served.kafka) as client:
         for dataset in DATASETS:
@@ -77,13 +63,11 @@ async def _measure(settings: Settings, modes: dict[str, EvalOptions], latency_qu
                 latency = await evaluate_split(client, folder, EvalOptions(**{
                     **options.__dict__, "max_queries": latency_queries, "concurrency": 1, "ingest": False,
                     "fusion_weight": None}))
-                collection = settings.store.path / eval_collection(folder, options)
-                found.setdefault(dataset, {})[name] = {"quality": quality, "latency": latency,
-                                                       "bytes": _folder_bytes(collection)}
+                found.setdefault(dataset, {})[name] = {"quality": quality, "latency": latency}
     return found
 
 
-def _plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for dataset in DATASETS:
         points = [(result[dataset][mode]["p50_ms"], result[dataset][mode]["ndcg@10"], mode) for mode in MODES]
@@ -126,10 +110,7 @@ def main() -> None:
             store=StoreSettings(path=Path(student_store)), metrics_port=None,
             models=models.model_copy(update={"bi_encoder": str(args.student)})), {"distilled": first},
             args.latency_queries))
-    dim, token_dim = 384, LateInteractionEncoder(args.colbert, device="cpu").dim
-    empty = {"plain": asyncio.run(_empty_bytes(dim, None)), "colbert": asyncio.run(_empty_bytes(dim, token_dim))}
     result: dict[str, Any] = {}
-    stored: dict[str, list[float]] = {mode: [] for mode in MODES}
     ingest: dict[str, list[float]] = {mode: [] for mode in MODES}
     for dataset in DATASETS:
         runs_here = base[dataset] | distilled[dataset]
@@ -148,19 +129,14 @@ def main() -> None:
             result[dataset][mode] = (_quality(run["quality"], quality_mode) | _latency(run["latency"], latency_mode)
                                      | {"queries": run["quality"]["queries"]})
             collection_of = {"rerank": "bi", "fused": "bi"}.get(mode, mode)
-            documents = run["quality"]["documents"]
-            stored[mode].append((runs_here[collection_of]["bytes"]
-                                 - empty["colbert" if mode == "colbert" else "plain"]) / documents)
             ingest[mode].append(runs_here[collection_of]["quality"]["ingest"]["docs_per_s"])
-    result["bytes_per_document"] = {mode: round(sum(values) / len(values)) for mode, values in stored.items()}
     result["ingest_docs_per_s"] = {mode: round(sum(values) / len(values), 1) for mode, values in ingest.items()}
-    result["per_dataset"] = {"bytes_per_document": stored, "ingest_docs_per_s": ingest}
+    result["per_dataset"] = {"ingest_docs_per_s": ingest}
     result |= {"machine": machine(), "rerank_candidates": RERANK_CANDIDATES, "fusion_weight": weight,
                "colbert_candidates": 100, "latency_queries": args.latency_queries,
                "models": {"bi": "all-MiniLM-L6-v2", "distilled": shown_path(args.student),
                           "colbert": shown_path(args.colbert), "reranker": shown_path(Path(models.cross_encoder))}}
     print(write_result("late_interaction", result))
-    _plot(result, BENCH_DIR / "late_interaction.png")
 
 
 if __name__ == "__main__":

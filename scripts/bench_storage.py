@@ -6,8 +6,9 @@ Per corpus (WikiQA, SciFact, Cranfield test), the first `--documents` documents 
 upserted into an Edge collection in two halves; the marginal cost of a document is the growth of the blocks the
 collection's files occupy between the halves, over the second half's documents (a preallocated, sparse file
 counts only the pages written, so neither its apparent size nor a collection's fixed cost is counted). Beside it,
-the vectors' own size: 384 float32 dense, and 128 float16 per token. Updates `bytes_per_document` (and
-`per_dataset.bytes_per_document`) in bench/late_interaction.json.
+the vectors' own size: 384 float32 dense, and 128 float16 per token. Adds `bytes_per_document` (and
+`per_dataset.bytes_per_document`) to bench/late_interaction.json (`python -m scripts.bench_late_interaction` first)
+and draws bench/late_interaction.png.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 from tqdm import tqdm
 
 from evaluation.beir import load_split
+from scripts.bench_late_interaction import plot
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, write_result
 from services.encoders import BiEncoder, LateInteractionEncoder
 from services.settings import StoreSettings
@@ -88,6 +90,7 @@ def main() -> None:
     result["storage"] = {"method": "marginal allocated disk blocks per document (scripts/bench_storage.py)",
                          "documents_per_corpus": args.documents, "datasets": list(DATASETS), **found}
     print(write_result("late_interaction", result))
+    plot(result, BENCH_DIR / "late_interaction.png")
     print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
 
 

@@ -21,7 +21,8 @@ def main() -> None:
     defaults = ColbertConfig(teachers=CASCADE_LISTS, output=Path.home() / ".cache" / "cascade" / "students" / "colbert")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=defaults.output)
-    parser.add_argument("--base", default=defaults.base)
+    parser.add_argument("--base", default=defaults.base,
+                        help="starting encoder: a bi-encoder (fresh projection) or a ColBERT folder (continued)")
     parser.add_argument("--minutes", type=float, default=defaults.time_budget_min)
     parser.add_argument("--dim", type=int, default=defaults.dim)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)

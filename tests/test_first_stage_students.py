@@ -96,3 +96,7 @@ def test_a_short_colbert_run_saves_an_encoder_the_services_load(tiny_bi_encoder:
     [document] = encoder.encode_documents([TEXTS[0]])
     assert query.shape == (encoder.card.query_length, 8)  # padded with [MASK] tokens, all scored
     assert document.shape[1] == 8 and np.allclose(np.linalg.norm(document, axis=1), 1.0, atol=1e-3)
+    again = train_colbert(ColbertConfig(teachers=_taught(tmp_path), output=tmp_path / "more", base=str(output),
+                                        dim=8, lists_per_step=2, epochs=1, time_budget_min=1.0, evaluations=1,
+                                        device="cpu"))
+    assert again["start"]["dev_mean"] == pytest.approx(report["best"]["dev_mean"])  # it went on from there

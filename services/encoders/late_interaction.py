@@ -25,7 +25,8 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from services.encoders.device import resolve_device
 
-__all__ = ["LateInteractionCard", "LateInteractionEncoder", "LateInteractionModel", "TokenVectors", "maxsim"]
+__all__ = ["PROJECTION", "LateInteractionCard", "LateInteractionEncoder", "LateInteractionModel", "TokenVectors",
+           "maxsim"]
 
 TokenVectors = npt.NDArray[np.float32]
 """One text's token vectors: rows are tokens (padding left out), each a unit vector."""
