@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import orjson
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -93,6 +94,9 @@ def main() -> None:
     parser.add_argument("--student", type=Path, default=ROOT / "models" / "cascade-bi-minilm-l6-distilled")
     parser.add_argument("--colbert", type=Path, default=ROOT / "models" / "cascade-colbert-minilm-l6")
     parser.add_argument("--latency-queries", type=int, default=40)
+    parser.add_argument("--only-colbert", action="store_true",
+                        help="measure mode colbert alone (a new ColBERT encoder) into the existing JSON, the other "
+                             "modes' figures kept")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
     models = ModelSettings(late_interaction=str(args.colbert))
@@ -102,6 +106,23 @@ def main() -> None:
             "rerank": EvalOptions(modes=("rerank",), candidates=RERANK_CANDIDATES, fusion_weight=weight,
                                   exact_recall=False, ingest=False),
             "colbert": EvalOptions(modes=("colbert",), exact_recall=False, late_interaction=True)}
+    if args.only_colbert:
+        with tempfile.TemporaryDirectory(prefix="cascade-late-") as store:
+            found = asyncio.run(_measure(Settings(store=StoreSettings(path=Path(store)), metrics_port=None,
+                                                  models=models), {"colbert": runs["colbert"]}, args.latency_queries))
+        result = orjson.loads((BENCH_DIR / "late_interaction.json").read_bytes())
+        for dataset in DATASETS:
+            run = found[dataset]["colbert"]
+            print(markdown_table([run["quality"]]))
+            result[dataset]["colbert"] = (_quality(run["quality"], "colbert") | _latency(run["latency"], "colbert")
+                                          | {"queries": run["quality"]["queries"]})
+        rates = [found[dataset]["colbert"]["quality"]["ingest"]["docs_per_s"] for dataset in DATASETS]
+        result["per_dataset"]["ingest_docs_per_s"]["colbert"] = rates
+        result["ingest_docs_per_s"]["colbert"] = round(sum(rates) / len(rates), 1)
+        result["models"]["colbert"] = shown_path(args.colbert)
+        result["colbert_measured_separately"] = True
+        print(write_result("late_interaction", result))
+        return
     with tempfile.TemporaryDirectory(prefix="cascade-late-") as store, \
             tempfile.TemporaryDirectory(prefix="cascade-distilled-") as student_store:
         base = asyncio.run(_measure(Settings(store=StoreSettings(path=Path(store)), metrics_port=None,
