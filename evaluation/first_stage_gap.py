@@ -29,9 +29,9 @@ def _search(encoder: BiEncoder, split: BeirSplit) -> Ranking:
     queries = encoder.encode_queries([split.queries[query] for query in ids])
     vectors = corpus_vectors(split, encoder)
     top = exact_top_k(queries, vectors, DEPTH)
-    scores = queries @ vectors.T
-    return {query: [(split.corpus[int(row)]["doc_id"], float(scores[i, row])) for row in top[i]]
-                 for i, query in enumerate(ids)}
+    # scores of the top rows only: the full query x corpus product is exact_top_k's, not repeated here
+    return {query: [(split.corpus[int(row)]["doc_id"], float(vectors[row] @ queries[i])) for row in top[i]]
+            for i, query in enumerate(ids)}
 
 
 def _cascade(first: Ranking, split: BeirSplit, reranker: CrossEncoder, weight: float, candidates: int) -> Ranking:

@@ -130,8 +130,9 @@ class QdrantStore(VectorStore):
 
     async def _described(self, collection: str) -> _Described:
         """Its vector size, model and sparse vector, asked per request, so cached: none of them ever changes."""
-        collection = await self._require(collection)
+        collection = await self.resolve(collection)  # per call: a switch must be seen at once
         if collection not in self._described_collections:
+            await self._require(collection)
             config = (await self._client.get_collection(collection)).config
             vectors = config.params.vectors
             # an unnamed dense vector (collections made before token vectors: the only, unnamed one)
