@@ -1,8 +1,13 @@
-"""Train Cascade's ColBERT encoder by distilling the cascade (see evaluation/cascade_teacher.py).
+"""Train Cascade's ColBERT encoder, by distilling the cascade (see evaluation/cascade_teacher.py) or contrastively.
 
 The student is the shipped first stage's transformer (all-MiniLM-L6-v2) with a fresh linear projection to 128
-dimensions; per list, the softmax of its MaxSim scores is trained towards the softmax of the cascade's scores
-(cross-entropy, as the reranker learns), so it learns the cascade's order of the first stage's neighbourhood.
+dimensions. Two losses over the same lists (a query and the head of its first-stage candidates):
+- "distillation": per list, the softmax of the student's MaxSim scores is trained towards the softmax of the
+  cascade's scores (cross-entropy, as the reranker learns), so it learns the cascade's order of the first stage's
+  neighbourhood;
+- "contrastive": per query, a softmax over every document of the step (its own list's first-stage hard negatives
+  and the other lists' documents as in-batch negatives) trained towards its positives (labelled answers, or the
+  passage a pseudo-query was cut from), as ColBERT itself was trained.
 Checkpoints are chosen on the dev lists by MRR@10 of the student's order of the first stage's top candidates.
 """
 
@@ -12,15 +17,15 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from evaluation.cascade_teacher import CASCADE_TEACHER
+from evaluation.cascade_teacher import CASCADE_TEACHER, list_head
 from evaluation.report import shown_path
 from evaluation.teachers import CandidateList, TeacherScores, dev_figures, encoder_scores
 from evaluation.training_loop import StudentConfig, shuffled_batches, train_loop
@@ -35,7 +40,7 @@ from services.encoders.late_interaction import (
     tokenize_queries,
 )
 
-__all__ = ["ColbertConfig", "train_colbert"]
+__all__ = ["ColbertConfig", "contrastive_loss", "distillation_loss", "train_colbert"]
 
 
 @dataclass
@@ -45,32 +50,68 @@ class ColbertConfig(StudentConfig):
     document_length: int = 180
     projection_learning_rate: float = 1e-3
     temperature: float = 1.0
+    """The cascade's softmax temperature (distillation)."""
+    loss: Literal["distillation", "contrastive"] = "distillation"
+    list_size: int = 8
+    """Contrastive: documents per list (the head the cascade scores for distillation)."""
 
 
 def _maxsim_batch(queries: torch.Tensor, documents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MaxSim of one query (tokens x dim) with each document (docs x tokens x dim), padding masked out."""
-    similarities = torch.einsum("qd,ntd->nqt", queries, documents)
-    similarities = similarities.masked_fill(~mask[:, None, :], -1e4)
-    return similarities.max(dim=2).values.sum(dim=1)
+    """MaxSim of each query (queries x tokens x dim) with each document (docs x tokens x dim), padding masked
+    out: queries x docs."""
+    similarities = torch.einsum("bqd,ntd->bnqt", queries, documents)
+    similarities = similarities.masked_fill(~mask[None, :, None, :], -1e4)
+    return similarities.max(dim=3).values.sum(dim=2)
 
 
-def _loss(model: LateInteractionModel, tokenizer: Any, card: LateInteractionCard, batch: Sequence[CandidateList],
-          tables: dict[str, list[str]], config: ColbertConfig) -> torch.Tensor:
+def _batch_scores(model: LateInteractionModel, tokenizer: Any, card: LateInteractionCard,
+                  batch: Sequence[CandidateList], tables: dict[str, list[str]]) -> torch.Tensor:
+    """MaxSim of every query of the batch with every document of the batch (lists' documents in order)."""
     device = model.projection.weight.device
     queries = {k: v.to(device) for k, v in tokenize_queries(tokenizer, card, [item.query for item in batch]).items()}
     documents = {k: v.to(device) for k, v in tokenize_documents(
         tokenizer, card, [tables[item.table][row] for item in batch for row in item.documents]).items()}
-    query_vectors, document_vectors = model(queries), model(documents)
-    mask = documents["attention_mask"].bool()
+    return _maxsim_batch(model(queries), model(documents), documents["attention_mask"].bool())
+
+
+def distillation_loss(scores: torch.Tensor, batch: Sequence[CandidateList], temperature: float) -> torch.Tensor:
+    """Per query, cross-entropy of its own list's MaxSim softmax against the cascade's softmax."""
     losses, start = [], 0
-    for query, item in zip(query_vectors, batch, strict=True):
+    for row, item in enumerate(batch):
         end = start + len(item.documents)
-        scores = _maxsim_batch(query, document_vectors[start:end], mask[start:end])
-        teacher = torch.tensor(item.scores[CASCADE_TEACHER], dtype=scores.dtype, device=device)
-        target = torch.softmax(teacher / config.temperature, dim=0)
-        losses.append(-(target * torch.log_softmax(scores, dim=0)).sum())
+        teacher = torch.softmax(torch.tensor(item.scores[CASCADE_TEACHER], device=scores.device) / temperature, dim=0)
+        losses.append(-(teacher * torch.log_softmax(scores[row, start:end], dim=0)).sum())
         start = end
     return torch.stack(losses).mean()
+
+
+def contrastive_loss(scores: torch.Tensor, batch: Sequence[CandidateList]) -> torch.Tensor:
+    """Per query, cross-entropy of the MaxSim softmax over every document of the batch against uniform weight on
+    its positives (the same passage can appear in another list too)."""
+    documents = [(item.table, row) for item in batch for row in item.documents]
+    target = torch.tensor([[float(table == item.table and row in item.positives) for table, row in documents]
+                           for item in batch], device=scores.device)
+    target = target / target.sum(dim=1, keepdim=True)
+    return -(target * torch.log_softmax(scores, dim=1)).sum(dim=1).mean()
+
+
+def _loss(model: LateInteractionModel, tokenizer: Any, card: LateInteractionCard, batch: Sequence[CandidateList],
+          tables: dict[str, list[str]], config: ColbertConfig) -> torch.Tensor:
+    scores = _batch_scores(model, tokenizer, card, batch, tables)
+    if config.loss == "contrastive":
+        return contrastive_loss(scores, batch)
+    return distillation_loss(scores, batch, config.temperature)
+
+
+def _training_lists(scores: TeacherScores, config: ColbertConfig) -> list[CandidateList]:
+    """Distillation: the cascade-scored heads. Contrastive: each training list cut to the same head (its positives,
+    then the first stage's order), so both losses see the same documents; no teacher scores needed."""
+    train = [item for item in scores.lists if item.split == "train"]
+    if config.loss == "distillation":
+        return [item for item in train if CASCADE_TEACHER in item.scores]
+    heads = [(item, list_head(item, config.list_size)) for item in train if item.positives]
+    return [replace(item, documents=[item.documents[i] for i in head], first_stage=[item.first_stage[i] for i in head],
+                    scores={}) for item, head in heads]
 
 
 def _dev(encoder: LateInteractionEncoder, scores: TeacherScores, depth: int) -> dict[str, float]:
@@ -99,7 +140,7 @@ def train_colbert(config: ColbertConfig) -> dict[str, Any]:
     config.output.mkdir(parents=True, exist_ok=True)
     (config.output / "cascade.json").write_text(json.dumps({"late_interaction": asdict(card)}))
     encoder = LateInteractionEncoder(config.output, loaded=(model, tokenizer))
-    train = [item for item in scores.lists if item.split == "train" and CASCADE_TEACHER in item.scores]
+    train = _training_lists(scores, config)
 
     result = train_loop(
         model, [{"params": list(model.encoder.parameters()), "weight_decay": 0.01, "peak_lr": config.learning_rate},
@@ -111,7 +152,9 @@ def train_colbert(config: ColbertConfig) -> dict[str, Any]:
         config.loop, "train colbert")
     model.save(config.output, tokenizer, card)
     report = {"config": {key: shown_path(value) for key, value in asdict(config).items()}, "model_id": model_id,
-              "teacher": scores.provenance.get("teacher"), "lists": len(train), "steps": result.steps,
+              "loss": config.loss,
+              "teacher": scores.provenance.get("teacher") if config.loss == "distillation" else None,
+              "lists": len(train), "steps": result.steps,
               "train_minutes": result.minutes, "start": result.history[0], "best": result.best,
               "history": result.history, "device": str(device)}
     (config.output / "training_report.json").write_text(json.dumps(report, indent=2))

@@ -1,7 +1,11 @@
-"""Train Cascade's ColBERT encoder (mode colbert) by distilling the cascade (see evaluation/colbert_training.py).
+"""Train Cascade's ColBERT encoder (mode colbert), distilling the cascade or contrastively (see
+evaluation/colbert_training.py).
 
-    python -m scripts.distill              # first: it scores the cascade's lists (cached) the student learns from
-    python -m scripts.train_colbert [--minutes 30] [--device cuda] [--output DIR]
+    python -m scripts.distill              # first, for distillation: it scores the cascade's lists (cached)
+    python -m scripts.train_colbert [--loss distillation|contrastive] [--minutes 30] [--device cuda] [--output DIR]
+
+Contrastive training needs only the candidate lists (`python -m scripts.score_teachers`): their positives and the
+first stage's hard negatives.
 
 The encoder is saved to --output (default: a folder in the cache); `models/cascade-colbert-minilm-l6` is the one
 shipped, replaced by hand once a new one is better on the dev lists.
@@ -14,7 +18,7 @@ import json
 from pathlib import Path
 
 from evaluation.colbert_training import ColbertConfig, train_colbert
-from scripts.distill import CASCADE_LISTS
+from scripts.distill import CANDIDATE_LISTS, CASCADE_LISTS
 
 
 def main() -> None:
@@ -23,6 +27,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=defaults.output)
     parser.add_argument("--base", default=defaults.base,
                         help="starting encoder: a bi-encoder (fresh projection) or a ColBERT folder (continued)")
+    parser.add_argument("--loss", choices=["distillation", "contrastive"], default=defaults.loss)
     parser.add_argument("--minutes", type=float, default=defaults.time_budget_min)
     parser.add_argument("--dim", type=int, default=defaults.dim)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -30,10 +35,12 @@ def main() -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args()
+    lists = CASCADE_LISTS if args.loss == "distillation" else CANDIDATE_LISTS
     report = train_colbert(ColbertConfig(
-        teachers=CASCADE_LISTS, output=args.output, base=args.base, dim=args.dim, time_budget_min=args.minutes,
-        learning_rate=args.learning_rate, evaluations=args.evaluations, device=args.device, seed=args.seed))
-    print(json.dumps({key: report[key] for key in ("start", "best", "steps", "lists")}, indent=2))
+        teachers=lists, output=args.output, base=args.base, loss=args.loss, dim=args.dim,
+        time_budget_min=args.minutes, learning_rate=args.learning_rate, evaluations=args.evaluations,
+        device=args.device, seed=args.seed))
+    print(json.dumps({key: report[key] for key in ("loss", "start", "best", "steps", "lists")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 
 from evaluation.bi_distillation import DistillationConfig, distil_bi_encoder, margin_mse
 from evaluation.cascade_teacher import CASCADE_TEACHER, list_head, score_cascade
-from evaluation.colbert_training import ColbertConfig, train_colbert
+from evaluation.colbert_training import ColbertConfig, contrastive_loss, train_colbert
 from evaluation.first_stage_gap import gap_recovered
 from evaluation.teachers import CandidateList, TeacherScores
 from services.encoders import BiEncoder, CrossEncoder, LateInteractionEncoder
@@ -76,7 +76,7 @@ def test_a_short_margin_mse_run_saves_a_bi_encoder_the_services_load(tiny_bi_enc
     output = tmp_path / "student"
     report = distil_bi_encoder(DistillationConfig(teachers=_taught(tmp_path), output=output,
                                                   base=str(tiny_bi_encoder), lists_per_step=2, epochs=1,
-                                                  time_budget_min=1.0, evaluations=1, device="cpu"))
+                                                  time_budget_min=10.0, evaluations=1, device="cpu"))
     assert report["steps"] == 4 and report["start"]["step"] == 0 and "scale" in report["best"]
     card = json.loads((output / "cascade.json").read_text())
     student = BiEncoder(str(output), device="cpu")
@@ -88,7 +88,7 @@ def test_a_short_margin_mse_run_saves_a_bi_encoder_the_services_load(tiny_bi_enc
 def test_a_short_colbert_run_saves_an_encoder_the_services_load(tiny_bi_encoder: Path, tmp_path: Path) -> None:
     output = tmp_path / "colbert"
     report = train_colbert(ColbertConfig(teachers=_taught(tmp_path), output=output, base=str(tiny_bi_encoder),
-                                         dim=8, lists_per_step=2, epochs=1, time_budget_min=1.0, evaluations=1,
+                                         dim=8, lists_per_step=2, epochs=1, time_budget_min=10.0, evaluations=1,
                                          device="cpu"))
     assert report["steps"] == 4 and report["best"]["dev_mean"] >= report["start"]["dev_mean"]
     encoder = LateInteractionEncoder(output, device="cpu")
@@ -97,6 +97,31 @@ def test_a_short_colbert_run_saves_an_encoder_the_services_load(tiny_bi_encoder:
     assert query.shape == (encoder.card.query_length, 8)  # padded with [MASK] tokens, all scored
     assert document.shape[1] == 8 and np.allclose(np.linalg.norm(document, axis=1), 1.0, atol=1e-3)
     again = train_colbert(ColbertConfig(teachers=_taught(tmp_path), output=tmp_path / "more", base=str(output),
-                                        dim=8, lists_per_step=2, epochs=1, time_budget_min=1.0, evaluations=1,
+                                        dim=8, lists_per_step=2, epochs=1, time_budget_min=10.0, evaluations=1,
                                         device="cpu"))
     assert again["start"]["dev_mean"] == pytest.approx(report["best"]["dev_mean"])  # it went on from there
+
+
+def test_a_contrastive_colbert_run_learns_from_positives_without_teacher_scores(tiny_bi_encoder: Path,
+                                                                                tmp_path: Path) -> None:
+    path = tmp_path / "lists.json"
+    _lists().save(path)  # no cascade scores: only the positives and the first stage's candidates
+    report = train_colbert(ColbertConfig(teachers=path, output=tmp_path / "contrastive", base=str(tiny_bi_encoder),
+                                         loss="contrastive", dim=8, lists_per_step=2, epochs=1, time_budget_min=10.0,
+                                         evaluations=1, device="cpu"))
+    assert report["loss"] == "contrastive" and report["teacher"] is None
+    assert report["steps"] == 4 and report["history"][-1]["loss"] > 0
+    assert LateInteractionEncoder(tmp_path / "contrastive", device="cpu").encode_queries(["rivers"])[0].shape[1] == 8
+
+
+def test_the_contrastive_loss_targets_a_querys_positives_among_every_document_of_the_step() -> None:
+    lists = [item for item in _lists().lists if item.split == "train"][:2]  # queries 0 and 1: each list holds both
+    assert [item.documents for item in lists] == [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4]]
+    scores = torch.full((2, 10), -5.0)
+    scores[0, [0, 6]] = 5.0  # query 0's answer, in its own list and in the other one (both count)
+    scores[1, [1, 5]] = 5.0
+    assert contrastive_loss(scores, lists).item() == pytest.approx(np.log(2), abs=1e-3)  # its least: two copies
+    scores[0, 6] = -5.0  # its answer as it appears in the other list scored low: still a positive, so penalised
+    assert 1.0 < contrastive_loss(scores, lists).item() < 5.0
+    scores[0, [0, 1]] = torch.tensor([-5.0, 5.0])  # an in-batch negative (query 1's answer) ranked first
+    assert contrastive_loss(scores, lists).item() > 5.0
