@@ -121,7 +121,9 @@ def main() -> None:
         result["ingest_docs_per_s"]["colbert"] = round(sum(rates) / len(rates), 1)
         result["models"]["colbert"] = shown_path(args.colbert)
         result["colbert_measured_separately"] = True
+        result["colbert_machine"] = machine()  # latency and ingest compare with the other rows on one machine only
         print(write_result("late_interaction", result))
+        plot(result, BENCH_DIR / "late_interaction.png")
         return
     with tempfile.TemporaryDirectory(prefix="cascade-late-") as store, \
             tempfile.TemporaryDirectory(prefix="cascade-distilled-") as student_store:

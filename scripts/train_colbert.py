@@ -1,11 +1,12 @@
-"""Train Cascade's ColBERT encoder (mode colbert), distilling the cascade or contrastively (see
+"""Train Cascade's ColBERT encoder (mode colbert), contrastively or distilling the cascade (see
 evaluation/colbert_training.py).
 
-    python -m scripts.distill              # first, for distillation: it scores the cascade's lists (cached)
-    python -m scripts.train_colbert [--loss distillation|contrastive] [--minutes 30] [--device cuda] [--output DIR]
+    python -m scripts.score_teachers       # first: the candidate lists (cached; `--teachers` alone is enough here)
+    python -m scripts.distill              # and for --loss distillation: the cascade's scores of them (cached)
+    python -m scripts.train_colbert [--loss contrastive|distillation] [--minutes 30] [--device cuda] [--output DIR]
 
-Contrastive training needs only the candidate lists (`python -m scripts.score_teachers`): their positives and the
-first stage's hard negatives.
+Contrastive (the default, it measured better) needs only the candidate lists: their positives and the first
+stage's hard negatives.
 
 The encoder is saved to --output (default: a folder in the cache); `models/cascade-colbert-minilm-l6` is the one
 shipped, replaced by hand once a new one is better on the dev lists.

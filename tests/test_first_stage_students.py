@@ -88,8 +88,8 @@ def test_a_short_margin_mse_run_saves_a_bi_encoder_the_services_load(tiny_bi_enc
 def test_a_short_colbert_run_saves_an_encoder_the_services_load(tiny_bi_encoder: Path, tmp_path: Path) -> None:
     output = tmp_path / "colbert"
     report = train_colbert(ColbertConfig(teachers=_taught(tmp_path), output=output, base=str(tiny_bi_encoder),
-                                         dim=8, lists_per_step=2, epochs=1, time_budget_min=10.0, evaluations=1,
-                                         device="cpu"))
+                                         loss="distillation", dim=8, lists_per_step=2, epochs=1,
+                                         time_budget_min=10.0, evaluations=1, device="cpu"))
     assert report["steps"] == 4 and report["best"]["dev_mean"] >= report["start"]["dev_mean"]
     encoder = LateInteractionEncoder(output, device="cpu")
     [query] = encoder.encode_queries(["rivers"])
