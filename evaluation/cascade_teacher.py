@@ -18,9 +18,11 @@ from evaluation.teachers import CandidateList, TeacherScores
 from services.encoders import CrossEncoder
 from services.reranker.fusion import fused_scores
 
-__all__ = ["CASCADE_TEACHER", "list_head", "score_cascade", "teacher_provenance"]
+__all__ = ["CASCADE_TEACHER", "LIST_HEAD", "list_head", "score_cascade", "teacher_provenance"]
 
 CASCADE_TEACHER = "cascade"
+LIST_HEAD = 8
+"""Documents per training list the first-stage students learn from (the head the cascade scores)."""
 
 
 def list_head(item: CandidateList, size: int) -> list[int]:
@@ -41,11 +43,9 @@ def score_cascade(scores: TeacherScores, reranker: CrossEncoder, weight: float, 
         if item.split != "train":
             lists.append(replace(item, scores={}))
             continue
-        head = list_head(item, size)
-        documents = [item.documents[i] for i in head]
-        first = np.asarray([item.first_stage[i] for i in head], dtype=np.float32)
-        cross = reranker.score(item.query, [scores.tables[item.table][row] for row in documents])
-        lists.append(replace(item, documents=documents, first_stage=first.tolist(),
-                             scores={CASCADE_TEACHER: fused_scores(cross, first, weight).tolist()}))
+        head = item.picked(list_head(item, size))
+        cross = reranker.score(item.query, [scores.tables[item.table][row] for row in head.documents])
+        first = np.asarray(head.first_stage, dtype=np.float32)
+        lists.append(replace(head, scores={CASCADE_TEACHER: fused_scores(cross, first, weight).tolist()}))
     provenance = scores.provenance | {"teacher": teacher_provenance(reranker, weight, size)}
     return TeacherScores(scores.tables, lists, provenance)

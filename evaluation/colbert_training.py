@@ -17,7 +17,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from evaluation.cascade_teacher import CASCADE_TEACHER, list_head
+from evaluation.cascade_teacher import CASCADE_TEACHER, LIST_HEAD, list_head
 from evaluation.report import shown_path
 from evaluation.teachers import CandidateList, TeacherScores, dev_figures, encoder_scores
 from evaluation.training_loop import StudentConfig, shuffled_batches, train_loop
@@ -53,7 +53,7 @@ class ColbertConfig(StudentConfig):
     """The cascade's softmax temperature (distillation)."""
     loss: Literal["distillation", "contrastive"] = "contrastive"
     """Contrastive measured better on the dev lists (the shipped encoder's model card)."""
-    list_size: int = 8
+    list_size: int = LIST_HEAD
     """Contrastive: documents per list (the head the cascade scores for distillation)."""
 
 
@@ -110,9 +110,7 @@ def _training_lists(scores: TeacherScores, config: ColbertConfig) -> list[Candid
     train = [item for item in scores.lists if item.split == "train"]
     if config.loss == "distillation":
         return [item for item in train if CASCADE_TEACHER in item.scores]
-    heads = [(item, list_head(item, config.list_size)) for item in train if item.positives]
-    return [replace(item, documents=[item.documents[i] for i in head], first_stage=[item.first_stage[i] for i in head],
-                    scores={}) for item, head in heads]
+    return [item.picked(list_head(item, config.list_size)) for item in train if item.positives]
 
 
 def _dev(encoder: LateInteractionEncoder, scores: TeacherScores, depth: int) -> dict[str, float]:

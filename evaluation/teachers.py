@@ -65,10 +65,15 @@ class CandidateList:
     scores: dict[str, list[float]]
     """Each teacher's score of each document."""
 
+    def picked(self, positions: Sequence[int]) -> CandidateList:
+        """The list cut to the documents at `positions`, in that order, without teacher scores."""
+        return CandidateList(self.source, self.split, self.table, self.query,
+                             [self.documents[i] for i in positions], self.positives, self.labelled,
+                             [self.first_stage[i] for i in positions], {})
+
     def head(self, depth: int) -> CandidateList:
         """The list cut to its first `depth` documents, without teacher scores (dev evaluation)."""
-        return CandidateList(self.source, self.split, self.table, self.query, self.documents[:depth], self.positives,
-                             self.labelled, self.first_stage[:depth], {})
+        return self.picked(range(min(depth, len(self.documents))))
 
 
 @dataclass

@@ -23,13 +23,11 @@ import orjson
 from tqdm import tqdm
 
 from evaluation.beir import load_split
-from scripts.bench_late_interaction import plot
+from scripts.bench_late_interaction import DATASETS, MODES, plot
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, write_result
 from services.encoders import BiEncoder, LateInteractionEncoder
 from services.settings import StoreSettings
 from services.store import EdgeStore, StoredDocument
-
-DATASETS = ("wikiqa", "scifact", "cranfield")
 
 
 def _allocated(folder: Path) -> int:
@@ -82,11 +80,9 @@ def main() -> None:
     result = orjson.loads(path.read_bytes())
     per_dataset = {"plain": [round(found[d]["plain"]) for d in DATASETS],
                    "colbert": [round(found[d]["colbert"]) for d in DATASETS]}
-    modes = ("bi", "distilled", "colbert", "rerank", "fused")
-    result["bytes_per_document"] = {mode: round(sum(per_dataset["colbert" if mode == "colbert" else "plain"]) / 3)
-                                    for mode in modes}
-    result["per_dataset"]["bytes_per_document"] = {
-        mode: per_dataset["colbert" if mode == "colbert" else "plain"] for mode in modes}
+    by_mode = {mode: per_dataset["colbert" if mode == "colbert" else "plain"] for mode in MODES}
+    result["bytes_per_document"] = {mode: round(sum(values) / len(values)) for mode, values in by_mode.items()}
+    result["per_dataset"]["bytes_per_document"] = by_mode
     result["storage"] = {"method": "marginal allocated disk blocks per document (scripts/bench_storage.py)",
                          "documents_per_corpus": args.documents, "datasets": list(DATASETS), **found}
     print(write_result("late_interaction", result))

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from evaluation.bi_distillation import DistillationConfig, distil_bi_encoder
-from evaluation.cascade_teacher import score_cascade, teacher_provenance
+from evaluation.cascade_teacher import LIST_HEAD, score_cascade, teacher_provenance
 from evaluation.first_stage_gap import measure_gap
 from evaluation.report import shown_path
 from evaluation.teachers import TeacherScores
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=defaults.output)
     parser.add_argument("--base", default=defaults.base)
     parser.add_argument("--minutes", type=float, default=defaults.time_budget_min)
-    parser.add_argument("--list-size", type=int, default=8, help="candidates per list the cascade scores")
+    parser.add_argument("--list-size", type=int, default=LIST_HEAD, help="candidates per list the cascade scores")
     parser.add_argument("--candidates", type=int, default=20, help="the teacher's rerank depth on test")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--evaluations", type=int, default=defaults.evaluations)
