@@ -55,6 +55,9 @@ class ColbertConfig(StudentConfig):
     """Contrastive measured better on the dev lists (the shipped encoder's model card)."""
     list_size: int = LIST_HEAD
     """Contrastive: documents per list (the head the cascade scores for distillation)."""
+    pseudo_queries: bool = True
+    """Also train on the pseudo-queries (their positive: the passage each was cut from), not only on labelled
+    queries; they are the only training queries over Cranfield's and Python's documentation's kinds of text."""
 
 
 def _maxsim_batch(queries: torch.Tensor, documents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,7 @@ def _loss(model: LateInteractionModel, tokenizer: Any, card: LateInteractionCard
 def _training_lists(scores: TeacherScores, config: ColbertConfig) -> list[CandidateList]:
     """Distillation: the cascade-scored heads. Contrastive: each training list cut to the same head (its positives,
     then the first stage's order), so both losses see the same documents; no teacher scores needed."""
-    train = [item for item in scores.lists if item.split == "train"]
+    train = [item for item in scores.lists if item.split == "train" and (item.labelled or config.pseudo_queries)]
     if config.loss == "distillation":
         return [item for item in train if CASCADE_TEACHER in item.scores]
     return [item.picked(list_head(item, config.list_size)) for item in train if item.positives]

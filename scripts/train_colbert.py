@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--base", default=defaults.base,
                         help="starting encoder: a bi-encoder (fresh projection) or a ColBERT folder (continued)")
     parser.add_argument("--loss", choices=["distillation", "contrastive"], default=defaults.loss)
+    parser.add_argument("--no-pseudo-queries", dest="pseudo_queries", action="store_false",
+                        help="train on labelled queries only")
     parser.add_argument("--minutes", type=float, default=defaults.time_budget_min)
     parser.add_argument("--dim", type=int, default=defaults.dim)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -40,7 +42,7 @@ def main() -> None:
     report = train_colbert(ColbertConfig(
         teachers=lists, output=args.output, base=args.base, loss=args.loss, dim=args.dim,
         time_budget_min=args.minutes, learning_rate=args.learning_rate, evaluations=args.evaluations,
-        device=args.device, seed=args.seed))
+        device=args.device, seed=args.seed, pseudo_queries=args.pseudo_queries))
     print(json.dumps({key: report[key] for key in ("loss", "start", "best", "steps", "lists")}, indent=2))
 
 

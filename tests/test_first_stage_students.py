@@ -104,13 +104,16 @@ def test_a_short_colbert_run_saves_an_encoder_the_services_load(tiny_bi_encoder:
 
 def test_a_contrastive_colbert_run_learns_from_positives_without_teacher_scores(tiny_bi_encoder: Path,
                                                                                 tmp_path: Path) -> None:
+    lists = _lists()
+    for item in lists.lists[8::2]:  # the last four training lists stand for pseudo-queries, left out here
+        item.labelled = False
     path = tmp_path / "lists.json"
-    _lists().save(path)  # no cascade scores: only the positives and the first stage's candidates
+    lists.save(path)  # no cascade scores: only the positives and the first stage's candidates
     report = train_colbert(ColbertConfig(teachers=path, output=tmp_path / "contrastive", base=str(tiny_bi_encoder),
                                          loss="contrastive", dim=8, lists_per_step=2, epochs=1, time_budget_min=10.0,
-                                         evaluations=1, device="cpu"))
+                                         evaluations=1, device="cpu", pseudo_queries=False))
     assert report["loss"] == "contrastive" and report["teacher"] is None
-    assert report["steps"] == 4 and report["history"][-1]["loss"] > 0
+    assert report["lists"] == 4 and report["steps"] == 2 and report["history"][-1]["loss"] > 0
     assert LateInteractionEncoder(tmp_path / "contrastive", device="cpu").encode_queries(["rivers"])[0].shape[1] == 8
 
 
