@@ -56,8 +56,9 @@ class ColbertConfig(StudentConfig):
     list_size: int = LIST_HEAD
     """Contrastive: documents per list (the head the cascade scores for distillation)."""
     pseudo_queries: bool = True
-    """Also train on the pseudo-queries (their positive: the passage each was cut from), not only on labelled
-    queries; they are the only training queries over Cranfield's and Python's documentation's kinds of text."""
+    """Also train on the pseudo-queries (their positive: a rewrite of the passage each was cut from), not only on
+    labelled queries; they are the only training queries over Cranfield's and Python's documentation's kinds of
+    text."""
 
 
 def _maxsim_batch(queries: torch.Tensor, documents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -109,7 +110,8 @@ def _loss(model: LateInteractionModel, tokenizer: Any, card: LateInteractionCard
 
 def _training_lists(scores: TeacherScores, config: ColbertConfig) -> list[CandidateList]:
     """Distillation: the cascade-scored heads. Contrastive: each training list cut to the same head (its positives,
-    then the first stage's order), so both losses see the same documents; no teacher scores needed."""
+    then the first stage's order), so both losses see the same documents; no teacher scores needed. Either way
+    without the pseudo-queries' lists unless `config.pseudo_queries`."""
     train = [item for item in scores.lists if item.split == "train" and (item.labelled or config.pseudo_queries)]
     if config.loss == "distillation":
         return [item for item in train if CASCADE_TEACHER in item.scores]

@@ -42,14 +42,17 @@ MODES = ("bi", "distilled", "colbert", "rerank", "fused")
 RERANK_CANDIDATES = 20
 
 
-def _quality(report: dict[str, Any], mode: str) -> dict[str, float]:
-    metrics = report["metrics"][mode]
-    return {"mrr@10": round(metrics["mrr@10"], 4), "ndcg@10": round(metrics["ndcg@10"], 4)}
+def _row(run: dict[str, Any], quality_mode: str, latency_mode: str) -> dict[str, float]:
+    """One mode's figures on one dataset: quality from the concurrent run, latency from the one-at-a-time run."""
+    metrics = run["quality"]["metrics"][quality_mode]
+    latency = run["latency"]["latency_ms"][latency_mode]
+    return {"mrr@10": round(metrics["mrr@10"], 4), "ndcg@10": round(metrics["ndcg@10"], 4),
+            "p50_ms": round(latency["p50"], 1), "p99_ms": round(latency["p99"], 1),
+            "queries": run["quality"]["queries"]}
 
 
-def _latency(report: dict[str, Any], mode: str) -> dict[str, float]:
-    latency = report["latency_ms"][mode]
-    return {"p50_ms": round(latency["p50"], 1), "p99_ms": round(latency["p99"], 1)}
+def _mean_rate(rates: list[float]) -> float:
+    return round(sum(rates) / len(rates), 1)
 
 
 async def _measure(settings: Settings, modes: dict[str, EvalOptions], latency_queries: int
@@ -114,11 +117,10 @@ def main() -> None:
         for dataset in DATASETS:
             run = found[dataset]["colbert"]
             print(markdown_table([run["quality"]]))
-            result[dataset]["colbert"] = (_quality(run["quality"], "colbert") | _latency(run["latency"], "colbert")
-                                          | {"queries": run["quality"]["queries"]})
+            result[dataset]["colbert"] = _row(run, "colbert", "colbert")
         rates = [found[dataset]["colbert"]["quality"]["ingest"]["docs_per_s"] for dataset in DATASETS]
         result["per_dataset"]["ingest_docs_per_s"]["colbert"] = rates
-        result["ingest_docs_per_s"]["colbert"] = round(sum(rates) / len(rates), 1)
+        result["ingest_docs_per_s"]["colbert"] = _mean_rate(rates)
         result["models"]["colbert"] = shown_path(args.colbert)
         result["colbert_measured_separately"] = True
         result["colbert_machine"] = machine()  # latency and ingest compare with the other rows on one machine only
@@ -148,12 +150,10 @@ def main() -> None:
             name = {"fused": "rerank"}.get(mode, mode)
             quality_mode = {"fused": f"rerank+fusion({weight:g})"}.get(mode, mode)
             latency_mode = {"distilled": "bi", "fused": "rerank"}.get(mode, mode)
-            run = runs_here[name]
-            result[dataset][mode] = (_quality(run["quality"], quality_mode) | _latency(run["latency"], latency_mode)
-                                     | {"queries": run["quality"]["queries"]})
+            result[dataset][mode] = _row(runs_here[name], quality_mode, latency_mode)
             collection_of = {"rerank": "bi", "fused": "bi"}.get(mode, mode)
             ingest[mode].append(runs_here[collection_of]["quality"]["ingest"]["docs_per_s"])
-    result["ingest_docs_per_s"] = {mode: round(sum(values) / len(values), 1) for mode, values in ingest.items()}
+    result["ingest_docs_per_s"] = {mode: _mean_rate(values) for mode, values in ingest.items()}
     result["per_dataset"] = {"ingest_docs_per_s": ingest}
     result |= {"machine": machine(), "rerank_candidates": RERANK_CANDIDATES, "fusion_weight": weight,
                "colbert_candidates": 100, "latency_queries": args.latency_queries,
