@@ -11,6 +11,9 @@ from services.settings import Settings
 
 SESSION_TIMEOUT_MS = 6000
 """Short, so a killed member's partitions move to the survivor quickly."""
+CLI_HANG_GUARD_S = 300
+"""Only against a hung command: a cold machine takes a minute just to import torch, so tests check what a command
+did (its exit status, its message, its log), never its duration."""
 
 
 def service_environment(settings: Settings, name: str, **env: str) -> dict[str, str]:
@@ -31,3 +34,9 @@ def start_service(settings: Settings, role: str, name: str, **env: str) -> subpr
 
 def start_reranker(settings: Settings, cross_encoder: Path, name: str) -> subprocess.Popen[bytes]:
     return start_service(settings, "rerank", name, CASCADE_MODELS_CROSS_ENCODER=str(cross_encoder))
+
+
+def run_cli(environment: dict[str, str], *arguments: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """`cascade ARGUMENTS` to its end, its output captured."""
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *arguments], input=stdin, capture_output=True,
+                          timeout=CLI_HANG_GUARD_S, env=environment)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import orjson
 
 from contracts import SearchRequest, Topic, encode
 from runtime.process import CascadeProcess
 from tests.conftest import client_for
-from tests.processes import service_environment
+from tests.processes import run_cli, service_environment
 
 
 async def _tool(process: CascadeProcess, *arguments: str, stdin: bytes = b"") -> str:
-    done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "runtime.cli", "kafka-tool", *arguments], input=stdin,
-        capture_output=True, timeout=120, env=service_environment(process.settings, "tools"))
+    done = await asyncio.to_thread(run_cli, service_environment(process.settings, "tools"), "kafka-tool", *arguments,
+                                   stdin=stdin)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     return done.stdout.decode()
 

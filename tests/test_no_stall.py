@@ -4,8 +4,6 @@ records, dead background tasks, an unreachable cluster. Real broker, real Edge s
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -29,7 +27,7 @@ from services.settings import Settings
 from services.store import EdgeStore
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, eventually, produce
-from tests.processes import service_environment
+from tests.processes import run_cli, service_environment
 
 CORPUS = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"the telephone was invented in 18{i:02d}"}
           for i in range(20)]
@@ -220,11 +218,8 @@ async def test_a_result_stream_that_falls_behind_ends_with_a_clear_error() -> No
 def test_an_unreachable_cluster_at_start_exits_non_zero_with_the_reason(settings: Settings) -> None:
     unreachable = settings.model_copy(update={
         "kafka": settings.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{free_port()}"})})
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "serve", "query"], capture_output=True, timeout=300,
-        env=service_environment(unreachable, "unreachable", CASCADE_KAFKA_CONNECT_TIMEOUT_S="3",
-                                CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
-                                CASCADE_STORE_PATH=str(settings.store.path)),
-    )
+    done = run_cli(service_environment(unreachable, "unreachable", CASCADE_KAFKA_CONNECT_TIMEOUT_S="3",
+                                       CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
+                                       CASCADE_STORE_PATH=str(settings.store.path)), "serve", "query")
     assert done.returncode != 0
-    assert b"did not answer within 3 s" in done.stderr  # gave up after its 3 s, not the subprocess timeout
+    assert b"did not answer within 3 s" in done.stderr  # gave up after its 3 s, not the hang guard
