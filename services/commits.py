@@ -2,16 +2,23 @@
 
 A consumer hands each batch over once its outputs are sent (`Batch.confirmed` completes when the cluster has
 confirmed, replaced or dropped every one of them) and goes on to poll and handle the next batch. One task owns
-the queue of handed-over batches and commits them strictly in the order they were handled, each only once its
+the queue of handed-over batches and settles them strictly in the order they were handled, each only once its
 outputs are confirmed, so a crash can redeliver records but never skip one (at-least-once).
 
-If a batch's outputs cannot be confirmed (the cluster stays unreachable past the publisher's retry window), its
-partitions are rewound to the batch's first records after a capped backoff. Batches handled meanwhile from
-those partitions lie beyond the rewind point: they are not committed for those partitions (their records come
-again), so a later commit can never jump over the rewound records.
+The committer is the one owner of where each partition is read from. A batch whose outputs cannot be confirmed
+(the cluster stays unreachable past the publisher's retry window) asks for its partitions to be read again from
+its first records; the consumer applies those rewinds before its next poll (`apply_rewinds`), and only ever
+moves a position back (two failed batches rewind to the earlier one). A rebalance (`forget`) drops the pending
+rewinds of the partitions that moved: their positions come from the group's committed offsets.
+
+Every rewind and rebalance is an event at a point in the partition. A batch read before an event whose point is
+at or before the batch's first record is *covered*: its records come again, so it is neither committed (a commit
+could jump over records the event sent back for) nor rewound when it fails. Batches are read in order, so an
+event older than the batch being settled can never cover a later one and is forgotten.
 
 `depth` bounds the batches awaiting confirmation; the consumer waits for room (backpressure). Depth 0 confirms
-and commits each batch before the consumer polls again (the unpipelined behaviour).
+and commits each batch before the consumer polls again (the unpipelined behaviour). If the committing task dies,
+`hand_over` raises instead of waiting for room that never comes, and `close` does not wait for it.
 """
 
 from __future__ import annotations
@@ -25,93 +32,177 @@ from typing import Protocol
 import structlog
 from aiokafka import TopicPartition
 
-from services.faults import Backoff
+from services.faults import Backoff, ServiceFault
 from services.messaging import RawRecord
 
-__all__ = ["Batch", "OffsetCommitter", "Rewinder", "first_offsets"]
+__all__ = ["Batch", "Committable", "OffsetCommitter", "Seekable", "Span", "spans_of"]
 
 log = structlog.get_logger(__name__)
 
 
-class Rewinder(Protocol):
-    """The part of aiokafka's consumer the committer uses."""
+class Committable(Protocol):
+    """The part of aiokafka's consumer the committing task uses."""
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class Seekable(Protocol):
+    """The part of aiokafka's consumer that rewinds use (only the consuming task calls it)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
 
 @dataclass(frozen=True)
-class Batch:
-    """A handled batch: the offsets it spans per partition, and its outputs' confirmation."""
+class Span:
+    """A batch's records in one partition: the first offset (where a rewind goes back to) and the offset after
+    its last record (what a commit records)."""
 
-    consumer: Rewinder
-    first: dict[TopicPartition, int]
-    """The first offset of its records in each partition (where a rewind goes back to)."""
-    after: dict[TopicPartition, int]
-    """The offset after its last record in each partition (what a commit records)."""
-    confirmed: Awaitable[None]
-
-    @classmethod
-    def of(cls, consumer: Rewinder, records: Sequence[RawRecord], confirmed: Awaitable[None]) -> Batch:
-        return cls(consumer, first_offsets(records), {
-            partition: max(offset + 1 for offset in offsets) for partition, offsets in _by_partition(records).items()
-        }, confirmed)
+    first: int
+    after: int
 
 
-def first_offsets(records: Sequence[RawRecord]) -> dict[TopicPartition, int]:
-    return {partition: min(offsets) for partition, offsets in _by_partition(records).items()}
-
-
-def _by_partition(records: Sequence[RawRecord]) -> dict[TopicPartition, list[int]]:
-    found: dict[TopicPartition, list[int]] = {}
+def spans_of(records: Sequence[RawRecord]) -> dict[TopicPartition, Span]:
+    found: dict[TopicPartition, Span] = {}
     for record in records:
-        found.setdefault(TopicPartition(record.topic, record.partition), []).append(record.offset)
+        partition = TopicPartition(record.topic, record.partition)
+        span = found.get(partition)
+        found[partition] = (Span(record.offset, record.offset + 1) if span is None else
+                            Span(min(span.first, record.offset), max(span.after, record.offset + 1)))
     return found
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A handled batch: where its records lie, when they were read (`OffsetCommitter.read_at`), and its outputs'
+    confirmation."""
+
+    consumer: Committable
+    spans: dict[TopicPartition, Span]
+    read_at: int
+    confirmed: Awaitable[None]
+
+
+async def _outcome(confirmed: Awaitable[None]) -> BaseException | None:
+    """Why `confirmed` failed, or None. A confirmation cancelled (its publisher stopped) counts as failed."""
+    future = asyncio.ensure_future(confirmed)
+    await asyncio.wait({future})
+    if future.cancelled():
+        return asyncio.CancelledError("the confirmation was cancelled")
+    error = future.exception()
+    if error is not None and not isinstance(error, Exception):
+        raise error  # not a failure of the outputs: a bug or an exit, which the process must see
+    return error
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A rewind to `point`, or a rebalance (point -1: everything read before it comes again)."""
+
+    clock: int
+    point: int
+
+
 class OffsetCommitter:
-    """Commits handed-over batches in order once confirmed; rewinds a batch whose outputs fail (module docstring)."""
+    """Commits handed-over batches in order once confirmed; owns rewinds and their coverage (module docstring)."""
 
     def __init__(self, name: str, depth: int, backoff: Backoff) -> None:
         self._name = name
         self._backoff = backoff
         self._queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=max(depth, 1))
         self._inline = depth == 0
-        self._rewound: dict[TopicPartition, int] = {}
-        """Partitions rewound, and to where: until records from there come again, later ones are not committed."""
+        self._clock = 0
+        self._events: dict[TopicPartition, list[_Event]] = {}
+        self._rewinds: dict[TopicPartition, int] = {}
+        """Positions to seek to before the next poll: the earliest asked for per partition."""
+        self.rebalances = 0
+        """How many rebalances this member has seen (`moved_since`)."""
+        self._moved: dict[TopicPartition, int] = {}
+        """The rebalance that last moved each partition."""
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def read_at(self) -> int:
+        """The clock to stamp on records read now (after `apply_rewinds`): later events may cover them."""
+        return self._clock
+
     async def hand_over(self, batch: Batch) -> None:
-        """Queue `batch` for its commit (waiting for room); with depth 0 or after `close`, commit it now."""
+        """Queue `batch` for its commit (waiting for room); with depth 0 or after `close`, settle it now.
+        Raises ServiceFault if the committing task died (the process must restart; nothing is committed)."""
         if self._inline:
-            await self._queue.join()  # batches handed over before `close` are committed first
+            await self._drained()  # batches handed over before `close` are settled first
             await self._settle(batch)
             return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"commit:{self._name}")
-        await self._queue.put(batch)
+        self._raise_if_dead()
+        put = asyncio.ensure_future(self._queue.put(batch))
+        await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            self._raise_if_dead()
 
-    def rewind(self, consumer: Rewinder, first: Mapping[TopicPartition, int]) -> None:
-        """Go back to a batch's first records (`first_offsets`): they are delivered again."""
-        for partition, offset in first.items():
-            consumer.seek(partition, offset)
-            self._rewound[partition] = offset
+    def rewind(self, spans: Mapping[TopicPartition, Span], read_at: int) -> None:
+        """Read a batch's partitions again from its first records, unless an event since it was read covers it."""
+        for partition, span in spans.items():
+            if self._covered(partition, span, read_at):
+                continue
+            self._clock += 1
+            self._events.setdefault(partition, []).append(_Event(self._clock, span.first))
+            self._rewinds[partition] = min(self._rewinds.get(partition, span.first), span.first)
+
+    def apply_rewinds(self, consumer: Seekable) -> None:
+        """Seek the partitions rewound since the last poll (called by the consuming task before it polls)."""
+        assigned = consumer.assignment()
+        for partition, offset in self._rewinds.items():
+            if partition in assigned:  # a partition revoked since is read from the group's committed offset
+                consumer.seek(partition, offset)
+                log.info("consumer.rewound", consumer=self._name, partition=str(partition), offset=offset)
+        self._rewinds.clear()
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
-        """Partitions revoked or newly assigned: their positions now come from the group's committed offsets."""
+        """Partitions revoked or newly assigned: their positions now come from the group's committed offsets,
+        so whatever was read from them before is read again (by this member or another)."""
+        self._clock += 1
+        self.rebalances += 1
         for partition in partitions:
-            self._rewound.pop(partition, None)
+            self._moved[partition] = self.rebalances
+            self._rewinds.pop(partition, None)
+            self._events[partition] = [_Event(self._clock, -1)]
+
+    def moved_since(self, rebalances: int, partition: TopicPartition) -> bool:
+        """True if a rebalance after the `rebalances`-th moved `partition` (records read across it must be read
+        again: the committer has not seen where they start)."""
+        return self._moved.get(partition, 0) > rebalances
 
     async def close(self) -> None:
-        """Commit every batch handed over so far; later ones are committed as they are handed over."""
+        """Settle every batch handed over so far; later ones are settled as they are handed over."""
         self._inline = True
-        if self._task is not None:
-            await self._queue.join()
+        if self._task is not None and not self._task.done():
+            await self._drained()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._task = None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the committing task died, if it did (the consumer is then not ready)."""
+        if self._task is None or not self._task.done() or self._task.cancelled():
+            return None
+        return self._task.exception()
+
+    async def _drained(self) -> None:
+        """Until the queue is settled, or the committing task is dead (its batches will be delivered again)."""
+        if self._task is None or self._task.done():
+            return
+        join = asyncio.ensure_future(self._queue.join())
+        await asyncio.wait({join, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        join.cancel()
+
+    def _raise_if_dead(self) -> None:
+        if self.failure is not None:
+            raise ServiceFault(f"{self._name}: the committing task died: {self.failure!r}") from self.failure
 
     async def _run(self) -> None:
         while True:
@@ -122,14 +213,15 @@ class OffsetCommitter:
                 self._queue.task_done()
 
     async def _settle(self, batch: Batch) -> None:
-        try:
-            await batch.confirmed
-        except Exception as exc:
-            await self._backoff.wait(f"{self._name}: outputs unconfirmed, rewinding the batch", exc)
-            self.rewind(batch.consumer, batch.first)
+        if (error := await _outcome(batch.confirmed)) is not None:
+            await self._backoff.wait(f"{self._name}: outputs unconfirmed, rewinding the batch", error)
+            self.rewind(batch.spans, batch.read_at)
+            self._prune(batch)
             return
         self._backoff.reset()
-        offsets = {partition: after for partition, after in batch.after.items() if self._follows(batch, partition)}
+        offsets = {partition: span.after for partition, span in batch.spans.items()
+                   if not self._covered(partition, span, batch.read_at)}
+        self._prune(batch)
         if not offsets:
             return
         try:
@@ -138,12 +230,18 @@ class OffsetCommitter:
             log.warning("commit.failed", consumer=self._name, error=repr(exc),
                         consequence="records after the last commit may be delivered again")
 
-    def _follows(self, batch: Batch, partition: TopicPartition) -> bool:
-        """False if `partition` was rewound to before this batch's records (they come again, later)."""
-        rewound_to = self._rewound.get(partition)
-        if rewound_to is None:
-            return True
-        if batch.first[partition] > rewound_to:
-            return False
-        del self._rewound[partition]  # the rewound records are back
-        return True
+    def _covered(self, partition: TopicPartition, span: Span, read_at: int) -> bool:
+        """True if a rewind or rebalance after `read_at` sends the consumer back to or before `span`."""
+        return any(event.clock > read_at and event.point <= span.first
+                   for event in self._events.get(partition, ()))
+
+    def _prune(self, batch: Batch) -> None:
+        """Batches settle in the order they were read: events before this one's reading cover no later batch."""
+        for partition in batch.spans:
+            events = self._events.get(partition)
+            if events is not None:
+                kept = [event for event in events if event.clock > batch.read_at]
+                if kept:
+                    self._events[partition] = kept
+                else:
+                    del self._events[partition]

@@ -21,18 +21,19 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
-from services.commits import Batch, OffsetCommitter, first_offsets
+from services.commits import Batch, Committable, OffsetCommitter, Seekable, spans_of
 from services.faults import is_transient
 from services.messaging import RawRecord
-from services.publishing import Outgoing, Publisher
+from services.publishing import Outgoing
 from services.settings import Settings
 
-__all__ = ["BatchConsumer", "BatchHandler", "Refuse", "Subscription", "handle_isolated"]
+__all__ = ["BatchConsumer", "BatchHandler", "PolledConsumer", "Refuse", "Sender", "Subscription", "handle_isolated"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,19 @@ _POLL_MS = 1_000
 """The longest an idle poll waits (the broker answers as soon as a record arrives)."""
 _BACKLOG_S = 0.001
 """A poll that returns within this had records waiting already: the consumer is behind, so it gathers."""
+
+
+class PolledConsumer(Seekable, Committable, Protocol):
+    """The part of aiokafka's consumer the consuming task uses."""
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
+
+
+class Sender(Protocol):
+    """Sends a batch's outputs; what it returns completes once the cluster confirmed them (`Publisher`)."""
+
+    async def send(self, messages: Sequence[Outgoing]) -> Awaitable[None]: ...
 
 
 def _describe(error: BaseException) -> str:
@@ -97,7 +111,7 @@ class BatchConsumer:
     """`handler` on batches of `topic`, in the consumer group of `role` (see the module docstring)."""
 
     def __init__(
-        self, settings: Settings, publisher: Publisher, *, topic: str, role: str, max_records: int,
+        self, settings: Settings, publisher: Sender, *, topic: str, role: str, max_records: int,
         handler: BatchHandler, refuse: Refuse, description: str,
     ) -> None:
         kafka = settings.kafka
@@ -119,7 +133,7 @@ class BatchConsumer:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and self.committer.failure is None
 
     async def start(self) -> asyncio.Task[None]:
         """Join the group; the returned task runs until `stop` (it ends early only if the consumer fails)."""
@@ -147,7 +161,13 @@ class BatchConsumer:
             await self._consumer.stop()
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        await self.consume(consumer)
+
+    async def consume(self, consumer: PolledConsumer) -> None:
+        """Poll, handle and hand over batches until `stop` (public so that a fake broker can drive it in tests)."""
         while not self._stopping:
+            self.committer.apply_rewinds(consumer)
+            read_at = self.committer.read_at
             try:
                 records = await self._gather(consumer)
             except ConsumerStoppedError:
@@ -159,23 +179,22 @@ class BatchConsumer:
                 continue
             self._handling = True
             try:
-                await self._handle(consumer, records)
+                await self._handle(consumer, records, read_at)
             finally:
                 self._handling = False
 
-    async def _gather(self, consumer: AIOKafkaConsumer) -> list[RawRecord]:
+    async def _gather(self, consumer: PolledConsumer) -> list[RawRecord]:
         """The records of one poll; if they were already waiting (a backlog: the consumer is behind), also those
         arriving within `max_wait_ms`, up to `max_records`. A record that arrives at an idle consumer is handled
-        at once."""
+        at once. Records that arrive across a rebalance are put back (see `_poll`)."""
         began = time.monotonic()
-        records = _flat(await consumer.getmany(timeout_ms=_POLL_MS, max_records=self._max_records))
+        records = await self._poll(consumer, self._max_records, _POLL_MS)
         if time.monotonic() - began > _BACKLOG_S:
             return records
         until = time.monotonic() + self._gather_s
         while records and len(records) < self._max_records and (left := until - time.monotonic()) > 0:
             try:
-                more = _flat(await consumer.getmany(timeout_ms=int(left * 1000) or 1,
-                                                    max_records=self._max_records - len(records)))
+                more = await self._poll(consumer, self._max_records - len(records), int(left * 1000) or 1)
             except KafkaError:  # handle what is in hand; the next poll meets the fault
                 break
             if not more:
@@ -183,15 +202,31 @@ class BatchConsumer:
             records += more
         return records
 
-    async def _handle(self, consumer: AIOKafkaConsumer, records: list[RawRecord]) -> None:
+    async def _poll(self, consumer: PolledConsumer, max_records: int, timeout_ms: int) -> list[RawRecord]:
+        """One `getmany`. Records of a partition that a rebalance moved while it waited come from a position the
+        committer has not seen: they are put back (seek to their first offset) and read again next poll."""
+        rebalances = self.committer.rebalances
+        records = _flat(await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records))
+        if self.committer.rebalances == rebalances:
+            return records
+        moved = {partition: span for partition, span in spans_of(records).items()
+                 if self.committer.moved_since(rebalances, partition)}
+        assigned = consumer.assignment()
+        for partition, span in moved.items():
+            if partition in assigned:
+                consumer.seek(partition, span.first)
+        return [record for record in records if TopicPartition(record.topic, record.partition) not in moved]
+
+    async def _handle(self, consumer: PolledConsumer, records: list[RawRecord], read_at: int) -> None:
+        spans = spans_of(records)
         try:
             confirmed = await self._publisher.send(await handle_isolated(self._handler, self._refuse, records))
         except Exception as exc:  # a cluster fault (handle_isolated lets only those through)
             await self._backoff.wait(f"{self._name} batch of {len(records)}", exc)
-            self.committer.rewind(consumer, first_offsets(records))
+            self.committer.rewind(spans, read_at)
             return
         self._backoff.reset()
-        await self.committer.hand_over(Batch.of(consumer, records, confirmed))
+        await self.committer.hand_over(Batch(consumer, spans, read_at, confirmed))
 
 
 def _flat(polled: dict[TopicPartition, list[object]]) -> list[RawRecord]:

@@ -1,109 +1,198 @@
-"""The offset committer: in order, only after confirmation, never past a rewind (the Kafka path is covered by
-test_graceful_shutdown, test_broker_restart and test_ingest_crash, which run consumers through it)."""
+"""The offset committer and the consuming loop over a fake broker: in order, only after confirmation, never past
+a record that must come again (the Kafka path is covered by test_graceful_shutdown, test_broker_restart and
+test_ingest_crash; random schedules by test_offsets_model)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 from aiokafka import TopicPartition
 
-from services.commits import Batch, OffsetCommitter
-from services.faults import Backoff, ClusterFault
-from services.messaging import RawRecord
+from services.commits import Batch, OffsetCommitter, Span
+from services.consumers import BatchConsumer
+from services.faults import Backoff, ClusterFault, ServiceFault
+from tests.fake_partitions import TOPIC, FakeConsumer, FakeSender, batch_consumer, settle
 
-A = TopicPartition("queries", 0)
-B = TopicPartition("queries", 1)
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.seeks.append((partition, offset))
+A = TopicPartition(TOPIC, 0)
+B = TopicPartition(TOPIC, 1)
 
 
-def records(partition: TopicPartition, *offsets: int) -> list[RawRecord]:
-    return [RawRecord(partition.topic, partition.partition, offset, None, b"{}") for offset in offsets]
+class Consuming:
+    """A real BatchConsumer polling a FakeConsumer in a task, and its FakeSender."""
+
+    def __init__(self, depth: int = 2, partitions: int = 2, length: int = 8) -> None:
+        self.sender = FakeSender()
+        self.broker = FakeConsumer(partitions, length)
+        self.consumer: BatchConsumer = batch_consumer(self.sender, depth)
+        self.task = asyncio.create_task(self.consumer.consume(self.broker))
+
+    async def poll(self, partition: TopicPartition, records: int) -> None:
+        self.broker.allow(partition, records)
+        await settle()
+
+    async def outcome(self, index: int, error: BaseException | None = None) -> None:
+        _, confirmed = self.sender.pending[index]
+        if error is None:
+            confirmed.set_result(None)
+        else:
+            confirmed.set_exception(error)
+        await settle()
+
+    async def stop(self) -> None:
+        for _, confirmed in self.sender.pending:
+            if not confirmed.done():
+                confirmed.set_result(None)
+        await self.consumer.stop()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    def offsets_handled(self, partition: TopicPartition) -> list[int]:
+        return [record.offset for records, _ in self.sender.pending for record in records
+                if record.partition == partition.partition]
 
 
-def committer(depth: int = 2) -> OffsetCommitter:
-    return OffsetCommitter("test", depth, Backoff(0.001, 0.01))
+@pytest.fixture
+async def consuming() -> AsyncIterator[Consuming]:
+    running = Consuming()
+    yield running
+    await running.stop()
 
 
-async def test_batches_are_committed_in_order_once_confirmed() -> None:
-    consumer, commits = FakeConsumer(), committer()
-    first, second = asyncio.get_running_loop().create_future(), asyncio.get_running_loop().create_future()
-    await commits.hand_over(Batch.of(consumer, records(A, 0, 1, 2), first))
-    await commits.hand_over(Batch.of(consumer, records(A, 3, 4) + records(B, 7), second))
-    second.set_result(None)  # the later batch is confirmed first: nothing may be committed yet
-    await asyncio.sleep(0.01)
-    assert consumer.commits == []
-    first.set_result(None)
-    await commits.close()
-    assert consumer.commits == [{A: 3}, {A: 5, B: 8}]
+async def test_batches_are_committed_in_order_once_confirmed(consuming: Consuming) -> None:
+    await consuming.poll(A, 3)
+    await consuming.poll(B, 2)
+    await consuming.outcome(1)  # the later batch is confirmed first: nothing may be committed yet
+    assert consuming.broker.commits == []
+    await consuming.outcome(0)
+    assert consuming.broker.commits == [{A: 3}, {B: 2}]
 
 
-async def test_an_unconfirmed_batch_is_rewound_and_nothing_after_it_is_committed_past_it() -> None:
-    consumer, commits = FakeConsumer(), committer()
-
-    async def unreachable() -> None:
-        raise ClusterFault("no broker")
-
-    async def fine() -> None:
-        return None
-
-    await commits.hand_over(Batch.of(consumer, records(A, 10, 11), unreachable()))
-    await commits.hand_over(Batch.of(consumer, records(A, 12) + records(B, 3), fine()))  # handled meanwhile
-    await commits.hand_over(Batch.of(consumer, records(A, 10, 11, 12), fine()))  # redelivered after the rewind
-    await commits.close()
-    assert consumer.seeks == [(A, 10)]
-    assert consumer.commits == [{B: 4}, {A: 13}]  # A's 12 only once 10 and 11 came again
+async def test_two_failed_batches_rewind_to_the_earlier_one(consuming: Consuming) -> None:
+    """Batches 0-1 and 2-3 both unconfirmed: reading goes back to 0, not to 2 (records 0-1 were skipped)."""
+    await consuming.poll(A, 2)
+    await consuming.poll(A, 2)
+    await consuming.outcome(0, ClusterFault("no broker"))
+    await consuming.outcome(1, ClusterFault("no broker"))
+    await consuming.poll(A, 8)  # the poll already waiting reads on from 4; the rewind applies before the next
+    await consuming.poll(A, 8)
+    assert consuming.offsets_handled(A) == [0, 1, 2, 3, 4, 5, 6, 7, *range(8)]
+    assert consuming.broker.seeks == [(A, 0)]
+    await consuming.outcome(2)  # read before the rewind: its records came again, so it commits nothing
+    await consuming.outcome(3)
+    assert consuming.broker.commits == [{A: 8}]
 
 
-async def test_depth_zero_commits_before_handing_over_returns() -> None:
-    consumer, commits = FakeConsumer(), committer(depth=0)
+async def test_a_batch_read_before_a_rewind_is_not_committed_past_it(consuming: Consuming) -> None:
+    await consuming.poll(A, 2)
+    await consuming.poll(A, 1)  # handled while the first batch awaits its confirmation
+    await consuming.outcome(0, ClusterFault("no broker"))
+    await consuming.outcome(1)  # confirmed, but its records come again after the rewind: not committed
+    assert consuming.broker.commits == []
+    await consuming.poll(A, 1)  # read before the rewind applied
+    await consuming.poll(A, 4)
+    assert consuming.offsets_handled(A) == [0, 1, 2, 3, 0, 1, 2, 3]
+    await consuming.outcome(2)
+    await consuming.outcome(3)
+    assert consuming.broker.seeks == [(A, 0)]
+    assert consuming.broker.commits == [{A: 4}]
 
-    async def fine() -> None:
-        return None
 
-    await commits.hand_over(Batch.of(consumer, records(A, 0), fine()))
-    assert consumer.commits == [{A: 1}]
+async def test_a_rewind_of_a_revoked_partition_neither_crashes_nor_stalls(consuming: Consuming) -> None:
+    """The rewind's seek used to raise in the committing task (which died unwatched: a silent stall)."""
+    await consuming.poll(A, 2)
+    consuming.broker.assigned.discard(A)  # revoked while its batch awaits confirmation
+    consuming.consumer.committer.forget([A])
+    await consuming.outcome(0, ClusterFault("no broker"))
+    for offset in range(4):  # more batches than the pipeline holds: each is handed over and committed
+        await consuming.poll(B, 1)
+        await consuming.outcome(1 + offset)
+    assert not consuming.task.done()
+    assert consuming.broker.seeks == []
+    assert consuming.broker.commits == [{B: 1}, {B: 2}, {B: 3}, {B: 4}]
+
+
+async def test_a_failed_send_rewinds_the_batch_in_hand(consuming: Consuming) -> None:
+    consuming.sender.refuse_next = True
+    await consuming.poll(A, 3)
+    await consuming.poll(A, 3)
+    assert consuming.offsets_handled(A) == [0, 1, 2]
+
+
+async def test_records_read_across_a_rebalance_are_read_again(consuming: Consuming) -> None:
+    """A poll that returns after a rebalance may hold records from positions the committer never saw."""
+    await consuming.poll(A, 2)
+    await consuming.outcome(0)
+    consuming.broker.rebalance(consuming.consumer, [A])  # while the consumer waits in its poll
+    await consuming.poll(A, 2)  # returned across the rebalance: put back
+    await consuming.poll(A, 2)
+    assert consuming.offsets_handled(A) == [0, 1, 2, 3]
+    assert consuming.broker.seeks == [(A, 2)]
+
+
+class Boom(BaseException):
+    """Not a failure of the outputs: a bug that kills the committing task."""
+
+
+async def test_a_dead_committing_task_fails_the_handover_instead_of_blocking_it() -> None:
+    committer, broker = OffsetCommitter("test", 1, Backoff(0.0, 0.0)), FakeConsumer(1, 8)
+
+    async def bug() -> None:
+        raise Boom
+
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async with asyncio.timeout(30):  # a hang guard: before, the third hand-over waited for ever
+        await committer.hand_over(Batch(broker, {A: Span(0, 1)}, 0, bug()))
+        await committer.hand_over(Batch(broker, {A: Span(1, 2)}, 0, never))
+        with pytest.raises(ServiceFault, match="committing task died"):
+            await committer.hand_over(Batch(broker, {A: Span(2, 3)}, 0, never))
+        await committer.close()  # returns: nothing waits on the dead task's queue
+    assert broker.commits == []
+
+
+async def test_a_cancelled_confirmation_rewinds_its_batch(consuming: Consuming) -> None:
+    await consuming.poll(A, 2)
+    consuming.sender.pending[0][1].cancel()  # its publisher stopped
+    await settle()
+    await consuming.poll(A, 2)  # read before the rewind applied
+    await consuming.poll(A, 2)
+    assert consuming.offsets_handled(A) == [0, 1, 2, 3, 0, 1]
+    assert not consuming.task.done()
+
+
+async def test_depth_zero_commits_before_the_next_poll() -> None:
+    running = Consuming(depth=0)
+    await running.poll(A, 2)
+    await running.outcome(0)
+    assert running.broker.commits == [{A: 2}]
+    await running.stop()
 
 
 async def test_a_full_pipeline_makes_the_consumer_wait() -> None:
-    consumer, commits = FakeConsumer(), committer(depth=1)
-    confirmations = [asyncio.get_running_loop().create_future() for _ in range(3)]
-    for offset, confirmed in enumerate(confirmations[:2]):
-        await commits.hand_over(Batch.of(consumer, records(A, offset), confirmed))
-    third = asyncio.create_task(commits.hand_over(Batch.of(consumer, records(A, 2), confirmations[2])))
-    await asyncio.sleep(0.01)
-    assert not third.done()  # one batch settling, one queued: the third waits for room
-    for confirmed in confirmations:
-        confirmed.set_result(None)
-    await third
-    await commits.close()
-    assert consumer.commits == [{A: 1}, {A: 2}, {A: 3}]
+    running = Consuming(depth=1)
+    for _ in range(4):
+        await running.poll(A, 1)
+    assert len(running.sender.pending) == 3  # one settling, one queued, one waiting for room: no fourth poll
+    await running.outcome(0)
+    assert len(running.sender.pending) == 4
+    await running.stop()
 
 
 async def test_a_batch_handed_over_while_closing_is_committed_after_the_queued_ones() -> None:
-    consumer, commits = FakeConsumer(), committer()
+    broker, commits = FakeConsumer(1, 8), OffsetCommitter("test", 2, Backoff(0.0, 0.0))
     queued = asyncio.get_running_loop().create_future()
-    await commits.hand_over(Batch.of(consumer, records(A, 0), queued))
+    await commits.hand_over(Batch(broker, {A: Span(0, 1)}, 0, queued))
     closing = asyncio.create_task(commits.close())
-    await asyncio.sleep(0.01)
+    await settle()
 
     async def fine() -> None:
         return None
 
-    late = asyncio.create_task(commits.hand_over(Batch.of(consumer, records(A, 1), fine())))
-    await asyncio.sleep(0.01)
-    assert consumer.commits == []  # the late batch waits for the queued one
+    late = asyncio.create_task(commits.hand_over(Batch(broker, {A: Span(1, 2)}, 0, fine())))
+    await settle()
+    assert broker.commits == []  # the late batch waits for the queued one
     queued.set_result(None)
     await closing
     await late
-    assert consumer.commits == [{A: 1}, {A: 2}]
+    assert broker.commits == [{A: 1}, {A: 2}]

@@ -1,0 +1,122 @@
+"""A fake broker for the offset tests: partitions of a log, a consumer over them, and a sender whose
+confirmations the test decides. The code under test (BatchConsumer, OffsetCommitter) is the real one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
+
+from services.consumers import BatchConsumer
+from services.faults import Backoff, ClusterFault
+from services.messaging import RawRecord, dead_letter
+from services.publishing import Outgoing
+from services.settings import BatchingSettings, KafkaSettings, Settings
+
+TOPIC = "queries"
+
+
+class FakeRecord:
+    """What aiokafka's getmany returns (the fields RawRecord.of reads)."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = TOPIC, partition, offset
+        self.key, self.value, self.headers = None, b"{}", ()
+
+
+class FakeConsumer:
+    """Partitions of `length` records each. A poll waits for the test to allow it (`allow`), then returns up
+    to that many records of one partition from its position, as aiokafka does."""
+
+    def __init__(self, partitions: int, length: int) -> None:
+        self.length = length
+        self.partitions = [TopicPartition(TOPIC, p) for p in range(partitions)]
+        self.assigned: set[TopicPartition] = set(self.partitions)
+        self.positions = dict.fromkeys(self.partitions, 0)
+        self.committed: dict[TopicPartition, int] = {}
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self._polls: asyncio.Queue[tuple[TopicPartition, int]] = asyncio.Queue()
+
+    def allow(self, partition: TopicPartition, records: int) -> None:
+        self._polls.put_nowait((partition, records))
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
+        partition, count = await self._polls.get()
+        if partition not in self.assigned:
+            return {}
+        start = self.positions[partition]
+        end = min(start + count, self.length, start + (max_records or count))
+        self.positions[partition] = end
+        return {partition: [FakeRecord(partition.partition, offset) for offset in range(start, end)]} if end > start \
+            else {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        if partition not in self.assigned:
+            raise IllegalStateError(f"No current assignment for partition {partition}")
+        self.seeks.append((partition, offset))
+        self.positions[partition] = offset
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+        self.committed.update(offsets)
+
+    def rebalance(self, consumer: BatchConsumer, partitions: Sequence[TopicPartition]) -> None:
+        """Revoke and assign `partitions` again: their positions come from the committed offsets."""
+        consumer.committer.forget(partitions)
+        for partition in partitions:
+            self.positions[partition] = self.committed.get(partition, 0)
+
+
+class FakeSender:
+    """Keeps each batch's confirmation pending until the test confirms or fails it."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[list[RawRecord], asyncio.Future[None]]] = []
+        self.refuse_next = False
+        self.handled: list[RawRecord] = []
+        """What the handler was given since the last send."""
+
+    async def send(self, messages: Sequence[Outgoing]) -> Awaitable[None]:
+        if self.refuse_next:
+            self.refuse_next = False
+            self.handled = []
+            raise ClusterFault("the cluster is away")
+        confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending.append((self.handled, confirmed))
+        self.handled = []
+        return confirmed
+
+    async def handler(self, records: Sequence[RawRecord]) -> list[Outgoing]:
+        self.handled = list(records)
+        return []
+
+    def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
+        return [Outgoing("dlq", None, dead_letter(record, reason, "test"))]
+
+
+class _InstantRetry(KafkaSettings):
+    """Retries at once, so that a test's schedule runs without sleeping."""
+
+    def retry_backoff(self) -> Backoff:
+        return Backoff(0.0, 0.0)
+
+
+def batch_consumer(sender: FakeSender, depth: int = 2) -> BatchConsumer:
+    settings = Settings(kafka=_InstantRetry(bootstrap="fake:9092", pipeline_depth=depth),
+                        batching=BatchingSettings(max_wait_ms=0), metrics_port=None)
+    return BatchConsumer(settings, sender, topic=TOPIC, role="test", max_records=64, handler=sender.handler,
+                         refuse=sender.refuse, description="offsets under test")
+
+
+async def settle() -> None:
+    """Let every task run until it waits on the test (a poll, a confirmation)."""
+    for _ in range(40):
+        await asyncio.sleep(0)
