@@ -136,12 +136,12 @@ class OffsetCommitter:
             return
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"commit:{self._name}")
-        self._raise_if_dead()
+        self.check_alive()
         put = asyncio.ensure_future(self._queue.put(batch))
         await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
         if not put.done():
             put.cancel()
-            self._raise_if_dead()
+            self.check_alive()
 
     def rewind(self, spans: Mapping[TopicPartition, Span], read_at: int) -> None:
         """Read a batch's partitions again from its first records, unless an event since it was read covers it."""
@@ -200,7 +200,8 @@ class OffsetCommitter:
         await asyncio.wait({join, self._task}, return_when=asyncio.FIRST_COMPLETED)
         join.cancel()
 
-    def _raise_if_dead(self) -> None:
+    def check_alive(self) -> None:
+        """Raise ServiceFault if the committing task died."""
         if self.failure is not None:
             raise ServiceFault(f"{self._name}: the committing task died: {self.failure!r}") from self.failure
 

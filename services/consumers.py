@@ -166,6 +166,7 @@ class BatchConsumer:
     async def consume(self, consumer: PolledConsumer) -> None:
         """Poll, handle and hand over batches until `stop` (public so that a fake broker can drive it in tests)."""
         while not self._stopping:
+            self.committer.check_alive()  # a dead committing task fails this task, and so the process
             self.committer.apply_rewinds(consumer)
             read_at = self.committer.read_at
             try:
