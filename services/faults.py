@@ -61,9 +61,14 @@ class Backoff:
     def next_delay(self) -> float:
         return float(min(self.initial_s * 2.0 ** min(self.failures, 30), self.max_s))
 
-    async def wait(self, what: str, error: BaseException) -> None:
+    def failed(self) -> float:
+        """Count a failure; returns how long to wait before the next try."""
         delay = self.next_delay()
         self.failures += 1
+        return delay
+
+    async def wait(self, what: str, error: BaseException) -> None:
+        delay = self.failed()
         log.warning("cluster.retry", what=what, attempt=self.failures, delay_s=round(delay, 3), error=repr(error))
         await asyncio.sleep(delay)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 
 from services.encoders.sparse import Bm25Encoder
 from services.ingest import IndexScheduler
+from services.metrics import Metrics
 from services.settings import StoreSettings
 from services.store import EdgeStore, QdrantStore, StoredDocument, UnknownCollectionError, VectorStore, open_store
+from services.store.edge import IndexBuildFailed
+from tests.processes import CLI_HANG_GUARD_S
 
 DIM = 16
 
@@ -220,4 +224,44 @@ async def test_the_index_scheduler_builds_once_ingestion_is_quiet(tmp_path: Path
     assert await scheduler.build_due() == ["c"]
     assert await store.pending_index_points("c") == 0
     assert await scheduler.build_due() == []  # nothing written since
+    await store.close()
+
+
+class FailingBuildsStore(EdgeStore):
+    """The embedded store whose first `failures` index builds fail, as when the optimiser is killed for memory."""
+
+    def __init__(self, settings: StoreSettings, failures: int) -> None:
+        super().__init__(settings)
+        self.failures = failures
+        self.attempts: list[float] = []
+        """The monotonic time of each build asked for."""
+        self.built = asyncio.Event()
+
+    async def build_index(self, collection: str) -> None:
+        self.attempts.append(time.monotonic())
+        if len(self.attempts) <= self.failures:
+            raise IndexBuildFailed(f"optimising {collection} exited with -9: Killed")
+        await super().build_index(collection)
+        self.built.set()
+
+
+async def test_a_failed_index_build_is_retried_with_backoff_while_the_scheduler_goes_on(tmp_path: Path) -> None:
+    store = FailingBuildsStore(StoreSettings(path=tmp_path), failures=2)
+    await store.ensure_collection("c", DIM, "m")
+    await store.upsert("c", [_doc(f"d{i}", vector) for i, vector in enumerate(_unit(np.random.default_rng(3), 10))])
+    metrics = Metrics()
+    scheduler = IndexScheduler(store, min_points=1, idle_s=0.0, on_failure=metrics.index_build_failures.inc,
+                               retry_s=1.0, retry_max_s=60.0)
+    scheduler.written({"c"})
+    running = asyncio.create_task(scheduler.run())  # checks every 0.5 s
+    built = asyncio.create_task(store.built.wait())
+    await asyncio.wait([running, built], timeout=CLI_HANG_GUARD_S, return_when=asyncio.FIRST_COMPLETED)
+    assert not running.done(), "the scheduler stopped"
+    assert built.done()
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert metrics.registry.get_sample_value("cascade_index_build_failures_total") == 2
+    first_wait, second_wait = np.diff(store.attempts)
+    assert first_wait >= 1.0 and second_wait >= 2.0  # backing off, not trying at every check
+    assert await store.count("c") == 10
     await store.close()
