@@ -4,6 +4,7 @@ queries rescored by MaxSim inside the store, through Kafka; collections without 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -116,3 +117,28 @@ async def test_both_stores_rescore_by_maxsim(kind: str, tmp_path: Path, tiny_col
     nearest = np.argsort(-(dense @ dense[0]))[:4]  # the dense prefetch: only these are rescored
     expected = {DOCS[i]["doc_id"]: maxsim(query, documents[i]) for i in nearest}
     _assert_maxsim_order(found, expected)
+
+
+def test_queries_and_documents_encode_correctly_from_many_threads_at_once(tiny_colbert: Path) -> None:
+    """Query and ingest encode in worker threads at the same time, with the tokenizer set up differently for
+    each (queries padded to 32 tokens, documents to the longest, up to 180): each must get its own set-up. Long
+    texts (cut to those lengths) make tokenizing most of the work, so unguarded calls overlap."""
+    encoder = LateInteractionEncoder(tiny_colbert, device="cpu", batch_size=1)
+    queries = [f"query {i} " + "word " * 2000 for i in range(4)]
+    documents = ["a short document"] + [f"document {i} " + "word " * 2000 for i in range(3)]
+    expected = {"queries": encoder.encode_queries(queries), "documents": encoder.encode_documents(documents)}
+    def work(kind: str) -> list[str]:
+        problems = []
+        for _ in range(50):
+            try:
+                got = encoder.encode_queries(queries) if kind == "queries" else encoder.encode_documents(documents)
+            except Exception as exc:  # older tokenizers: RuntimeError: Already borrowed
+                problems.append(f"{kind}: {exc!r}")
+                continue
+            for vectors, reference in zip(got, expected[kind], strict=True):
+                if vectors.shape != reference.shape or not np.allclose(vectors, reference, atol=1e-4):
+                    problems.append(f"{kind}: {vectors.shape} token vectors, not {reference.shape} as alone")
+        return problems
+    with ThreadPoolExecutor(8) as pool:
+        problems = [problem for found in pool.map(work, ["queries", "documents"] * 4) for problem in found]
+    assert problems == []

@@ -12,6 +12,7 @@ A folder holds the Hugging Face encoder, `projection.safetensors` and a `cascade
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,6 +114,11 @@ class LateInteractionEncoder:
             self.model, self.tokenizer = loaded
             self.device = next(self.model.parameters()).device
         self.batch_size = batch_size
+        self._tokenizing = threading.Lock()
+        """Held while the tokenizer runs: queries and documents set it up differently (padding, truncation) on
+        the one Rust tokenizer before each call, and they are encoded in worker threads at once (query and
+        ingest), so one thread's settings would otherwise apply to another's texts (wrong lengths, or
+        `Already borrowed` from older tokenizers)."""
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         return self._encode(queries, lambda texts: tokenize_queries(self.tokenizer, self.card, texts))
@@ -126,7 +132,9 @@ class LateInteractionEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch = {name: value.to(self.device) for name, value in tokenize([texts[i] for i in rows]).items()}
+            with self._tokenizing:
+                tokenized = tokenize([texts[i] for i in rows])
+            batch = {name: value.to(self.device) for name, value in tokenized.items()}
             vectors = self.model(batch).cpu().numpy()
             lengths = batch["attention_mask"].sum(dim=1).tolist()
             for row, matrix, length in zip(rows, vectors, lengths, strict=True):
