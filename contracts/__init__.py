@@ -16,6 +16,7 @@ from contracts.messages import (
     SearchRequest,
     SearchResult,
     StageTimings,
+    elapsed_ms,
     now_ms,
 )
 from contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec
@@ -41,6 +42,7 @@ __all__ = [
     "TopicRegistry",
     "TopicSpec",
     "decode",
+    "elapsed_ms",
     "encode",
     "now_ms",
 ]

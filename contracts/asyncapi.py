@@ -42,7 +42,10 @@ def asyncapi_document(registry: TopicRegistry | None = None) -> bytes:
                     "are JSON (header content-type: application/json); times are epoch milliseconds; request_id "
                     "is the correlation key of a request and its answers (no correlation header is echoed). A "
                     "record that fails validation goes to the dlq topic with the reason, and its requester, when "
-                    "its request_id (or, if unreadable, its key) can be read, gets an error result.",
+                    "its request_id (or, if that is unreadable, empty or over-long, its key) can serve as a request "
+                    "id, gets an error result. Headers are not part of the contract: only the W3C trace context "
+                    "(traceparent, tracestate) is read, and one that cannot be read is ignored, never a reason "
+                    "to refuse a record.",
     ).to_specification()
     return orjson.dumps(document.to_jsonable(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 

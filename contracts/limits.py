@@ -3,6 +3,8 @@
 from typing import Final
 
 __all__ = [
+    "EARLIEST_EPOCH_MS",
+    "LATEST_EPOCH_MS",
     "MAX_CANDIDATES",
     "MAX_DLQ_RAW_BYTES",
     "MAX_DOC_ID_CHARS",
@@ -30,3 +32,7 @@ MAX_K: Final = 100
 MAX_CANDIDATES: Final = 1_000
 MAX_ERROR_CHARS: Final = 2_000
 MAX_DLQ_RAW_BYTES: Final = 64 * 1024
+EARLIEST_EPOCH_MS: Final = 978_307_200_000
+"""2001-01-01T00:00:00Z: a request's times are epoch milliseconds from here on; a time in seconds falls below."""
+LATEST_EPOCH_MS: Final = 4_102_444_800_000
+"""2100-01-01T00:00:00Z, excluded: a time in microseconds or nanoseconds falls above."""

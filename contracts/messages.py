@@ -13,6 +13,8 @@ import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contracts.limits import (
+    EARLIEST_EPOCH_MS,
+    LATEST_EPOCH_MS,
     MAX_CANDIDATES,
     MAX_DOC_ID_CHARS,
     MAX_ERROR_CHARS,
@@ -47,6 +49,7 @@ __all__ = [
     "SearchRequest",
     "SearchResult",
     "StageTimings",
+    "elapsed_ms",
     "now_ms",
 ]
 
@@ -60,11 +63,16 @@ RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUES
 TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]
 """A first-stage model of the catalogue (`cascade models list`), e.g. `bge-small`."""
+EpochMs = Annotated[float, Field(ge=EARLIEST_EPOCH_MS, lt=LATEST_EPOCH_MS)]
+"""A time in epoch milliseconds (UTC) from 2001 up to 2100: one given in seconds or microseconds is refused, not
+read as a time 50 years off."""
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 Scalar = str | int | float | bool
-Filter = dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], str | int | bool]
+FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
+"""A metadata field a filter matches on: letters, digits, `_` and `-` (a store's field path is built from it)."""
+Filter = dict[FilterKey, str | int | bool]
 Mode = Literal["bi", "rerank", "cross", "colbert"]
 """bi: the first stage alone; rerank: its candidates reranked by the cross-encoder; cross: every document of a
 small collection scored by the cross-encoder; colbert: the first stage's candidates rescored by late interaction
@@ -82,6 +90,12 @@ AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]
 
 def now_ms() -> float:
     return time.time() * 1000.0
+
+
+def elapsed_ms(since_ms: float) -> float:
+    """Milliseconds from `since_ms` to now, never below 0: `since_ms` may come from another machine's clock,
+    a little ahead of this one's."""
+    return max(now_ms() - since_ms, 0.0)
 
 
 def _check_metadata(metadata: dict[str, Scalar | list[Scalar]]) -> dict[str, Scalar | list[Scalar]]:
@@ -159,8 +173,13 @@ class SearchRequest(Message):
     """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
     filter: Annotated[Filter, Field(max_length=8)] | None = None
     reply_to: TopicName | None = None
-    deadline_ms: float | None = Field(None, description="Epoch milliseconds after which no answer is wanted.")
-    created_at_ms: float = Field(default_factory=now_ms, description="Epoch milliseconds when the request was made.")
+    deadline_ms: EpochMs | None = Field(None, description=(
+        "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) after which no "
+        "answer is wanted; a request picked up or reranked later is answered deadline_exceeded."))
+    created_at_ms: EpochMs = Field(default_factory=now_ms, description=(
+        "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) when the request "
+        "was made, by the requester's clock: the start of the result's query_queue_ms and total_ms, which are "
+        "reported as 0, never negative, where that clock runs ahead of the services'."))
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

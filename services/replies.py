@@ -38,7 +38,8 @@ def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] =
 
     `path` leads to the request inside the record (("request",) for a CandidateSet). A reply_to that is
     not a reply topic is ignored in favour of the shared results topic. A record whose request id cannot be
-    read (not even JSON) is answered on the shared results topic under its key, the request id by contract.
+    read (not even JSON) is answered on the shared results topic under its key, the request id by contract;
+    so is one whose request id cannot serve as one (empty, over-long, not a string), on its reply topic.
     """
     try:
         data = orjson.loads(record.value)
@@ -48,9 +49,8 @@ def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] =
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         key_id = usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
         return Requester(key_id, topics.name(Topic.RESULTS)) if key_id else None
-    if (usable := usable_id(request_id, MAX_REQUEST_ID_CHARS)) is None:
-        return None
-    return Requester(usable, _reply_topic(topics, reply_to))
+    usable = usable_id(request_id, MAX_REQUEST_ID_CHARS) or usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
+    return Requester(usable, _reply_topic(topics, reply_to)) if usable else None
 
 
 def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None) -> Outgoing:

@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 import structlog
 
-from contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, now_ms
+from contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, elapsed_ms, now_ms
 from contracts.messages import ErrorCode
 from sdk.tracing import context_of
 from services.encoders import RerankBatcher, RerankOutcome, document_text
@@ -114,12 +114,12 @@ class RerankProcessor:
         first_stage = np.array([candidate.score for candidate in candidates.candidates], dtype=np.float32)
         scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
         timings = with_rerank_timings(candidates.timings, outcome,
-                                      queue_ms=now_ms() - candidates.published_at_ms - outcome.compute_ms)
+                                      queue_ms=max(elapsed_ms(candidates.published_at_ms) - outcome.compute_ms, 0.0))
         def build(budget: int) -> SearchResult:
             return SearchResult(
                 request_id=request.request_id, collection=request.collection, mode=request.mode,
                 hits=ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget),
-                timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
+                timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
                 served_by={**candidates.served_by, "reranker": self._instance},
                 models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
             )
