@@ -18,13 +18,17 @@ DOCS = [{"doc_id": f"d{i}", "text": f"document {i} about subject {i % 11}"} for 
 
 
 async def _search_loop(client: SearchClient, outcomes: list[str], stop: asyncio.Event) -> None:
+    """Search until `stop`, recording each outcome: "answered", "SearchTimeout" or "SearchFailed:<code>". Any
+    other exception ends the loop, and the test with it (`await searching`): a search that fails unclearly."""
     i = 0
     while not stop.is_set():
         try:
             await client.search(f"subject {i % 11}", collection="docs", mode="bi", timeout_s=8)
             outcomes.append("answered")
-        except (SearchTimeout, SearchFailed) as exc:
-            outcomes.append(type(exc).__name__)
+        except SearchTimeout:
+            outcomes.append("SearchTimeout")
+        except SearchFailed as exc:
+            outcomes.append(f"SearchFailed:{exc.code}")
         i += 1
         await asyncio.sleep(0.1)
 
@@ -68,9 +72,12 @@ async def test_services_and_sdk_resume_after_a_broker_crash(tiny_bi_encoder: Pat
         kafka.stop()
     assert acked_before_crash <= set(stored)  # every document acknowledged before the crash is stored
     assert set(stored) == {doc["doc_id"] for doc in DOCS}  # and every one the broker accepted, after it
-    assert set(outcomes) <= {"answered", "SearchTimeout", "SearchFailed"}  # answered, or a clear error
+    # The only honest refusal of a search during an outage is its deadline (picked up after it passed): the
+    # store and the models are local, so an outage must not turn into internal errors or unknown collections.
+    refused = [outcome for outcome in outcomes if outcome.startswith("SearchFailed")]
+    assert set(refused) <= {"SearchFailed:deadline_exceeded"}, refused
     print(f"\nbroker killed with {len(acked_before_crash)} of 600 published documents acknowledged; "
           f"restarted after 3 s; the whole path answered again {resumed_s:.1f} s after the restart; "
           f"stored {len(stored)}/{len(DOCS)}; searches: {outcomes.count('answered')} answered "
           f"({answered_before} before the crash), {outcomes.count('SearchTimeout')} timed out clearly, "
-          f"{outcomes.count('SearchFailed')} failed clearly")
+          f"{len(refused)} refused for their deadline")

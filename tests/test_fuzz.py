@@ -32,6 +32,7 @@ from contracts import (
     decode,
     encode,
 )
+from contracts.limits import MAX_DLQ_RAW_BYTES
 from runtime.process import CascadeProcess
 from tests.kafka_helpers import Collector, eventually
 
@@ -167,8 +168,12 @@ async def test_junk_on_every_input_topic_is_dead_lettered_and_valid_records_answ
     assert all(by_position[position].error for position in expected_letters)  # each with its reason
     raw = {(topics.name(topic), *placed[topic][i]): record[1] for topic, records in plan.items()
            for i, (record, junky, _) in enumerate(records) if junky}
-    assert all(base64.b64decode(by_position[position].raw_b64) == value[:len(base64.b64decode(
-        by_position[position].raw_b64))] for position, value in list(raw.items())[:500])  # the raw bytes kept
+    # Each dead letter carries the record's exact bytes (up to MAX_DLQ_RAW_BYTES) and its full size: a letter
+    # with no bytes, or the wrong ones, fails unless the record itself was empty.
+    unfaithful = [position for position, value in raw.items()
+                  if base64.b64decode(by_position[position].raw_b64, validate=True) != value[:MAX_DLQ_RAW_BYTES]
+                  or by_position[position].raw_size != len(value)]
+    assert not unfaithful, f"{len(unfaithful)} dead letters without their record's bytes, e.g. {unfaithful[:5]}"
     counts = {topic.value: sum(junky for _, junky, _ in records) for topic, records in plan.items()}
     print(f"fuzz: {RECORDS} junk records per topic, contract-breaking {counts}; dead letters {len(expected_letters)} "
           f"(every one found, with its reason); valid records answered: "
