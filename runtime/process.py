@@ -28,7 +28,7 @@ from services.encoders import BiEncoder, BiEncoders, CrossEncoder, LateInteracti
 from services.faults import is_transient
 from services.ingest import IndexScheduler, IngestProcessor, Reindexer, ingest_consumer, reindex_consumer
 from services.lag import watch_lag
-from services.messaging import make_broker
+from services.loop_lag import watch_loop_lag
 from services.metrics import Metrics
 from services.publishing import Publisher
 from services.query import QueryProcessor, QueryVectorCache, query_consumer
@@ -56,9 +56,8 @@ class CascadeProcess:
     def __init__(self, settings: Settings, roles: set[Role]) -> None:
         self.settings = settings
         self.roles = roles
-        self.broker = make_broker(settings.kafka)
         self.metrics = Metrics()
-        self.publisher = Publisher(self.broker, settings.kafka, on_published=self.metrics.published)
+        self.publisher = Publisher(settings.kafka, on_published=self.metrics.published)
         self.metrics.count("cascade_publish_total", "Outputs by what became of them.", "outcome",
                            lambda: dict(self.publisher.counts))
         models, batching = settings.models, settings.batching
@@ -91,7 +90,7 @@ class CascadeProcess:
         if "ingest" in roles and self.store and self.bi_encoders:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
-                on_build=self.metrics.index_builds.observe)
+                on_build=self.metrics.index_builds.observe, on_failure=self.metrics.index_build_failures.inc)
             processor = IngestProcessor(self.store, self.bi_encoders, service=f"ingest@{settings.instance_name}",
                                         max_collections=settings.store.max_collections)
             self.reindexer = Reindexer(self.store, self.bi_encoders, processor, self.index_scheduler,
@@ -125,10 +124,10 @@ class CascadeProcess:
             self._watch(self.batcher.start())
         if self.index_scheduler:
             self._background.append(self._watch(asyncio.create_task(self.index_scheduler.run(), name="index")))
-        await self.broker.start()  # its producer publishes every output
         for consumer in self.consumers:
             self._watch(await consumer.start())
         kafka = self.settings.kafka
+        self._background.append(asyncio.create_task(watch_loop_lag(self.metrics.observe_loop_lag), name="loop-lag"))
         self._background.append(asyncio.create_task(watch_lag(
             self.metrics.consumer_lag, self.subscriptions, self.settings.lag_interval_s,
             **kafka.client_options()), name="lag"))
@@ -151,7 +150,7 @@ class CascadeProcess:
         found = [] if all(consumer.running for consumer in self.consumers) else ["the consumers are not running"]
         if self.failure is not None:
             found.append(f"a task died: {self.failure!r}")
-        if not await self.broker.ping(timeout=2.0):
+        if not await self.publisher.ping(timeout_s=2.0):
             found.append(f"Kafka at {self.settings.kafka.bootstrap} does not answer")
         return found
 
@@ -218,7 +217,7 @@ class CascadeProcess:
             await consumer.stop()
         if self.reindexer:
             await self.reindexer.stop()  # reports its reindexes' failure: before the producer stops
-        await self.broker.stop()
+        await self.publisher.close()  # flushes what is queued
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -226,7 +225,6 @@ class CascadeProcess:
         self._background.clear()
         if self.batcher:
             await self.batcher.stop()
-        await self.publisher.close()
         if self.store:
             await self.store.close()
         log.info("process.stopped", roles=sorted(self.roles))

@@ -141,6 +141,7 @@ class BatchConsumer:
         self._consumer = AIOKafkaConsumer(
             group_id=self.subscription.group, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
             **kafka.client_options())
         self._consumer.subscribe([self.subscription.topic], listener=_ForgetRewinds(self.committer))
         await self._consumer.start()

@@ -1,44 +1,15 @@
-"""Kafka plumbing the services share: the FastStream broker from settings, raw records, dead letters."""
+"""Kafka plumbing the services share: raw records, dead letters, ids salvaged from bad input."""
 
 from __future__ import annotations
 
 import base64
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-from faststream.kafka import KafkaBroker
-from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-
 from contracts import DeadLetter
-from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
-from sdk import KafkaSecurity
-from services.settings import KafkaSettings
+from contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS
 
-__all__ = ["RawRecord", "dead_letter", "faststream_security", "make_broker", "usable_id"]
-
-_SASL = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
-
-
-def make_broker(settings: KafkaSettings) -> KafkaBroker:
-    """A FastStream broker whose producer waits for all in-sync replicas and never duplicates on retry."""
-    return KafkaBroker(
-        settings.bootstrap, client_id=settings.client_id, security=faststream_security(settings.security), acks="all",
-        enable_idempotence=True, allow_auto_create_topics=False,  # topics come from provisioning, not consumers
-        max_request_size=MAX_MESSAGE_BYTES + 64 * 1024, linger_ms=settings.linger_ms,
-        logger=structlog.get_logger("faststream"), log_level=logging.DEBUG,  # per-message lines only at DEBUG
-    )
-
-
-def faststream_security(security: KafkaSecurity) -> BaseSecurity:
-    """The same configuration as FastStream's security object (which follows `use_ssl` for the protocol)."""
-    use_ssl = security.protocol.endswith("SSL")
-    if security.sasl_mechanism:
-        return _SASL[security.sasl_mechanism](security.username or "", security.password or "",
-                                              ssl_context=security.ssl_context(), use_ssl=use_ssl)
-    return BaseSecurity(ssl_context=security.ssl_context(), use_ssl=use_ssl)
-
+__all__ = ["RawRecord", "dead_letter", "usable_id"]
 
 @dataclass(frozen=True)
 class RawRecord:

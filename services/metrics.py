@@ -19,6 +19,7 @@ __all__ = ["Metrics", "dead_letter_reason"]
 _STAGES = {"query_queue": "query_queue_ms", "encode": "encode_ms", "ann": "ann_ms", "rerank_queue": "rerank_queue_ms",
            "rerank_compute": "rerank_ms", "total": "total_ms"}
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 _REASONS = (("not valid UTF-8 JSON", "not_json"), ("expected a JSON object", "not_an_object"),
             ("more than the limit", "too_large"), ("encodes to", "too_large"), ("invalid ", "schema"),
             ("dimensional", "model_mismatch"), ("model_mismatch", "model_mismatch"),
@@ -48,6 +49,7 @@ class _Counts(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._loop_lag_max = 0.0
         r = self.registry
         self.stage_seconds = Histogram("cascade_stage_seconds", "Latency of each stage of a search, from its result.",
                                        ["stage", "mode"], buckets=_LATENCY_BUCKETS, registry=r)
@@ -63,12 +65,24 @@ class Metrics:
                                              registry=r)
         self.index_builds = Histogram("cascade_index_build_seconds", "HNSW index builds and their duration.",
                                       buckets=(1, 5, 15, 30, 60, 120, 300, 900), registry=r)
+        self.index_build_failures = Counter("cascade_index_build_failures", "HNSW index builds that failed (each "
+                                            "is retried later; searches go on brute force).", registry=r)
         self.consumer_lag = Gauge("cascade_consumer_lag", "Records not yet consumed by this process's groups.",
                                   ["group", "topic", "partition"], registry=r)
+        self.loop_lag = Histogram("cascade_event_loop_lag_seconds", "How late the event loop ran a timer (the time "
+                                  "work on the loop held it).", buckets=_LOOP_LAG_BUCKETS, registry=r)
+        self.loop_lag_max = Gauge("cascade_event_loop_lag_max_seconds", "The largest event-loop lag since the "
+                                  "process started serving.", registry=r)
 
     def count(self, name: str, help: str, label: str, read: Callable[[], Mapping[str, int]]) -> None:
         """Expose counts kept elsewhere as a counter family `name{label}`."""
         self.registry.register(_Counts(name, help, label, read))
+
+    def observe_loop_lag(self, seconds: float) -> None:
+        self.loop_lag.observe(seconds)
+        if seconds > self._loop_lag_max:
+            self._loop_lag_max = seconds
+            self.loop_lag_max.set(seconds)
 
     def observe_batch(self, pairs: int, padded_tokens: int) -> None:
         self.rerank_batch_pairs.observe(pairs)

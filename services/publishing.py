@@ -2,10 +2,16 @@
 
 Every message is encoded and checked against the contract's size limit (`MAX_MESSAGE_BYTES`, below the
 producer's `max_request_size`) before it is sent. An answer for a reply topic that no longer exists (its
-client went away) is dropped with a warning: nobody is listening. A message refused for its own sake (too
-large, an invalid topic) is replaced by its fallback (`Outgoing.instead`: an error result and a dead letter).
-Only faults of the cluster are retried, message by message, with capped exponential backoff, for at most
-`publish_retry_s`; after that the batch is rewound by its consumer (at-least-once, never lost).
+client went away) is dropped with a warning: nobody is listening. A reply topic can also vanish while an answer
+to it is in flight: an answer not confirmed within `reply_probe_ms` has its topic looked up again, and if the
+topic is gone the producer abandons it (`abandon_topic`), instead of refreshing metadata in a tight loop until
+the answer expires. A message refused for its own sake (too large, an invalid topic) is replaced by its
+fallback (`Outgoing.instead`: an error result and a dead letter). Only faults of the cluster are retried,
+message by message, with capped exponential backoff, for at most `publish_retry_s`; after that the batch is
+rewound by its consumer (at-least-once, never lost).
+
+The publisher owns its aiokafka producer (acks from every in-sync replica, idempotent) rather than FastStream's:
+abandoning a vanished topic needs the producer itself, which FastStream keeps private.
 """
 
 from __future__ import annotations
@@ -18,15 +24,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaClient
-from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RecordTooLargeError
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    UnknownTopicOrPartitionError,
+)
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import BaseModel
 
 from contracts import TopicRegistry, encode
 from contracts.limits import MAX_MESSAGE_BYTES
 from services.faults import ClusterFault, is_transient
 from services.settings import KafkaSettings
+from services.vanished_topics import abandon_topic
 
 __all__ = ["MessageTooLarge", "Outgoing", "Publisher", "TopicDirectory", "is_too_large"]
 
@@ -54,16 +68,28 @@ class MessageTooLarge(ValueError):
 
 
 def is_too_large(error: BaseException) -> bool:
-    return isinstance(error, MessageTooLarge | MessageSizeTooLargeError | RecordTooLargeError)
+    return isinstance(error, MessageSizeTooLargeError | RecordTooLargeError)
+
+
+def _observed(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a confirmation nobody waits for any more (no "never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _NoListener(Exception):
     """The reply topic does not exist: its client closed or crashed."""
 
 
+_EXISTING = {0, LeaderNotAvailableError.errno}
+"""Metadata error codes of a topic that exists (a leader is elected a moment after creation)."""
+
+
 class TopicDirectory:
-    """Which topics exist, from the cluster's metadata. A topic seen once is remembered (until `forget`); an
-    unknown one is looked up again at most every `recheck_s`, so junk reply topics cost one lookup a second."""
+    """Which reply topics exist. A topic seen once is remembered (until `forget`); an unknown one is looked up
+    on its own (a metadata request naming just it, never the whole cluster's, and never creating it on a
+    cluster that auto-creates topics), at most every `recheck_s`, so junk reply topics cost one small lookup a
+    second each."""
 
     _MAX_MISSING = 10_000
 
@@ -93,14 +119,8 @@ class TopicDirectory:
         checked = self._missing.get(topic)
         if checked is not None and time.monotonic() - checked < self._recheck_s:
             return False
-        if self._client is None:
-            raise ClusterFault("the topic directory is not started")
-        try:
-            metadata = await self._client.fetch_all_metadata()
-        except KafkaError as exc:
-            raise ClusterFault(f"no cluster metadata: {exc!r}") from exc
-        self._known = set(metadata.topics())
-        if topic in self._known:
+        if self._existing(await self._metadata([topic])):
+            self._known.add(topic)
             self._missing.pop(topic, None)
             return True
         self._missing[topic] = time.monotonic()
@@ -109,28 +129,74 @@ class TopicDirectory:
             self._missing.popitem(last=False)
         return False
 
-    def forget(self, topic: str) -> None:
+    async def still_exists(self, topic: str) -> bool:
+        """Look `topic` up again now, whatever was known of it."""
         self._known.discard(topic)
+        self._missing.pop(topic, None)
+        return await self.exists(topic)
+
+    async def ping(self) -> None:
+        """Raise unless the cluster answers a metadata request (one naming no topic: cheap)."""
+        await self._metadata([])
+
+    async def _metadata(self, topics: list[str]) -> dict[str, Any]:
+        if self._client is None:
+            raise ClusterFault("the topic directory is not started")
+        node = self._client.get_random_node()
+        if node is None:
+            raise ClusterFault("no broker known")
+        try:
+            response = await self._client.send(node, MetadataRequest(topics, allow_auto_topic_creation=False))
+        except KafkaError as exc:
+            raise ClusterFault(f"no metadata for {topics!r}: {exc!r}") from exc
+        return dict(response.to_object())
+
+    @staticmethod
+    def _existing(metadata: dict[str, Any]) -> bool:
+        return any(topic["error_code"] in _EXISTING for topic in metadata["topics"])
 
 
 class Publisher:
-    """Publishes outputs through the broker's producer; see the module docstring for what happens on failure."""
+    """Publishes outputs through its producer; see the module docstring for what happens on failure."""
 
-    def __init__(self, broker: KafkaBroker, settings: KafkaSettings,
-                 on_published: Callable[[Outgoing], None] | None = None) -> None:
-        self._broker = broker
+    def __init__(self, settings: KafkaSettings, on_published: Callable[[Outgoing], None] | None = None) -> None:
         self._on_published = on_published
         self._topics: TopicRegistry = settings.topics
         self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
         self.directory = TopicDirectory(**settings.client_options())
         self.counts: Counter[str] = Counter()
         """published, dropped_no_listener, refused, retried."""
 
     async def start(self) -> None:
-        await self.directory.start()
+        """Connect the producer and the topic directory (raises what the cluster raises: the caller retries)."""
+        settings = self._settings
+        producer = AIOKafkaProducer(
+            acks="all", enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES + 64 * 1024,
+            linger_ms=settings.linger_ms, **settings.client_options())
+        try:
+            await producer.start()
+            await self.directory.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
 
     async def close(self) -> None:
+        """Flush what is queued, then disconnect."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
         await self.directory.close()
+
+    async def ping(self, timeout_s: float) -> bool:
+        """True if the cluster answers within `timeout_s` (readiness)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.directory.ping()
+        except (TimeoutError, KafkaError, ClusterFault):
+            return False
+        return True
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
         """Return once each message is confirmed, replaced by its fallback or dropped; raise ClusterFault if the
@@ -184,9 +250,12 @@ class Publisher:
                     raise MessageTooLarge(out, len(value))
                 if self._topics.is_reply_topic(out.topic) and not await self.directory.exists(out.topic):
                     raise _NoListener
+                if self._producer is None:
+                    raise ClusterFault("the publisher is not started")
                 async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
-                    future = await self._broker.publish(value, out.topic, key=out.key.encode() if out.key else None,
-                                                        headers={**_JSON, **out.trace}, no_confirm=True)
+                    future = await self._producer.send(
+                        out.topic, value, key=out.key.encode() if out.key else None,
+                        headers=[(name, text.encode()) for name, text in {**_JSON, **out.trace}.items()])
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)
@@ -202,22 +271,41 @@ class Publisher:
         failures: list[tuple[Outgoing, BaseException]] = []
         for out, future in sent:
             try:
-                if self._topics.is_reply_topic(out.topic):  # a reply topic can vanish between check and send
-                    await asyncio.wait_for(asyncio.shield(future), self._settings.send_timeout_ms / 1000)
+                if self._topics.is_reply_topic(out.topic):
+                    await self._reply_confirmed(out.topic, future)
                 else:
                     await future
                 self.counts["published"] += 1
                 if self._on_published:
                     self._on_published(out)
-            except TimeoutError:
-                self.directory.forget(out.topic)
-                if await self.directory.exists(out.topic):
-                    failures.append((out, KafkaTimeoutError(f"{out.topic!r} did not confirm in time")))
-                else:
-                    self._no_listener(out)
+            except _NoListener:
+                self._no_listener(out)
             except Exception as exc:
                 failures.append((out, exc))
         return failures
+
+    async def _reply_confirmed(self, topic: str, future: asyncio.Future[Any]) -> None:
+        """Wait for an answer's confirmation; if it is slow, look its reply topic up again: a topic deleted
+        meanwhile is abandoned by the producer (until its batches are failed) and _NoListener raised. Past
+        `send_timeout_ms`, a timeout."""
+        settings = self._settings
+        give_up_at = time.monotonic() + settings.send_timeout_ms / 1000
+        gone = False
+        while (left := give_up_at - time.monotonic()) > 0:
+            done, _ = await asyncio.wait({future}, timeout=min(settings.reply_probe_ms / 1000, left))
+            if done:
+                if gone and future.exception() is not None:
+                    raise _NoListener
+                future.result()
+                return
+            if gone or not await self.directory.still_exists(topic):
+                gone = True
+                if self._producer is not None:
+                    abandon_topic(self._producer, topic, UnknownTopicOrPartitionError(f"{topic!r} was deleted"))
+        future.add_done_callback(_observed)  # it may still be delivered; the retry sends it again (at-least-once)
+        if gone:
+            raise _NoListener
+        raise KafkaTimeoutError(f"{topic!r} did not confirm in time")
 
     def _no_listener(self, out: Outgoing) -> None:
         self.counts["dropped_no_listener"] += 1

@@ -71,6 +71,12 @@ class KafkaSettings(BaseSettings):
     pipeline_depth: int = Field(2, ge=0)
     """Batches whose outputs may await the cluster's confirmation while the consumer handles the next ones
     (their offsets are committed in order once confirmed); 0 confirms and commits each batch before polling."""
+    max_poll_interval_ms: int = Field(300_000, ge=1_000)
+    """A consumer that does not poll for this long leaves its group (its partitions go to other members):
+    must exceed the longest a batch may take, so at least `batching.max_work_s` (checked)."""
+    reply_probe_ms: int = Field(200, ge=10)
+    """An answer to a reply topic not confirmed within this has its topic looked up again: a client that went
+    away with the answer in flight deleted it, and the producer abandons it (no metadata retry storm)."""
     send_timeout_ms: int = Field(5_000, ge=100)
     """The longest wait for a reply topic to confirm (or any topic's metadata): past it a vanished reply topic
     is treated as a client gone away (answer dropped), well under the session timeout."""
@@ -189,6 +195,10 @@ class BatchingSettings(BaseSettings):
     """Candidate texts travel to the reranker cut to this many characters (hits carry the same snippet)."""
     cross_max_documents: int = Field(10_000, ge=1)
     """Mode `cross` scores every document of a collection, so it is refused for larger ones."""
+    max_work_s: float = Field(60.0, gt=0)
+    """The longest the query service works on one request (mode `cross` scores a whole collection): past its
+    deadline, or this long after it was picked up, it is answered `deadline_exceeded` and its scoring stops.
+    Bounds how long a batch holds its consumer (see `kafka.max_poll_interval_ms`)."""
     rerank_max_records: int = Field(16, ge=1)
     """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
     rerank_queue_jobs: int = Field(256, ge=1)
@@ -225,6 +235,15 @@ class Settings(BaseSettings):
     """How often the consumer-lag gauge is refreshed."""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _batches_end_before_eviction(self) -> Self:
+        work_ms = self.batching.max_work_s * 1000
+        if self.kafka.max_poll_interval_ms <= work_ms:
+            raise ValueError(f"kafka.max_poll_interval_ms ({self.kafka.max_poll_interval_ms}) must exceed "
+                             f"batching.max_work_s ({self.batching.max_work_s:g} s): a batch that long would get "
+                             "its consumer evicted from the group and redelivered, again and again")
+        return self
 
     @property
     def instance_name(self) -> str:

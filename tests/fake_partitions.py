@@ -120,3 +120,13 @@ async def settle() -> None:
     """Let every task run until it waits on the test (a poll, a confirmation)."""
     for _ in range(40):
         await asyncio.sleep(0)
+
+
+async def stop_consuming(sender: FakeSender, consumer: BatchConsumer, task: asyncio.Task[None]) -> None:
+    """Confirm what is pending (so that the consumer can settle it), stop the consumer and end its task."""
+    for _, confirmed in sender.pending:
+        if not confirmed.done():
+            confirmed.set_result(None)
+    await consumer.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

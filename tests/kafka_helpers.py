@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -25,11 +26,13 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None
         await producer.stop()
 
 
-async def eventually(done: Callable[[], bool], within_s: float, every_s: float = 0.1) -> None:
-    """Wait until `done()` holds, checking every `every_s` (state other tasks change, with no event to wait on)."""
+async def eventually(done: Callable[[], bool | Awaitable[bool]], within_s: float, every_s: float = 0.1) -> None:
+    """Wait until `done()` holds (or the coroutine it returns answers True), checking every `every_s` (state
+    other tasks or the broker change, with no event to wait on)."""
     async with asyncio.timeout(within_s):
         while True:
-            if done():
+            held = done()
+            if await held if inspect.isawaitable(held) else held:
                 return
             await asyncio.sleep(every_s)
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from services.faults import ClusterFault
-from tests.fake_partitions import FakeConsumer, FakeSender, batch_consumer, settle
+from tests.fake_partitions import FakeConsumer, FakeSender, batch_consumer, settle, stop_consuming
 
 PARTITIONS = 2
 LENGTH = 12
@@ -134,10 +134,5 @@ class OffsetsModel(RuleBasedStateMachine):
             self.broker.committed.get(partition) == LENGTH for partition in self.broker.partitions)
 
     async def _stop(self) -> None:
-        for _, confirmed in self.sender.pending:
-            if not confirmed.done():
-                confirmed.set_result(None)
-        await self.consumer.stop()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await stop_consuming(self.sender, self.consumer, self.task)
 

@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from services.commits import Batch, OffsetCommitter, Span
 from services.consumers import BatchConsumer
 from services.faults import Backoff, ClusterFault, ServiceFault
-from tests.fake_partitions import TOPIC, FakeConsumer, FakeSender, batch_consumer, settle
+from tests.fake_partitions import TOPIC, FakeConsumer, FakeSender, batch_consumer, settle, stop_consuming
 
 A = TopicPartition(TOPIC, 0)
 B = TopicPartition(TOPIC, 1)
@@ -41,12 +41,7 @@ class Consuming:
         await settle()
 
     async def stop(self) -> None:
-        for _, confirmed in self.sender.pending:
-            if not confirmed.done():
-                confirmed.set_result(None)
-        await self.consumer.stop()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        await stop_consuming(self.sender, self.consumer, self.task)
 
     def offsets_handled(self, partition: TopicPartition) -> list[int]:
         return [record.offset for records, _ in self.sender.pending for record in records
@@ -148,6 +143,9 @@ async def test_a_dead_committing_task_fails_the_handover_instead_of_blocking_it(
         with pytest.raises(ServiceFault, match="committing task died"):
             await committer.hand_over(Batch(broker, {A: Span(2, 3)}, 0, never))
         await committer.close()  # returns: nothing waits on the dead task's queue
+    assert isinstance(committer.failure, Boom)  # what the consumer's readiness and its next poll look at
+    with pytest.raises(ServiceFault):
+        committer.check_alive()
     assert broker.commits == []
 
 

@@ -12,7 +12,7 @@ from contracts import DeadLetter, Topic
 from contracts.topics import SPECS
 from runtime.provision import provision_topics
 from services.consumers import BatchConsumer
-from services.messaging import RawRecord, make_broker
+from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from tests.kafka_helpers import eventually, produce
@@ -33,9 +33,7 @@ async def test_a_burst_is_one_batch_and_its_offsets_are_committed_after_its_outp
     settings = settings.model_copy(update={"batching": settings.batching.model_copy(update={"max_wait_ms": 500})})
     kafka = settings.kafka
     await provision_topics(kafka.topics, **kafka.client_options())
-    broker = make_broker(kafka)
-    await broker.start()
-    publisher = Publisher(broker, kafka)
+    publisher = Publisher(kafka)
     await publisher.start()
     batches: list[int] = []
     release = asyncio.Event()
@@ -63,6 +61,5 @@ async def test_a_burst_is_one_batch_and_its_offsets_are_committed_after_its_outp
         await consumer.stop()
     finally:
         await publisher.close()
-        await broker.stop()
     assert batches == [3, 2]  # each burst one batch
     assert await _committed(settings, consumer.subscription.group, topic) == 5

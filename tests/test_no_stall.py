@@ -4,7 +4,6 @@ records, dead background tasks, an unreachable cluster. Real broker, real Edge s
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -21,13 +20,16 @@ from sdk.replies import ResultStream
 from services.consumers import handle_isolated
 from services.encoders import BatcherStopped
 from services.faults import ClusterFault
-from services.messaging import RawRecord, make_broker
+from services.messaging import RawRecord
 from services.publishing import Outgoing, Publisher
 from services.settings import Settings
 from services.store import EdgeStore
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, eventually, produce
-from tests.processes import run_cli, service_environment
+from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
+
+HANG_GUARD_S = CLI_HANG_GUARD_S
+"""Only against a hang: what each test checks is what happened (answers, errors, counts), never how fast."""
 
 CORPUS = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"the telephone was invented in 18{i:02d}"}
           for i in range(20)]
@@ -55,14 +57,14 @@ async def test_answers_for_vanished_reply_topics_are_dropped_and_nothing_stalls(
                             mode="bi" if i % 2 else "rerank", reply_to=f"{kafka.topics.replies_prefix}gone-{i}")
               for i in range(12)]
     await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES), [(r.request_id, encode(r)) for r in ghosts])
-    for i in range(10):
-        began = time.monotonic()
+    for i in range(10):  # each answered (a stalled consumer answers none: SearchTimeout)
         result = await client.search("who invented the telephone", collection="demo", k=3,
-                                     mode="bi" if i % 2 else "rerank", timeout_s=20)
+                                     mode="bi" if i % 2 else "rerank", timeout_s=HANG_GUARD_S)
         assert len(result.hits) == 3
-        assert time.monotonic() - began < 5, f"search {i} took {time.monotonic() - began:.1f} s"
-    await eventually(lambda: service.publisher.counts["dropped_no_listener"] >= 12, within_s=15)
-    assert service.publisher.counts["dropped_no_listener"] == 12  # each ghost answer dropped once, no rewinds
+    # Not held up even for a while: each ghost answer was dropped once and never retried (a retry, or a rewind
+    # that handles a ghost again, would count here).
+    await eventually(lambda: service.publisher.counts["dropped_no_listener"] >= 12, within_s=HANG_GUARD_S)
+    assert service.publisher.counts["dropped_no_listener"] == 12
     assert service.publisher.counts["retried"] == 0
 
 
@@ -82,10 +84,8 @@ async def test_emoji_heavy_candidates_are_cut_in_bytes_to_fit_one_message(
 
 async def test_an_answer_too_large_to_publish_becomes_an_error_result(settings: Settings) -> None:
     """The last line of defence: a message over the limit is replaced by its fallback, never retried."""
-    broker = make_broker(settings.kafka)
-    publisher = Publisher(broker, settings.kafka)
+    publisher = Publisher(settings.kafka)
     await provision_topics(settings.kafka.topics, **settings.kafka.client_options())
-    await broker.connect()
     await publisher.start()
     results = settings.kafka.topics.name(Topic.RESULTS)
     huge = SearchResult(request_id="big", hits=[], served_by={"x": "y" * (MAX_MESSAGE_BYTES + 10)})
@@ -100,7 +100,6 @@ async def test_an_answer_too_large_to_publish_becomes_an_error_result(settings: 
             answered = await seen.wait_for(lambda items: len(items) >= 1, within_s=20)
     finally:
         await publisher.close()
-        await broker.stop()
     assert answered[0].error is not None and answered[0].error.code == "too_large"
     assert "more than the message limit" in answered[0].error.message
     assert publisher.counts["refused"] == 1 and publisher.counts["retried"] == 0
@@ -172,7 +171,8 @@ async def test_a_process_whose_batcher_dies_fails_instead_of_hanging(
         "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder)})})
     process = CascadeProcess(settings, {"rerank"})
     running = asyncio.create_task(process.run())
-    await eventually(lambda: process.batcher is not None and process.batcher._task is not None, within_s=30)
+    await eventually(lambda: process.batcher is not None and process.batcher._task is not None,
+                     within_s=HANG_GUARD_S)  # it loads the model first
     batcher = process.batcher
     assert batcher is not None
 
@@ -180,26 +180,26 @@ async def test_a_process_whose_batcher_dies_fails_instead_of_hanging(
         raise SystemError("scheduler bug")
 
     batcher._score = broken  # type: ignore[method-assign]
-    with pytest.raises(BatcherStopped, match=r"died|stopped"):
-        await asyncio.wait_for(batcher.score("q", ["d"]), timeout=5)
-    with pytest.raises(ProcessFailed, match="scheduler bug"):
-        await asyncio.wait_for(running, timeout=30)
+    with pytest.raises(BatcherStopped, match=r"died|stopped"):  # a caller is failed, not left waiting
+        await asyncio.wait_for(batcher.score("q", ["d"]), timeout=HANG_GUARD_S)
+    with pytest.raises(ProcessFailed, match="scheduler bug"):  # and the process fails with the cause
+        await asyncio.wait_for(running, timeout=HANG_GUARD_S)
 
 
 async def test_a_dead_reply_router_fails_waiting_searches_at_once(settings: Settings) -> None:
     kafka = settings.kafka
     await provision_topics(kafka.topics, **kafka.client_options())
     async with SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as client:
-        waiting = asyncio.create_task(client.search("nobody serves this", collection="c", timeout_s=60))
+        # Nobody answers, and the search's own timeout is the hang guard: if the router's death did not fail it
+        # at once, it would end in SearchTimeout, not in ReplyRouterFailed naming the dead consumer.
+        waiting = asyncio.create_task(client.search("nobody serves this", collection="c", timeout_s=HANG_GUARD_S))
         stream = client.results()
         await asyncio.sleep(0.5)
         await client.replies._consumer.stop()  # the consumer dies under the router
-        began = time.monotonic()
-        with pytest.raises(ReplyRouterFailed):
+        with pytest.raises(ReplyRouterFailed, match=r"reply consumer .* died"):
             await waiting
         with pytest.raises(ReplyRouterFailed):
             await anext(stream)
-        assert time.monotonic() - began < 5
         with pytest.raises(ReplyRouterFailed):
             await client.search("again", collection="c", timeout_s=5)
 

@@ -5,11 +5,9 @@ import logging
 import orjson
 import pytest
 import structlog
-from faststream.kafka.security import parse_security
 
 from runtime.clients import sdk_client
 from services.log import configure_logging
-from services.messaging import faststream_security
 from services.settings import Settings
 
 
@@ -55,14 +53,13 @@ def test_the_protocol_decides_and_a_mismatch_is_a_clear_error(monkeypatch: pytes
 async def test_every_client_gets_the_same_security(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
 ) -> None:
-    """The services' FastStream broker, their aiokafka clients and the SDK connect the same way."""
+    """The services' aiokafka clients and the SDK connect the same way."""
     for name, value in environment.items():
         monkeypatch.setenv(f"CASCADE_KAFKA_{name}", value)
     kafka = Settings().kafka
     aiokafka = kafka.client_options()
-    faststream = parse_security(faststream_security(kafka.security))
     client = sdk_client(kafka)
-    for options in (faststream, client._kafka_options):
+    for options in (client._kafka_options,):
         for key in ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
             assert options.get(key) == aiokafka.get(key), key
         assert ("ssl_context" in options and options["ssl_context"] is not None) == ("ssl_context" in aiokafka)

@@ -20,7 +20,7 @@ from services.encoders.device import resolve_device
 from services.encoders.int8 import quantize_int8
 from services.settings import Precision
 
-__all__ = ["CrossEncoder", "ScoredBatch", "plan_passes", "score_in_passes"]
+__all__ = ["Abandoned", "CrossEncoder", "ScoredBatch", "plan_passes", "score_in_passes"]
 
 Encoding = dict[str, list[int]]
 """One tokenized pair: input_ids, attention_mask and (BERT-style models) token_type_ids, unpadded."""
@@ -46,12 +46,20 @@ def plan_passes(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
     return passes
 
 
-def score_in_passes(pairs: Sequence[Encoding], pass_tokens: int,
-                    forward: Callable[[list[Encoding]], ScoredBatch]) -> ScoredBatch:
-    """`forward` over the passes `plan_passes` makes of `pairs`, scores put back in the pairs' order."""
+class Abandoned(Exception):
+    """Nobody waits for these scores any more (their requests' deadlines passed): the remaining passes are
+    not run."""
+
+
+def score_in_passes(pairs: Sequence[Encoding], pass_tokens: int, forward: Callable[[list[Encoding]], ScoredBatch],
+                    abandoned: Callable[[], bool] | None = None) -> ScoredBatch:
+    """`forward` over the passes `plan_passes` makes of `pairs`, scores put back in the pairs' order. Before
+    each pass, `abandoned()` may stop the work (Abandoned)."""
     scores = np.empty(len(pairs), dtype=np.float32)
     padded = 0
     for rows in plan_passes([len(pair["input_ids"]) for pair in pairs], pass_tokens):
+        if abandoned is not None and abandoned():
+            raise Abandoned(f"{len(pairs)} pairs abandoned after {padded} padded tokens")
         scored = forward([pairs[i] for i in rows])
         scores[rows] = scored.scores
         padded += scored.padded_tokens
@@ -115,9 +123,10 @@ class CrossEncoder:
         per_token = 8 * hidden * hidden + 4 * hidden * int(config.intermediate_size)
         return float(layers * (padded_tokens * per_token + 4 * hidden * attention_cells))
 
-    def score_pairs(self, pairs: Sequence[Encoding], pass_tokens: int) -> ScoredBatch:
+    def score_pairs(self, pairs: Sequence[Encoding], pass_tokens: int,
+                    abandoned: Callable[[], bool] | None = None) -> ScoredBatch:
         """Scores in the given order; forward passes planned by `plan_passes` (length-sorted, within budget)."""
-        return score_in_passes(pairs, pass_tokens, self.score_tokenized)
+        return score_in_passes(pairs, pass_tokens, self.score_tokenized, abandoned)
 
     def score(self, query: str, documents: Sequence[str], pass_tokens: int = 1024) -> npt.NDArray[np.float32]:
         """Scores of (query, document) pairs in the given order; a convenience for tools and tests."""

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from contracts import now_ms
-from services.encoders.cross_encoder import CrossEncoder, Encoding
+from services.encoders.cross_encoder import Abandoned, CrossEncoder, Encoding
 from services.faults import ServiceFault
 
 __all__ = ["BatcherStopped", "RerankBatcher", "RerankOutcome"]
@@ -65,6 +65,8 @@ class RerankBatcher:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_jobs)  # full: callers wait (backpressure)
         self._task: asyncio.Task[None] | None = None
         self._stopped: BatcherStopped | None = BatcherStopped("the rerank batcher is not started")
+        self.abandoned_jobs = 0
+        """Jobs whose scoring stopped part-way because nobody waited for them any more."""
 
     def start(self) -> asyncio.Task[None]:
         """Start the batching task; returns it, for the process to watch."""
@@ -134,10 +136,19 @@ class RerankBatcher:
             self._in_hand = []
 
     async def _score(self, jobs: list[_Job]) -> None:
+        """Score `jobs` together; a job whose caller stopped waiting (cancelled: its deadline passed) is left out,
+        and once every job of a batch is, its remaining passes are not run."""
+        jobs = [job for job in jobs if not job.future.done()]
+        if not jobs:
+            return
         pairs = [pair for job in jobs for pair in job.pairs]
         started = time.perf_counter()
         try:
-            scored = await asyncio.to_thread(self.encoder.score_pairs, pairs, self._pass_tokens)
+            scored = await asyncio.to_thread(self.encoder.score_pairs, pairs, self._pass_tokens,
+                                             lambda: all(job.future.done() for job in jobs))
+        except Abandoned:
+            self.abandoned_jobs += len(jobs)
+            return
         except Exception as exc:  # a failed batch fails its jobs, never the batcher
             self._fail(jobs, exc)
             return

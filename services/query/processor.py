@@ -25,6 +25,7 @@ from contracts import (
     StageTimings,
     Topic,
     decode,
+    elapsed_ms,
     now_ms,
 )
 from contracts.messages import ErrorCode, FirstStage
@@ -232,19 +233,20 @@ class QueryProcessor:
                                              sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
-        answer = await self._answer(request, found, timings, bi_model)
+        answer = await self._answer(request, found, timings, bi_model, picked_at)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
                               stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
         return replace(answer, trace=trace)
 
     async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                      bi_model: str) -> Outgoing:
+                      bi_model: str, picked_at: float) -> Outgoing:
         if request.mode == "rerank":
             return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
                             self._candidate_set(request, found, timings, bi_model))
         if request.mode == "cross":
-            return result_to(self._topics, await self._score_all(request, found, timings, bi_model), request.reply_to)
+            return result_to(self._topics, await self._score_all(request, found, timings, bi_model, picked_at),
+                             request.reply_to)
         top = found[: request.k]
         models = {"bi_encoder": bi_model}
         if request.mode == "colbert":
@@ -272,11 +274,18 @@ class QueryProcessor:
         return shrink_to_fit(build, snippet_budget(len(found)))
 
     async def _score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                         bi_model: str) -> SearchResult:
+                         bi_model: str, picked_at: float) -> SearchResult:
         if self._cross is None:
             raise _Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                            dead_letter=False)
-        outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
+        work_until = min(request.deadline_ms or float("inf"), picked_at + self._settings.batching.max_work_s * 1000)
+        try:  # the consumer waits for this batch: never longer than the deadline (the scoring is then abandoned)
+            async with asyncio.timeout(max(work_until - now_ms(), 0.0) / 1000):
+                outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
+        except TimeoutError:
+            named = "its deadline" if request.deadline_ms == work_until else "the service's max_work_s"
+            raise _Refused("deadline_exceeded", f"mode 'cross' on {len(found)} documents ran past {named}: "
+                           "use mode 'rerank', or a longer deadline", dead_letter=False) from None
         cross_timings = with_rerank_timings(timings, outcome, outcome.queue_ms)
         model = self._cross.encoder.model_id
         return shrink_to_fit(lambda budget: self._result(
@@ -286,6 +295,6 @@ class QueryProcessor:
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
         return SearchResult(
             request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
-            timings=timings.model_copy(update={"total_ms": now_ms() - request.created_at_ms}),
+            timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
             served_by=self._served_by, models=dict(models),
         )

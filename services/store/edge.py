@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,15 @@ def _point(collection: str, doc: StoredDocument) -> Point:
                  vector={"": list(doc.vector), **named} if named else list(doc.vector))
 
 
+def _replayed(path: Path, journal: list[UpdateOperation]) -> EdgeShard:
+    """The shard at `path` with `journal` applied and flushed (not shared yet, so built in a worker thread)."""
+    shard = EdgeShard.load(str(path))
+    for operation in journal:
+        shard.update(operation)
+    shard.flush()
+    return shard
+
+
 class EdgeStore(VectorStore):
     def __init__(self, settings: StoreSettings) -> None:
         self._settings = settings
@@ -154,9 +164,9 @@ class EdgeStore(VectorStore):
             if not (folder / _CURRENT).is_file():
                 raise UnknownCollectionError(collection)
             generation = int((folder / _CURRENT).read_text())
-            for stale in folder.glob("g*"):  # a build that a crash interrupted
+            for stale in folder.glob("g*"):  # a build that a crash interrupted: removed off the event loop
                 if stale.name != f"g{generation}":
-                    shutil.rmtree(stale, ignore_errors=True)
+                    threading.Thread(target=shutil.rmtree, args=(stale, True), name="rmtree", daemon=True).start()
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
             recorded = folder / _MODEL
@@ -245,7 +255,8 @@ class EdgeStore(VectorStore):
                 for record in records if record.payload}
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
-        points = [_point(collection, doc) for doc in documents]
+        # Off the event loop: ColBERT token vectors make a batch millions of floats to convert.
+        points = await asyncio.to_thread(lambda: [_point(collection, doc) for doc in documents])
         await self._write(collection, UpdateOperation.upsert_points(points))
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
@@ -326,16 +337,13 @@ class EdgeStore(VectorStore):
         target = state.folder / f"g{state.generation + 1}"
         async with state.writes:
             state.shard.flush()
-            shutil.rmtree(target, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, target, True)
             await asyncio.to_thread(shutil.copytree, state.path, target)
             state.journal = []
         try:
             await _optimize_in_child(target)
             async with state.writes:
-                indexed = EdgeShard.load(str(target))
-                for operation in state.journal:
-                    indexed.update(operation)
-                indexed.flush()
+                indexed = await asyncio.to_thread(_replayed, target, list(state.journal))
                 _write_current(state.folder, state.generation + 1)
                 previous, previous_path = state.shard, state.path
                 state.shard, state.generation = indexed, state.generation + 1

@@ -9,6 +9,7 @@ can build `docs@v2` and switch; names are resolved on every call, so every pod s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -174,7 +175,8 @@ class QdrantStore(VectorStore):
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         collection = await self._require(collection)
-        await self._client.upsert(collection, [_point(collection, doc) for doc in documents], wait=True)
+        points = await asyncio.to_thread(lambda: [_point(collection, doc) for doc in documents])  # off the loop
+        await self._client.upsert(collection, points, wait=True)
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
         collection = await self._require(collection)
