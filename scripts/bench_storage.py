@@ -59,7 +59,7 @@ def measure(dataset: str, count: int, dense: BiEncoder, late: LateInteractionEnc
     def stored(with_tokens: bool) -> list[StoredDocument]:
         return [StoredDocument(doc_id=doc["doc_id"], vector=vector.tolist(), title=doc["title"], text=doc["text"],
                                content_hash="h" * 32, model_id=dense.model_id, ingested_at_ms=0.0,
-                               tokens=matrix.tolist() if with_tokens else None)
+                               tokens=matrix if with_tokens else None)
                 for doc, vector, matrix in zip(corpus, vectors, tokens, strict=True)]
 
     mean_tokens = sum(len(matrix) for matrix in tokens) / len(tokens)

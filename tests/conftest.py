@@ -48,7 +48,7 @@ def settings(bootstrap: str, registry: TopicRegistry, tiny_bi_encoder: Path, tmp
     return Settings(
         kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=registry.prefix),
         store=StoreSettings(path=tmp_path / "store"),
-        models=ModelSettings(bi_encoder=str(tiny_bi_encoder)),
+        models=ModelSettings(bi_encoder=str(tiny_bi_encoder), late_interaction=""),  # ColBERT tests name theirs
         batching=BatchingSettings(ingest_max_records=128),
         instance_id="test",
     )

@@ -22,6 +22,7 @@ def service_environment(settings: Settings, name: str, **env: str) -> dict[str, 
         "CASCADE_KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "CASCADE_INSTANCE_ID": name,
+        "CASCADE_MODELS_LATE_INTERACTION": settings.models.late_interaction,  # as the test's own processes
         "CASCADE_LOG_LEVEL": "WARNING",
         **env,
     }

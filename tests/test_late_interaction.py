@@ -109,7 +109,7 @@ async def test_both_stores_rescore_by_maxsim(kind: str, tmp_path: Path, tiny_col
     await store.ensure_collection("c", 8, "test", token_dim=encoder.dim)
     await store.upsert("c", [StoredDocument(doc_id=doc["doc_id"], vector=vector.tolist(), title=doc["title"],
                                             text=doc["text"], content_hash="", model_id="test", ingested_at_ms=0.0,
-                                            tokens=tokens.tolist())
+                                            tokens=tokens)
                              for doc, vector, tokens in zip(DOCS, dense, documents, strict=True)])
     [query] = encoder.encode_queries([QUERY])
     found = await store.search("c", dense[0].tolist(), 4, tokens=query.tolist())

@@ -210,13 +210,12 @@ class IngestProcessor:
             if tokens_encoder is not None:
                 tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
             at = now_ms()
-            await self._store.upsert(collection, await asyncio.to_thread(lambda: [  # floats to lists: off the loop
+            await self._store.upsert(collection, [
                 StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
                                content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
-                               metadata=event.metadata, sparse=terms,
-                               tokens=None if matrix is None else matrix.tolist())
+                               metadata=event.metadata, sparse=terms, tokens=matrix)
                 for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)
-            ]))
+            ])
             outcome.encoded += len(changed)
         if relabelled:
             await self._store.update_metadata(collection, relabelled)

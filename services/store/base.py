@@ -8,6 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = [
     "TEXT_FIELDS",
     "TOKEN_VECTORS",
@@ -117,8 +120,10 @@ class StoredDocument:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     sparse: Sparse | None = None
     """Stored when the collection has a sparse vector (see `has_sparse`)."""
-    tokens: Sequence[Sequence[float]] | None = None
-    """The document's token vectors, stored when the collection has them (see `token_dim`)."""
+    tokens: npt.NDArray[np.float32] | None = None
+    """The document's token vectors (tokens x dim), stored when the collection has them (see `token_dim`). An
+    array: a batch's token vectors are millions of floats, made into lists only where a store converts them,
+    in a worker thread."""
 
     @property
     def stored_sparse(self) -> Sparse | None:

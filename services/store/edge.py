@@ -21,10 +21,10 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qdrant_edge import (
     CountRequest,
@@ -86,6 +86,9 @@ _CURRENT = "CURRENT"
 _RRF_K = 60
 """Reciprocal rank fusion's constant, as in the original paper and Qdrant's server default."""
 _MODEL = "MODEL"
+_UPSERT_SLICE = 32
+"""Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
+_T = TypeVar("_T")
 _ALIASES = "ALIASES.json"
 
 
@@ -108,10 +111,33 @@ class _Collection:
     """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     journal: list[UpdateOperation] | None = None
+    reading: dict[int, int] = field(default_factory=dict)
+    """Reads in flight in worker threads, by the id of the shard they read: a shard swapped out by an index
+    build is closed only once none is left."""
+    read_done: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def path(self) -> Path:
         return self.folder / f"g{self.generation}"
+
+    async def read(self, call: Callable[[EdgeShard], _T]) -> _T:
+        """`call(shard)` in a worker thread: Edge holds the GIL for a whole call, and the event loop must not
+        wait on it; between calls it runs."""
+        shard = self.shard
+        self.reading[id(shard)] = self.reading.get(id(shard), 0) + 1
+        try:
+            return await asyncio.to_thread(call, shard)
+        finally:
+            async with self.read_done:
+                self.reading[id(shard)] -= 1
+                if not self.reading[id(shard)]:
+                    del self.reading[id(shard)]
+                self.read_done.notify_all()
+
+    async def close_when_unread(self, shard: EdgeShard) -> None:
+        async with self.read_done:
+            await self.read_done.wait_for(lambda: id(shard) not in self.reading)
+        shard.close()
 
 
 def _vectors(shard_path: Path) -> tuple[int, bool, int | None]:
@@ -128,9 +154,14 @@ def _point(collection: str, doc: StoredDocument) -> Point:
     if (terms := doc.stored_sparse) is not None:
         named[SPARSE_VECTOR] = SparseVector(terms.indices, terms.values)
     if doc.tokens is not None:
-        named[TOKEN_VECTORS] = [list(row) for row in doc.tokens]
+        named[TOKEN_VECTORS] = doc.tokens.tolist()
     return Point(id=point_id(collection, doc.doc_id), payload=doc.payload(),
                  vector={"": list(doc.vector), **named} if named else list(doc.vector))
+
+
+def _upsert_operation(collection: str, documents: Sequence[StoredDocument]) -> UpdateOperation:
+    """Built in a worker thread: the floats become lists and Edge's copies here, and those lists are freed here."""
+    return UpdateOperation.upsert_points([_point(collection, doc) for doc in documents])
 
 
 def _replayed(path: Path, journal: list[UpdateOperation]) -> EdgeShard:
@@ -200,7 +231,7 @@ class EdgeStore(VectorStore):
         folder = self._folder(collection)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
-        shard = EdgeShard.create(str(folder / "g0"), config)
+        shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
         self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
                                                     model=model)
@@ -228,8 +259,8 @@ class EdgeStore(VectorStore):
 
     async def scroll(self, collection: str, offset: str | None, limit: int
                      ) -> tuple[list[DocumentText], str | None]:
-        records, following = self._open(collection).shard.scroll(ScrollRequest(
-            offset=offset, limit=limit, with_payload=TEXT_FIELDS, with_vector=False))
+        request = ScrollRequest(offset=offset, limit=limit, with_payload=TEXT_FIELDS, with_vector=False)
+        records, following = await self._open(collection).read(lambda shard: shard.scroll(request))
         return ([DocumentText.from_payload(record.payload) for record in records if record.payload],
                 None if following is None else str(following))
 
@@ -242,22 +273,23 @@ class EdgeStore(VectorStore):
     async def _write(self, collection: str, operation: UpdateOperation) -> None:
         state = self._open(collection)
         async with state.writes:
-            state.shard.update(operation)
+            await asyncio.to_thread(state.shard.update, operation)
             if state.journal is not None:
                 state.journal.append(operation)
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
-        records = self._open(collection).shard.retrieve(
-            [point_id(collection, doc_id) for doc_id in doc_ids],
-            with_payload=["doc_id", "content_hash", "metadata"], with_vector=False,
-        )
+        ids: list[PointId] = [point_id(collection, doc_id) for doc_id in doc_ids]
+        records = await self._open(collection).read(lambda shard: shard.retrieve(
+            ids, with_payload=["doc_id", "content_hash", "metadata"], with_vector=False))
         return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
                 for record in records if record.payload}
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
-        # Off the event loop: ColBERT token vectors make a batch millions of floats to convert.
-        points = await asyncio.to_thread(lambda: [_point(collection, doc) for doc in documents])
-        await self._write(collection, UpdateOperation.upsert_points(points))
+        """In slices of `_UPSERT_SLICE` points: Edge holds the GIL for a whole call, and a batch with ColBERT
+        token vectors is millions of floats (the event loop runs between slices)."""
+        for start in range(0, len(documents), _UPSERT_SLICE):
+            operation = await asyncio.to_thread(_upsert_operation, collection, documents[start : start + _UPSERT_SLICE])
+            await self._write(collection, operation)
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         for doc_id, fields in metadata.items():
@@ -314,19 +346,20 @@ class EdgeStore(VectorStore):
                 prefetches=[Prefetch(limit=limit, query=query, filter=conditions, params=params) for query in queries],
                 query=Fusion.Rrf(k=_RRF_K),  # type: ignore[arg-type]  # the stub names Fusion, not its variants
                 limit=limit, with_payload=True, with_vector=False)
-        return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in state.shard.query(request)]
+        found = await state.read(lambda shard: shard.query(request))
+        return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in found]
 
     async def count(self, collection: str) -> int:
-        return self._open(collection).shard.count(CountRequest(exact=True))
+        return int(await self._open(collection).read(lambda shard: shard.count(CountRequest(exact=True))))
 
     async def pending_index_points(self, collection: str) -> int:
         """Dense vectors not in the HNSW index. Edge counts sparse vectors (always indexed) among the indexed
         vectors, so they are taken off; only non-empty ones are stored (`StoredDocument.stored_sparse`), so
         counting points that have one counts them."""
         state = self._open(collection)
-        info = state.shard.info()
-        sparse = state.shard.count(CountRequest(exact=True, filter=Filter(
-            must=[HasVectorCondition(SPARSE_VECTOR)]))) if state.sparse else 0
+        info = await state.read(lambda shard: shard.info())
+        with_sparse = CountRequest(exact=True, filter=Filter(must=[HasVectorCondition(SPARSE_VECTOR)]))
+        sparse = await state.read(lambda shard: shard.count(with_sparse)) if state.sparse else 0
         return int(info.points_count - (info.indexed_vectors_count - sparse))
 
     async def build_index(self, collection: str) -> None:
@@ -347,7 +380,7 @@ class EdgeStore(VectorStore):
                 _write_current(state.folder, state.generation + 1)
                 previous, previous_path = state.shard, state.path
                 state.shard, state.generation = indexed, state.generation + 1
-                previous.close()
+            await state.close_when_unread(previous)
             await asyncio.to_thread(shutil.rmtree, previous_path, True)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, target, True)

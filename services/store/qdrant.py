@@ -50,7 +50,7 @@ def _point(collection: str, doc: StoredDocument) -> models.PointStruct:
     if (terms := doc.stored_sparse) is not None:
         named[SPARSE_VECTOR] = models.SparseVector(indices=terms.indices, values=terms.values)
     if doc.tokens is not None:
-        named[TOKEN_VECTORS] = [list(row) for row in doc.tokens]
+        named[TOKEN_VECTORS] = doc.tokens.tolist()
     return models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(),
                               vector={"": list(doc.vector), **named} if named else list(doc.vector))
 
