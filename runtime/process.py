@@ -88,6 +88,9 @@ class CascadeProcess:
                                          on_batch=self.metrics.observe_batch)
             batcher = self.batcher
             self.metrics.inflight_candidate_sets.set_function(lambda: batcher.pending_jobs)
+            self.metrics.count("cascade_rerank_abandoned_jobs_total", "Cross-encoder jobs whose scoring stopped "
+                               "part-way: nobody waited any more (a deadline passed).", "reason",
+                               lambda: {"deadline": batcher.abandoned_jobs})
         if "ingest" in roles and self.store and self.bi_encoders:
             self.index_scheduler = IndexScheduler(
                 self.store, settings.store.index_min_points, settings.store.index_idle_s,
@@ -193,8 +196,8 @@ class CascadeProcess:
             # Loaded now, before serving: loading holds the GIL ~0.2 s, which would stall the event loop mid-run.
             try:
                 await self.bi_encoders.late_interaction()
-            except (UnknownModel, OSError) as exc:
-                log.error("late_interaction.unavailable", error=str(exc),
+            except Exception as exc:  # a missing or broken folder: only what needs ColBERT fails, as before
+                log.error("late_interaction.unavailable", error=repr(exc),
                           consequence="documents for collections with token vectors are rejected and mode "
                           "colbert is answered model_unavailable")
         for collection in await self.store.collections():
@@ -225,6 +228,7 @@ class CascadeProcess:
     async def stop(self) -> None:
         """Finish in-flight batches (their offsets are committed), leave the consumer groups, close the store."""
         self._stopping = True
+        gc.unfreeze()  # what `start` froze may be collected again
         if self.health:
             await self.health.stop()
         for consumer in self.consumers:
@@ -241,7 +245,6 @@ class CascadeProcess:
             await self.batcher.stop()
         if self.store:
             await self.store.close()
-        gc.unfreeze()  # what `start` froze may be collected again
         log.info("process.stopped", roles=sorted(self.roles))
 
     async def run(self) -> None:

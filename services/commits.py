@@ -121,6 +121,7 @@ class OffsetCommitter:
         self._moved: dict[TopicPartition, int] = {}
         """The rebalance that last moved each partition."""
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def read_at(self) -> int:
@@ -132,6 +133,7 @@ class OffsetCommitter:
         Raises ServiceFault if the committing task died (the process must restart; nothing is committed)."""
         if self._inline:
             await self._drained()  # batches handed over before `close` are settled first
+            self.check_alive()  # a dead task's batches were never settled: nothing after them may be committed
             await self._settle(batch)
             return
         if self._task is None:
@@ -180,6 +182,7 @@ class OffsetCommitter:
         """Settle every batch handed over so far; later ones are settled as they are handed over."""
         self._inline = True
         if self._task is not None and not self._task.done():
+            self._closed = True
             await self._drained()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,9 +190,12 @@ class OffsetCommitter:
 
     @property
     def failure(self) -> BaseException | None:
-        """Why the committing task died, if it did (the consumer is then not ready)."""
-        if self._task is None or not self._task.done() or self._task.cancelled():
+        """Why the committing task died, if it did (the consumer is then not ready); cancelled by anything but
+        `close`, it died too."""
+        if self._task is None or not self._task.done():
             return None
+        if self._task.cancelled():
+            return None if self._closed else asyncio.CancelledError("the committing task was cancelled")
         return self._task.exception()
 
     async def _drained(self) -> None:

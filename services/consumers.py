@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from services.commits import Batch, Committable, OffsetCommitter, Seekable, spans_of
-from services.faults import is_transient
+from services.faults import ServiceFault, is_transient
 from services.messaging import RawRecord
 from services.publishing import Outgoing
 from services.settings import Settings
@@ -156,7 +156,7 @@ class BatchConsumer:
         if self._task is not None:
             if not self._handling:
                 self._task.cancel()  # it waits in a poll: nothing taken yet
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ServiceFault):  # a death the process was told of
                 await self._task
         if self._consumer is not None:
             await self._consumer.stop()

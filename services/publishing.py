@@ -81,23 +81,31 @@ class _NoListener(Exception):
     """The reply topic does not exist: its client closed or crashed."""
 
 
+def _remember(remembered: OrderedDict[str, Any], topic: str, value: Any) -> None:
+    """`topic` as the newest entry of `remembered`, which keeps the last `TopicDirectory._REMEMBERED`."""
+    remembered[topic] = value
+    remembered.move_to_end(topic)
+    while len(remembered) > TopicDirectory._REMEMBERED:
+        remembered.popitem(last=False)
+
+
 _EXISTING = {0, LeaderNotAvailableError.errno}
 """Metadata error codes of a topic that exists (a leader is elected a moment after creation)."""
 
 
 class TopicDirectory:
-    """Which reply topics exist. A topic seen once is remembered (until `forget`); an unknown one is looked up
-    on its own (a metadata request naming just it, never the whole cluster's, and never creating it on a
-    cluster that auto-creates topics), at most every `recheck_s`, so junk reply topics cost one small lookup a
+    """Which reply topics exist. A topic seen once is remembered (the last `_REMEMBERED`; `still_exists` looks
+    again); an unknown one is looked up on its own (a metadata request naming just it, which never creates it on
+    a cluster that auto-creates topics), at most every `recheck_s`, so junk reply topics cost one small lookup a
     second each."""
 
-    _MAX_MISSING = 10_000
+    _REMEMBERED = 10_000
 
     def __init__(self, recheck_s: float = 1.0, **client_options: Any) -> None:
         self._client_options = client_options
         self._client: AIOKafkaClient | None = None
         self._recheck_s = recheck_s
-        self._known: set[str] = set()
+        self._known: OrderedDict[str, None] = OrderedDict()
         self._missing: OrderedDict[str, float] = OrderedDict()
 
     async def start(self) -> None:
@@ -115,23 +123,21 @@ class TopicDirectory:
 
     async def exists(self, topic: str) -> bool:
         if topic in self._known:
+            self._known.move_to_end(topic)
             return True
         checked = self._missing.get(topic)
         if checked is not None and time.monotonic() - checked < self._recheck_s:
             return False
         if self._existing(await self._metadata([topic])):
-            self._known.add(topic)
             self._missing.pop(topic, None)
+            _remember(self._known, topic, None)
             return True
-        self._missing[topic] = time.monotonic()
-        self._missing.move_to_end(topic)
-        while len(self._missing) > self._MAX_MISSING:
-            self._missing.popitem(last=False)
+        _remember(self._missing, topic, time.monotonic())
         return False
 
     async def still_exists(self, topic: str) -> bool:
         """Look `topic` up again now, whatever was known of it."""
-        self._known.discard(topic)
+        self._known.pop(topic, None)
         self._missing.pop(topic, None)
         return await self.exists(topic)
 
@@ -259,11 +265,26 @@ class Publisher:
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)
-            except TimeoutError:
-                failures.append((out, KafkaTimeoutError(f"no metadata for {out.topic!r}")))
+            except TimeoutError:  # no metadata: for a reply topic known once, its client may have gone since
+                if self._topics.is_reply_topic(out.topic) and not await self._exists_now(out.topic):
+                    self._abandon(out.topic)
+                    self._no_listener(out)
+                else:
+                    failures.append((out, KafkaTimeoutError(f"no metadata for {out.topic!r}")))
             except Exception as exc:
                 failures.append((out, exc))
         return sent, failures
+
+    async def _exists_now(self, topic: str) -> bool:
+        """Whether `topic` exists, looked up now; True when the cluster cannot say (the message is retried)."""
+        try:
+            return await self.directory.still_exists(topic)
+        except ClusterFault:
+            return True
+
+    def _abandon(self, topic: str) -> None:
+        if self._producer is not None:
+            abandon_topic(self._producer, topic, UnknownTopicOrPartitionError(f"{topic!r} was deleted"))
 
     async def _confirm(self, sent: list[tuple[Outgoing, asyncio.Future[Any]]]
                        ) -> list[tuple[Outgoing, BaseException]]:
@@ -290,20 +311,20 @@ class Publisher:
         `send_timeout_ms`, a timeout."""
         settings = self._settings
         give_up_at = time.monotonic() + settings.send_timeout_ms / 1000
-        gone = False
+        missing = 0  # lookups in a row that found no topic: two, so that one broker's stale answer drops nothing
         while (left := give_up_at - time.monotonic()) > 0:
             done, _ = await asyncio.wait({future}, timeout=min(settings.reply_probe_ms / 1000, left))
             if done:
-                if gone and future.exception() is not None:
+                if missing >= 2 and future.exception() is not None:
                     raise _NoListener
                 future.result()
                 return
-            if gone or not await self.directory.still_exists(topic):
-                gone = True
-                if self._producer is not None:
-                    abandon_topic(self._producer, topic, UnknownTopicOrPartitionError(f"{topic!r} was deleted"))
+            if missing < 2:
+                missing = 0 if await self._exists_now(topic) else missing + 1
+            if missing >= 2:
+                self._abandon(topic)  # again at each probe: a batch in flight comes back when the broker refuses it
         future.add_done_callback(_observed)  # it may still be delivered; the retry sends it again (at-least-once)
-        if gone:
+        if missing >= 2:
             raise _NoListener
         raise KafkaTimeoutError(f"{topic!r} did not confirm in time")
 

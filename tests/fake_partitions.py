@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from services.consumers import BatchConsumer
 from services.faults import Backoff, ClusterFault
@@ -29,7 +29,8 @@ class FakeRecord:
 
 class FakeConsumer:
     """Partitions of `length` records each. A poll waits for the test to allow it (`allow`), then returns up
-    to that many records of one partition from its position, as aiokafka does."""
+    to that many records of one partition (or of each assigned one) from its position, as aiokafka does. A
+    commit naming a partition not assigned fails, as aiokafka's does."""
 
     def __init__(self, partitions: int, length: int) -> None:
         self.length = length
@@ -39,21 +40,25 @@ class FakeConsumer:
         self.committed: dict[TopicPartition, int] = {}
         self.commits: list[dict[TopicPartition, int]] = []
         self.seeks: list[tuple[TopicPartition, int]] = []
-        self._polls: asyncio.Queue[tuple[TopicPartition, int]] = asyncio.Queue()
+        self._polls: asyncio.Queue[tuple[TopicPartition | None, int]] = asyncio.Queue()
 
-    def allow(self, partition: TopicPartition, records: int) -> None:
+    def allow(self, partition: TopicPartition | None, records: int) -> None:
+        """Let one poll return up to `records` of `partition`, or of every assigned partition (None)."""
         self._polls.put_nowait((partition, records))
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
                       max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
         partition, count = await self._polls.get()
-        if partition not in self.assigned:
-            return {}
-        start = self.positions[partition]
-        end = min(start + count, self.length, start + (max_records or count))
-        self.positions[partition] = end
-        return {partition: [FakeRecord(partition.partition, offset) for offset in range(start, end)]} if end > start \
-            else {}
+        polled: dict[TopicPartition, list[Any]] = {}
+        left = max_records or count * len(self.partitions)
+        for each in sorted(self.assigned if partition is None else self.assigned & {partition}):
+            start = self.positions[each]
+            end = min(start + count, self.length, start + left)
+            if end > start:
+                self.positions[each] = end
+                polled[each] = [FakeRecord(each.partition, offset) for offset in range(start, end)]
+                left -= end - start
+        return polled
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -65,6 +70,8 @@ class FakeConsumer:
         self.positions[partition] = offset
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if not set(offsets) <= self.assigned:
+            raise CommitFailedError(f"partitions {sorted(set(offsets) - self.assigned)} are not assigned")
         self.commits.append(dict(offsets))
         self.committed.update(offsets)
 

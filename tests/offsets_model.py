@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from services.faults import ClusterFault
 from tests.fake_partitions import FakeConsumer, FakeSender, batch_consumer, settle, stop_consuming
@@ -36,10 +36,14 @@ class OffsetsModel(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.sender = FakeSender()
         self.broker = FakeConsumer(PARTITIONS, LENGTH)
-        self.consumer = batch_consumer(self.sender, depth=2)
-        self.task = self.loop.create_task(self.consumer.consume(self.broker))
         self.handled: set[tuple[int, int]] = set()
         self.checked_commits = 0
+
+    @initialize(depth=st.integers(0, 2))
+    def start(self, depth: int) -> None:
+        """Depth 0 settles each batch before the next poll; 1 and 2 pipeline."""
+        self.consumer = batch_consumer(self.sender, depth)
+        self.task = self.loop.create_task(self.consumer.consume(self.broker))
         self._run()
 
     def _run(self) -> None:
@@ -61,6 +65,12 @@ class OffsetsModel(RuleBasedStateMachine):
     @rule(partition=st.integers(0, PARTITIONS - 1), records=st.integers(1, 5))
     def poll(self, partition: int, records: int) -> None:
         self.broker.allow(self.broker.partitions[partition], records)
+        self._run()
+
+    @rule(records=st.integers(1, 5))
+    def poll_every_partition(self, records: int) -> None:
+        """One batch across partitions: a rewind or rebalance may cover one of its partitions and not another."""
+        self.broker.allow(None, records)
         self._run()
 
     @precondition(lambda self: self._undecided())

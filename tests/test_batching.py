@@ -15,6 +15,7 @@ from transformers import AutoModelForSequenceClassification
 from services.encoders import BatcherStopped, CrossEncoder, RerankBatcher, plan_passes
 from services.encoders.int8 import quantize_int8
 from services.query import QueryVectorCache
+from tests.kafka_helpers import eventually
 from tests.tiny_models import build_tiny_cross_encoder
 
 
@@ -48,6 +49,23 @@ async def test_batcher_merges_jobs_and_matches_direct_scoring(tiny_cross_encoder
         np.testing.assert_allclose(outcome.scores, encoder.score(query, docs), atol=1e-5)
         assert outcome.batch_pairs == 28  # all four jobs ran as one batch
         assert outcome.padded_tokens >= sum(len(pair["input_ids"]) for pair in encoder.tokenize(query, docs))
+
+
+async def test_a_job_that_would_overflow_the_batch_starts_the_next_one(tiny_cross_encoder: Path) -> None:
+    """A small job, then a large one (mode cross over a collection): not one batch, so the large one can be
+    abandoned on its own and the small one is not held behind it."""
+    encoder = CrossEncoder.load(str(tiny_cross_encoder))
+    small, large = ["document one", "document two"], [f"document {j} " * 20 for j in range(60)]
+    budget = 2 * sum(len(pair["input_ids"]) for pair in encoder.tokenize("q", small))
+    batcher = RerankBatcher(encoder, gather_tokens=budget, pass_tokens=512, max_wait_ms=30_000)
+    batcher.start()
+    try:
+        first = asyncio.create_task(batcher.score("q", small))
+        await eventually(lambda: batcher.pending_jobs == 1, within_s=60)  # taken first; it waits 30 s for more
+        outcomes = [await batcher.score("q", large), await first]
+    finally:
+        await batcher.stop()
+    assert [outcome.batch_pairs for outcome in outcomes] == [60, 2]
 
 
 async def test_batcher_fails_the_jobs_of_a_failed_batch_and_keeps_running(tiny_cross_encoder: Path) -> None:

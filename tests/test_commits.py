@@ -149,6 +149,39 @@ async def test_a_dead_committing_task_fails_the_handover_instead_of_blocking_it(
     assert broker.commits == []
 
 
+async def test_after_close_nothing_is_committed_past_a_dead_tasks_batches() -> None:
+    """A batch handed over after `close` is settled at once, but not past the batches the dead task never
+    settled: it used to commit {A: 3} over the unconfirmed [1, 2)."""
+    committer, broker = OffsetCommitter("test", 2, Backoff(0.0, 0.0)), FakeConsumer(1, 8)
+
+    async def bug() -> None:
+        raise Boom
+
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    confirmed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    confirmed.set_result(None)
+    await committer.hand_over(Batch(broker, {A: Span(0, 1)}, 0, bug()))
+    await committer.hand_over(Batch(broker, {A: Span(1, 2)}, 0, never))
+    await settle()
+    await committer.close()
+    with pytest.raises(ServiceFault, match="committing task died"):
+        await committer.hand_over(Batch(broker, {A: Span(2, 3)}, 0, confirmed))
+    assert broker.commits == []
+
+
+async def test_a_committing_task_cancelled_by_anything_but_close_counts_as_dead() -> None:
+    committer, broker = OffsetCommitter("test", 2, Backoff(0.0, 0.0)), FakeConsumer(1, 8)
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await committer.hand_over(Batch(broker, {A: Span(0, 1)}, 0, never))
+    task = committer._task
+    assert task is not None
+    task.cancel()
+    await settle()
+    assert isinstance(committer.failure, asyncio.CancelledError)
+    with pytest.raises(ServiceFault):
+        await committer.hand_over(Batch(broker, {A: Span(1, 2)}, 0, never))
+
+
 async def test_a_cancelled_confirmation_rewinds_its_batch(consuming: Consuming) -> None:
     await consuming.poll(A, 2)
     consuming.sender.pending[0][1].cancel()  # its publisher stopped

@@ -74,6 +74,34 @@ async def test_an_answer_in_flight_to_a_deleted_reply_topic_storms_nothing(
     assert publisher.counts["retried"] == 0
 
 
+async def test_a_late_answer_to_a_reply_topic_deleted_earlier_is_dropped_not_retried(settings: Settings) -> None:
+    """The topic was known (answered once), its client closed, and the producer's metadata no longer holds it:
+    the late answer's send finds no metadata. Before, that timeout was retried as a cluster fault, then the batch
+    rewound and handled again, for ever."""
+    kafka = settings.kafka.model_copy(update={"send_timeout_ms": 1_000, "publish_retry_s": 3.0})
+    await provision_topics(kafka.topics, **kafka.client_options())
+    publisher = Publisher(kafka)
+    await publisher.start()
+    gone, other = f"{kafka.topics.replies_prefix}client-a", f"{kafka.topics.replies_prefix}client-b"
+    admin = AIOKafkaAdminClient(**kafka.client_options())
+    await admin.start()
+    answer = SearchResult(request_id="r1", hits=[], served_by={"test": "1"})
+    try:
+        await admin.create_topics([NewTopic(gone, 1, 1), NewTopic(other, 1, 1)])
+        await eventually(lambda: _exists(admin, gone), within_s=30)
+        await eventually(lambda: _exists(admin, other), within_s=30)
+        await publisher.publish([Outgoing(gone, "r1", answer)])
+        await admin.delete_topics([gone])  # its client closed, nothing in flight
+        await publisher.publish([Outgoing(other, "r2", answer)])  # a metadata refresh: the producer forgets `gone`
+        await publisher.publish([Outgoing(gone, "r3", answer)])  # the late answer
+    finally:
+        await admin.close()
+        await publisher.close()
+    assert publisher.counts["published"] == 2
+    assert publisher.counts["dropped_no_listener"] == 1
+    assert publisher.counts["retried"] == 0
+
+
 def test_a_library_line_repeated_in_a_loop_is_written_once(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", "INFO")
     try:

@@ -53,12 +53,18 @@ class _Job:
     submitted: float = field(default_factory=time.perf_counter)
 
 
+def _tokens(job: _Job) -> int:
+    return sum(len(pair["input_ids"]) for pair in job.pairs)
+
+
 class RerankBatcher:
     def __init__(self, encoder: CrossEncoder, gather_tokens: int, pass_tokens: int, max_wait_ms: float,
                  max_jobs: int = 256, on_batch: Callable[[int, int], None] | None = None) -> None:
         self.encoder = encoder
         self._on_batch = on_batch  # told each batch's pairs and padded tokens (metrics)
         self._in_hand: list[_Job] = []
+        self._carried: _Job | None = None
+        """A job taken from the queue that did not fit the batch gathered then: the next batch starts with it."""
         self._gather_tokens = gather_tokens
         self._pass_tokens = pass_tokens
         self._max_wait_s = max_wait_ms / 1000
@@ -87,7 +93,7 @@ class RerankBatcher:
         cause = None if task.cancelled() else task.exception()
         self._stopped = BatcherStopped(f"the rerank batcher died: {cause!r}" if cause else "the rerank batcher stopped")
         self._stopped.__cause__ = cause
-        self._fail(self._in_hand, self._stopped)
+        self._fail(self._in_hand + ([self._carried] if self._carried else []), self._stopped)
         while not self._queue.empty():
             self._fail([self._queue.get_nowait()], self._stopped)
 
@@ -109,9 +115,14 @@ class RerankBatcher:
             self._fail([job], self._stopped)
         return await job.future
 
-    async def _gather(self) -> list[_Job]:
-        jobs = [await self._queue.get()]
-        tokens = sum(len(pair["input_ids"]) for pair in jobs[0].pairs)
+    async def _gather(self) -> None:
+        """Jobs into `_in_hand` up to `gather_tokens` together (there, a death of the batcher fails them too). A
+        job that would take a batch past it waits for the next one, which it starts (alone if it is larger): a
+        large job (mode cross) is then abandoned on its own when its caller stops waiting, and small ones are not
+        held behind it."""
+        jobs = self._in_hand = [self._carried or await self._queue.get()]
+        self._carried = None
+        tokens = _tokens(jobs[0])
         deadline = time.perf_counter() + self._max_wait_s
         while tokens < self._gather_tokens:
             try:
@@ -119,19 +130,21 @@ class RerankBatcher:
                     self._queue.get(), timeout=max(deadline - time.perf_counter(), 0))
             except TimeoutError:
                 break
+            if tokens + _tokens(job) > self._gather_tokens:
+                self._carried = job
+                break
             jobs.append(job)
-            tokens += sum(len(pair["input_ids"]) for pair in job.pairs)
-        return jobs
+            tokens += _tokens(job)
 
     @property
     def pending_jobs(self) -> int:
         """Jobs queued or being scored: the candidate sets in flight."""
-        return self._queue.qsize() + len(self._in_hand)
+        return self._queue.qsize() + len(self._in_hand) + (self._carried is not None)
 
     async def _run(self) -> None:
         """Gather and score until cancelled; if this dies, `_ended` fails the jobs in hand and those queued."""
         while True:
-            self._in_hand = await self._gather()
+            await self._gather()
             await self._score(self._in_hand)
             self._in_hand = []
 

@@ -283,7 +283,7 @@ class QueryProcessor:
             async with asyncio.timeout(max(work_until - now_ms(), 0.0) / 1000):
                 outcome = await self._cross.score(request.query, [document_text(doc.title, doc.text) for doc in found])
         except TimeoutError:
-            named = "its deadline" if request.deadline_ms == work_until else "the service's max_work_s"
+            named = "its deadline" if request.deadline_ms == work_until else "the max_work_s of its batch"
             raise _Refused("deadline_exceeded", f"mode 'cross' on {len(found)} documents ran past {named}: "
                            "use mode 'rerank', or a longer deadline", dead_letter=False) from None
         cross_timings = with_rerank_timings(timings, outcome, outcome.queue_ms)

@@ -1,7 +1,10 @@
 """EdgeStore: Qdrant's own segment engine in-process (qdrant-edge-py), one persistent shard per collection.
 
-Every Edge call holds the GIL (measured), so calls run inline: a worker thread would add overhead, not
-throughput. New points are searched brute force until the shard is optimised, and `optimize()` holds the GIL
+Every Edge call holds the GIL for its whole duration (measured). Reads and writes still run in a worker thread
+each: a call holds the event loop while it runs either way, but the loop runs between calls, so a batch of
+searches or a large upsert (cut into slices) no longer holds it for the whole batch. A call runs to its end even
+if its caller is cancelled (a write's journal entry with it), and a shard swapped out is closed only once no
+read uses it. New points are searched brute force until the shard is optimised, and `optimize()` holds the GIL
 for its whole duration (measured: 39 s for 100k points), which would freeze every consumer of the process
 past its session timeout. So the index is built elsewhere: `build_index` flushes the shard, copies it (writes
 wait meanwhile, reads do not), optimises the copy in a child process, records the writes made meanwhile,
@@ -114,29 +117,33 @@ class _Collection:
     reading: dict[int, int] = field(default_factory=dict)
     """Reads in flight in worker threads, by the id of the shard they read: a shard swapped out by an index
     build is closed only once none is left."""
-    read_done: asyncio.Condition = field(default_factory=asyncio.Condition)
+    unread: dict[int, asyncio.Event] = field(default_factory=dict)
+    cleanup: threading.Thread | None = None
+    """Removing generations a crash left behind (started when opened): a build waits for it."""
 
     @property
     def path(self) -> Path:
         return self.folder / f"g{self.generation}"
 
     async def read(self, call: Callable[[EdgeShard], _T]) -> _T:
-        """`call(shard)` in a worker thread: Edge holds the GIL for a whole call, and the event loop must not
-        wait on it; between calls it runs."""
+        """`call(shard)` in a worker thread (see the module docstring); counted until the thread is done, even
+        if the caller is cancelled meanwhile."""
         shard = self.shard
         self.reading[id(shard)] = self.reading.get(id(shard), 0) + 1
-        try:
-            return await asyncio.to_thread(call, shard)
-        finally:
-            async with self.read_done:
-                self.reading[id(shard)] -= 1
-                if not self.reading[id(shard)]:
-                    del self.reading[id(shard)]
-                self.read_done.notify_all()
+        running = asyncio.ensure_future(asyncio.to_thread(call, shard))
+        running.add_done_callback(lambda _: self._read_done(shard))
+        return await asyncio.shield(running)
+
+    def _read_done(self, shard: EdgeShard) -> None:
+        self.reading[id(shard)] -= 1
+        if not self.reading[id(shard)]:
+            del self.reading[id(shard)]
+            if (waiting := self.unread.pop(id(shard), None)) is not None:
+                waiting.set()
 
     async def close_when_unread(self, shard: EdgeShard) -> None:
-        async with self.read_done:
-            await self.read_done.wait_for(lambda: id(shard) not in self.reading)
+        if id(shard) in self.reading:
+            await self.unread.setdefault(id(shard), asyncio.Event()).wait()
         shard.close()
 
 
@@ -162,6 +169,11 @@ def _point(collection: str, doc: StoredDocument) -> Point:
 def _upsert_operation(collection: str, documents: Sequence[StoredDocument]) -> UpdateOperation:
     """Built in a worker thread: the floats become lists and Edge's copies here, and those lists are freed here."""
     return UpdateOperation.upsert_points([_point(collection, doc) for doc in documents])
+
+
+def _remove_all(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _replayed(path: Path, journal: list[UpdateOperation]) -> EdgeShard:
@@ -195,15 +207,16 @@ class EdgeStore(VectorStore):
             if not (folder / _CURRENT).is_file():
                 raise UnknownCollectionError(collection)
             generation = int((folder / _CURRENT).read_text())
-            for stale in folder.glob("g*"):  # a build that a crash interrupted: removed off the event loop
-                if stale.name != f"g{generation}":
-                    threading.Thread(target=shutil.rmtree, args=(stale, True), name="rmtree", daemon=True).start()
+            stale = [found for found in folder.glob("g*") if found.name != f"g{generation}"]  # a build a crash cut
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
             recorded = folder / _MODEL
             state = self._collections[collection] = _Collection(
                 folder, generation, shard, set(shard.info().payload_schema), *_vectors(path),
                 model=recorded.read_text() if recorded.is_file() else None)
+            if stale:  # removed off the event loop
+                state.cleanup = threading.Thread(target=_remove_all, args=(stale,), name="rmtree", daemon=True)
+                state.cleanup.start()
         return state
 
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
@@ -271,7 +284,11 @@ class EdgeStore(VectorStore):
         return self._open(collection).model
 
     async def _write(self, collection: str, operation: UpdateOperation) -> None:
-        state = self._open(collection)
+        """Applied (and journalled during a build) to its end even if the caller is cancelled meanwhile."""
+        await asyncio.shield(self._apply(self._open(collection), operation))
+
+    @staticmethod
+    async def _apply(state: _Collection, operation: UpdateOperation) -> None:
         async with state.writes:
             await asyncio.to_thread(state.shard.update, operation)
             if state.journal is not None:
@@ -368,11 +385,14 @@ class EdgeStore(VectorStore):
         if state.journal is not None:
             return  # a build is running already
         target = state.folder / f"g{state.generation + 1}"
+        if state.cleanup is not None:  # it may be removing `target` (a build a crash cut)
+            await asyncio.to_thread(state.cleanup.join)
         async with state.writes:
             state.shard.flush()
             await asyncio.to_thread(shutil.rmtree, target, True)
             await asyncio.to_thread(shutil.copytree, state.path, target)
             state.journal = []
+        swapped = False
         try:
             await _optimize_in_child(target)
             async with state.writes:
@@ -380,10 +400,12 @@ class EdgeStore(VectorStore):
                 _write_current(state.folder, state.generation + 1)
                 previous, previous_path = state.shard, state.path
                 state.shard, state.generation = indexed, state.generation + 1
+                swapped = True
             await state.close_when_unread(previous)
             await asyncio.to_thread(shutil.rmtree, previous_path, True)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, target, True)
+            if not swapped:  # after the swap `target` is the live generation
+                await asyncio.to_thread(shutil.rmtree, target, True)
             raise
         finally:
             state.journal = None
@@ -391,7 +413,7 @@ class EdgeStore(VectorStore):
     async def close(self) -> None:
         for state in self._collections.values():
             state.shard.flush()
-            state.shard.close()
+            await state.close_when_unread(state.shard)
         self._collections.clear()
 
 
