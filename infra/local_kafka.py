@@ -32,6 +32,7 @@ import structlog
 from aiokafka import AIOKafkaClient
 
 from infra.certificates import TlsFiles, make_tls_files
+from infra.children import terminate
 from sdk.security import KafkaSecurity
 
 __all__ = [
@@ -276,13 +277,8 @@ class LocalKafka:
         return BrokerStats(startup_s=self.startup_s, rss_mb=rss_kb / 1024)
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            terminate(self._process)
         self._process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

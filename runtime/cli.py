@@ -16,6 +16,7 @@ from contracts.messages import Mode
 from infra.kafka_tools import TOOLS, run_tool
 from runtime.clients import sdk_client
 from runtime.local_broker import run_kafka
+from runtime.local_qdrant import run_qdrant
 from runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from runtime.provision import provision_topics
 from runtime.status import format_status, gather_status, status_json
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     kafka = commands.add_parser("kafka", help="run a local single-node Kafka in the foreground, topics provisioned")
     kafka.add_argument("--secured", action="store_true",
                        help="SASL_SSL (SCRAM-SHA-512, throwaway CA) and a user per role with only its ACLs")
+    qdrant = commands.add_parser("qdrant", help="run a local Qdrant server (or a cluster) in the foreground")
+    qdrant.add_argument("--nodes", type=int, default=1, help="peers of a cluster on loopback (Raft consensus)")
     tool = commands.add_parser("kafka-tool", help="one of Kafka's own command-line tools, configured for the cluster",
                                description="Kafka's console tools from the same jars as `cascade kafka`, with "
                                            "--bootstrap-server and the security settings filled in.")
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "kafka":
         run_kafka(secured=args.secured)
+    elif args.command == "qdrant":
+        run_qdrant(args.nodes)
     elif args.command == "kafka-tool":
         sys.exit(run_tool(args.tool, args.arguments, _require_bootstrap(settings), settings.kafka.security))
     elif args.command == "serve":

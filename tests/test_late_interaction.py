@@ -15,9 +15,10 @@ from contracts import Hit
 from runtime.process import CascadeProcess
 from sdk import IngestRejected, SearchFailed
 from services.encoders import LateInteractionEncoder, document_text, maxsim
-from services.settings import Settings, StoreSettings
-from services.store import EdgeStore, QdrantStore, ScoredDocument, StoredDocument, VectorStore
+from services.settings import Settings
+from services.store import ScoredDocument, StoredDocument
 from tests.conftest import client_for
+from tests.stores import STORE_KINDS, StoreKind, opened_store
 from tests.tiny_models import build_tiny_colbert
 
 DOCS = [{"doc_id": f"d{i}", "title": f"title {i}", "text": f"document {i} about {topic}"}
@@ -96,24 +97,22 @@ async def test_a_process_without_a_colbert_encoder_refuses_clearly(settings: Set
             await client.index(DOCS, collection="late", late_interaction=True)
 
 
-@pytest.mark.parametrize("kind", ["edge", "qdrant"])
-async def test_both_stores_rescore_by_maxsim(kind: str, tmp_path: Path, tiny_colbert: Path) -> None:
-    """Edge and the server's client (local mode) give the same MaxSim, the numpy one, over the dense top N."""
+@pytest.mark.parametrize("kind", STORE_KINDS)
+async def test_both_stores_rescore_by_maxsim(kind: StoreKind, tmp_path: Path, tiny_colbert: Path) -> None:
+    """Edge and a Qdrant server give the same MaxSim, the numpy one, over the dense top N."""
     encoder = LateInteractionEncoder(tiny_colbert, device="cpu")
     rng = np.random.default_rng(0)
     dense = rng.normal(size=(len(DOCS), 8)).astype(np.float32)
     dense /= np.linalg.norm(dense, axis=1, keepdims=True)
     documents = encoder.encode_documents([document_text(doc["title"], doc["text"]) for doc in DOCS])
-    settings = StoreSettings(path=tmp_path / kind)
-    store: VectorStore = EdgeStore(settings) if kind == "edge" else QdrantStore(settings)
-    await store.ensure_collection("c", 8, "test", token_dim=encoder.dim)
-    await store.upsert("c", [StoredDocument(doc_id=doc["doc_id"], vector=vector.tolist(), title=doc["title"],
-                                            text=doc["text"], content_hash="", model_id="test", ingested_at_ms=0.0,
-                                            tokens=tokens)
-                             for doc, vector, tokens in zip(DOCS, dense, documents, strict=True)])
     [query] = encoder.encode_queries([QUERY])
-    found = await store.search("c", dense[0].tolist(), 4, tokens=query.tolist())
-    await store.close()
+    async with opened_store(kind, tmp_path / kind) as store:
+        await store.ensure_collection("c", 8, "test", token_dim=encoder.dim)
+        await store.upsert("c", [StoredDocument(doc_id=doc["doc_id"], vector=vector.tolist(), title=doc["title"],
+                                                text=doc["text"], content_hash="", model_id="test",
+                                                ingested_at_ms=0.0, tokens=tokens)
+                                 for doc, vector, tokens in zip(DOCS, dense, documents, strict=True)])
+        found = await store.search("c", dense[0].tolist(), 4, tokens=query.tolist())
     nearest = np.argsort(-(dense @ dense[0]))[:4]  # the dense prefetch: only these are rescored
     expected = {DOCS[i]["doc_id"]: maxsim(query, documents[i]) for i in nearest}
     _assert_maxsim_order(found, expected)

@@ -15,9 +15,10 @@ from services.encoders.sparse import Bm25Encoder
 from services.ingest import IndexScheduler
 from services.metrics import Metrics
 from services.settings import StoreSettings
-from services.store import EdgeStore, QdrantStore, StoredDocument, UnknownCollectionError, VectorStore, open_store
+from services.store import EdgeStore, StoredDocument, UnknownCollectionError, VectorStore
 from services.store.edge import IndexBuildFailed
 from tests.processes import CLI_HANG_GUARD_S
+from tests.stores import STORE_KINDS, StoreKind, opened_store
 
 DIM = 16
 
@@ -32,12 +33,10 @@ def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-@pytest.fixture(params=["edge", "qdrant"])
+@pytest.fixture(params=STORE_KINDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[VectorStore]:
-    opened = open_store(StoreSettings(kind=request.param, path=tmp_path / "store"))
-    assert isinstance(opened, EdgeStore if request.param == "edge" else QdrantStore)
-    yield opened
-    await opened.close()
+    async with opened_store(request.param, tmp_path / "store") as opened:
+        yield opened
 
 
 async def test_upsert_lookup_search_delete(store: VectorStore) -> None:
@@ -188,27 +187,26 @@ async def test_edge_hnsw_recall_at_100_on_20k_random_unit_vectors(tmp_path: Path
     assert float(np.mean(recalls)) >= 0.98
 
 
-@pytest.mark.parametrize("kind", ["edge", "qdrant"])
-async def test_int8_quantised_collections_rescore_with_the_original_vectors(kind: str, tmp_path: Path) -> None:
-    """Edge searches the int8 copies once the index is built; both stores return float cosine scores (rescored),
-    and the nearest neighbours match exact search (qdrant-client's local mode stores the setting, ignores it)."""
+@pytest.mark.parametrize("kind", STORE_KINDS)
+async def test_int8_quantised_collections_rescore_with_the_original_vectors(kind: StoreKind, tmp_path: Path) -> None:
+    """Both stores search the int8 copies once indexed and return float cosine scores (rescored); the nearest
+    neighbours match exact search."""
     rng = np.random.default_rng(11)
     n, dim = 8_000, 384
     vectors = _unit(rng, n, dim)
-    store = open_store(StoreSettings(kind=kind, path=tmp_path, quantization="int8"))  # type: ignore[arg-type]
-    await store.ensure_collection("c", dim, "m")
-    for start in range(0, n, 2_000):
-        await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
-    await store.build_index("c")
     queries = _unit(rng, 20, dim)
     recalls = []
-    for query in queries:
-        found = await store.search("c", query.tolist(), limit=10)
-        exact = np.argsort(-(vectors @ query))[:10]
-        recalls.append(len({hit.doc_id for hit in found} & {f"d{i}" for i in exact}) / 10)
-        for hit in found:
-            assert hit.score == pytest.approx(float(vectors[int(hit.doc_id[1:])] @ query), abs=1e-4)
-    await store.close()
+    async with opened_store(kind, tmp_path, quantization="int8") as store:
+        await store.ensure_collection("c", dim, "m")
+        for start in range(0, n, 2_000):
+            await store.upsert("c", [_doc(f"d{i}", vectors[i]) for i in range(start, start + 2_000)])
+        await store.build_index("c")
+        for query in queries:
+            found = await store.search("c", query.tolist(), limit=10)
+            exact = np.argsort(-(vectors @ query))[:10]
+            recalls.append(len({hit.doc_id for hit in found} & {f"d{i}" for i in exact}) / 10)
+            for hit in found:
+                assert hit.score == pytest.approx(float(vectors[int(hit.doc_id[1:])] @ query), abs=1e-4)
     assert float(np.mean(recalls)) >= 0.95
 
 

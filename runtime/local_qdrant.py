@@ -1,0 +1,26 @@
+"""`cascade qdrant`: a local Qdrant server, or a cluster on loopback, in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+
+from infra.local_qdrant import QDRANT_VERSION, LocalQdrant, QdrantUnavailable
+
+__all__ = ["run_qdrant"]
+
+
+def run_qdrant(nodes: int) -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with LocalQdrant(nodes) as qdrant:
+            shape = f"a cluster of {nodes} peers (Raft)" if nodes > 1 else "one node"
+            print(f"Qdrant {QDRANT_VERSION}, {shape}: {' '.join(qdrant.urls)}")
+            print(f"export CASCADE_STORE_KIND=qdrant CASCADE_STORE_URL={qdrant.url}   # Ctrl-C stops it", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
+    except QdrantUnavailable as exc:
+        sys.exit(f"cascade qdrant: {exc}")
