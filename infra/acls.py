@@ -3,7 +3,7 @@
 Every role may Describe the prefix's topics (services check at start that the registry's topics exist, and
 see which reply topics exist). Beyond that, each reads what it consumes and writes what it produces;
 services consume in their role's group. The embedded mode serves ingest and query in one process, whose
-user needs both roles. The README's ACL table is this data. `grant` creates them with one CreateAcls
+user needs both roles. The ACL table of docs/security.md is this data. `grant` creates them with one CreateAcls
 request (v1, which Kafka 4 still accepts and aiokafka's protocol module defines) as an admin user.
 """
 
