@@ -116,10 +116,6 @@ class OffsetCommitter:
         self._events: dict[TopicPartition, list[_Event]] = {}
         self._rewinds: dict[TopicPartition, int] = {}
         """Positions to seek to before the next poll: the earliest asked for per partition."""
-        self.rebalances = 0
-        """How many rebalances this member has seen (`moved_since`)."""
-        self._moved: dict[TopicPartition, int] = {}
-        """The rebalance that last moved each partition."""
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -167,16 +163,14 @@ class OffsetCommitter:
         """Partitions revoked or newly assigned: their positions now come from the group's committed offsets,
         so whatever was read from them before is read again (by this member or another)."""
         self._clock += 1
-        self.rebalances += 1
         for partition in partitions:
-            self._moved[partition] = self.rebalances
             self._rewinds.pop(partition, None)
             self._events[partition] = [_Event(self._clock, -1)]
 
-    def moved_since(self, rebalances: int, partition: TopicPartition) -> bool:
-        """True if a rebalance after the `rebalances`-th moved `partition` (records read across it must be read
-        again: the committer has not seen where they start)."""
-        return self._moved.get(partition, 0) > rebalances
+    def moved_since(self, clock: int, partition: TopicPartition) -> bool:
+        """True if a rebalance after `clock` (a `read_at`) moved `partition`: records read across it must be read
+        again, since the committer has not seen where they start. (Events after `clock` are never pruned yet.)"""
+        return any(event.point < 0 and event.clock > clock for event in self._events.get(partition, ()))
 
     async def close(self) -> None:
         """Settle every batch handed over so far; later ones are settled as they are handed over."""

@@ -207,12 +207,14 @@ class BatchConsumer:
     async def _poll(self, consumer: PolledConsumer, max_records: int, timeout_ms: int) -> list[RawRecord]:
         """One `getmany`. Records of a partition that a rebalance moved while it waited come from a position the
         committer has not seen: they are put back (seek to their first offset) and read again next poll."""
-        rebalances = self.committer.rebalances
+        since = self.committer.read_at
         records = _flat(await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records))
-        if self.committer.rebalances == rebalances:
+        if self.committer.read_at == since:  # no rewind nor rebalance meanwhile (the usual case)
             return records
         moved = {partition: span for partition, span in spans_of(records).items()
-                 if self.committer.moved_since(rebalances, partition)}
+                 if self.committer.moved_since(since, partition)}
+        if not moved:
+            return records
         assigned = consumer.assignment()
         for partition, span in moved.items():
             if partition in assigned:

@@ -58,7 +58,7 @@ class Outgoing:
     """Trace context headers (`traceparent`): the next hop's spans become children of this service's span."""
 
 
-_JSON = {"content-type": "application/json"}
+_JSON = [("content-type", b"application/json")]
 
 
 class MessageTooLarge(ValueError):
@@ -261,7 +261,7 @@ class Publisher:
                 async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
                     future = await self._producer.send(
                         out.topic, value, key=out.key.encode() if out.key else None,
-                        headers=[(name, text.encode()) for name, text in {**_JSON, **out.trace}.items()])
+                        headers=[*_JSON, *((name, text.encode()) for name, text in out.trace.items())])
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)
