@@ -36,6 +36,10 @@ async def _exists(admin: AIOKafkaAdminClient, topic: str) -> bool:
     return described["error_code"] == 0
 
 
+async def _gone(admin: AIOKafkaAdminClient, topic: str) -> bool:
+    return not await _exists(admin, topic)
+
+
 @pytest.fixture
 async def publisher(settings: Settings) -> AsyncIterator[Publisher]:
     await provision_topics(settings.kafka.topics, **settings.kafka.client_options())
@@ -62,6 +66,7 @@ async def test_an_answer_in_flight_to_a_deleted_reply_topic_storms_nothing(
         await publisher.publish([Outgoing(topic, "r1", answer)])  # the producer now holds the topic's metadata
         assert publisher.counts["published"] == 1
         await admin.delete_topics([topic])  # the client closes ...
+        await eventually(lambda: _gone(admin, topic), within_s=30)  # (an answer sent before this point lands)
         await publisher.publish([Outgoing(topic, "r2", answer.model_copy(update={"request_id": "r2"}))])  # ... late
         assert publisher.counts["dropped_no_listener"] == 1
         counting.not_found = 0
@@ -92,6 +97,7 @@ async def test_a_late_answer_to_a_reply_topic_deleted_earlier_is_dropped_not_ret
         await eventually(lambda: _exists(admin, other), within_s=30)
         await publisher.publish([Outgoing(gone, "r1", answer)])
         await admin.delete_topics([gone])  # its client closed, nothing in flight
+        await eventually(lambda: _gone(admin, gone), within_s=30)
         await publisher.publish([Outgoing(other, "r2", answer)])  # a metadata refresh: the producer forgets `gone`
         await publisher.publish([Outgoing(gone, "r3", answer)])  # the late answer
     finally:
