@@ -1,4 +1,5 @@
-"""A real single-node Apache Kafka (KRaft mode) started from Maven Central jars, for tests and `make run`.
+"""A real Apache Kafka (KRaft mode, one node or a cluster on loopback) started from Maven Central jars, for tests,
+benchmarks and `make run`.
 
 No Docker and no Kafka package exist here, so the broker's runtime jars are fetched once per machine with
 Maven into a cache folder keyed by the Kafka version, and each launch gets random free loopback ports and
@@ -31,6 +32,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaClient
 
+from contracts import replication_for
 from infra.certificates import TlsFiles, make_tls_files
 from infra.children import terminate
 from sdk.security import KafkaSecurity
@@ -183,103 +185,157 @@ class BrokerStats:
     rss_mb: float
 
 
+@dataclass
+class _Node:
+    """One KRaft node (broker and controller in one JVM) of a local cluster."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    folder: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _replication_properties(nodes: int) -> str:
+    """Internal topics, and topics made with the broker's defaults, replicated as Cascade's own are."""
+    factor, in_sync = replication_for(nodes)
+    return "\n".join([
+        f"offsets.topic.replication.factor={factor}",
+        f"transaction.state.log.replication.factor={factor}", f"transaction.state.log.min.isr={in_sync}",
+        f"share.coordinator.state.topic.replication.factor={factor}",
+        f"share.coordinator.state.topic.min.isr={in_sync}",
+        f"default.replication.factor={factor}", f"min.insync.replicas={in_sync}", "",
+    ])
+
+
 class LocalKafka:
-    """Start and stop a throwaway broker. Use as a context manager; `bootstrap` is the address to use."""
+    """Start and stop a throwaway KRaft cluster: one node, or `brokers` nodes each both broker and controller (a
+    quorum of three survives the loss of one). Use as a context manager; `bootstrap` lists every broker."""
 
     def __init__(self, heap: str = "1g", startup_timeout_s: float = 90.0,
-                 security: SecuredListener | None = None) -> None:
+                 security: SecuredListener | None = None, brokers: int = 1) -> None:
+        if security is not None and brokers > 1:
+            raise ValueError("a secured local Kafka has one broker")
         self._heap = heap
         self.security = security
         self._startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
+        self._brokers = brokers
+        self._nodes: list[_Node] = []
         self._workdir: Path | None = None
         self._java: list[str] = []
         self.bootstrap = ""
         self.startup_s = 0.0
 
+    @property
+    def addresses(self) -> dict[int, str]:
+        """Each broker's address by node id."""
+        return {node.node_id: node.address for node in self._nodes}
+
     def start(self) -> LocalKafka:
-        """Format a fresh data directory on random free ports and launch the broker."""
+        """Format fresh data directories on random free ports and launch the nodes."""
         lib = ensure_kafka_jars()
         began = time.monotonic()
         self._workdir = Path(tempfile.mkdtemp(prefix="cascade-kafka-"))
-        port, controller_port = free_port(), free_port()
-        data = self._workdir / "data"
-        properties = self._workdir / "server.properties"
-        template = (_RECIPE_DIR / "server.properties.template").read_text()
-        scram: list[str] = []
-        if self.security is not None:
-            tls = make_tls_files(self._workdir / "tls")
-            self.security = replace(self.security, ca_file=tls.ca_cert)
-            template += _secured_properties(self.security, tls, port)  # later keys override the template's
-            for user, password in self.security.users.items():
-                scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
-        properties.write_text(
-            template.replace("@PORT@", str(port))
-            .replace("@CPORT@", str(controller_port))
-            .replace("@DATA@", str(data))
-        )
         self._java = ["java", f"-Dlog4j2.configurationFile={_RECIPE_DIR / 'log4j2.properties'}", "-cp", f"{lib}/*"]
-        subprocess.run(
-            [*self._java, "kafka.tools.StorageTool", "format", "--standalone", "-t", _cluster_id(),
-             "-c", str(properties), *scram],
-            check=True, capture_output=True,
-        )
-        self.bootstrap = f"127.0.0.1:{port}"
-        self._launch()
+        self._nodes = [_Node(index + 1, free_port(), free_port(), self._workdir / f"node{index + 1}")
+                       for index in range(self._brokers)]
+        cluster_id = _cluster_id()
+        voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in self._nodes)
+        for node in self._nodes:
+            node.folder.mkdir()
+            self._format(node, cluster_id, voters)
+        self.bootstrap = ",".join(node.address for node in self._nodes)
+        for node in self._nodes:
+            self._launch(node, wait=False)
+        for node in self._nodes:
+            self._wait_until_ready(node)
         self.startup_s = time.monotonic() - began
         log.info("kafka.started", bootstrap=self.bootstrap, startup_s=round(self.startup_s, 2))
         return self
 
-    def _launch(self) -> None:
-        assert self._workdir is not None
-        broker_log = open(self._workdir / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
-        self._process = subprocess.Popen(
+    def _format(self, node: _Node, cluster_id: str, voters: str) -> None:
+        template = (_RECIPE_DIR / "server.properties.template").read_text()
+        scram: list[str] = []
+        if self.security is not None:
+            tls = make_tls_files(node.folder / "tls")
+            self.security = replace(self.security, ca_file=tls.ca_cert)
+            template += _secured_properties(self.security, tls, node.port)  # later keys override the template's
+            for user, password in self.security.users.items():
+                scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
+        if self._brokers > 1:  # a static quorum of every node, instead of one standalone controller
+            template = template.replace("controller.quorum.bootstrap.servers=", "#")
+            template += f"controller.quorum.voters={voters}\n" + _replication_properties(self._brokers)
+        (node.folder / "server.properties").write_text(
+            template.replace("@PORT@", str(node.port)).replace("@CPORT@", str(node.controller_port))
+            .replace("@DATA@", str(node.folder / "data")).replace("@NODE@", str(node.node_id)))
+        subprocess.run(
+            [*self._java, "kafka.tools.StorageTool", "format", *(["--standalone"] if self._brokers == 1 else []),
+             "-t", cluster_id, "-c", str(node.folder / "server.properties"), *scram],
+            check=True, capture_output=True,
+        )
+
+    def _launch(self, node: _Node, wait: bool = True) -> None:
+        broker_log = open(node.folder / "broker.log", "ab")  # noqa: SIM115 - owned by the child process
+        node.process = subprocess.Popen(
             [*self._java, "-Xms256m", f"-Xmx{self._heap}", "-XX:+UseSerialGC", "kafka.Kafka",
-             str(self._workdir / "server.properties")],
+             str(node.folder / "server.properties")],
             stdout=broker_log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
         )
         broker_log.close()
-        self._wait_until_ready()
+        if wait:
+            self._wait_until_ready(node)
 
-    def kill(self) -> None:
-        """SIGKILL the broker, keeping its data directory and ports (a crash, for fault tests)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
+    def _node(self, node_id: int | None) -> _Node:
+        return self._nodes[0] if node_id is None else next(node for node in self._nodes if node.node_id == node_id)
 
-    def restart(self) -> None:
-        """Launch the broker again on the same data directory and ports (after `kill`)."""
-        self.kill()
-        self._launch()
+    def kill(self, node_id: int | None = None) -> None:
+        """SIGKILL a broker (the first if none is named), keeping its data directory and ports (a crash)."""
+        node = self._node(node_id)
+        if node.process is not None and node.process.poll() is None:
+            node.process.kill()
+            node.process.wait()
 
-    def _wait_until_ready(self) -> None:
+    def restart(self, node_id: int | None = None) -> None:
+        """Launch a broker again on the same data directory and ports (after `kill`)."""
+        self.kill(node_id)
+        self._launch(self._node(node_id))
+
+    def _wait_until_ready(self, node: _Node) -> None:
         deadline = time.monotonic() + self._startup_timeout_s
         while time.monotonic() < deadline:
-            assert self._process is not None
-            if self._process.poll() is not None:
-                raise RuntimeError(f"Kafka exited with {self._process.returncode}: {self.log_tail()}")
-            if _broker_answers(self.bootstrap, self.security):
+            assert node.process is not None
+            if node.process.poll() is not None:
+                raise RuntimeError(f"Kafka exited with {node.process.returncode}: {self.log_tail(node.node_id)}")
+            if _broker_answers(node.address, self.security):
                 return
             time.sleep(0.3)
+        tail = self.log_tail(node.node_id)
         self.stop()
-        raise TimeoutError(f"Kafka did not answer within {self._startup_timeout_s}s: {self.log_tail()}")
+        raise TimeoutError(f"Kafka did not answer within {self._startup_timeout_s}s: {tail}")
 
-    def log_tail(self, lines: int = 30) -> str:
-        if self._workdir is None or not (self._workdir / "broker.log").exists():
+    def log_tail(self, node_id: int | None = None, lines: int = 30) -> str:
+        broker_log = self._node(node_id).folder / "broker.log"
+        if not broker_log.exists():
             return ""
-        return "\n".join((self._workdir / "broker.log").read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(broker_log.read_text(errors="replace").splitlines()[-lines:])
 
     def stats(self) -> BrokerStats:
-        """Start-up time and resident memory of the broker process (from /proc)."""
-        assert self._process is not None
-        status = Path(f"/proc/{self._process.pid}/status").read_text()
+        """Start-up time and resident memory of the (first) broker process (from /proc)."""
+        process = self._nodes[0].process
+        assert process is not None
+        status = Path(f"/proc/{process.pid}/status").read_text()
         rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
         return BrokerStats(startup_s=self.startup_s, rss_mb=rss_kb / 1024)
 
     def stop(self) -> None:
-        if self._process is not None:
-            terminate(self._process)
-        self._process = None
+        for node in self._nodes:
+            if node.process is not None:
+                terminate(node.process)
+            node.process = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

@@ -73,10 +73,21 @@ def ensure_qdrant_binary(archive: Path = _ARCHIVE, cache_root: Path = _CACHE_ROO
     return binary
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Node:
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
+    folder: Path
     url: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> None:
+        with (self.folder / "server.log").open("ab") as output:
+            self.process = subprocess.Popen(self.command, cwd=self.folder, env=self.env, stdout=output,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def exited(self) -> bool:
+        return self.process is None or self.process.poll() is not None
 
 
 class LocalQdrant:
@@ -115,11 +126,10 @@ class LocalQdrant:
                 if first_p2p is not None:
                     arguments = ["--bootstrap", f"http://127.0.0.1:{first_p2p}", *arguments]
                 first_p2p = first_p2p or p2p
-            with (folder / "server.log").open("wb") as output:
-                process = subprocess.Popen([str(binary), *arguments], cwd=folder, env=env, stdout=output,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-            self._running.append(_Node(process, f"http://127.0.0.1:{http}"))
-            self._wait_until(partial(_answers, self._running[-1].url), f"node {index} ready")
+            node = _Node([str(binary), *arguments], env, folder, f"http://127.0.0.1:{http}")
+            node.launch()
+            self._running.append(node)
+            self._wait_until(partial(_answers, node.url), f"node {index} ready")
         if self._nodes > 1:
             self._wait_until(lambda: _peers(self.url) >= self._nodes, f"{self._nodes} peers in the cluster")
         log.info("qdrant.started", urls=self.urls)
@@ -128,7 +138,7 @@ class LocalQdrant:
     def _wait_until(self, done: Callable[[], bool], what: str) -> None:
         give_up_at = time.monotonic() + self._startup_timeout_s
         while not done():
-            if any(node.process.poll() is not None for node in self._running):
+            if any(node.exited() for node in self._running):
                 self.stop()
                 raise RuntimeError(f"a Qdrant node exited before {what}")
             if time.monotonic() > give_up_at:
@@ -136,9 +146,24 @@ class LocalQdrant:
                 raise TimeoutError(f"Qdrant: no {what} within {self._startup_timeout_s:g} s")
             time.sleep(0.1)
 
+    def kill(self, index: int) -> None:
+        """SIGKILL node `index`, keeping its storage and ports (a crash, for fault tests)."""
+        process = self._running[index].process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def restart(self, index: int) -> None:
+        """Launch node `index` again on its storage and ports (after `kill`); return once it answers."""
+        self.kill(index)
+        node = self._running[index]
+        node.launch()
+        self._wait_until(partial(_answers, node.url), f"node {index} ready again")
+
     def stop(self) -> None:
         for node in self._running:
-            terminate(node.process)
+            if node.process is not None:
+                terminate(node.process)
         self._running = []
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

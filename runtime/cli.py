@@ -79,7 +79,10 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    kafka = commands.add_parser("kafka", help="run a local single-node Kafka in the foreground, topics provisioned")
+    kafka = commands.add_parser("kafka", help="run a local Kafka (one broker or a cluster) in the foreground, "
+                                              "topics provisioned")
+    kafka.add_argument("--brokers", type=int, default=1, help="brokers of a KRaft cluster on loopback (each also a "
+                                                              "controller); with 3, topics get 3 replicas, 2 in sync")
     kafka.add_argument("--secured", action="store_true",
                        help="SASL_SSL (SCRAM-SHA-512, throwaway CA) and a user per role with only its ACLs")
     qdrant = commands.add_parser("qdrant", help="run a local Qdrant server (or a cluster) in the foreground")
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     if args.command == "kafka":
-        run_kafka(secured=args.secured)
+        run_kafka(secured=args.secured, brokers=args.brokers)
     elif args.command == "qdrant":
         run_qdrant(args.nodes)
     elif args.command == "kafka-tool":

@@ -1,4 +1,5 @@
-"""A local broker in the foreground with the topics provisioned (`make kafka`, `cascade kafka [--secured]`).
+"""A local broker or cluster in the foreground with the topics provisioned (`make kafka`, `cascade kafka [--secured]
+[--brokers 3]`).
 
 With CASCADE_KAFKA_BOOTSTRAP set, no broker is started: the topics of that cluster are provisioned instead.
 `--secured` starts it with SASL_SSL (SCRAM-SHA-512, a throwaway CA) and ACLs: a user per role with only its
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -60,7 +62,7 @@ def _secure(kafka: LocalKafka, settings: KafkaSettings) -> tuple[KafkaSettings, 
     return operator, credentials
 
 
-def run_kafka(secured: bool = False) -> None:
+def run_kafka(secured: bool = False, brokers: int = 1) -> None:
     settings = KafkaSettings()
     if settings.bootstrap:
         print(f"using the existing cluster {settings.bootstrap}; {_provision(settings)}")
@@ -68,12 +70,15 @@ def run_kafka(secured: bool = False) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     users = {user: secrets.token_urlsafe(18) for user in ["admin", *_USERS]}
-    with LocalKafka(security=SecuredListener(users=users) if secured else None) as kafka:
+    if secured and brokers > 1:
+        sys.exit("--secured starts one broker: leave out --brokers")
+    with LocalKafka(security=SecuredListener(users=users) if secured else None, brokers=brokers) as kafka:
         operator, credentials = _secure(kafka, settings) if secured else (
             settings.model_copy(update={"bootstrap": kafka.bootstrap}), None)
         summary = _provision(operator)
         stats = kafka.stats()
-        print(f"Kafka {KAFKA_VERSION} at {kafka.bootstrap}{' (SASL_SSL, ACLs)' if secured else ''}: started in "
+        print(f"Kafka {KAFKA_VERSION} at {kafka.bootstrap}{' (SASL_SSL, ACLs)' if secured else ''}"
+              f"{f' ({brokers} brokers)' if brokers > 1 else ''}: started in "
               f"{stats.startup_s:.1f} s, broker RSS {stats.rss_mb:.0f} MB; {summary}")
         if credentials:
             print(f"each role's settings (user, password, CA): {credentials}   # Ctrl-C stops the broker", flush=True)

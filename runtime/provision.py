@@ -4,15 +4,15 @@ repeatedly, and by every process at start."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.errors import for_code
 
 from contracts import TopicRegistry
+from sdk.topic_admin import create_topics
 
 __all__ = ["ProvisionReport", "TopicMismatchError", "provision_topics"]
 
@@ -49,14 +49,6 @@ async def _settled_partition_counts(
         await asyncio.sleep(0.1)
 
 
-def _raise_refusals(response: Any) -> None:
-    """CreateTopics answers per topic; a refusal (a missing ACL, a bad config) raises its Kafka error."""
-    for topic, code, *message in response.topic_errors:
-        if code not in (0, TopicAlreadyExistsError.errno):
-            error = for_code(code)
-            raise error(f"creating topic {topic}: {message[0] if message and message[0] else error.description}")
-
-
 async def _grow(admin: AIOKafkaAdminClient, counts: dict[str, int]) -> None:
     response = await admin.create_partitions({name: NewPartitions(count) for name, count in counts.items()})
     for topic, code, message in response.topic_errors:
@@ -65,9 +57,10 @@ async def _grow(admin: AIOKafkaAdminClient, counts: dict[str, int]) -> None:
             raise error(f"adding partitions to {topic}: {message or error.description}")
 
 
-async def provision_topics(registry: TopicRegistry, replication_factor: int = 1, **client_options: Any
+async def provision_topics(registry: TopicRegistry, replication_factor: int | None = None, **client_options: Any
                            ) -> ProvisionReport:
-    """Create every registry topic that is missing and raise the partitions of a growable topic (queries,
+    """Create every registry topic that is missing (replicated `replication_factor` times, or as the cluster's
+    size calls for: `replication_for`) and raise the partitions of a growable topic (queries,
     candidates) to the registry's count; raise TopicMismatchError if another topic has too few."""
     wanted = {name: spec.partitions for name, spec in registry.all().items()}
     specs = registry.all()
@@ -76,17 +69,11 @@ async def provision_topics(registry: TopicRegistry, replication_factor: int = 1,
     await admin.start()
     try:
         present = await _partition_counts(admin, list(wanted))
-        missing = [
-            NewTopic(
-                name, wanted[name], replication_factor,
-                topic_configs={"retention.ms": str(specs[name].retention_ms)},
-            )
-            for name in wanted if name not in present
-        ]
+        missing = [(name, wanted[name], {"retention.ms": str(specs[name].retention_ms)})
+                   for name in wanted if name not in present]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another provisioner won the race
-                _raise_refusals(await admin.create_topics(missing))
-            report.created = [topic.name for topic in missing]
+            await create_topics(admin, missing, replication_factor)  # one another provisioner made meanwhile stays
+            report.created = [name for name, _, _ in missing]
         report.existing = [name for name in wanted if name not in report.created]
         grow = {name: count for name, count in wanted.items()
                 if name in registry.growable() and 0 < present.get(name, count) < count}

@@ -46,7 +46,9 @@ class KafkaSettings(BaseSettings):
     client_id: str = Field(default_factory=lambda: f"cascade-{socket.gethostname()}-{os.getpid()}")
     """Names this process to the brokers (quotas, request logs); one per pod by default."""
     topic_prefix: str = DEFAULT_PREFIX
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(None, ge=1)
+    """Of the topics Cascade creates; unset: three where the cluster has three brokers (min.insync.replicas 2),
+    else one per broker."""
     session_timeout_ms: int = Field(10_000, ge=1_000)
     """How long a silent group member keeps its partitions: the recovery time after a pod dies."""
     security_protocol: Protocol = "PLAINTEXT"
@@ -122,8 +124,13 @@ class StoreSettings(BaseSettings):
     path: Path = Path(".cascade/store")
     """EdgeStore: the directory holding one shard folder per collection."""
     url: str | None = None
-    """QdrantStore: the server or cluster URL."""
+    """QdrantStore: the server's URL, or every peer's of a cluster, comma-separated (the store moves to the next
+    peer when the one it uses cannot be reached)."""
     api_key: SecretStr | None = None
+    shards: int = Field(1, ge=1, le=64)
+    """QdrantStore: shards of each new collection, spread over the cluster's peers..."""
+    replicas: int = Field(1, ge=1, le=8)
+    """...and copies of each shard on distinct peers (2: a collection survives the loss of any one peer)."""
     # Defaults measured on the hardest case, 20k i.i.d. random 384-d unit vectors (2 segments, this CPU):
     # m=16/efc=100/ef=128 gives recall@100 0.41; m=32/efc=256/ef=512 gives 0.985 at 1.9 ms per query
     # (build 12 s). Real embeddings have a far lower intrinsic dimension and reach ~1.0 with these.
@@ -145,6 +152,17 @@ class StoreSettings(BaseSettings):
     """EdgeStore: build the HNSW index once this many points are unindexed (brute force: ~0.06 ms per 1k)..."""
     index_idle_s: float = Field(2.0, ge=0)
     """...and ingestion has been quiet this long (the build runs in a child process, about 40 s per 100k points)."""
+
+    @model_validator(mode="after")
+    def _server_has_an_address(self) -> Self:
+        if self.kind == "qdrant" and not self.peer_urls:
+            raise ValueError("store.kind 'qdrant' needs CASCADE_STORE_URL: the server's URL (or its peers', "
+                             "comma-separated)")
+        return self
+
+    @property
+    def peer_urls(self) -> list[str]:
+        return [url.strip() for url in (self.url or "").split(",") if url.strip()]
 
 
 Precision = Literal["auto", "int8"]

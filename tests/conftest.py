@@ -1,4 +1,6 @@
-"""Session-wide fixtures: one real Kafka broker for the whole run (or CASCADE_KAFKA_BOOTSTRAP's cluster)."""
+"""Session-wide fixtures: one real Kafka broker for the whole run (or CASCADE_KAFKA_BOOTSTRAP's cluster); per test,
+its own topics and store. Tests marked `both_stores` run twice: on the embedded store, and on QdrantStore against a
+real Qdrant server of their own."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import pytest
 
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
+from infra.local_qdrant import LocalQdrant
 from runtime.process import CascadeProcess
 from sdk import SearchClient
 from services.log import configure_logging
 from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import SESSION_TIMEOUT_MS
+from tests.stores import STORE_KINDS, StoreKind
 from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,12 +46,35 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_stores") and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", STORE_KINDS, indirect=True)
+
+
 @pytest.fixture
-def settings(bootstrap: str, registry: TopicRegistry, tiny_bi_encoder: Path, tmp_path: Path) -> Settings:
-    """Settings of a process private to one test: its own topics, store folder and the tiny models."""
+def store_kind(request: pytest.FixtureRequest) -> StoreKind:
+    """The embedded store, unless the test is marked `both_stores` (then each kind in turn)."""
+    kind: StoreKind = getattr(request, "param", "edge")
+    return kind
+
+
+@pytest.fixture
+def store(store_kind: StoreKind, tmp_path: Path) -> Iterator[StoreSettings]:
+    """The store settings of one test: a folder of its own, or a Qdrant server of its own (it starts in a fraction
+    of a second)."""
+    if store_kind == "edge":
+        yield StoreSettings(path=tmp_path / "store")
+        return
+    with LocalQdrant() as server:
+        yield StoreSettings(kind="qdrant", url=server.url)
+
+
+@pytest.fixture
+def settings(bootstrap: str, registry: TopicRegistry, tiny_bi_encoder: Path, store: StoreSettings) -> Settings:
+    """Settings of a process private to one test: its own topics, store and the tiny models."""
     return Settings(
         kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=registry.prefix),
-        store=StoreSettings(path=tmp_path / "store"),
+        store=store,
         models=ModelSettings(bi_encoder=str(tiny_bi_encoder), late_interaction=""),  # ColBERT tests name theirs
         batching=BatchingSettings(ingest_max_records=128),
         instance_id="test",

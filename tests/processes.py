@@ -23,6 +23,9 @@ def service_environment(settings: Settings, name: str, **env: str) -> dict[str, 
         "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "CASCADE_INSTANCE_ID": name,
         "CASCADE_MODELS_LATE_INTERACTION": settings.models.late_interaction,  # as the test's own processes
+        "CASCADE_STORE_KIND": settings.store.kind,
+        "CASCADE_STORE_PATH": str(settings.store.path),
+        **({"CASCADE_STORE_URL": settings.store.url} if settings.store.url else {}),
         "CASCADE_LOG_LEVEL": "WARNING",
         **env,
     }

@@ -11,6 +11,8 @@ from runtime.process import CascadeProcess
 from sdk import IngestRejected, SearchFailed
 from tests.conftest import client_for
 
+pytestmark = pytest.mark.both_stores
+
 DOCS = [{"doc_id": f"d{i}", "text": f"document number {i} about topic {i % 3}"} for i in range(6)]
 
 

@@ -16,6 +16,7 @@ DOCS = [{"doc_id": "zebra", "text": "Zebras have black and white stripes that co
         *({"doc_id": f"filler{i}", "text": f"an unrelated sentence number {i} about nothing much"} for i in range(9))]
 
 
+@pytest.mark.both_stores
 async def test_sparse_and_hybrid_first_stages(all_roles: CascadeProcess) -> None:
     async with client_for(all_roles) as client:
         await client.index(DOCS, collection="c")

@@ -14,6 +14,8 @@ from runtime.process import CascadeProcess
 from services.settings import Settings
 from tests.kafka_helpers import Collector, produce
 
+pytestmark = pytest.mark.both_stores
+
 
 def _docs(ids: range, version: str = "v1", collection: str = "docs", color: str = "red"
           ) -> list[tuple[str | None, bytes]]:

@@ -6,19 +6,22 @@ import asyncio
 import signal
 import subprocess
 
+import pytest
+
 from contracts import DocumentEvent, IngestAck, Topic, encode
 from runtime.provision import provision_topics
 from services.settings import Settings
-from services.store import EdgeStore
+from services.store import open_store
 from tests.kafka_helpers import Collector, produce
 from tests.processes import start_service
+
+pytestmark = pytest.mark.both_stores
 
 TOTAL = 2000
 
 
 def _start_ingest(settings: Settings) -> subprocess.Popen[bytes]:
-    return start_service(settings, "ingest", "ingest", CASCADE_STORE_PATH=str(settings.store.path),
-                         CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
+    return start_service(settings, "ingest", "ingest", CASCADE_MODELS_BI_ENCODER=settings.models.bi_encoder,
                          CASCADE_BATCH_INGEST_MAX_RECORDS="50")
 
 
@@ -51,7 +54,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(settings:
         assert await asyncio.to_thread(second.wait, 60) == 0
     assert {ack.status for ack in acks.items} <= {"indexed", "unchanged"}
 
-    store = EdgeStore(settings.store)
+    store = open_store(settings.store)
     try:
         assert await store.count("docs") == TOTAL
         assert set(await store.stored_states("docs", sorted(ids))) == ids

@@ -16,6 +16,8 @@ from runtime.process import CascadeProcess
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 
+pytestmark = pytest.mark.both_stores
+
 DOCS = [{"doc_id": f"d{i}", "title": f"title {i}", "text": f"document {i} about {topic}"}
         for i, topic in enumerate(["the moon landing", "baking bread", "jazz", "volcanoes"])]
 

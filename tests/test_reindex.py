@@ -16,9 +16,11 @@ from services.ingest import IngestProcessor, content_hash
 from services.ingest.processor import Shadow
 from services.messaging import RawRecord
 from services.settings import Settings
-from services.store import EdgeStore
+from services.store import open_store
 from tests.conftest import client_for
 from tests.kafka_helpers import produce
+
+pytestmark = pytest.mark.both_stores
 
 DOCS = [{"doc_id": f"d{i}", "title": f"title {i}", "text": f"document number {i} about topic {i % 5}"}
         for i in range(60)]
@@ -65,7 +67,7 @@ async def test_a_reindex_switches_models_without_a_failed_query(served: CascadeP
         stop.set()
         await querying
     assert statuses == ["started", "switched"]
-    assert (status.source, status.target, status.model) == ("docs", "docs@v2", "e5-small")
+    assert (status.source, status.target, status.model) == ("docs@v1", "docs@v2", "e5-small")
     assert failures == [] and len(models) >= 3 and set(models) <= {old_model, "test/tiny-e5"}
     assert after.models["bi_encoder"] == "test/tiny-e5"
     assert await store.resolve("docs") == "docs@v2" and await store.collection_model("docs") == "e5-small"
@@ -93,7 +95,7 @@ async def test_reindex_refusals_are_clear_and_the_consumer_goes_on(served: Casca
 async def test_writes_during_a_reindex_reach_both_versions(settings: Settings, tiny_bi_encoder: Path,
                                                           fetched_e5: Path) -> None:
     """The dual write itself, without timing luck: a shadow registered as a reindex does, then a batch."""
-    store = EdgeStore(settings.store)
+    store = open_store(settings.store)
     encoders = BiEncoders(BiEncoder(str(tiny_bi_encoder), device="cpu"), lambda name: BiEncoder(name, device="cpu"))
     processor = IngestProcessor(store, encoders)
 

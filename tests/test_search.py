@@ -21,6 +21,8 @@ from services.encoders.device import resolve_device
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 
+pytestmark = pytest.mark.both_stores
+
 CORPUS = [
     {"doc_id": f"d{i}", "title": title, "text": text}
     for i, (title, text) in enumerate([

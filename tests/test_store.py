@@ -157,7 +157,7 @@ async def test_edge_index_builds_in_a_child_while_reads_and_writes_go_on(tmp_pat
     assert searched > 100, "the build should take longer than a hundred searches"
     assert await store.count("c") == n + 100 - 1
     assert await store.pending_index_points("c") <= 100  # only what was written during the build
-    assert sorted(path.name for path in (tmp_path / "c").iterdir()) == ["CURRENT", "MODEL", "g1"]
+    assert sorted(path.name for path in (tmp_path / "c@v1").iterdir()) == ["CURRENT", "MODEL", "g1"]
     await store.close()
     reopened = EdgeStore(settings)
     assert await reopened.count("c") == n + 100 - 1

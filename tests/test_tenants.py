@@ -11,6 +11,8 @@ from sdk import IngestRejected, SearchFailed
 from services.settings import Settings
 from tests.conftest import client_for
 
+pytestmark = pytest.mark.both_stores
+
 
 @pytest.fixture
 async def capped(settings: Settings) -> AsyncIterator[CascadeProcess]:

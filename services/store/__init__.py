@@ -15,6 +15,7 @@ from services.store.base import (
     VectorSizeMismatch,
     VectorStore,
     base_name,
+    first_version,
     point_id,
     version_of,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "first_version",
     "open_store",
     "point_id",
     "version_of",

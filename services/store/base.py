@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "RRF_K",
     "TEXT_FIELDS",
     "TOKEN_VECTORS",
     "VERSION_MARK",
@@ -25,6 +26,7 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "first_version",
     "point_id",
     "version_of",
 ]
@@ -41,6 +43,12 @@ VERSION_MARK = "@v"
 def base_name(collection: str) -> str:
     """The name a collection's versions share: `docs@v2` -> `docs`."""
     return collection.split(VERSION_MARK, 1)[0]
+
+
+def first_version(collection: str) -> str:
+    """The collection made for a new name: `docs` is made as `docs@v1` behind the alias `docs` (so a reindex can
+    switch it to `docs@v2`); a version's own name as it is."""
+    return collection if VERSION_MARK in collection else f"{collection}{VERSION_MARK}1"
 
 
 def version_of(collection: str) -> int:
@@ -102,6 +110,8 @@ SPARSE_VECTOR = "bm25"
 """The name of every collection's sparse vector (the dense one is unnamed)."""
 TOKEN_VECTORS = "colbert"
 """The name of the multivector of token vectors (ColBERT) in collections made with late interaction."""
+RRF_K = 60
+"""Reciprocal rank fusion's constant (hybrid search), as in the original paper; both stores pass it."""
 QUANTIZATION_QUANTILE = 0.99
 """Scalar quantisation's range: the central 99% of values, so a few outliers do not coarsen every step."""
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 from qdrant_edge import (
     CountRequest,
     Distance,
@@ -64,6 +65,7 @@ from qdrant_edge import (
 from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
+    RRF_K,
     SPARSE_VECTOR,
     TEXT_FIELDS,
     TOKEN_VECTORS,
@@ -77,6 +79,7 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    first_version,
     point_id,
 )
 
@@ -86,8 +89,6 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
 _CURRENT = "CURRENT"
-_RRF_K = 60
-"""Reciprocal rank fusion's constant, as in the original paper and Qdrant's server default."""
 _MODEL = "MODEL"
 _UPSERT_SLICE = 32
 """Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
@@ -241,13 +242,16 @@ class EdgeStore(VectorStore):
                 full_scan_threshold=self._settings.full_scan_threshold,
             ),
         )
-        folder = self._folder(collection)
+        made = first_version(collection)
+        folder = self._folder(made)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[collection] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
-                                                    model=model)
+        self._collections[made] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
+                                              model=model)
+        if made != collection:
+            await self.switch_alias(collection, made)
 
     async def has_collection(self, collection: str) -> bool:
         collection = self._aliases.get(collection, collection)
@@ -330,7 +334,7 @@ class EdgeStore(VectorStore):
                     PayloadSchemaType.Integer if isinstance(value, int) else PayloadSchemaType.Keyword)
                 await self._write(collection, UpdateOperation.create_field_index(path, schema))
                 state.indexed_fields.add(path)
-            must.append(FieldCondition(key=path, match=MatchValue(value)))
+            must.append(FieldCondition(key=path, match=MatchValue(_matchable(value))))
         return Filter(must=must)
 
     async def has_sparse(self, collection: str) -> bool:
@@ -361,7 +365,7 @@ class EdgeStore(VectorStore):
         else:
             request = QueryRequest(
                 prefetches=[Prefetch(limit=limit, query=query, filter=conditions, params=params) for query in queries],
-                query=Fusion.Rrf(k=_RRF_K),  # type: ignore[arg-type]  # the stub names Fusion, not its variants
+                query=Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub names Fusion, not its variants
                 limit=limit, with_payload=True, with_vector=False)
         found = await state.read(lambda shard: shard.query(request))
         return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in found]
@@ -415,6 +419,12 @@ class EdgeStore(VectorStore):
             state.shard.flush()
             await state.close_when_unread(state.shard)
         self._collections.clear()
+
+
+def _matchable(value: FilterValue) -> FilterValue:
+    """Edge's binding reads a Python bool as the integer 0 or 1, which matches no stored bool (every bool filter
+    found nothing); a numpy bool reaches it as a bool."""
+    return np.bool_(value) if isinstance(value, bool) else value  # type: ignore[return-value]
 
 
 def _write_current(folder: Path, generation: int) -> None:

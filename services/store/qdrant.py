@@ -1,7 +1,7 @@
 """QdrantStore: a Qdrant server or cluster through qdrant-client's async client (what a multi-pod deployment uses).
 
-With no URL configured it opens qdrant-client's local mode at the store path, which speaks the same API
-(brute force, no HNSW): that is how the tests exercise this code path without a server.
+It knows every peer of a cluster (`CASCADE_STORE_URL`, comma-separated) and moves to the next one when the peer it
+uses cannot be reached: any peer serves any call, forwarding to the shards' holders.
 
 A collection `docs` is made as `docs@v1` behind the alias `docs` (Qdrant switches aliases atomically), so a reindex
 can build `docs@v2` and switch; names are resolved on every call, so every pod sees a switch at once.
@@ -10,19 +10,23 @@ can build `docs@v2` and switch; names are resolved on every call, so every pod s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
+import structlog
 from qdrant_client import AsyncQdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from services.settings import StoreSettings
 from services.store.base import (
     QUANTIZATION_QUANTILE,
+    RRF_K,
     SPARSE_VECTOR,
     TEXT_FIELDS,
     TOKEN_VECTORS,
     VERSION_MARK,
     DocumentText,
+    FilterFieldLimit,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -30,12 +34,16 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    first_version,
     point_id,
 )
 
 __all__ = ["QdrantStore"]
 
 _MODEL = "cascade_model"
+_T = TypeVar("_T")
+
+log = structlog.get_logger(__name__)
 
 
 class _Described(NamedTuple):
@@ -61,45 +69,62 @@ class QdrantStore(VectorStore):
         self._rescore = models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
         """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._described_collections: dict[str, _Described] = {}
-        if settings.url:
-            api_key = settings.api_key.get_secret_value() if settings.api_key else None
-            self._client = AsyncQdrantClient(url=settings.url, api_key=api_key)
-        else:
-            self._client = AsyncQdrantClient(path=str(settings.path))
+        self._indexed_fields: dict[str, set[str]] = {}
+        """Payload indexes by collection, as last read from the server."""
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._peers = [AsyncQdrantClient(url=url, api_key=api_key) for url in settings.peer_urls]
+        self._peer = 0
+        """The peer in use."""
+
+    async def _on_peer(self, call: Callable[[AsyncQdrantClient], Awaitable[_T]]) -> _T:
+        """`call` on the peer in use; if it cannot be reached, on the next peer, each at most once."""
+        for attempt in range(len(self._peers)):
+            peer = self._peer
+            try:
+                return await call(self._peers[peer])
+            except ResponseHandlingException as exc:
+                if attempt == len(self._peers) - 1:
+                    raise
+                self._peer = (peer + 1) % len(self._peers)
+                log.warning("qdrant.failover", unreachable=self._settings.peer_urls[peer],
+                            next=self._settings.peer_urls[self._peer], error=repr(exc.__cause__ or exc))
+        raise AssertionError("unreachable: the loop returns or raises")
 
     async def resolve(self, collection: str) -> str:
-        aliases = (await self._client.get_aliases()).aliases
+        aliases = (await self._on_peer(lambda client: client.get_aliases())).aliases
         return next((alias.collection_name for alias in aliases if alias.alias_name == collection), collection)
+
+    async def _exists(self, collection: str) -> bool:
+        return await self._on_peer(lambda client: client.collection_exists(collection))
 
     async def _require(self, collection: str) -> str:
         """The collection the name resolves to (UnknownCollectionError if none)."""
         resolved = await self.resolve(collection)
-        if not await self._client.collection_exists(resolved):
+        if not await self._exists(resolved):
             raise UnknownCollectionError(collection)
         return resolved
 
     async def switch_alias(self, alias: str, collection: str) -> None:
         collection = await self._require(collection)
-        if await self._client.collection_exists(alias):
-            raise ValueError(f"{alias!r} is a collection made before versions (not an alias): it cannot be switched "
-                             "to a new version; index its documents into a new collection")
-        await self._client.update_collection_aliases([
-            models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)),
-            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)),
-        ] if await self.resolve(alias) != alias else [
-            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))])
+        create = models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection,
+                                                                             alias_name=alias))
+        operations: list[models.AliasOperations] = [create]
+        if await self.resolve(alias) != alias:
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        await self._on_peer(lambda client: client.update_collection_aliases(operations))
 
     async def scroll(self, collection: str, offset: str | None, limit: int
                      ) -> tuple[list[DocumentText], str | None]:
-        records, following = await self._client.scroll(
-            await self._require(collection), limit=limit, offset=offset, with_payload=TEXT_FIELDS, with_vectors=False)
+        resolved = await self._require(collection)
+        records, following = await self._on_peer(lambda client: client.scroll(
+            resolved, limit=limit, offset=offset, with_payload=TEXT_FIELDS, with_vectors=False))
         return ([DocumentText.from_payload(record.payload) for record in records if record.payload],
                 None if following is None else str(following))
 
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
         if await self.has_collection(collection):
             return
-        versioned = VERSION_MARK in collection
+        made = first_version(collection)
         quantized = self._settings.quantization == "int8"
         vectors = {"": models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
@@ -107,36 +132,38 @@ class QdrantStore(VectorStore):
                 size=token_dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16,
                 multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
                 hnsw_config=models.HnswConfigDiff(m=0))
-        await self._client.create_collection(
-            collection if versioned else f"{collection}{VERSION_MARK}1", metadata={_MODEL: model},
-            vectors_config=vectors,
+        settings = self._settings
+        await self._on_peer(lambda client: client.create_collection(
+            made, metadata={_MODEL: model},
+            vectors_config=vectors, shard_number=settings.shards, replication_factor=settings.replicas,
             quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                 type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)) if quantized else None,
             sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            hnsw_config=models.HnswConfigDiff(
-                m=self._settings.hnsw_m, ef_construct=self._settings.hnsw_ef_construct,
-                full_scan_threshold=self._settings.full_scan_threshold,
-            ),
-        )
-        if not versioned:
-            await self.switch_alias(collection, f"{collection}{VERSION_MARK}1")
+            hnsw_config=models.HnswConfigDiff(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct,
+                                              full_scan_threshold=settings.full_scan_threshold),
+        ))
+        if made != collection:
+            await self.switch_alias(collection, made)
 
     async def has_collection(self, collection: str) -> bool:
-        return await self._client.collection_exists(await self.resolve(collection))
+        return await self._exists(await self.resolve(collection))
 
     async def collections(self) -> list[str]:
-        aliases = {alias.alias_name for alias in (await self._client.get_aliases()).aliases}
-        made = {described.name for described in (await self._client.get_collections()).collections}
+        aliases = {alias.alias_name for alias in (await self._on_peer(lambda client: client.get_aliases())).aliases}
+        made = {described.name
+                for described in (await self._on_peer(lambda client: client.get_collections())).collections}
         return sorted(aliases | {name for name in made if VERSION_MARK not in name})
+
+    async def _info(self, collection: str) -> models.CollectionInfo:
+        return await self._on_peer(lambda client: client.get_collection(collection))
 
     async def _described(self, collection: str) -> _Described:
         """Its vector size, model and sparse vector, asked per request, so cached: none of them ever changes."""
         collection = await self.resolve(collection)  # per call: a switch must be seen at once
         if collection not in self._described_collections:
             await self._require(collection)
-            config = (await self._client.get_collection(collection)).config
+            config = (await self._info(collection)).config
             vectors = config.params.vectors
-            # an unnamed dense vector (collections made before token vectors: the only, unnamed one)
             named = vectors if isinstance(vectors, dict) else {"": vectors}
             tokens = named.get(TOKEN_VECTORS)
             model = (config.metadata or {}).get(_MODEL)
@@ -159,40 +186,56 @@ class QdrantStore(VectorStore):
         return (await self._described(collection)).token_dim
 
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
-        collection = await self._require(collection)
-        records = await self._client.retrieve(
-            collection, [point_id(collection, doc_id) for doc_id in doc_ids],
-            with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False,
-        )
+        resolved = await self._require(collection)
+        records = await self._on_peer(lambda client: client.retrieve(
+            resolved, [point_id(resolved, doc_id) for doc_id in doc_ids],
+            with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False))
         return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
                 for record in records if record.payload}
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
-        collection = await self._require(collection)
+        resolved = await self._require(collection)
         for doc_id, fields in metadata.items():
-            await self._client.set_payload(collection, {"metadata": dict(fields)},
-                                           points=[point_id(collection, doc_id)], wait=True)
+            await self._on_peer(lambda client, doc_id=doc_id, fields=fields: client.set_payload(  # type: ignore[misc]
+                resolved, {"metadata": dict(fields)}, points=[point_id(resolved, doc_id)], wait=True))
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
-        collection = await self._require(collection)
-        points = await asyncio.to_thread(lambda: [_point(collection, doc) for doc in documents])  # off the loop
-        await self._client.upsert(collection, points, wait=True)
+        resolved = await self._require(collection)
+        points = await asyncio.to_thread(lambda: [_point(resolved, doc) for doc in documents])  # off the loop
+        await self._on_peer(lambda client: client.upsert(resolved, points, wait=True))
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
-        collection = await self._require(collection)
-        selector = models.PointIdsList(points=[point_id(collection, doc_id) for doc_id in doc_ids])
-        await self._client.delete(collection, selector, wait=True)
+        resolved = await self._require(collection)
+        selector = models.PointIdsList(points=[point_id(resolved, doc_id) for doc_id in doc_ids])
+        await self._on_peer(lambda client: client.delete(resolved, selector, wait=True))
+
+    async def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> models.Filter:
+        """Match metadata fields exactly, each through a payload index, made on a field's first filter (without
+        one the server scans every payload), at most `max_filter_fields` per collection."""
+        for key, value in conditions.items():
+            path = f"metadata.{key}"
+            if path in self._indexed_fields.get(collection, set()):
+                continue
+            indexed = self._indexed_fields[collection] = set((await self._info(collection)).payload_schema)
+            if path in indexed:
+                continue
+            if len(indexed) >= self._settings.max_filter_fields:
+                raise FilterFieldLimit(collection, key, self._settings.max_filter_fields)
+            schema = models.PayloadSchemaType.BOOL if isinstance(value, bool) else (
+                models.PayloadSchemaType.INTEGER if isinstance(value, int) else models.PayloadSchemaType.KEYWORD)
+            await self._on_peer(lambda client, path=path, schema=schema: client.create_payload_index(  # type: ignore[misc]
+                collection, path, field_schema=schema, wait=True))
+            indexed.add(path)
+        return models.Filter(must=[models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
+                                   for key, value in conditions.items()])
 
     async def search(
         self, collection: str, vector: Sequence[float] | None, limit: int,
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
         tokens: Sequence[Sequence[float]] | None = None,
     ) -> list[ScoredDocument]:
-        collection = await self._require(collection)
-        query_filter = models.Filter(must=[
-            models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
-            for key, value in filter.items()
-        ]) if filter else None
+        resolved = await self._require(collection)
+        query_filter = await self._filter(resolved, filter) if filter else None
         params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact,
                                      quantization=self._rescore)
         stages = [models.Prefetch(query=list(vector), limit=limit, filter=query_filter, params=params)
@@ -201,23 +244,21 @@ class QdrantStore(VectorStore):
             stages.append(models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values),
                                           using=SPARSE_VECTOR, limit=limit, filter=query_filter))
         if tokens is not None:
-            response = await self._client.query_points(
-                collection, prefetch=stages, query=[list(row) for row in tokens], using=TOKEN_VECTORS, limit=limit,
-                with_payload=True)
+            query: dict[str, Any] = {"prefetch": stages, "query": [list(row) for row in tokens],
+                                     "using": TOKEN_VECTORS}
         elif len(stages) == 1:
             [stage] = stages
-            response = await self._client.query_points(
-                collection, query=stage.query, using=stage.using, limit=limit, query_filter=query_filter,
-                with_payload=True, search_params=params)
+            query = {"query": stage.query, "using": stage.using, "query_filter": query_filter,
+                     "search_params": params}
         else:
-            response = await self._client.query_points(
-                collection, prefetch=stages, query=models.FusionQuery(fusion=models.Fusion.RRF), limit=limit,
-                with_payload=True)
+            query = {"prefetch": stages, "query": models.RrfQuery(rrf=models.Rrf(k=RRF_K))}
+        response = await self._on_peer(lambda client: client.query_points(
+            resolved, limit=limit, with_payload=True, **query))
         return [ScoredDocument.from_payload(point.score, point.payload or {}) for point in response.points]
 
     async def count(self, collection: str) -> int:
-        collection = await self._require(collection)
-        return (await self._client.count(collection, exact=True)).count
+        resolved = await self._require(collection)
+        return (await self._on_peer(lambda client: client.count(resolved, exact=True))).count
 
     async def pending_index_points(self, collection: str) -> int:
         return 0  # the server's optimizer indexes new points in the background
@@ -226,4 +267,5 @@ class QdrantStore(VectorStore):
         await self._require(collection)  # nothing to do: the server indexes by itself
 
     async def close(self) -> None:
-        await self._client.close()
+        for peer in self._peers:
+            await peer.close()

@@ -1,0 +1,28 @@
+"""Creating topics as Cascade's processes and clients do: replicated for the cluster they are on, and a refusal
+(a missing ACL, a bad setting) raised with the broker's reason rather than ignored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from contracts import replication_for
+
+__all__ = ["create_topics"]
+
+
+async def create_topics(admin: AIOKafkaAdminClient, topics: Sequence[tuple[str, int, dict[str, str]]],
+                        replication_factor: int | None = None) -> None:
+    """Create each (name, partitions, configs) missing; replicated `replication_factor` times, or as the cluster's
+    size calls for (`replication_for`). Topics that exist already are left as they are."""
+    brokers = len((await admin.describe_cluster())["brokers"])
+    factor, in_sync = replication_for(brokers, replication_factor)
+    response = await admin.create_topics([
+        NewTopic(name, partitions, factor, topic_configs={"min.insync.replicas": str(in_sync), **configs})
+        for name, partitions, configs in topics])
+    for topic, code, *message in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            error = for_code(code)
+            raise error(f"creating topic {topic}: {message[0] if message and message[0] else error.description}")

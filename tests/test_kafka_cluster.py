@@ -1,0 +1,81 @@
+"""Topics replicated for the cluster they are on: three replicas and two in sync on three brokers, whoever creates
+them (provisioning, the SDK's reply topics), and a refused creation raised with the broker's reason."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import InvalidReplicationFactorError
+
+from contracts import Topic, TopicRegistry
+from infra.local_kafka import LocalKafka
+from runtime.provision import provision_topics
+from sdk import SearchClient
+from sdk.topic_admin import create_topics
+
+
+async def _replicas(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
+    [described] = await admin.describe_topics([topic])
+    return [len(partition["replicas"]) for partition in described["partitions"]]
+
+
+async def _min_in_sync(admin: AIOKafkaAdminClient, topic: str) -> str:
+    [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    [(_, _, _, _, entries)] = response.resources
+    return next(str(value) for name, value, *_ in entries if name == "min.insync.replicas")
+
+
+@pytest.fixture
+async def admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    yield client
+    await client.close()
+
+
+async def test_a_refused_creation_says_why(admin: AIOKafkaAdminClient) -> None:
+    topic = f"t{uuid.uuid4().hex[:8]}"
+    with pytest.raises(InvalidReplicationFactorError, match=f"creating topic {topic}: .*only 1 broker"):
+        await create_topics(admin, [(topic, 1, {})], replication_factor=3)
+
+
+async def test_one_broker_gets_one_replica(admin: AIOKafkaAdminClient, bootstrap: str,
+                                           registry: TopicRegistry) -> None:
+    await provision_topics(registry, bootstrap_servers=bootstrap)
+    queries = registry.name(Topic.QUERIES)
+    assert await _replicas(admin, queries) == [1] * registry.all()[queries].partitions
+    assert await _min_in_sync(admin, registry.name(Topic.DOCUMENTS)) == "1"
+
+
+async def test_three_brokers_get_three_replicas_two_in_sync_and_survive_a_leader(registry: TopicRegistry) -> None:
+    with LocalKafka(brokers=3) as kafka:
+        await provision_topics(registry, bootstrap_servers=kafka.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            for topic in registry.all():
+                assert set(await _replicas(admin, topic)) == {3}, topic
+                assert await _min_in_sync(admin, topic) == "2", topic
+            async with SearchClient(kafka.bootstrap, topic_prefix=registry.prefix) as client:
+                reply_topic = client.replies.topic
+                assert await _replicas(admin, reply_topic) == [3]
+                assert await _min_in_sync(admin, reply_topic) == "2"
+            documents = registry.name(Topic.DOCUMENTS)
+            [described] = await admin.describe_topics([documents])
+            leader: int = described["partitions"][0]["leader"]
+        finally:
+            await admin.close()
+        kafka.kill(leader)  # one of three: two replicas stay in sync, so writes acknowledged by all go on
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            sent: Any = await producer.send_and_wait(documents, b"after the leader died", key=b"k", partition=0)
+        finally:
+            await producer.stop()
+        assert sent.offset == 0

@@ -1,0 +1,190 @@
+"""The two VectorStore implementations held congruent: the same operations on the embedded store and on QdrantStore
+against a real server, every answer compared. Where they must differ, the test names the difference."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.encoders.sparse import Bm25Encoder
+from services.store import (
+    DocumentText,
+    FilterFieldLimit,
+    ScoredDocument,
+    StoredDocument,
+    StoredState,
+    UnknownCollectionError,
+    VectorStore,
+)
+from tests.stores import opened_store
+
+DIM, TOKEN_DIM, N, LIMIT = 16, 8, 60, 10
+WORDS = [f"{stem}{suffix}" for stem in ("cat", "dog", "hole", "river", "stone", "winter", "engine", "garden")
+         for suffix in ("", "fall", "yard", "light", "song", "work")]
+"""Forty-eight words; texts of distinct lengths, so no two term scores tie (tied hits come in either order, and
+shift the fused ranks after them)."""
+
+
+@dataclass(frozen=True)
+class _Hits:
+    """Search hits by document id. Equal if the same documents come with the same payloads and scores within 0.002
+    (MaxSim sums half-precision products, which the stores round differently); the scores fix the order."""
+
+    by_id: dict[str, tuple[float, str, str, dict[str, Any]]]
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, _Hits) and self.by_id.keys() == other.by_id.keys()
+                and all(hit[1:] == other.by_id[doc_id][1:] and hit[0] == pytest.approx(other.by_id[doc_id][0], abs=2e-3)
+                        for doc_id, hit in self.by_id.items()))
+
+
+def _comparable(answer: Any) -> Any:
+    """An answer in a form both stores must match: hits as `_Hits` (in a full page, those tied with the last place
+    left out: a tie at the cut falls either way, as RRF's often do), scrolled pages as sets."""
+    if isinstance(answer, list) and answer and isinstance(answer[0], ScoredDocument):
+        cut = answer[-1].score + 1e-6 if len(answer) == LIMIT else -math.inf
+        return _Hits({hit.doc_id: (hit.score, hit.title, hit.text, dict(hit.metadata)) for hit in answer
+                      if hit.score > cut})
+    if isinstance(answer, dict) and answer and isinstance(next(iter(answer.values())), StoredState):
+        return {doc_id: (state.content_hash, dict(state.metadata)) for doc_id, state in answer.items()}
+    if isinstance(answer, tuple) and answer and isinstance(answer[0], list):
+        texts: list[DocumentText] = answer[0]
+        return sorted((text.doc_id, text.title, text.text, text.content_hash) for text in texts), answer[1] is None
+    return answer
+
+
+@dataclass
+class Both:
+    """One embedded store and one server store, driven in step."""
+
+    edge: VectorStore
+    server: VectorStore
+    compared: int = 0
+
+    async def same(self, call: Callable[[VectorStore], Awaitable[Any]]) -> Any:
+        """`call` on each store: the same answer, or the same kind of error (re-raised)."""
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for store in (self.edge, self.server):
+            try:
+                outcomes.append((await call(store), None))
+            except Exception as exc:
+                outcomes.append((None, exc))
+        (edge, edge_error), (server, server_error) = outcomes
+        self.compared += 1
+        assert type(edge_error) is type(server_error), f"edge raised {edge_error!r}, the server {server_error!r}"
+        if edge_error is not None:
+            raise edge_error
+        assert _comparable(edge) == _comparable(server)
+        return edge
+
+
+@pytest.fixture
+async def both(tmp_path: Path) -> AsyncIterator[Both]:
+    async with AsyncExitStack() as stack:
+        edge = await stack.enter_async_context(opened_store("edge", tmp_path / "edge", max_filter_fields=3))
+        server = await stack.enter_async_context(opened_store("server", tmp_path / "server", max_filter_fields=3))
+        yield Both(edge, server)
+
+
+def _documents(seed: int, n: int = N, content_hash: str = "h") -> list[StoredDocument]:
+    rng = np.random.default_rng(seed)
+    dense = rng.standard_normal((n, DIM)).astype(np.float32)
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    texts = [" ".join(rng.choice(WORDS, size=4 + i)) for i in range(n)]
+    sparse = Bm25Encoder().encode_documents(texts)
+    documents = []
+    for i in range(n):
+        tokens = rng.standard_normal((3, TOKEN_DIM)).astype(np.float32)
+        documents.append(StoredDocument(
+            doc_id=f"d{i}", vector=dense[i].tolist(), title=f"title {i}", text=texts[i], content_hash=content_hash,
+            model_id="m", ingested_at_ms=0.0, metadata={"lang": ["en", "fr", "de"][i % 3], "even": i % 2 == 0,
+                                                        "rank": i % 5},
+            sparse=sparse[i], tokens=tokens / np.linalg.norm(tokens, axis=1, keepdims=True)))
+    return documents
+
+
+async def test_the_same_operations_give_the_same_answers(both: Both) -> None:
+    documents = _documents(1)
+    queries = [doc.vector for doc in _documents(2, n=5)]
+    bm25 = Bm25Encoder()
+
+    # collections, aliases and what they describe
+    await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+    await both.same(lambda s: s.ensure_collection("docs", DIM, "another"))  # idempotent: the first model stays
+    for describe in ("collection_model", "vector_size", "token_dim", "has_sparse", "resolve", "has_collection"):
+        await both.same(lambda s, describe=describe: getattr(s, describe)("docs"))
+    await both.same(lambda s: s.collections())
+
+    # upserts, hash lookups (what lets ingest skip unchanged documents), metadata-only updates, deletes
+    await both.same(lambda s: s.upsert("docs", documents))
+    await both.same(lambda s: s.count("docs"))
+    await both.same(lambda s: s.stored_states("docs", ["d0", "d7", "never-stored"]))
+    await both.same(lambda s: s.upsert("docs", [replace(documents[7], content_hash="h2")]))
+    await both.same(lambda s: s.stored_states("docs", ["d7"]))
+    await both.same(lambda s: s.update_metadata("docs", {"d8": {"lang": "xx", "rank": 9}}))
+    await both.same(lambda s: s.stored_states("docs", ["d8"]))
+    await both.same(lambda s: s.delete("docs", ["d3", "never-stored"]))
+    await both.same(lambda s: s.count("docs"))
+
+    # dense (HNSW and exact), filtered, sparse, hybrid (RRF) and MaxSim-rescored searches
+    for query in queries:
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT))
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT, exact=True))
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT, filter={"lang": "fr"}))
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT, filter={"even": True, "rank": 2}))
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT, sparse=bm25.encode_query("riverfall stoneyard")))
+        await both.same(lambda s, q=query: s.search("docs", q, LIMIT, tokens=documents[0].tokens.tolist()))  # type: ignore[union-attr]
+    await both.same(lambda s: s.search("docs", queries[0], LIMIT, filter={"lang": "xx"}))  # the updated metadata
+    await both.same(lambda s: s.search("docs", None, LIMIT, sparse=bm25.encode_query("wintersong enginework cat")))
+    await both.same(lambda s: s.search("docs", None, LIMIT, sparse=bm25.encode_query("the of a")))  # stop words only
+
+    # scrolling, as a reindex reads a collection back
+    await both.same(lambda s: s.scroll("docs", None, 100))
+
+    # a new version behind the alias
+    await both.same(lambda s: s.ensure_collection("docs@v2", DIM, "m2", token_dim=TOKEN_DIM))
+    await both.same(lambda s: s.upsert("docs@v2", _documents(3, n=10, content_hash="v2")))
+    await both.same(lambda s: s.switch_alias("docs", "docs@v2"))
+    for describe in ("resolve", "collection_model", "count", "token_dim"):
+        await both.same(lambda s, describe=describe: getattr(s, describe)("docs"))
+    await both.same(lambda s: s.collections())  # versions stay out of the listing
+    await both.same(lambda s: s.search("docs", queries[0], LIMIT))
+
+    # an index build leaves the answers as they were
+    await both.same(lambda s: s.build_index("docs"))
+    await both.same(lambda s: s.search("docs", queries[1], LIMIT))
+    print(f"\n{both.compared} operations compared")
+    assert both.compared >= 60
+
+
+async def test_the_same_refusals(both: Both) -> None:
+    await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+    await both.same(lambda s: s.upsert("docs", _documents(1, n=5)))
+    for call in (lambda s: s.search("ghost", [0.0] * DIM, LIMIT), lambda s: s.count("ghost"),
+                 lambda s: s.stored_states("ghost", ["a"]), lambda s: s.scroll("ghost", None, 3),
+                 lambda s: s.vector_size("ghost"), lambda s: s.upsert("ghost", _documents(1, n=1)),
+                 lambda s: s.switch_alias("docs", "ghost")):
+        with pytest.raises(UnknownCollectionError):
+            await both.same(call)
+    query = _documents(2, n=1)[0].vector
+    for field in ("lang", "even", "rank"):  # the cap (3 here) on payload indexes ...
+        await both.same(lambda s, field=field: s.search("docs", query, LIMIT, filter={field: "x"}))
+    with pytest.raises(FilterFieldLimit, match="already has 3 filterable fields"):  # ... counts fields once each
+        await both.same(lambda s: s.search("docs", query, LIMIT, filter={"lang": "fr", "colour": "red"}))
+    assert not await both.edge.has_collection("ghost") and not await both.server.has_collection("ghost")
+
+
+async def test_where_they_must_differ_pending_index_points(both: Both) -> None:
+    """The embedded store counts points awaiting its next HNSW build (the ingest service schedules builds on it);
+    the server indexes in the background by itself, so it reports none and a build is a no-op."""
+    await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+    await both.same(lambda s: s.upsert("docs", _documents(1, n=20)))
+    assert await both.edge.pending_index_points("docs") == 20
+    assert await both.server.pending_index_points("docs") == 0
