@@ -108,6 +108,15 @@ class LocalQdrant:
     def url(self) -> str:
         return self._running[0].url
 
+    def storage(self, index: int = 0) -> Path:
+        """Node `index`'s storage folder (its collections)."""
+        return self._running[index].folder / "storage"
+
+    def pid(self, index: int = 0) -> int:
+        process = self._running[index].process
+        assert process is not None, "the node is not running"
+        return process.pid
+
     def start(self) -> LocalQdrant:
         binary = ensure_qdrant_binary()
         self._workdir = Path(tempfile.mkdtemp(prefix="cascade-qdrant-"))

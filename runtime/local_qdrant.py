@@ -19,7 +19,9 @@ def run_qdrant(nodes: int) -> None:
         with LocalQdrant(nodes) as qdrant:
             shape = f"a cluster of {nodes} peers (Raft)" if nodes > 1 else "one node"
             print(f"Qdrant {QDRANT_VERSION}, {shape}: {' '.join(qdrant.urls)}")
-            print(f"export CASCADE_STORE_KIND=qdrant CASCADE_STORE_URL={qdrant.url}   # Ctrl-C stops it", flush=True)
+            cluster = f" CASCADE_STORE_SHARDS={nodes} CASCADE_STORE_REPLICAS=2" if nodes > 1 else ""
+            print(f"export CASCADE_STORE_KIND=qdrant CASCADE_STORE_URL={','.join(qdrant.urls)}{cluster}"
+                  "   # Ctrl-C stops it", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 stop.wait()
     except QdrantUnavailable as exc:

@@ -13,7 +13,8 @@
   three-node cluster: ingest documents/s and search latency.
 
 Never three Kafka brokers and three Qdrant nodes at once: the machine has 2 cores. Documents are SciFact corpus
-texts; searches are document titles (no judged query is read). Writes bench/distributed.json.
+texts; searches are document titles (no judged query is read). Writes bench/distributed.json, each kill's searches
+in bench/distributed/ and their latencies over time in bench/distributed.png.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 import numpy as np
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -57,7 +62,7 @@ def corpus(count: int) -> list[dict[str, str]]:
     with CORPUS.open("rb") as lines:
         for line in lines:
             row = orjson.loads(line)
-            documents.append({"doc_id": row["_id"], "title": row["title"], "text": row["text"][:1500]})
+            documents.append({"doc_id": row["_id"], "title": row["title"], "text": row["text"][:600]})
             if len(documents) == count:
                 break
     return documents
@@ -69,7 +74,8 @@ def services(bootstrap: str, prefix: str, store: dict[str, str], roles: list[str
     env = os.environ | store | {
         "CASCADE_KAFKA_BOOTSTRAP": bootstrap, "CASCADE_KAFKA_TOPIC_PREFIX": prefix, "CASCADE_INSTANCE_ID": "bench",
         "CASCADE_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS), "CASCADE_MODELS_LATE_INTERACTION": "",
-        "CASCADE_METRICS_PORT": "0", "CASCADE_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
+        "CASCADE_METRICS_PORT": "0", "CASCADE_LOG_LEVEL": os.environ.get("CASCADE_LOG_LEVEL", "WARNING"),
+        "HF_HUB_OFFLINE": "1",
     }
     process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", *roles], env=env)
     try:
@@ -92,8 +98,25 @@ async def client(bootstrap: str, prefix: str) -> AsyncIterator[SearchClient]:
 class Load:
     """What a steady load saw: acknowledged documents, and each search's send time, answer time and outcome."""
 
+    started: float = field(default_factory=time.monotonic)
     acked: set[str] = field(default_factory=set)
     searches: list[tuple[float, float | None, str]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)
+    """Each answered search's stage timings (ms), in answer order."""
+    fault_at: float | None = None
+
+    def write_run(self, name: str) -> None:
+        """Each search (sent and answered, seconds into the load; its outcome) and when the fault struck, in
+        bench/distributed/NAME.jsonl."""
+        folder = BENCH_DIR / "distributed"
+        folder.mkdir(parents=True, exist_ok=True)
+        fault_s = None if self.fault_at is None else round(self.fault_at - self.started, 3)
+        rows: list[dict[str, Any]] = [{"fault_s": fault_s}]
+        rows += [{"sent_s": round(sent - self.started, 3),
+                  "answered_s": None if answered is None else round(answered - self.started, 3), "outcome": seen}
+                 for sent, answered, seen in sorted(self.searches)]
+        (folder / f"{name}.jsonl").write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+        (folder / f"{name}.timings.jsonl").write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in self.timings))
 
     def answered_at(self) -> list[float]:
         return sorted(answered for _, answered, _ in self.searches if answered is not None)
@@ -105,11 +128,11 @@ class Load:
         return sum(1 for *_, seen in self.searches if seen == outcome)
 
 
-async def steady_load(searcher: SearchClient, documents: list[dict[str, str]], seconds: float, docs_per_s: int,
-                      searches_per_s: int, mode: str) -> Load:
+async def steady_load(load: Load, searcher: SearchClient, documents: list[dict[str, str]], seconds: float,
+                      docs_per_s: int, searches_per_s: int, mode: str) -> None:
     """Each second a batch of `docs_per_s` documents (acks awaited in the background) and `searches_per_s`
-    searches, each its own task; returns once every one has its answer or timed out."""
-    load = Load()
+    searches, each its own task, into `load`; returns once every one has its answer or timed out."""
+    load.started = time.monotonic()
     titles = [doc["title"] for doc in documents]
 
     async def index(batch: list[dict[str, str]]) -> None:
@@ -119,16 +142,18 @@ async def steady_load(searcher: SearchClient, documents: list[dict[str, str]], s
     async def search(query: str) -> None:
         sent = time.monotonic()
         try:
-            await searcher.search(query, collection=COLLECTION, mode=mode, k=5, candidates=5,  # type: ignore[arg-type]
-                                  timeout_s=SEARCH_TIMEOUT_S)
+            answer = await searcher.search(query, collection=COLLECTION, mode=mode, k=3,  # type: ignore[arg-type]
+                                           candidates=3, timeout_s=SEARCH_TIMEOUT_S)
             load.searches.append((sent, time.monotonic(), "answered"))
+            load.timings.append({"sent_s": round(sent - load.started, 3)} | answer.timings.model_dump(
+                exclude_none=True))
         except SearchFailed as exc:
             load.searches.append((sent, time.monotonic(), f"failed:{exc.code}"))
         except SearchTimeout:
             load.searches.append((sent, None, "unanswered"))
 
     tasks: list[asyncio.Task[None]] = []
-    started = time.monotonic()
+    started = load.started
     for second in tqdm(range(int(seconds)), desc="load", unit="s"):
         batch = documents[second * docs_per_s : (second + 1) * docs_per_s]
         if batch:
@@ -138,7 +163,6 @@ async def steady_load(searcher: SearchClient, documents: list[dict[str, str]], s
             await asyncio.sleep(1 / searches_per_s)
         await asyncio.sleep(max(0.0, started + second + 1 - time.monotonic()))
     await asyncio.gather(*tasks)
-    return load
 
 
 async def stored(store_settings: StoreSettings, doc_ids: set[str]) -> set[str]:
@@ -166,20 +190,23 @@ async def qdrant_node_kill(args: argparse.Namespace) -> dict[str, Any]:
         await provision_topics(TopicRegistry(prefix=prefix), bootstrap_servers=kafka.bootstrap)
         with services(kafka.bootstrap, prefix, store, ["ingest", "query"]):
             async with client(kafka.bootstrap, prefix) as searcher:
+                load = Load()
+
                 async def fault() -> None:
                     await asyncio.sleep(args.seconds / 3)
                     qdrant.kill(0)  # the peer the services use: the first URL
+                    load.fault_at = time.monotonic()
                     await asyncio.sleep(args.seconds / 3)
                     await asyncio.to_thread(qdrant.restart, 0)
                 killing = asyncio.create_task(fault())
-                load = await steady_load(searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s,
-                                         "bi")
+                await steady_load(load, searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s, "bi")
                 await killing
         found = await stored(StoreSettings(kind="qdrant", url=",".join(qdrant.urls)), load.acked)
+    load.write_run("qdrant_node_kill")
     return {"searches": len(load.searches), "failed": len(load.searches) - load.count("answered"),
             "p99_ms": p99(load.latencies_ms()), "docs_acked": len(load.acked), "docs_lost": len(load.acked - found),
             "nodes": 3, "shards": 3, "replicas": 2, "killed": "the node of the first URL (SIGKILL), restarted "
-            f"{args.seconds / 3:g} s later"}
+            f"{args.seconds / 3:.0f} s later"}
 
 
 async def lead_from(bootstrap: str, registry: TopicRegistry, leader: int, brokers: list[int]) -> None:
@@ -214,14 +241,18 @@ async def kafka_leader_kill(args: argparse.Namespace, store_path: Path) -> dict[
         await provision_topics(registry, bootstrap_servers=kafka.bootstrap)
         with services(kafka.bootstrap, prefix, store, ["ingest", "query", "rerank"]):
             async with client(kafka.bootstrap, prefix) as searcher:
+                load = Load()
+
                 async def fault() -> None:
                     await asyncio.sleep(args.seconds / 3)
                     kafka.kill(leader)
+                    load.fault_at = time.monotonic()
                 killing = asyncio.create_task(fault())
-                load = await steady_load(searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s,
-                                         "rerank")
+                await steady_load(load, searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s,
+                                  "rerank")
                 await killing
     found = await stored(StoreSettings(kind="edge", path=store_path), load.acked)
+    load.write_run("kafka_leader_kill")
     answered = load.answered_at()
     return {"pause_s": round(max(b - a for a, b in itertools.pairwise(answered)), 2),
             "session_timeout_s": SESSION_TIMEOUT_MS / 1000, "docs_acked": len(load.acked),
@@ -266,6 +297,30 @@ async def side_by_side(args: argparse.Namespace, store_path: Path) -> dict[str, 
     return result
 
 
+def plot(folder: Path, out: Path) -> None:
+    """Each search's latency against when it was sent, one panel per kill, the kill marked."""
+    runs = [(name, title) for name, title in (("qdrant_node_kill", "Qdrant: the peer in use killed (3 nodes)"),
+                                              ("kafka_leader_kill", "Kafka: the leader of queries and candidates "
+                                                                    "killed (3 brokers)"))
+            if (folder / f"{name}.jsonl").is_file()]
+    figure, axes = plt.subplots(len(runs), 1, figsize=(9, 3.2 * len(runs)), squeeze=False)
+    for axis, (name, title) in zip(axes[:, 0], runs, strict=True):
+        fault, *rows = [orjson.loads(line) for line in (folder / f"{name}.jsonl").read_bytes().splitlines()]
+        answered = [row for row in rows if row["answered_s"] is not None]
+        axis.scatter([row["sent_s"] for row in answered], [row["answered_s"] - row["sent_s"] for row in answered],
+                     s=6, label="answered")
+        lost = [row["sent_s"] for row in rows if row["answered_s"] is None]
+        if lost:
+            axis.scatter(lost, [SEARCH_TIMEOUT_S] * len(lost), s=12, marker="x", color="red", label="unanswered")
+        if fault["fault_s"] is not None:
+            axis.axvline(fault["fault_s"], color="black", linestyle="--", label="SIGKILL")
+        axis.set_yscale("log")
+        axis.set(title=title, xlabel="sent at (s into the load)", ylabel="latency (s)")
+        axis.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+
+
 async def main(args: argparse.Namespace) -> None:
     path = BENCH_DIR / "distributed.json"
     result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.is_file() else {}
@@ -281,16 +336,18 @@ async def main(args: argparse.Namespace) -> None:
         result["side_by_side"] = await side_by_side(args, scratch / "side-by-side")
         print("side by side:", result["side_by_side"])
     result |= {"machine": machine(), "load": {"seconds": args.seconds, "docs_per_s": args.docs_per_s,
-                                              "searches_per_s": args.searches_per_s}}
+                                              "searches_per_s": args.searches_per_s, "k": 3, "candidates": 3}}
+    plot(BENCH_DIR / "distributed", BENCH_DIR / "distributed.png")
     print("wrote", write_result("distributed", result))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["qdrant-kill", "kafka-kill", "side-by-side"])
-    parser.add_argument("--seconds", type=int, default=45, help="of steady load around each kill")
-    parser.add_argument("--docs-per-s", type=int, default=20)
-    parser.add_argument("--searches-per-s", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=70, help="of steady load around each kill")
+    parser.add_argument("--docs-per-s", type=int, default=8)
+    parser.add_argument("--searches-per-s", type=int, default=3, help="(top 3 of 3 candidates) what these 2 cores "
+                                                                      "keep up with in mode rerank beside 3 brokers")
     parser.add_argument("--documents", type=int, default=1000, help="side by side: documents ingested")
     parser.add_argument("--searches", type=int, default=200, help="side by side: searches, one at a time")
     asyncio.run(main(parser.parse_args()))

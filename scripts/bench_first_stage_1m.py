@@ -15,6 +15,11 @@ recall@100 against the store's exact search; the same at lower search breadths (
 store runs in a fresh child process: RAM is the
 growth of its resident memory from before the store opens to after the queries. Disk is the collection
 folder's size. Writes bench/first_stage_1m.json.
+
+`--server` measures the same million float vectors on a Qdrant server instead (the project's 1.18.3 build, one
+node, `QdrantStore`, HNSW built by the server's own optimizer in the background: build is the wait until every
+vector is indexed), and adds its row (`1m_server`) beside Edge's. RAM there is the server process's resident memory
+after the queries.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ import shutil
 import statistics
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from tqdm import tqdm
 
 from evaluation.beir import corpus_vectors, load_split
-from scripts.benchlib import DATA_DIR, machine, upsert_points, write_result
+from infra.local_qdrant import LocalQdrant
+from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, upsert_points, write_result
 from services.encoders.bi_encoder import BiEncoder
 from services.settings import StoreSettings
+from services.store import QdrantStore, VectorStore, first_version
 from services.store.edge import EdgeStore
 
 COLLECTION = "million"
@@ -77,8 +86,8 @@ def synthesise(real: npt.NDArray[np.float32], points: int, seed: int = 0) -> npt
     return out
 
 
-def resident_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def resident_bytes(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
@@ -97,7 +106,7 @@ def _measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: 
     return asyncio.run(measure(settings, queries, points))
 
 
-async def _timed(store: EdgeStore, queries: npt.NDArray[np.float32]) -> tuple[list[float], list[set[str]]]:
+async def _timed(store: VectorStore, queries: npt.NDArray[np.float32]) -> tuple[list[float], list[set[str]]]:
     for query in queries[:WARM_UP]:  # page the index in: a serving store is warm
         await store.search(COLLECTION, query.tolist(), TOP)
     latencies, found = [], []
@@ -159,17 +168,64 @@ async def configuration(vectors: npt.NDArray[np.float32], queries: npt.NDArray[n
     return result
 
 
-async def run(points: int, small: int, queries: int, root: Path) -> dict[str, Any]:
-    encoder = BiEncoder()
-    documents, query_vectors = real_embeddings(encoder)
-    del encoder
+def _wait_until_indexed(url: str, points: int) -> None:
+    """Until the server's optimizer has every vector in its HNSW graph (checked every 5 s)."""
+    while True:
+        with urllib.request.urlopen(f"{url}/collections/{first_version(COLLECTION)}", timeout=10) as response:
+            info = orjson.loads(response.read())["result"]
+        if info["status"] == "green" and (info["indexed_vectors_count"] or 0) >= points:
+            return
+        time.sleep(5)
+
+
+async def server_configuration(vectors: npt.NDArray[np.float32], queries: npt.NDArray[np.float32]
+                               ) -> dict[str, Any]:
+    """The million float vectors on one Qdrant server, through QdrantStore (module docstring)."""
+    with LocalQdrant() as server:
+        settings = StoreSettings(kind="qdrant", url=server.url)
+        store = QdrantStore(settings)
+        try:
+            began = time.perf_counter()
+            await upsert_points(store, COLLECTION, vectors, "all-MiniLM-L6-v2")
+            load_s = time.perf_counter() - began
+            began = time.perf_counter()
+            await asyncio.to_thread(_wait_until_indexed, server.url, len(vectors))
+            build_s = time.perf_counter() - began
+            latencies, found = await _timed(store, queries)
+            exact = [{hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
+                     for query in tqdm(queries, desc="exact top-100", unit="query")]
+        finally:
+            await store.close()
+        by_ef = {}
+        for ef in EFS:
+            store = QdrantStore(settings.model_copy(update={"hnsw_ef": ef}))
+            try:
+                by_ef[ef] = _summary(*await _timed(store, queries), exact)
+            finally:
+                await store.close()
+        result = {"points": len(vectors), "quantization": "none", "load_s": load_s, "build_s": build_s,
+                  **_summary(latencies, found, exact), "by_ef": by_ef,
+                  "ram_bytes_per_vector": resident_bytes(server.pid()) / len(vectors),
+                  "bytes_per_vector": folder_bytes(server.storage()) / len(vectors), "server": "qdrant 1.18.3"}
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()})
+    return result
+
+
+def vectors_and_queries(points: int, queries: int
+                        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int]:
+    """The points, the queries measured, and how many of the points are real document embeddings."""
+    documents, query_vectors = real_embeddings(BiEncoder())
     chosen = query_vectors[np.random.default_rng(1).permutation(len(query_vectors))[:queries]]
-    vectors = synthesise(documents, points)
+    return synthesise(documents, points), chosen, len(documents)
+
+
+async def run(points: int, small: int, queries: int, root: Path) -> dict[str, Any]:
+    vectors, chosen, real = vectors_and_queries(points, queries)
     result: dict[str, Any] = {
         "100k": await configuration(vectors[:small], chosen, root, "none"),
         "1m": await configuration(vectors, chosen, root, "none"),
         "1m_int8": await configuration(vectors, chosen, root, "int8"),
-        "real_documents": len(documents),
+        "real_documents": real,
     }
     result["ratio_p50"] = result["1m"]["p50_ms"] / result["100k"]["p50_ms"]
     return result
@@ -181,7 +237,16 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--dir", type=Path, default=None, help="where the shards go (default: a temp folder)")
+    parser.add_argument("--server", action="store_true", help="add the Qdrant server's row to the existing results")
     args = parser.parse_args()
+    if args.server:
+        vectors, chosen, _ = vectors_and_queries(args.points, args.queries)
+        result = orjson.loads((BENCH_DIR / "first_stage_1m.json").read_bytes())
+        result["1m_server"] = asyncio.run(server_configuration(vectors, chosen))
+        result["ratio_p50_server_vs_edge"] = result["1m_server"]["p50_ms"] / result["1m"]["p50_ms"]
+        print(f"server p50 {result['1m_server']['p50_ms']:.2f} ms vs Edge's {result['1m']['p50_ms']:.2f} ms -> "
+              f"{write_result('first_stage_1m', result)}")
+        return
     with tempfile.TemporaryDirectory(dir=args.dir) as root:
         result = asyncio.run(run(args.points, args.small, args.queries, Path(root)))
     defaults = StoreSettings()

@@ -15,13 +15,12 @@ import pytest
 
 from contracts import TopicRegistry
 from infra.local_kafka import kafka_bootstrap
-from infra.local_qdrant import LocalQdrant
 from runtime.process import CascadeProcess
 from sdk import SearchClient
 from services.log import configure_logging
 from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import SESSION_TIMEOUT_MS
-from tests.stores import STORE_KINDS, StoreKind
+from tests.stores import STORE_KINDS, StoreKind, store_settings
 from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,13 +59,9 @@ def store_kind(request: pytest.FixtureRequest) -> StoreKind:
 
 @pytest.fixture
 def store(store_kind: StoreKind, tmp_path: Path) -> Iterator[StoreSettings]:
-    """The store settings of one test: a folder of its own, or a Qdrant server of its own (it starts in a fraction
-    of a second)."""
-    if store_kind == "edge":
-        yield StoreSettings(path=tmp_path / "store")
-        return
-    with LocalQdrant() as server:
-        yield StoreSettings(kind="qdrant", url=server.url)
+    """The store settings of one test: a folder of its own, or a Qdrant server of its own."""
+    with store_settings(store_kind, tmp_path / "store") as chosen:
+        yield chosen
 
 
 @pytest.fixture

@@ -3,32 +3,33 @@ Qdrant server of its own (it starts in a fraction of a second; a missing server 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from infra.local_qdrant import LocalQdrant
 from services.settings import StoreSettings
-from services.store import EdgeStore, QdrantStore, VectorStore, open_store
+from services.store import VectorStore, open_store
 
 StoreKind = Literal["edge", "server"]
 STORE_KINDS: list[StoreKind] = ["edge", "server"]
 
 
-@asynccontextmanager
-async def opened_store(kind: StoreKind, path: Path, **settings: Any) -> AsyncIterator[VectorStore]:
+@contextmanager
+def store_settings(kind: StoreKind, path: Path, **settings: Any) -> Iterator[StoreSettings]:
+    """Settings of a store of `kind`: a folder at `path`, or a server of its own, stopped on exit."""
     if kind == "edge":
-        store = open_store(StoreSettings(kind="edge", path=path, **settings))
-        assert isinstance(store, EdgeStore)
-        try:
-            yield store
-        finally:
-            await store.close()
+        yield StoreSettings(kind="edge", path=path, **settings)
         return
     with LocalQdrant() as server:
-        store = open_store(StoreSettings(kind="qdrant", url=server.url, **settings))
-        assert isinstance(store, QdrantStore)
+        yield StoreSettings(kind="qdrant", url=server.url, **settings)
+
+
+@asynccontextmanager
+async def opened_store(kind: StoreKind, path: Path, **settings: Any) -> AsyncIterator[VectorStore]:
+    with store_settings(kind, path, **settings) as chosen:
+        store = open_store(chosen)
         try:
             yield store
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -85,12 +85,18 @@ class Both:
         return edge
 
 
+@asynccontextmanager
+async def opened_both(tmp_path: Path, **settings: Any) -> AsyncIterator[Both]:
+    async with AsyncExitStack() as stack:
+        edge = await stack.enter_async_context(opened_store("edge", tmp_path / "edge", **settings))
+        server = await stack.enter_async_context(opened_store("server", tmp_path / "server", **settings))
+        yield Both(edge, server)
+
+
 @pytest.fixture
 async def both(tmp_path: Path) -> AsyncIterator[Both]:
-    async with AsyncExitStack() as stack:
-        edge = await stack.enter_async_context(opened_store("edge", tmp_path / "edge", max_filter_fields=3))
-        server = await stack.enter_async_context(opened_store("server", tmp_path / "server", max_filter_fields=3))
-        yield Both(edge, server)
+    async with opened_both(tmp_path, max_filter_fields=3) as opened:
+        yield opened
 
 
 def _documents(seed: int, n: int = N, content_hash: str = "h") -> list[StoredDocument]:
@@ -188,3 +194,14 @@ async def test_where_they_must_differ_pending_index_points(both: Both) -> None:
     await both.same(lambda s: s.upsert("docs", _documents(1, n=20)))
     assert await both.edge.pending_index_points("docs") == 20
     assert await both.server.pending_index_points("docs") == 0
+
+
+async def test_int8_collections_rescore_alike(tmp_path: Path) -> None:
+    """Quantised collections: both stores rescore the int8 candidates with the float vectors (the same scores)."""
+    async with opened_both(tmp_path, quantization="int8") as both:
+        await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+        await both.same(lambda s: s.upsert("docs", _documents(1)))
+        for query in [doc.vector for doc in _documents(2, n=5)]:
+            await both.same(lambda s, q=query: s.search("docs", q, LIMIT))
+            await both.same(lambda s, q=query: s.search("docs", q, LIMIT, filter={"lang": "de"}))
+        assert both.compared == 12

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import structlog
@@ -195,9 +196,11 @@ class QdrantStore(VectorStore):
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         resolved = await self._require(collection)
-        for doc_id, fields in metadata.items():
-            await self._on_peer(lambda client, doc_id=doc_id, fields=fields: client.set_payload(  # type: ignore[misc]
-                resolved, {"metadata": dict(fields)}, points=[point_id(resolved, doc_id)], wait=True))
+        operations: list[models.UpdateOperation] = [
+            models.SetPayloadOperation(set_payload=models.SetPayload(payload={"metadata": dict(fields)},
+                                                                     points=[point_id(resolved, doc_id)]))
+            for doc_id, fields in metadata.items()]
+        await self._on_peer(lambda client: client.batch_update_points(resolved, operations, wait=True))
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         resolved = await self._require(collection)
@@ -223,8 +226,8 @@ class QdrantStore(VectorStore):
                 raise FilterFieldLimit(collection, key, self._settings.max_filter_fields)
             schema = models.PayloadSchemaType.BOOL if isinstance(value, bool) else (
                 models.PayloadSchemaType.INTEGER if isinstance(value, int) else models.PayloadSchemaType.KEYWORD)
-            await self._on_peer(lambda client, path=path, schema=schema: client.create_payload_index(  # type: ignore[misc]
-                collection, path, field_schema=schema, wait=True))
+            await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
+                                        field_name=path, field_schema=schema, wait=True))
             indexed.add(path)
         return models.Filter(must=[models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
                                    for key, value in conditions.items()])
