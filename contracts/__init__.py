@@ -19,7 +19,7 @@ from contracts.messages import (
     elapsed_ms,
     now_ms,
 )
-from contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec, replication_for
+from contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -45,5 +45,4 @@ __all__ = [
     "elapsed_ms",
     "encode",
     "now_ms",
-    "replication_for",
 ]

@@ -23,18 +23,10 @@ from contracts.messages import (
     SearchResult,
 )
 
-__all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec", "replication_for"]
+__all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
 _DAY_MS: Final = 24 * 3600 * 1000
-
-
-def replication_for(brokers: int, factor: int | None = None) -> tuple[int, int]:
-    """The replication factor (`factor`, else three where there are three brokers) and `min.insync.replicas` of
-    a topic on a cluster of `brokers`: two copies must hold each write (producers ask acks=all) where there are
-    three, so a broker can be lost without losing an acknowledged record or refusing writes."""
-    factor = factor or min(3, brokers)
-    return factor, max(1, min(2, factor - 1))
 
 
 class Topic(StrEnum):

@@ -32,10 +32,10 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaClient
 
-from contracts import replication_for
 from infra.certificates import TlsFiles, make_tls_files
 from infra.children import terminate
 from sdk.security import KafkaSecurity
+from sdk.topic_admin import replication_for
 
 __all__ = [
     "KAFKA_VERSION",
@@ -245,14 +245,18 @@ class LocalKafka:
                        for index in range(self._brokers)]
         cluster_id = _cluster_id()
         voters = ",".join(f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in self._nodes)
-        for node in self._nodes:
-            node.folder.mkdir()
-            self._format(node, cluster_id, voters)
         self.bootstrap = ",".join(node.address for node in self._nodes)
-        for node in self._nodes:
-            self._launch(node, wait=False)
-        for node in self._nodes:
-            self._wait_until_ready(node)
+        try:
+            for node in self._nodes:
+                node.folder.mkdir()
+                self._format(node, cluster_id, voters)
+            for node in self._nodes:
+                self._launch(node, wait=False)
+            for node in self._nodes:
+                self._wait_until_ready(node)
+        except BaseException:
+            self.stop()  # no node or folder left behind by a start that failed half-way
+            raise
         self.startup_s = time.monotonic() - began
         log.info("kafka.started", bootstrap=self.bootstrap, startup_s=round(self.startup_s, 2))
         return self
@@ -313,9 +317,7 @@ class LocalKafka:
             if _broker_answers(node.address, self.security):
                 return
             time.sleep(0.3)
-        tail = self.log_tail(node.node_id)
-        self.stop()
-        raise TimeoutError(f"Kafka did not answer within {self._startup_timeout_s}s: {tail}")
+        raise TimeoutError(f"Kafka did not answer within {self._startup_timeout_s}s: {self.log_tail(node.node_id)}")
 
     def log_tail(self, node_id: int | None = None, lines: int = 30) -> str:
         broker_log = self._node(node_id).folder / "broker.log"

@@ -78,7 +78,7 @@ def run_kafka(secured: bool = False, brokers: int = 1) -> None:
         summary = _provision(operator)
         stats = kafka.stats()
         print(f"Kafka {KAFKA_VERSION} at {kafka.bootstrap}{' (SASL_SSL, ACLs)' if secured else ''}"
-              f"{f' ({brokers} brokers)' if brokers > 1 else ''}: started in "
+              f"{f' ({brokers} brokers; RSS of the first)' if brokers > 1 else ''}: started in "
               f"{stats.startup_s:.1f} s, broker RSS {stats.rss_mb:.0f} MB; {summary}")
         if credentials:
             print(f"each role's settings (user, password, CA): {credentials}   # Ctrl-C stops the broker", flush=True)

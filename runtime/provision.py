@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import for_code
 
 from contracts import TopicRegistry
-from sdk.topic_admin import create_topics
+from sdk.topic_admin import TopicToCreate, create_topics
 
 __all__ = ["ProvisionReport", "TopicMismatchError", "provision_topics"]
 
@@ -69,11 +69,11 @@ async def provision_topics(registry: TopicRegistry, replication_factor: int | No
     await admin.start()
     try:
         present = await _partition_counts(admin, list(wanted))
-        missing = [(name, wanted[name], {"retention.ms": str(specs[name].retention_ms)})
+        missing = [TopicToCreate(name, wanted[name], {"retention.ms": str(specs[name].retention_ms)})
                    for name in wanted if name not in present]
         if missing:
             await create_topics(admin, missing, replication_factor)  # one another provisioner made meanwhile stays
-            report.created = [name for name, _, _ in missing]
+            report.created = [topic.name for topic in missing]
         report.existing = [name for name in wanted if name not in report.created]
         grow = {name: count for name, count in wanted.items()
                 if name in registry.growable() and 0 < present.get(name, count) < count}

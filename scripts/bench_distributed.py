@@ -221,11 +221,13 @@ async def lead_from(bootstrap: str, registry: TopicRegistry, leader: int, broker
                      topic_configs={"min.insync.replicas": "2", "retention.ms": str(specs[name].retention_ms)})
             for name in (registry.name(Topic.QUERIES), registry.name(Topic.CANDIDATES))])
         for name in (registry.name(Topic.QUERIES), registry.name(Topic.CANDIDATES)):
-            for _ in range(100):
+            for _ in range(300):
                 [described] = await admin.describe_topics([name])
                 if described["partitions"] and all(p["leader"] == leader for p in described["partitions"]):
                     break
                 await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"broker {leader} does not lead every partition of {name}: {described}")
     finally:
         await admin.close()
 

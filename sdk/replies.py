@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import ContractError, SearchResult, decode
-from sdk.topic_admin import create_topics
+from sdk.topic_admin import TopicToCreate, create_topics
 
 __all__ = ["ReplyRouter", "ReplyRouterFailed", "ResultStream", "ResultStreamOverflow"]
 
@@ -102,7 +102,7 @@ class ReplyRouter:
     async def start(self) -> None:
         admin = await self._admin()
         try:
-            await create_topics(admin, [(self.topic, 1, {"retention.ms": str(_RETENTION_MS)})])
+            await create_topics(admin, [TopicToCreate(self.topic, 1, {"retention.ms": str(_RETENTION_MS)})])
         finally:
             await admin.close()
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._kafka_options)

@@ -127,10 +127,11 @@ class StoreSettings(BaseSettings):
     """QdrantStore: the server's URL, or every peer's of a cluster, comma-separated (the store moves to the next
     peer when the one it uses cannot be reached)."""
     api_key: SecretStr | None = None
-    shards: int = Field(1, ge=1, le=64)
-    """QdrantStore: shards of each new collection, spread over the cluster's peers..."""
-    replicas: int = Field(1, ge=1, le=8)
-    """...and copies of each shard on distinct peers (2: a collection survives the loss of any one peer)."""
+    shards: int | None = Field(None, ge=1, le=64)
+    """QdrantStore: shards of each new collection, spread over the cluster's peers (unset: one per peer)..."""
+    replicas: int | None = Field(None, ge=1, le=8)
+    """...and copies of each shard on distinct peers; unset: 2 where several peers are listed (a collection
+    survives the loss of any one peer), else 1."""
     # Defaults measured on the hardest case, 20k i.i.d. random 384-d unit vectors (2 segments, this CPU):
     # m=16/efc=100/ef=128 gives recall@100 0.41; m=32/efc=256/ef=512 gives 0.985 at 1.9 ms per query
     # (build 12 s). Real embeddings have a far lower intrinsic dimension and reach ~1.0 with these.
@@ -163,6 +164,11 @@ class StoreSettings(BaseSettings):
     @property
     def peer_urls(self) -> list[str]:
         return [url.strip() for url in (self.url or "").split(",") if url.strip()]
+
+    @property
+    def copies(self) -> int:
+        """Copies of each shard of a new collection (`replicas`, or its default)."""
+        return self.replicas or min(2, len(self.peer_urls)) or 1
 
 
 Precision = Literal["auto", "int8"]

@@ -17,7 +17,7 @@ from contracts import Topic, TopicRegistry
 from infra.local_kafka import LocalKafka
 from runtime.provision import provision_topics
 from sdk import SearchClient
-from sdk.topic_admin import create_topics
+from sdk.topic_admin import TopicToCreate, create_topics, replication_for
 
 
 async def _replicas(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
@@ -39,18 +39,23 @@ async def admin(bootstrap: str) -> AsyncIterator[AIOKafkaAdminClient]:
     await client.close()
 
 
+async def _brokers(admin: AIOKafkaAdminClient) -> int:
+    return len((await admin.describe_cluster())["brokers"])
+
+
 async def test_a_refused_creation_says_why(admin: AIOKafkaAdminClient) -> None:
-    topic = f"t{uuid.uuid4().hex[:8]}"
-    with pytest.raises(InvalidReplicationFactorError, match=f"creating topic {topic}: .*only 1 broker"):
-        await create_topics(admin, [(topic, 1, {})], replication_factor=3)
+    topic, brokers = f"t{uuid.uuid4().hex[:8]}", await _brokers(admin)
+    with pytest.raises(InvalidReplicationFactorError, match=f"creating topic {topic}: .*only {brokers} broker"):
+        await create_topics(admin, [TopicToCreate(topic, 1, {})], replication_factor=brokers + 1)
 
 
-async def test_one_broker_gets_one_replica(admin: AIOKafkaAdminClient, bootstrap: str,
-                                           registry: TopicRegistry) -> None:
+async def test_the_session_cluster_gets_the_replication_its_size_calls_for(
+        admin: AIOKafkaAdminClient, bootstrap: str, registry: TopicRegistry) -> None:
     await provision_topics(registry, bootstrap_servers=bootstrap)
+    factor, in_sync = replication_for(await _brokers(admin))
     queries = registry.name(Topic.QUERIES)
-    assert await _replicas(admin, queries) == [1] * registry.all()[queries].partitions
-    assert await _min_in_sync(admin, registry.name(Topic.DOCUMENTS)) == "1"
+    assert await _replicas(admin, queries) == [factor] * registry.all()[queries].partitions
+    assert await _min_in_sync(admin, registry.name(Topic.DOCUMENTS)) == str(in_sync)
 
 
 async def test_three_brokers_get_three_replicas_two_in_sync_and_survive_a_leader(registry: TopicRegistry) -> None:

@@ -9,6 +9,7 @@ import sys
 import urllib.request
 
 import orjson
+from structlog.testing import capture_logs
 
 from infra.local_qdrant import LocalQdrant
 from services.settings import StoreSettings
@@ -47,12 +48,14 @@ async def test_the_store_fails_over_to_another_peer_and_loses_nothing_acknowledg
     """Collections of 3 shards with 2 replicas on 3 peers: the peer in use is killed (SIGKILL); reads and writes
     go on through the next peer, and every acknowledged write is there once it is back."""
     with LocalQdrant(nodes=3) as cluster:
-        store = QdrantStore(StoreSettings(kind="qdrant", url=",".join(cluster.urls), shards=3, replicas=2))
+        store = QdrantStore(StoreSettings(kind="qdrant", url=",".join(cluster.urls), shards=3))  # 2 copies: the default
         try:
             await store.ensure_collection("docs", 4, "m")
             await store.upsert("docs", [_doc(i) for i in range(50)])
             cluster.kill(0)
-            assert len(await store.search("docs", [1.0, 0.0, 0.0, 0.0], 10)) == 10
+            with capture_logs() as logged:
+                assert len(await store.search("docs", [1.0, 0.0, 0.0, 0.0], 10)) == 10
+            assert [entry["next"] for entry in logged if entry["event"] == "qdrant.failover"] == [cluster.urls[1]]
             await store.upsert("docs", [_doc(i) for i in range(50, 100)])
             assert await store.count("docs") == 100
             await asyncio.to_thread(cluster.restart, 0)

@@ -1,7 +1,7 @@
 """Reindexing without downtime: a collection's stored documents encoded anew into a new version, then its name
 switched to that version atomically.
 
-`docs` is served from version `docs@vN` (or, made before versions, the collection `docs` itself). A reindex to
+`docs` is served from version `docs@vN` (both stores make a new collection as `docs@v1`). A reindex to
 model M: creates `docs@v(N+1)` recording M; registers it as the collection's shadow, so that every write to `docs`
 from then on is applied to it too; copies the stored documents page by page (scrolling the serving version),
 each page under the shadow's lock, skipping documents that changed or were written to the new version meanwhile

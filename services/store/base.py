@@ -6,7 +6,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ __all__ = [
     "TOKEN_VECTORS",
     "VERSION_MARK",
     "DocumentText",
+    "FilterFieldKind",
     "FilterFieldLimit",
     "FilterValue",
     "ScoredDocument",
@@ -26,12 +27,14 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "filter_field_kind",
     "first_version",
     "point_id",
     "version_of",
 ]
 
 FilterValue = str | int | bool
+FilterFieldKind = Literal["bool", "integer", "keyword"]
 _POINT_NAMESPACE = uuid.UUID("6f1b9a6e-4b5c-5d2e-9a1f-0c3a7e5b8d21")
 
 
@@ -61,6 +64,11 @@ def point_id(collection: str, doc_id: str) -> str:
     """Deterministic point id (UUIDv5 of the collection's base name and the doc id), so replaying an upsert is
     idempotent and a document keeps its id in every version of its collection."""
     return str(uuid.uuid5(_POINT_NAMESPACE, f"{base_name(collection)}\x1f{doc_id}"))
+
+
+def filter_field_kind(value: FilterValue) -> FilterFieldKind:
+    """The payload index a filter matching `value` needs (a bool is checked first: Python's bools are ints)."""
+    return "bool" if isinstance(value, bool) else "integer" if isinstance(value, int) else "keyword"
 
 
 class UnknownCollectionError(LookupError):

@@ -79,6 +79,7 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    filter_field_kind,
     first_version,
     point_id,
 )
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
 _CURRENT = "CURRENT"
+_SCHEMAS = {"bool": PayloadSchemaType.Bool, "integer": PayloadSchemaType.Integer, "keyword": PayloadSchemaType.Keyword}
 _MODEL = "MODEL"
 _UPSERT_SLICE = 32
 """Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
@@ -224,6 +226,10 @@ class EdgeStore(VectorStore):
         if await self.has_collection(collection):
             self._open(collection)
             return
+        made = first_version(collection)
+        if await self.has_collection(made):  # a crash came between it and its alias
+            await self.switch_alias(collection, made)
+            return
         quantized = self._settings.quantization == "int8"
         vectors = {"": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
@@ -242,10 +248,10 @@ class EdgeStore(VectorStore):
                 full_scan_threshold=self._settings.full_scan_threshold,
             ),
         )
-        made = first_version(collection)
         folder = self._folder(made)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
+        await asyncio.to_thread(shutil.rmtree, folder / "g0", True)  # a creation a crash cut before CURRENT
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
         self._collections[made] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
@@ -330,8 +336,7 @@ class EdgeStore(VectorStore):
                 # Without a payload index a filter scans every payload (measured 54 ms vs 0.25 ms).
                 if len(state.indexed_fields) >= self._settings.max_filter_fields:
                     raise FilterFieldLimit(collection, key, self._settings.max_filter_fields)
-                schema = PayloadSchemaType.Bool if isinstance(value, bool) else (
-                    PayloadSchemaType.Integer if isinstance(value, int) else PayloadSchemaType.Keyword)
+                schema = _SCHEMAS[filter_field_kind(value)]
                 await self._write(collection, UpdateOperation.create_field_index(path, schema))
                 state.indexed_fields.add(path)
             must.append(FieldCondition(key=path, match=MatchValue(_matchable(value))))

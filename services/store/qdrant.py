@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
+import httpx
 import structlog
 from qdrant_client import AsyncQdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.settings import StoreSettings
 from services.store.base import (
@@ -35,6 +36,7 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    filter_field_kind,
     first_version,
     point_id,
 )
@@ -43,6 +45,8 @@ __all__ = ["QdrantStore"]
 
 _MODEL = "cascade_model"
 _T = TypeVar("_T")
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+"""What a peer that cannot be reached fails with (nothing was sent to it)."""
 
 log = structlog.get_logger(__name__)
 
@@ -78,17 +82,19 @@ class QdrantStore(VectorStore):
         """The peer in use."""
 
     async def _on_peer(self, call: Callable[[AsyncQdrantClient], Awaitable[_T]]) -> _T:
-        """`call` on the peer in use; if it cannot be reached, on the next peer, each at most once."""
+        """`call` on the peer in use; if that peer cannot be reached (no connection: a call that reached it and
+        timed out may have been applied, and is not sent again), on the next peer, each at most once."""
         for attempt in range(len(self._peers)):
             peer = self._peer
             try:
                 return await call(self._peers[peer])
             except ResponseHandlingException as exc:
-                if attempt == len(self._peers) - 1:
+                if attempt == len(self._peers) - 1 or not isinstance(exc.source, _UNREACHABLE):
                     raise
-                self._peer = (peer + 1) % len(self._peers)
+                if self._peer == peer:  # a call that failed meanwhile may have moved on already
+                    self._peer = (peer + 1) % len(self._peers)
                 log.warning("qdrant.failover", unreachable=self._settings.peer_urls[peer],
-                            next=self._settings.peer_urls[self._peer], error=repr(exc.__cause__ or exc))
+                            next=self._settings.peer_urls[self._peer], error=repr(exc.source))
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def resolve(self, collection: str) -> str:
@@ -134,15 +140,20 @@ class QdrantStore(VectorStore):
                 multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
                 hnsw_config=models.HnswConfigDiff(m=0))
         settings = self._settings
-        await self._on_peer(lambda client: client.create_collection(
-            made, metadata={_MODEL: model},
-            vectors_config=vectors, shard_number=settings.shards, replication_factor=settings.replicas,
-            quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
-                type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)) if quantized else None,
-            sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            hnsw_config=models.HnswConfigDiff(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct,
-                                              full_scan_threshold=settings.full_scan_threshold),
-        ))
+        try:
+            await self._on_peer(lambda client: client.create_collection(
+                made, metadata={_MODEL: model},
+                vectors_config=vectors, shard_number=settings.shards, replication_factor=settings.copies,
+                quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
+                    type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)
+                ) if quantized else None,
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                hnsw_config=models.HnswConfigDiff(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct,
+                                                  full_scan_threshold=settings.full_scan_threshold),
+            ))
+        except UnexpectedResponse:
+            if not await self._exists(made):
+                raise  # else another pod made it meanwhile, or a crash came between it and its alias
         if made != collection:
             await self.switch_alias(collection, made)
 
@@ -224,8 +235,7 @@ class QdrantStore(VectorStore):
                 continue
             if len(indexed) >= self._settings.max_filter_fields:
                 raise FilterFieldLimit(collection, key, self._settings.max_filter_fields)
-            schema = models.PayloadSchemaType.BOOL if isinstance(value, bool) else (
-                models.PayloadSchemaType.INTEGER if isinstance(value, int) else models.PayloadSchemaType.KEYWORD)
+            schema = models.PayloadSchemaType(filter_field_kind(value))
             await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
                                         field_name=path, field_schema=schema, wait=True))
             indexed.add(path)
