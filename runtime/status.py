@@ -22,7 +22,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from services.lag import group_lag
 from services.settings import KafkaSettings, StoreSettings
-from services.store import VectorStore, open_store
+from services.store import EdgeStore, VectorStore, open_store
 
 __all__ = ["CollectionStatus", "GroupStatus", "Status", "TopicStatus", "collection_status", "format_status",
            "gather_status", "status_json"]
@@ -55,8 +55,9 @@ class GroupStatus:
 @dataclass(frozen=True)
 class CollectionStatus:
     name: str
-    points: int
-    indexed_share: float
+    points: int | None
+    """None when only the serving process could say (an embedded store it did not answer for)."""
+    indexed_share: float | None
     """Share of the points in the HNSW index; the rest is searched brute force until the next build."""
 
 
@@ -138,14 +139,18 @@ async def gather_status(kafka: KafkaSettings, store: StoreSettings, status_url: 
     served = None if store.kind == "qdrant" else await asyncio.to_thread(_ask_serving_process, status_url)
     if served is not None:
         status.collections, status.store_source = served, f"asked the serving process at {status_url}"
-    else:
+    elif store.kind == "qdrant":
         opened = open_store(store)
         try:
             status.collections = await collection_status(opened)
         finally:
             await opened.close()
-        status.store_source = f"read {store.url}" if store.kind == "qdrant" else (
-            f"read {store.path} (no process answered at {status_url})")
+        status.store_source = f"read {store.url}"
+    else:  # never opened here: it is its serving process's (opening takes its lock and tidies its folders)
+        names = await EdgeStore(store).collections()  # the folder's listing, no collection opened
+        status.collections = [CollectionStatus(name, None, None) for name in names]
+        status.store_source = (f"names only, from {store.path}: no process answered at {status_url}, and the "
+                               "embedded store is read through the process serving it (--process names its URL)")
     return status
 
 
@@ -185,6 +190,7 @@ def format_status(status: Status) -> str:
     if not status.collections:
         lines.append("  none yet")
     lines += [f"  {each.name:<32} {each.points:>9,} points   {each.indexed_share:.0%} indexed"
+              if each.points is not None and each.indexed_share is not None else f"  {each.name:<32}         ? points"
               for each in status.collections]
     return "\n".join(lines)
 

@@ -11,10 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from contracts import SearchRequest, Topic, encode
+from infra.local_kafka import free_port
 from runtime.health import HealthServer
 from runtime.process import CascadeProcess
 from runtime.status import CollectionStatus, Status, format_status, gather_status
 from services.settings import Settings
+from services.store import EdgeStore
 from tests.conftest import client_for
 from tests.kafka_helpers import produce
 
@@ -136,3 +138,20 @@ async def test_the_event_loop_lag_is_measured_under_load_and_a_stall_is_seen(all
         stalled = _samples((await http.get("/metrics")).text)
     assert _value(stalled, "cascade_event_loop_lag_max_seconds") >= 0.25
     assert any(log["event"] == "event_loop.stalled" and log["lag_ms"] >= 250 for log in logs)
+
+
+async def test_status_never_opens_an_embedded_store_it_could_not_ask_about(settings: Settings) -> None:
+    """No process answered (it is busy, or on another port): the store is its process's, and an index build may be
+    running in it. Before, status opened the store itself, which deleted the build's generation (or died on the
+    store's lock with a traceback)."""
+    store = EdgeStore(settings.store)
+    await store.ensure_collection("docs", 8, "m")
+    await store.close()
+    building = settings.store.path / "docs@v1" / "g1"  # a build's copy, being optimised by the serving process
+    building.mkdir()
+    (building / "segment").write_text("in progress")
+    status = await gather_status(settings.kafka, settings.store, f"http://127.0.0.1:{free_port()}/status")
+    assert building.is_dir() and (building / "segment").read_text() == "in progress"
+    assert status.collections == [CollectionStatus("docs", None, None)]
+    assert status.store_source.startswith("names only") and "no process answered" in status.store_source
+    assert "docs                                     ? points" in format_status(status)
