@@ -261,6 +261,8 @@ class SearchResult(Message):
     served_by: dict[str, str] = Field(default_factory=dict)
     """Stage name -> instance id of the process that served it."""
     models: dict[str, str] = Field(default_factory=dict)
+    """What ranked the hits: `bi_encoder`, `cross_encoder`, `late_interaction`, and `fusion_weight` when the
+    reranker mixed that share of the first-stage score into the hits' scores."""
     error: ErrorInfo | None = None
     created_at_ms: float = Field(default_factory=now_ms)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,12 @@ def eval_collection(folder: Path, options: EvalOptions) -> str:
     return f"eval-{folder.name}-{options.split}{options.collection_suffix}"
 
 
+def _fusion_applied(results: Mapping[str, SearchResult]) -> float | None:
+    """The first-stage weight the reranker fused into these results' scores (it names it), if any."""
+    weights = {result.models["fusion_weight"] for result in results.values() if "fusion_weight" in result.models}
+    return float(weights.pop()) if weights else None
+
+
 async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,
                          bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
     """Ingest the corpus (unless `options.ingest` is off), run the queries in each mode, score them."""
@@ -169,6 +176,11 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
                                      if (value := getattr(r.timings, stage)) is not None])
                 for stage in ("encode_ms", "ann_ms", "rerank_queue_ms", "rerank_ms", "total_ms")}
             report["failures"][name] = failures
+            if (applied := _fusion_applied(results)) is not None:
+                # The deployment fused already: its ranking is reported as it is, never fused a second time, and
+                # the sweeps (which need the cross-encoder's own scores) are left out.
+                report.setdefault("fusion_applied", {})[name] = applied
+                continue
             weights = ([] if options.fusion_weight is None else [options.fusion_weight]) + list(options.fusion_sweep)
             if mode == "rerank" and options.candidate_sweep:
                 report.setdefault("candidate_sweep", {})[name] = candidate_sweep(

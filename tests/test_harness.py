@@ -79,3 +79,22 @@ def test_hard_cases_load_and_score_pairwise() -> None:
     prefers_first = pairwise_accuracy(cases, lambda query, passages: [1.0, 0.0])
     assert prefers_first == {"negation": 1.0, "constraint": 1.0, "all": 1.0}
     assert pairwise_accuracy(cases, lambda query, passages: [0.0, 0.0])["all"] == 0.0  # a tie is not right
+
+
+async def test_a_deployment_that_fuses_is_not_fused_again(settings: Settings, tiny_cross_encoder: Path,
+                                                         beir_folder: Path) -> None:
+    """Evaluating a running deployment whose reranker fuses (weight 0.5): its answers are the fused ranking,
+    reported as they are. Before, the harness fused them with the first stage a second time."""
+    settings = settings.model_copy(update={
+        "models": settings.models.model_copy(update={"cross_encoder": str(tiny_cross_encoder), "fusion_weight": 0.5})})
+    process = CascadeProcess(settings, {"ingest", "query", "rerank"})
+    await process.start()
+    try:
+        async with SearchClient(settings.kafka.bootstrap, topic_prefix=settings.kafka.topic_prefix) as client:
+            report = await evaluate_split(client, beir_folder, EvalOptions(modes=("bi", "rerank"), fusion_weight=0.5,
+                                                                           candidate_sweep=(30, 5)))
+    finally:
+        await process.stop()
+    assert set(report["metrics"]) == {"bi", "rerank"}
+    assert report["fusion_applied"] == {"rerank": 0.5}
+    assert "candidate_sweep" not in report

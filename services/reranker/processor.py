@@ -121,6 +121,7 @@ class RerankProcessor:
                 hits=ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget),
                 timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
                 served_by={**candidates.served_by, "reranker": self._instance},
-                models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id},
+                models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id,
+                        **({"fusion_weight": f"{self.fusion_weight:g}"} if self.fusion_weight else {})},
             )
         return shrink_to_fit(build, snippet_budget(min(request.k, len(candidates.candidates))))
