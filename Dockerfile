@@ -29,7 +29,7 @@ COPY models /app/models
 ENV PATH=/opt/cascade/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
-    CASCADE_MODELS_CROSS_ENCODER=/app/models/cascade-reranker-minilm-l6 \
+    CASCADE_MODELS_DIR=/app/models \
     CASCADE_STORE_PATH=/data/store \
     CASCADE_METRICS_PORT=9400 \
     CASCADE_LOG_FORMAT=json

@@ -34,7 +34,7 @@ from evaluation.timing import timed_gather
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
 from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER, BatchingSettings, ModelSettings, Settings, StoreSettings
+from services.settings import BUNDLED_RERANKER, BatchingSettings, ModelSettings, Settings, StoreSettings, bundled_models
 
 CandidateSets = list[tuple[str, list[str]]]
 
@@ -182,7 +182,7 @@ def main() -> None:
     if args.device == "cpu":
         result["int8"] = {name: {"ratio_vs_fp32": datasets[name]["int8"]["ratio_vs_fp32"]} for name in datasets}
         if not args.no_quality:
-            result["int8"].update(wikiqa_quality(BUNDLED_RERANKER))
+            result["int8"].update(wikiqa_quality(bundled_models() / BUNDLED_RERANKER))
     path = write_result(args.out, result)
     for name, figures in datasets.items():
         print(f"{name}: cascade {figures['cascade_pairs_per_s']:.1f} pairs/s, sentence-transformers "

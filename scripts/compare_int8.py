@@ -36,7 +36,7 @@ from scripts.benchlib import machine, write_result
 from services.encoders import BiEncoder, CrossEncoder
 from services.encoders.cross_encoder import Encoding, ScoredBatch, score_in_passes
 from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER
+from services.settings import BUNDLED_RERANKER, bundled_models
 
 PASS_TOKENS = 1_024
 Scorer = Callable[[Sequence[Encoding]], npt.NDArray[np.float32]]
@@ -102,8 +102,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     configure_logging("console", "WARNING")
-    fp32 = CrossEncoder.load(str(BUNDLED_RERANKER), device="cpu")
-    int8 = CrossEncoder.load(str(BUNDLED_RERANKER), device="cpu", precision="int8")
+    fp32 = CrossEncoder.load(str(bundled_models() / BUNDLED_RERANKER), device="cpu")
+    int8 = CrossEncoder.load(str(bundled_models() / BUNDLED_RERANKER), device="cpu", precision="int8")
     bi_encoder = BiEncoder()
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -21,7 +21,7 @@ from scripts.benchlib import BENCH_DIR, machine, write_result
 from services.encoders import BiEncoder, CrossEncoder
 from services.encoders.catalogue import CATALOGUE, ModelNotFetched, resolve_model
 from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER
+from services.settings import BUNDLED_RERANKER, bundled_models
 
 
 def bi_encoder_accuracy(name: str, cases: list[HardCase]) -> dict[str, float]:
@@ -34,7 +34,8 @@ def bi_encoder_accuracy(name: str, cases: list[HardCase]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rerankers", nargs="+", default=[f"shipped={BUNDLED_RERANKER}"], metavar="NAME=PATH",
+    parser.add_argument("--rerankers", nargs="+", default=[f"shipped={bundled_models() / BUNDLED_RERANKER}"],
+                        metavar="NAME=PATH",
                         help="cross-encoders to score (default: the shipped one)")
     args = parser.parse_args()
     configure_logging("console", "WARNING")

