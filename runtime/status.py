@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 
 from services.lag import group_lag
 from services.settings import KafkaSettings, StoreSettings
@@ -67,6 +68,8 @@ class Status:
     groups: list[GroupStatus] = field(default_factory=list)
     collections: list[CollectionStatus] = field(default_factory=list)
     store_source: str = ""
+    groups_hidden: str = ""
+    """Why no group is shown although some may exist (this login may not describe them)."""
 
 
 async def collection_status(store: VectorStore) -> list[CollectionStatus]:
@@ -102,9 +105,20 @@ def _members(description: dict[str, Any]) -> list[MemberStatus]:
     return sorted(members, key=lambda member: member.client_id)
 
 
+class GroupsHidden(PermissionError):
+    """This login may not describe Cascade's consumer groups (Kafka then lists none, rather than refusing)."""
+
+
 async def _groups(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, prefix: str) -> list[GroupStatus]:
     names = sorted(group for group, *_ in await admin.list_consumer_groups() if group.startswith(prefix))
     if not names:
+        try:  # none, or none this login may see?
+            await admin.describe_consumer_groups([f"{prefix}query"])
+        except GroupAuthorizationFailedError:
+            raise GroupsHidden(f"this login may not describe the consumer groups {prefix}*: grant it Describe on "
+                               "them (the operator role has it) to see members and lag") from None
+        except KafkaError:  # no coordinator yet (a fresh cluster): nothing to tell
+            pass
         return []
     groups = []
     for name in names:  # one group a request: aiokafka 0.14 fails to decode an answer describing several
@@ -132,7 +146,10 @@ async def gather_status(kafka: KafkaSettings, store: StoreSettings, status_url: 
     await consumer.start()
     try:
         status.topics = await _topics(admin, list(kafka.topics.all()))
-        status.groups = await _groups(admin, consumer, kafka.topic_prefix)
+        try:
+            status.groups = await _groups(admin, consumer, kafka.topic_prefix)
+        except GroupsHidden as exc:
+            status.groups_hidden = str(exc)
     finally:
         await consumer.stop()
         await admin.close()
@@ -178,7 +195,7 @@ def format_status(status: Status) -> str:
               for topic in status.topics]
     lines.append("consumer groups")
     if not status.groups:
-        lines.append("  none yet")
+        lines.append(f"  access denied: {status.groups_hidden}" if status.groups_hidden else "  none yet")
     for group in status.groups:
         lines.append(f"  {group.group}  {group.state}, {len(group.members)} member(s), "
                      f"lag {sum(group.lag.values())}")

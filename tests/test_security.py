@@ -14,9 +14,10 @@ import pytest
 
 from contracts import TopicRegistry
 from infra.acls import Grant, Role, grant, grant_role
-from infra.local_kafka import LocalKafka, SecuredListener
+from infra.local_kafka import LocalKafka, SecuredListener, free_port
 from runtime.process import CascadeProcess
 from runtime.provision import provision_topics
+from runtime.status import format_status, gather_status
 from sdk import KafkaAccessError, KafkaSecurity, SearchClient
 from sdk.security import AUTHORIZATION_ERRORS
 from services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
@@ -188,3 +189,15 @@ def test_kafka_tools_use_the_security_settings(secured: LocalKafka) -> None:
     refused = _run(kafka_settings(secured, "operator", password="not-it"), "kafka-tool", "topics", "--list",
                    "--command-property", "request.timeout.ms=5000")
     assert refused.returncode != 0 and b"not-it" not in refused.stdout + refused.stderr
+
+
+async def test_status_says_when_a_login_may_not_see_the_groups(secured: LocalKafka, tmp_path: Path) -> None:
+    """Kafka lists no group to a login that may not describe them, rather than refusing; status said "none yet"."""
+    await provision_topics(TOPICS, **kafka_settings(secured, "operator").client_options())
+    status = await gather_status(kafka_settings(secured, "reader"), StoreSettings(path=tmp_path / "store"),
+                                 f"http://127.0.0.1:{free_port()}/status")
+    assert status.groups == [] and "may not describe the consumer groups sec.*" in status.groups_hidden
+    assert "access denied: this login may not describe" in format_status(status)
+    seen = await gather_status(kafka_settings(secured, "operator"), StoreSettings(path=tmp_path / "store"),
+                               f"http://127.0.0.1:{free_port()}/status")
+    assert seen.groups_hidden == ""
