@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from services.settings import BUNDLED_RERANKER
 from tests.processes import CLI_HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
+_PACKAGES = ("contracts", "services", "runtime", "sdk", "infra", "evaluation")
+"""What pyproject.toml packages."""
 _REPORT = ("import json, services; from services.settings import ModelSettings; "
            "from services.encoders.catalogue import resolve_model; "
            "print(json.dumps({'package': services.__file__, 'cross_encoder': ModelSettings().cross_encoder, "
@@ -27,8 +30,14 @@ _REPORT = ("import json, services; from services.settings import ModelSettings; 
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from this checkout, installed into a folder of its own (its dependencies are this venv's)."""
     folder = tmp_path_factory.mktemp("installed")
+    source = folder / "source"  # built from a copy: a build leaves its build/ folder beside the sources
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for package in _PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(folder / "wheel"), str(ROOT)], check=True, timeout=CLI_HANG_GUARD_S)
+                    "--wheel-dir", str(folder / "wheel"), str(source)], check=True, timeout=CLI_HANG_GUARD_S)
     [wheel] = (folder / "wheel").glob("*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
                     str(folder / "site"), str(wheel)], check=True, timeout=CLI_HANG_GUARD_S)
