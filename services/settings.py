@@ -162,7 +162,8 @@ class StoreSettings(BaseSettings):
     max_collections: int = Field(1_000, ge=1)
     """Documents for a new collection beyond this many are rejected: producers cannot exhaust the store."""
     max_filter_fields: int = Field(16, ge=0)
-    """Payload indexes (filterable metadata fields) per collection; a filter on one more field is refused."""
+    """Payload indexes (filterable metadata fields) per collection, made for the fields documents bring, in the
+    order they come; a filter on a field without one is refused (searches never make one)."""
     index_min_points: int = Field(20_000, ge=0)
     """EdgeStore: build the HNSW index once this many points are unindexed (brute force: ~0.06 ms per 1k)..."""
     index_idle_s: float = Field(2.0, ge=0)

@@ -83,7 +83,7 @@ async def test_sparse_and_hybrid_search(store: VectorStore) -> None:
     await store.ensure_collection("c", DIM, "m")
     assert await store.has_sparse("c")
     await store.upsert("c", [
-        replace(_doc(doc_id, vectors[doc_id]), text=text, sparse=sparse)
+        replace(_doc(doc_id, vectors[doc_id], lang="en"), text=text, sparse=sparse)
         for (doc_id, text), sparse in zip(TEXTS.items(), bm25.encode_documents(list(TEXTS.values())), strict=True)])
 
     stop_words_only = replace(_doc("none", _unit(np.random.default_rng(4), 1)[0]),

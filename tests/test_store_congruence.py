@@ -17,7 +17,7 @@ import pytest
 from services.encoders.sparse import Bm25Encoder
 from services.store import (
     DocumentText,
-    FilterFieldLimit,
+    FieldNotFilterable,
     ScoredDocument,
     StoredDocument,
     StoredState,
@@ -190,11 +190,30 @@ async def test_the_same_refusals(both: Both) -> None:
         with pytest.raises(UnknownCollectionError):
             await both.same(call)
     query = _documents(2, n=1)[0].vector
-    for field in ("lang", "even", "rank"):  # the cap (3 here) on payload indexes ...
+    for field in ("lang", "even", "rank"):  # the three fields the documents brought: the cap (3 here)
         await both.same(lambda s, field=field: s.search("docs", query, LIMIT, filter={field: "x"}))
-    with pytest.raises(FilterFieldLimit, match="already has 3 filterable fields"):  # ... counts fields once each
+    coloured = replace(_documents(3, n=1)[0], doc_id="c", metadata={"colour": "red"})
+    await both.same(lambda s: s.upsert("docs", [coloured]))  # one field past the cap: stored, not filterable
+    with pytest.raises(FieldNotFilterable, match=r"cannot filter on metadata field 'colour': .* fewer than 3"):
         await both.same(lambda s: s.search("docs", query, LIMIT, filter={"lang": "fr", "colour": "red"}))
     assert not await both.edge.has_collection("ghost") and not await both.server.has_collection("ghost")
+
+
+async def test_a_search_never_makes_a_field_filterable(tmp_path: Path) -> None:
+    """Filters on keys no document brought are refused and cost nothing: they used to make a payload index each,
+    so a few junk keys from any client used up the cap and real fields could never be filtered on."""
+    async with opened_both(tmp_path, max_filter_fields=4) as both:
+        await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+        await both.same(lambda s: s.upsert("docs", _documents(1, n=5)))  # lang, even, rank
+        query = _documents(2, n=1)[0].vector
+        for junk in ("junk1", "junk2"):
+            with pytest.raises(FieldNotFilterable, match=f"'{junk}'"):
+                await both.same(lambda s, junk=junk: s.search("docs", query, LIMIT, filter={junk: 1}))
+        coloured = replace(_documents(3, n=1)[0], doc_id="c", metadata={"colour": "red"})
+        await both.same(lambda s: s.update_metadata("docs", {"d0": {"colour": "blue"}}))  # the fourth field
+        await both.same(lambda s: s.upsert("docs", [coloured]))
+        red = await both.same(lambda s: s.search("docs", query, LIMIT, filter={"colour": "red"}))
+        assert [hit.doc_id for hit in red] == ["c"]
 
 
 async def test_a_creation_cut_before_its_alias_is_finished(both: Both) -> None:

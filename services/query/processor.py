@@ -42,7 +42,7 @@ from services.ranking import as_hit, ranked_hits, with_rerank_timings
 from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
 from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
-from services.store import FilterFieldLimit, ScoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore
+from services.store import FieldNotFilterable, ScoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore
 from services.tracing import Stage, service_spans
 
 __all__ = ["QueryProcessor"]
@@ -119,7 +119,7 @@ class QueryProcessor:
                         _first_stage_label(request.first_stage, admitted.encoder.model_id))
                 except _Refused as exc:
                     out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
-                except FilterFieldLimit as exc:
+                except FieldNotFilterable as exc:
                     out += self._refuse(record, "invalid_request", str(exc), request)
                 except Exception as exc:
                     if is_transient(exc):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,8 +17,8 @@ __all__ = [
     "TOKEN_VECTORS",
     "VERSION_MARK",
     "DocumentText",
+    "FieldNotFilterable",
     "FilterFieldKind",
-    "FilterFieldLimit",
     "FilterValue",
     "ScoredDocument",
     "StoredDocument",
@@ -27,6 +27,7 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "fields_to_index",
     "filter_field_kind",
     "first_version",
     "point_id",
@@ -77,12 +78,33 @@ class UnknownCollectionError(LookupError):
         self.collection = collection
 
 
-class FilterFieldLimit(ValueError):
-    """A filter on a new field would create one payload index more than the collection's cap."""
+class FieldNotFilterable(ValueError):
+    """A filter on a metadata field the collection has no payload index for: searches never make one (junk keys
+    in queries would use up the cap), writes do, for the fields documents bring, up to the cap."""
 
     def __init__(self, collection: str, field: str, cap: int) -> None:
-        super().__init__(f"collection {collection!r} already has {cap} filterable fields, the cap "
-                         f"(CASCADE_STORE_MAX_FILTER_FIELDS): no filter on a new field {field!r}")
+        super().__init__(f"collection {collection!r} cannot filter on metadata field {field!r}: no document brought "
+                         f"it while the collection had fewer than {cap} filterable fields "
+                         "(CASCADE_STORE_MAX_FILTER_FIELDS)")
+
+
+def fields_to_index(metadata: Iterable[Mapping[str, Any]], indexed: Collection[str], cap: int
+                    ) -> dict[str, FilterFieldKind]:
+    """The payload indexes (path -> kind) that writes of `metadata` call for: each field not indexed yet, in the
+    order they come, while the collection has fewer than `cap`. Float fields are left out (filters match str, int
+    and bool); a list is indexed by the kind of its items."""
+    wanted: dict[str, FilterFieldKind] = {}
+    for fields in metadata:
+        for key, value in fields.items():
+            path = f"metadata.{key}"
+            if path in indexed or path in wanted:
+                continue
+            if len(indexed) + len(wanted) >= cap:
+                return wanted
+            sample = value[0] if isinstance(value, list) and value else value
+            if isinstance(sample, str | int | bool) and not isinstance(sample, float):
+                wanted[path] = filter_field_kind(sample)
+    return wanted
 
 
 class VectorSizeMismatch(ValueError):

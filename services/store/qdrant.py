@@ -10,7 +10,7 @@ can build `docs@v2` and switch; names are resolved on every call, so every pod s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
@@ -28,7 +28,7 @@ from services.store.base import (
     TOKEN_VECTORS,
     VERSION_MARK,
     DocumentText,
-    FilterFieldLimit,
+    FieldNotFilterable,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -36,7 +36,7 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
-    filter_field_kind,
+    fields_to_index,
     first_version,
     point_id,
 )
@@ -207,6 +207,7 @@ class QdrantStore(VectorStore):
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         resolved = await self._require(collection)
+        await self._index_fields(resolved, metadata.values())
         operations: list[models.UpdateOperation] = [
             models.SetPayloadOperation(set_payload=models.SetPayload(payload={"metadata": dict(fields)},
                                                                      points=[point_id(resolved, doc_id)]))
@@ -215,6 +216,7 @@ class QdrantStore(VectorStore):
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         resolved = await self._require(collection)
+        await self._index_fields(resolved, (doc.metadata for doc in documents))
         points = await asyncio.to_thread(lambda: [_point(resolved, doc) for doc in documents])  # off the loop
         await self._on_peer(lambda client: client.upsert(resolved, points, wait=True))
 
@@ -223,22 +225,33 @@ class QdrantStore(VectorStore):
         selector = models.PointIdsList(points=[point_id(resolved, doc_id) for doc_id in doc_ids])
         await self._on_peer(lambda client: client.delete(resolved, selector, wait=True))
 
-    async def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> models.Filter:
-        """Match metadata fields exactly, each through a payload index, made on a field's first filter (without
-        one the server scans every payload), at most `max_filter_fields` per collection."""
-        for key, value in conditions.items():
-            path = f"metadata.{key}"
-            if path in self._indexed_fields.get(collection, set()):
-                continue
-            indexed = self._indexed_fields[collection] = set((await self._info(collection)).payload_schema)
-            if path in indexed:
-                continue
-            if len(indexed) >= self._settings.max_filter_fields:
-                raise FilterFieldLimit(collection, key, self._settings.max_filter_fields)
-            schema = models.PayloadSchemaType(filter_field_kind(value))
+    async def _indexed(self, collection: str, fresh: bool = False) -> set[str]:
+        """The collection's payload indexes, as last read from the server (`fresh`: read now; another pod may
+        have made one)."""
+        if fresh or collection not in self._indexed_fields:
+            self._indexed_fields[collection] = set((await self._info(collection)).payload_schema)
+        return self._indexed_fields[collection]
+
+    async def _index_fields(self, collection: str, metadata: Iterable[Mapping[str, Any]]) -> None:
+        """Payload indexes for the fields these writes bring (`fields_to_index`), made before the points."""
+        metadata = list(metadata)
+        cap = self._settings.max_filter_fields
+        if not fields_to_index(metadata, await self._indexed(collection), cap):
+            return
+        indexed = await self._indexed(collection, fresh=True)
+        for path, kind in fields_to_index(metadata, indexed, cap).items():
             await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
-                                        field_name=path, field_schema=schema, wait=True))
+                                        field_name=path, field_schema=models.PayloadSchemaType(kind), wait=True))
             indexed.add(path)
+
+    async def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> models.Filter:
+        """Exact matches on metadata fields, each through its payload index (a search never makes one)."""
+        indexed = await self._indexed(collection)
+        if any(f"metadata.{key}" not in indexed for key in conditions):
+            indexed = await self._indexed(collection, fresh=True)  # another pod's writes may have made it
+        for key in conditions:
+            if f"metadata.{key}" not in indexed:
+                raise FieldNotFilterable(collection, key, self._settings.max_filter_fields)
         return models.Filter(must=[models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
                                    for key, value in conditions.items()])
 
