@@ -28,6 +28,7 @@ from contracts.limits import (
 )
 
 __all__ = [
+    "FILTER_KEY_PATTERN",
     "SCHEMA_VERSION",
     "AckStatus",
     "Candidate",
@@ -70,7 +71,8 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
 Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
 ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
 Scalar = str | int | float | bool
-FilterKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")]
+FILTER_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+FilterKey = Annotated[str, StringConstraints(pattern=FILTER_KEY_PATTERN)]
 """A metadata field a filter matches on: letters, digits, `_` and `-` (a store's field path is built from it)."""
 Filter = dict[FilterKey, str | int | bool]
 Mode = Literal["bi", "rerank", "cross", "colbert"]

@@ -140,10 +140,14 @@ def eval_collection(folder: Path, options: EvalOptions) -> str:
     return f"eval-{folder.name}-{options.split}{options.collection_suffix}"
 
 
-def _fusion_applied(results: Mapping[str, SearchResult]) -> float | None:
-    """The first-stage weight the reranker fused into these results' scores (it names it), if any."""
-    weights = {result.models["fusion_weight"] for result in results.values() if "fusion_weight" in result.models}
-    return float(weights.pop()) if weights else None
+def _fusion_applied(results: Mapping[str, SearchResult]) -> float | str | None:
+    """The first-stage weight the reranker fused into these results' scores (it names it), if any; "mixed" when
+    the results disagree (rerankers configured differently, a rolling deploy)."""
+    weights = {result.models.get("fusion_weight") for result in results.values()}
+    named = {weight for weight in weights if weight is not None}
+    if not named:
+        return None
+    return float(named.pop()) if weights == named and len(named) == 1 else "mixed"
 
 
 async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,

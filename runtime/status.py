@@ -3,7 +3,8 @@ topic prefix (state, members and their partitions, lag per partition) and the st
 indexed share).
 
 The embedded store belongs to the process that serves it, so its collections are asked of that process
-(`GET /status` on its metrics port); a Qdrant server, or an embedded store no process serves, is read directly.
+(`GET /status` on its metrics port), and only their names are read from its folder when none answers (opening it
+would take its lock and tidy its folders under a running build); a Qdrant server is read directly.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ async def frontier(settings: Settings, sizes: list[int], queries: int | None, la
                 modes=("rerank",), candidates=max(sizes), max_queries=queries, candidate_sweep=tuple(sizes),
                 fusion_weight=weight, exact_recall=False))
             write_report([quality], BENCH_DIR / "eval" / f"frontier-{dataset}")
+            if "fusion_applied" in quality:
+                raise SystemExit(f"the deployment's reranker fuses ({quality['fusion_applied']}): the frontier needs "
+                                 "its own scores, so set CASCADE_MODELS_FUSION_WEIGHT=0 there, or run it embedded")
             figures: dict[int, dict[str, float]] = {}
             for size, metrics in quality["candidate_sweep"]["rerank"].items():
                 figures[size] = {name: round(metrics[kind][metric], 4) for name, kind, metric in (

@@ -32,10 +32,10 @@ from evaluation.harness import EvalOptions, evaluate_split
 from evaluation.report import markdown_table, shown_path, write_report
 from evaluation.run import serving
 from runtime.clients import sdk_client
-from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.log import configure_logging
 from services.reranker.fusion import configured_fusion_weight
-from services.settings import ModelSettings, Settings, StoreSettings
+from services.settings import BUNDLED_COLBERT, ModelSettings, Settings, StoreSettings, bundled_models
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 MODES = ("bi", "distilled", "colbert", "rerank", "fused")
@@ -94,8 +94,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", type=Path, default=ROOT / "models" / "cascade-bi-minilm-l6-distilled")
-    parser.add_argument("--colbert", type=Path, default=ROOT / "models" / "cascade-colbert-minilm-l6")
+    parser.add_argument("--student", type=Path, default=bundled_models() / "cascade-bi-minilm-l6-distilled")
+    parser.add_argument("--colbert", type=Path, default=bundled_models() / BUNDLED_COLBERT)
     parser.add_argument("--latency-queries", type=int, default=40)
     parser.add_argument("--only-colbert", action="store_true",
                         help="measure mode colbert alone (a new ColBERT encoder) into the existing JSON, the other "

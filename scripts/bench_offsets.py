@@ -40,6 +40,7 @@ from infra.local_kafka import kafka_bootstrap
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from sdk import SearchClient, read_jsonl_documents
 from services.log import configure_logging
+from services.settings import BUNDLED_COLBERT, bundled_models
 
 DEMO = Path(__file__).parent / "demo" / "corpus.jsonl"
 SCHEDULES = 1_000
@@ -150,7 +151,7 @@ def _max_lag_ms(metrics_url: str) -> float:
 
 
 def lag_part(bootstrap: str, documents: int) -> dict[str, Any]:
-    late_interaction = str(Path(__file__).resolve().parents[1] / "models" / "cascade-colbert-minilm-l6")
+    late_interaction = str(bundled_models() / BUNDLED_COLBERT)
     with tempfile.TemporaryDirectory(prefix="cascade-lag-") as folder, serving(
             bootstrap, Path(folder), {"CASCADE_MODELS_LATE_INTERACTION": late_interaction}) as service:
         asyncio.run(_load(bootstrap, documents))

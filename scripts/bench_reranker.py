@@ -27,7 +27,7 @@ from runtime.clients import sdk_client
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
 from services.log import configure_logging
 from services.reranker.fusion import configured_fusion_weight
-from services.settings import ModelSettings, Settings, StoreSettings
+from services.settings import BUNDLED_RERANKER, ModelSettings, Settings, StoreSettings, bundled_models
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 KEYS = ("mrr@10", "ndcg@10", "recall@100")
@@ -80,7 +80,7 @@ def training_figures(model: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=ROOT / "models" / "cascade-reranker-minilm-l6")
+    parser.add_argument("--model", type=Path, default=bundled_models() / BUNDLED_RERANKER)
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--latency-queries", type=int, default=20)
     parser.add_argument("--name", default="reranker")

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from evaluation.beir import load_split
 from scripts.bench_late_interaction import DATASETS, MODES, plot
-from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, write_result
 from services.encoders import BiEncoder, LateInteractionEncoder
-from services.settings import StoreSettings
+from services.settings import BUNDLED_COLBERT, StoreSettings, bundled_models
 from services.store import EdgeStore, StoredDocument
 
 
@@ -72,7 +72,7 @@ def measure(dataset: str, count: int, dense: BiEncoder, late: LateInteractionEnc
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=1000)
-    parser.add_argument("--colbert", type=Path, default=ROOT / "models" / "cascade-colbert-minilm-l6")
+    parser.add_argument("--colbert", type=Path, default=bundled_models() / BUNDLED_COLBERT)
     args = parser.parse_args()
     dense, late = BiEncoder(device="cpu"), LateInteractionEncoder(args.colbert, device="cpu")
     found = {dataset: measure(dataset, args.documents, dense, late) for dataset in DATASETS}

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from evaluation.training import TrainingConfig, train_reranker
-from scripts.benchlib import ROOT
 from scripts.score_teachers import DEFAULT_OUTPUT as TEACHERS
+from services.settings import BUNDLED_RERANKER, bundled_models
 
-SHIPPED = ROOT / "models" / "cascade-reranker-minilm-l6"
+SHIPPED = bundled_models() / BUNDLED_RERANKER
 
 
 def main() -> None:

@@ -245,3 +245,17 @@ async def test_int8_collections_rescore_alike(tmp_path: Path) -> None:
             german = await both.same(lambda s, q=query: s.search("docs", q, LIMIT, filter={"lang": "de"}))
             assert german and {hit.metadata["lang"] for hit in german} == {"de"}
         print(f"\n{both.compared} operations compared")
+
+
+async def test_keys_a_filter_cannot_name_are_stored_but_never_indexed(both: Both) -> None:
+    """Metadata keys may hold a space or a dot; a payload index on one is refused (or would name a nested path), and
+    that used to fail the whole write."""
+    await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+    odd = replace(_documents(1, n=1)[0], metadata={"my key": 1, "a.b": 2, "ratio": 0.5, "lang": "en"})
+    await both.same(lambda s: s.upsert("docs", [odd]))
+    assert [hit.doc_id for hit in await both.same(
+        lambda s: s.search("docs", odd.vector, LIMIT, filter={"lang": "en"}))] == ["d0"]
+    states = await both.same(lambda s: s.stored_states("docs", ["d0"]))
+    assert dict(states["d0"].metadata) == {"my key": 1, "a.b": 2, "ratio": 0.5, "lang": "en"}
+    with pytest.raises(FieldNotFilterable, match="'ratio'"):  # a float field is not filterable
+        await both.same(lambda s: s.search("docs", odd.vector, LIMIT, filter={"ratio": 1}))

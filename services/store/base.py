@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -10,6 +11,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+
+from contracts.messages import FILTER_KEY_PATTERN
 
 __all__ = [
     "RRF_K",
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 FilterValue = str | int | bool
+FILTER_KEY = re.compile(FILTER_KEY_PATTERN)
 FilterFieldKind = Literal["bool", "integer", "keyword"]
 _POINT_NAMESPACE = uuid.UUID("6f1b9a6e-4b5c-5d2e-9a1f-0c3a7e5b8d21")
 
@@ -91,19 +95,19 @@ class FieldNotFilterable(ValueError):
 def fields_to_index(metadata: Iterable[Mapping[str, Any]], indexed: Collection[str], cap: int
                     ) -> dict[str, FilterFieldKind]:
     """The payload indexes (path -> kind) that writes of `metadata` call for: each field not indexed yet, in the
-    order they come, while the collection has fewer than `cap`. Float fields are left out (filters match str, int
-    and bool); a list is indexed by the kind of its items."""
+    order they come, while the collection has fewer than `cap`. Left out: keys a filter cannot name (a space, a dot
+    would make another path), and floats (filters match str, int and bool); a list is indexed by its first item."""
     wanted: dict[str, FilterFieldKind] = {}
     for fields in metadata:
         for key, value in fields.items():
             path = f"metadata.{key}"
-            if path in indexed or path in wanted:
+            sample = value[0] if isinstance(value, list) and value else value
+            if path in indexed or path in wanted or not FILTER_KEY.fullmatch(key) or isinstance(sample, float) \
+                    or not isinstance(sample, str | int | bool):
                 continue
             if len(indexed) + len(wanted) >= cap:
                 return wanted
-            sample = value[0] if isinstance(value, list) and value else value
-            if isinstance(sample, str | int | bool) and not isinstance(sample, float):
-                wanted[path] = filter_field_kind(sample)
+            wanted[path] = filter_field_kind(sample)
     return wanted
 
 

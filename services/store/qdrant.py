@@ -10,6 +10,7 @@ can build `docs@v2` and switch; names are resolved on every call, so every pod s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
@@ -45,6 +46,7 @@ __all__ = ["QdrantStore"]
 
 _MODEL = "cascade_model"
 _T = TypeVar("_T")
+_REREAD_S = 1.0
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
 """What a peer that cannot be reached fails with (nothing was sent to it)."""
 
@@ -75,7 +77,9 @@ class QdrantStore(VectorStore):
         """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._described_collections: dict[str, _Described] = {}
         self._indexed_fields: dict[str, set[str]] = {}
-        """Payload indexes by collection, as last read from the server."""
+        """Payload indexes by collection, as last read from the server..."""
+        self._indexed_read_at: dict[str, float] = {}
+        """...and when."""
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         self._peers = [AsyncQdrantClient(url=url, api_key=api_key) for url in settings.peer_urls]
         self._peer = 0
@@ -226,10 +230,12 @@ class QdrantStore(VectorStore):
         await self._on_peer(lambda client: client.delete(resolved, selector, wait=True))
 
     async def _indexed(self, collection: str, fresh: bool = False) -> set[str]:
-        """The collection's payload indexes, as last read from the server (`fresh`: read now; another pod may
-        have made one)."""
-        if fresh or collection not in self._indexed_fields:
+        """The collection's payload indexes, as last read from the server (`fresh`: read again if that was over
+        `_REREAD_S` ago, since another pod may have made one; filters on junk keys cost one read a second)."""
+        read_at = self._indexed_read_at.get(collection)
+        if read_at is None or (fresh and time.monotonic() - read_at > _REREAD_S):
             self._indexed_fields[collection] = set((await self._info(collection)).payload_schema)
+            self._indexed_read_at[collection] = time.monotonic()
         return self._indexed_fields[collection]
 
     async def _index_fields(self, collection: str, metadata: Iterable[Mapping[str, Any]]) -> None:
