@@ -16,7 +16,7 @@ from services.ingest import IngestProcessor, content_hash
 from services.ingest.processor import Shadow
 from services.messaging import RawRecord
 from services.settings import Settings
-from services.store import open_store
+from services.store import open_store, point_id
 from tests.conftest import client_for
 from tests.kafka_helpers import produce
 
@@ -90,6 +90,28 @@ async def test_reindex_refusals_are_clear_and_the_consumer_goes_on(served: Casca
         assert status.state == "switched" and status.documents == 3
         again = await client.reindex("docs", timeout_s=60)  # back to the default model: a third version
         assert again.target == "docs@v3" and again.source == "docs@v2"
+
+
+async def test_a_reindex_keeps_the_fields_that_could_be_filtered_on(settings: Settings, fetched_e5: Path) -> None:
+    """The cap on filterable fields was reached while documents arrived (here: 1, taken by `b`); the copies come in
+    point order, where a document bringing `a` first comes first. Before, the new version indexed `a` instead of
+    `b`, and filters on `b` were refused once the name switched."""
+    capped = settings.store.model_copy(update={"max_filter_fields": 1})
+    process = CascadeProcess(settings.model_copy(update={"store": capped}), {"ingest", "query"})
+    await process.start()
+    try:
+        ids = sorted((f"d{i}" for i in range(12)), key=lambda doc_id: point_id("docs", doc_id))
+        first_copied, *others = ids
+        async with client_for(process) as client:
+            await client.index([{"doc_id": doc_id, "text": f"text {doc_id}", "metadata": {"b": 1}}
+                                for doc_id in others], collection="docs")
+            await client.index([{"doc_id": first_copied, "text": "text", "metadata": {"a": 1, "b": 2}}],
+                               collection="docs")
+            assert (await client.reindex("docs", model="e5-small", timeout_s=60)).state == "switched"
+            found = await client.search("text", collection="docs", mode="bi", filter={"b": 2}, k=3)
+        assert [hit.doc_id for hit in found.hits] == [first_copied]
+    finally:
+        await process.stop()
 
 
 async def test_writes_during_a_reindex_reach_both_versions(settings: Settings, tiny_bi_encoder: Path,

@@ -259,3 +259,15 @@ async def test_keys_a_filter_cannot_name_are_stored_but_never_indexed(both: Both
     assert dict(states["d0"].metadata) == {"my key": 1, "a.b": 2, "ratio": 0.5, "lang": "en"}
     with pytest.raises(FieldNotFilterable, match="'ratio'"):  # a float field is not filterable
         await both.same(lambda s: s.search("docs", odd.vector, LIMIT, filter={"ratio": 1}))
+
+
+async def test_a_new_version_can_be_given_the_filterable_fields_of_the_old(tmp_path: Path) -> None:
+    async with opened_both(tmp_path, max_filter_fields=2) as both:
+        await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
+        await both.same(lambda s: s.upsert("docs", _documents(1, n=5)))  # lang and even: the cap
+        assert await both.same(lambda s: s.filter_fields("docs")) == {"lang": "keyword", "even": "bool"}
+        await both.same(lambda s: s.ensure_collection("docs@v2", DIM, "m", token_dim=TOKEN_DIM))
+        await both.same(lambda s: s.add_filter_fields("docs@v2", {"lang": "keyword", "even": "bool"}))
+        ranked_first = replace(_documents(2, n=1)[0], metadata={"rank": 1, "lang": "en", "even": True})
+        await both.same(lambda s: s.upsert("docs@v2", [ranked_first]))  # rank comes first, but the cap is taken
+        assert await both.same(lambda s: s.filter_fields("docs@v2")) == {"lang": "keyword", "even": "bool"}

@@ -68,6 +68,7 @@ class Reindexer:
         while await self._store.has_collection(target := f"{base_name(name)}{VERSION_MARK}{version}"):
             version += 1  # left by a reindex that did not finish
         await self._store.ensure_collection(target, encoder.dim, encoder.name, tokens.dim if tokens else None)
+        await self._store.add_filter_fields(target, await self._store.filter_fields(source))  # the same as served
         shadow = self._processor.shadows[name] = Shadow(target)
         started = status.model_copy(update={"state": "started", "source": source, "target": target,
                                             "model": encoder.name})

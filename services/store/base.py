@@ -87,8 +87,8 @@ class FieldNotFilterable(ValueError):
     in queries would use up the cap), writes do, for the fields documents bring, up to the cap."""
 
     def __init__(self, collection: str, field: str, cap: int) -> None:
-        super().__init__(f"collection {collection!r} cannot filter on metadata field {field!r}: no document brought "
-                         f"it while the collection had fewer than {cap} filterable fields "
+        super().__init__(f"collection {base_name(collection)!r} cannot filter on metadata field {field!r}: no "
+                         f"document brought it while the collection had fewer than {cap} filterable fields "
                          "(CASCADE_STORE_MAX_FILTER_FIELDS)")
 
 
@@ -267,6 +267,15 @@ class VectorStore(ABC):
 
     @abstractmethod
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None: ...
+
+    @abstractmethod
+    async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
+        """The metadata fields the collection can filter on (those with a payload index), and the kind of each."""
+
+    @abstractmethod
+    async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
+        """Make these fields filterable whatever the cap: a reindex gives its new version the old one's, rather
+        than those its copies happen to bring first."""
 
     @abstractmethod
     async def token_dim(self, collection: str) -> int | None:

@@ -72,6 +72,7 @@ from services.store.base import (
     VERSION_MARK,
     DocumentText,
     FieldNotFilterable,
+    FilterFieldKind,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -90,7 +91,8 @@ if TYPE_CHECKING:  # aliases that exist only in the type stubs
 __all__ = ["EdgeStore", "IndexBuildFailed"]
 
 _CURRENT = "CURRENT"
-_SCHEMAS = {"bool": PayloadSchemaType.Bool, "integer": PayloadSchemaType.Integer, "keyword": PayloadSchemaType.Keyword}
+_SCHEMAS: dict[FilterFieldKind, PayloadSchemaType] = {
+    "bool": PayloadSchemaType.Bool, "integer": PayloadSchemaType.Integer, "keyword": PayloadSchemaType.Keyword}
 _MODEL = "MODEL"
 _UPSERT_SLICE = 32
 """Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
@@ -336,6 +338,18 @@ class EdgeStore(VectorStore):
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
         ids: list[PointId] = [point_id(collection, doc_id) for doc_id in doc_ids]
         await self._write(collection, UpdateOperation.delete_points(ids))
+
+    async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
+        schema = (await self._open(collection).read(lambda shard: shard.info())).payload_schema
+        return {path.removeprefix("metadata."): kind for path, index in schema.items() for kind, data_type
+                in _SCHEMAS.items() if path.startswith("metadata.") and index.data_type == data_type}
+
+    async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
+        state = self._open(collection)
+        for key, kind in fields.items():
+            if (path := f"metadata.{key}") not in state.indexed_fields:
+                state.indexed_fields.add(path)
+                await self._write(collection, UpdateOperation.create_field_index(path, _SCHEMAS[kind]))
 
     def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> Filter:
         state = self._open(collection)

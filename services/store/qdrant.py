@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import httpx
 import structlog
@@ -30,6 +30,7 @@ from services.store.base import (
     VERSION_MARK,
     DocumentText,
     FieldNotFilterable,
+    FilterFieldKind,
     FilterValue,
     ScoredDocument,
     Sparse,
@@ -249,6 +250,21 @@ class QdrantStore(VectorStore):
             await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
                                         field_name=path, field_schema=models.PayloadSchemaType(kind), wait=True))
             indexed.add(path)
+
+    async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
+        schema = (await self._info(await self._require(collection))).payload_schema
+        return {path.removeprefix("metadata."): cast(FilterFieldKind, index.data_type.value)
+                for path, index in schema.items() if path.startswith("metadata.")
+                and index.data_type.value in ("bool", "integer", "keyword")}
+
+    async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
+        resolved = await self._require(collection)
+        indexed = await self._indexed(resolved, fresh=True)
+        for key, kind in fields.items():
+            if (path := f"metadata.{key}") not in indexed:
+                await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=resolved,
+                                            field_name=path, field_schema=models.PayloadSchemaType(kind), wait=True))
+                indexed.add(path)
 
     async def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> models.Filter:
         """Exact matches on metadata fields, each through its payload index (a search never makes one)."""
