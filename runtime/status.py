@@ -22,6 +22,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 
+from infra.acls import ROLE_GRANTS
 from services.lag import group_lag
 from services.settings import KafkaSettings, StoreSettings
 from services.store import EdgeStore, VectorStore, open_store
@@ -69,8 +70,8 @@ class Status:
     groups: list[GroupStatus] = field(default_factory=list)
     collections: list[CollectionStatus] = field(default_factory=list)
     store_source: str = ""
-    groups_hidden: str = ""
-    """Why no group is shown although some may exist (this login may not describe them)."""
+    groups_hidden: list[str] = field(default_factory=list)
+    """Groups of Cascade's services this login may not describe (they may exist: Kafka does not say)."""
 
 
 async def collection_status(store: VectorStore) -> list[CollectionStatus]:
@@ -106,21 +107,27 @@ def _members(description: dict[str, Any]) -> list[MemberStatus]:
     return sorted(members, key=lambda member: member.client_id)
 
 
-class GroupsHidden(PermissionError):
-    """This login may not describe Cascade's consumer groups (Kafka then lists none, rather than refusing)."""
+SERVICE_GROUPS = sorted({group for grants in ROLE_GRANTS.values() for grant in grants if not grant.prefixed
+                         for group in grant.groups})
+"""The consumer groups of Cascade's services, after the topic prefix."""
 
 
-async def _groups(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, prefix: str) -> list[GroupStatus]:
-    names = sorted(group for group, *_ in await admin.list_consumer_groups() if group.startswith(prefix))
-    if not names:
-        try:  # none, or none this login may see?
-            await admin.describe_consumer_groups([f"{prefix}query"])
+async def _hidden(admin: AIOKafkaAdminClient, prefix: str, listed: list[str]) -> list[str]:
+    """Cascade's groups this login may not describe: Kafka leaves them out of its listing rather than refusing."""
+    hidden = []
+    for group in SERVICE_GROUPS:
+        if (name := f"{prefix}{group}") in listed:
+            continue
+        try:
+            await admin.describe_consumer_groups([name])
         except GroupAuthorizationFailedError:
-            raise GroupsHidden(f"this login may not describe the consumer groups {prefix}*: grant it Describe on "
-                               "them (the operator role has it) to see members and lag") from None
+            hidden.append(name)
         except KafkaError:  # no coordinator yet (a fresh cluster): nothing to tell
             pass
-        return []
+    return hidden
+
+
+async def _groups(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, names: list[str]) -> list[GroupStatus]:
     groups = []
     for name in names:  # one group a request: aiokafka 0.14 fails to decode an answer describing several
         [response] = await admin.describe_consumer_groups([name])
@@ -147,10 +154,10 @@ async def gather_status(kafka: KafkaSettings, store: StoreSettings, status_url: 
     await consumer.start()
     try:
         status.topics = await _topics(admin, list(kafka.topics.all()))
-        try:
-            status.groups = await _groups(admin, consumer, kafka.topic_prefix)
-        except GroupsHidden as exc:
-            status.groups_hidden = str(exc)
+        prefix = kafka.topic_prefix
+        listed = sorted(group for group, *_ in await admin.list_consumer_groups() if group.startswith(prefix))
+        status.groups = await _groups(admin, consumer, listed)
+        status.groups_hidden = await _hidden(admin, prefix, listed)
     finally:
         await consumer.stop()
         await admin.close()
@@ -195,8 +202,11 @@ def format_status(status: Status) -> str:
     lines += [f"  {topic.name:<32} {topic.partitions:>3} partitions   retention {_retention(topic.retention_ms)}"
               for topic in status.topics]
     lines.append("consumer groups")
-    if not status.groups:
-        lines.append(f"  access denied: {status.groups_hidden}" if status.groups_hidden else "  none yet")
+    if not status.groups and not status.groups_hidden:
+        lines.append("  none yet")
+    if status.groups_hidden:
+        lines.append(f"  access denied: this login may not describe {', '.join(status.groups_hidden)} (grant it "
+                     "Describe on them, as the operator role has, to see members and lag)")
     for group in status.groups:
         lines.append(f"  {group.group}  {group.state}, {len(group.members)} member(s), "
                      f"lag {sum(group.lag.values())}")
