@@ -70,9 +70,11 @@ def run_kafka(secured: bool = False, brokers: int = 1) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     users = {user: secrets.token_urlsafe(18) for user in ["admin", *_USERS]}
-    if secured and brokers > 1:
-        sys.exit("--secured starts one broker: leave out --brokers")
-    with LocalKafka(security=SecuredListener(users=users) if secured else None, brokers=brokers) as kafka:
+    try:
+        local = LocalKafka(security=SecuredListener(users=users) if secured else None, brokers=brokers)
+    except ValueError as exc:  # --secured with --brokers
+        sys.exit(f"cascade kafka: {exc}")
+    with local as kafka:
         operator, credentials = _secure(kafka, settings) if secured else (
             settings.model_copy(update={"bootstrap": kafka.bootstrap}), None)
         summary = _provision(operator)

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,26 +181,36 @@ def p99(values: list[float]) -> float:
     return round(float(np.percentile(values, 99)), 1) if values else float("nan")
 
 
+async def faulted_load(args: argparse.Namespace, bootstrap: str, prefix: str, store: dict[str, str],
+                       roles: list[str], mode: str, fault: Callable[[], Awaitable[None]]) -> Load:
+    """The steady load through `cascade serve ROLES`; a third of the way in, `fault()` strikes (its moment is
+    recorded in the load)."""
+    load = Load()
+    with services(bootstrap, prefix, store, roles):
+        async with client(bootstrap, prefix) as searcher:
+            async def strike() -> None:
+                await asyncio.sleep(args.seconds / 3)
+                load.fault_at = time.monotonic()
+                await fault()
+            striking = asyncio.create_task(strike())
+            await steady_load(load, searcher, corpus(args.seconds * args.docs_per_s), args.seconds, args.docs_per_s,
+                              args.searches_per_s, mode)
+            await striking
+    return load
+
+
 async def qdrant_node_kill(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"dq{uuid.uuid4().hex[:6]}."
-    documents = corpus(args.seconds * args.docs_per_s)
     with LocalKafka() as kafka, LocalQdrant(nodes=3) as qdrant:
         store = {"CASCADE_STORE_KIND": "qdrant", "CASCADE_STORE_URL": ",".join(qdrant.urls),
                  "CASCADE_STORE_SHARDS": "3", "CASCADE_STORE_REPLICAS": "2"}
         await provision_topics(TopicRegistry(prefix=prefix), bootstrap_servers=kafka.bootstrap)
-        with services(kafka.bootstrap, prefix, store, ["ingest", "query"]):
-            async with client(kafka.bootstrap, prefix) as searcher:
-                load = Load()
 
-                async def fault() -> None:
-                    await asyncio.sleep(args.seconds / 3)
-                    qdrant.kill(0)  # the peer the services use: the first URL
-                    load.fault_at = time.monotonic()
-                    await asyncio.sleep(args.seconds / 3)
-                    await asyncio.to_thread(qdrant.restart, 0)
-                killing = asyncio.create_task(fault())
-                await steady_load(load, searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s, "bi")
-                await killing
+        async def kill_and_restart() -> None:
+            qdrant.kill(0)  # the peer the services use: the first URL
+            await asyncio.sleep(args.seconds / 3)
+            await asyncio.to_thread(qdrant.restart, 0)
+        load = await faulted_load(args, kafka.bootstrap, prefix, store, ["ingest", "query"], "bi", kill_and_restart)
         found = await stored(StoreSettings(kind="qdrant", url=",".join(qdrant.urls)), load.acked)
     load.write_run("qdrant_node_kill")
     return {"searches": len(load.searches), "failed": len(load.searches) - load.count("answered"),
@@ -235,24 +245,16 @@ async def lead_from(bootstrap: str, registry: TopicRegistry, leader: int, broker
 async def kafka_leader_kill(args: argparse.Namespace, store_path: Path) -> dict[str, Any]:
     prefix = f"dk{uuid.uuid4().hex[:6]}."
     registry = TopicRegistry(prefix=prefix)
-    documents = corpus(args.seconds * args.docs_per_s)
     store = {"CASCADE_STORE_KIND": "edge", "CASCADE_STORE_PATH": str(store_path)}
     with LocalKafka(brokers=3) as kafka:
         leader = 2
         await lead_from(kafka.bootstrap, registry, leader, list(kafka.addresses))
         await provision_topics(registry, bootstrap_servers=kafka.bootstrap)
-        with services(kafka.bootstrap, prefix, store, ["ingest", "query", "rerank"]):
-            async with client(kafka.bootstrap, prefix) as searcher:
-                load = Load()
 
-                async def fault() -> None:
-                    await asyncio.sleep(args.seconds / 3)
-                    kafka.kill(leader)
-                    load.fault_at = time.monotonic()
-                killing = asyncio.create_task(fault())
-                await steady_load(load, searcher, documents, args.seconds, args.docs_per_s, args.searches_per_s,
-                                  "rerank")
-                await killing
+        async def kill() -> None:
+            kafka.kill(leader)
+        load = await faulted_load(args, kafka.bootstrap, prefix, store, ["ingest", "query", "rerank"], "rerank",
+                                  kill)
     found = await stored(StoreSettings(kind="edge", path=store_path), load.acked)
     load.write_run("kafka_leader_kill")
     answered = load.answered_at()

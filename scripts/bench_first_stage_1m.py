@@ -46,7 +46,7 @@ from infra.local_qdrant import LocalQdrant
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, upsert_points, write_result
 from services.encoders.bi_encoder import BiEncoder
 from services.settings import StoreSettings
-from services.store import QdrantStore, VectorStore, first_version
+from services.store import QdrantStore, VectorStore, first_version, open_store
 from services.store.edge import EdgeStore
 
 COLLECTION = "million"
@@ -124,6 +124,30 @@ def _summary(latencies: list[float], found: list[set[str]], exact: list[set[str]
                                                                                                  strict=True))}
 
 
+async def _exact(store: VectorStore, queries: npt.NDArray[np.float32]) -> list[set[str]]:
+    """Each query's true top 100 (the store's exact search): what recall is measured against."""
+    return [{hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
+            for query in tqdm(queries, desc="exact top-100", unit="query")]
+
+
+async def _by_ef(settings: StoreSettings, queries: npt.NDArray[np.float32], exact: list[set[str]]
+                 ) -> dict[int, dict[str, float]]:
+    """The same queries at each of EFS, a store opened per search breadth."""
+    by_ef = {}
+    for ef in EFS:
+        store = open_store(settings.model_copy(update={"hnsw_ef": ef}))
+        try:
+            by_ef[ef] = _summary(*await _timed(store, queries), exact)
+        finally:
+            await store.close()
+    return by_ef
+
+
+def _printed(result: dict[str, Any]) -> dict[str, Any]:
+    print({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()})
+    return result
+
+
 async def measure(settings: StoreSettings, queries: npt.NDArray[np.float32], points: int) -> dict[str, Any]:
     """The store's defaults (and RAM), then the same queries at each of EFS (a store reopened per ef)."""
     before = resident_bytes()
@@ -131,19 +155,12 @@ async def measure(settings: StoreSettings, queries: npt.NDArray[np.float32], poi
     try:
         latencies, found = await _timed(store, queries)
         ram = resident_bytes() - before
-        exact = [{hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
-                 for query in tqdm(queries, desc="exact top-100", unit="query")]
+        exact = await _exact(store, queries)
         pending = await store.pending_index_points(COLLECTION)
     finally:
         await store.close()
-    by_ef = {}
-    for ef in EFS:
-        store = EdgeStore(settings.model_copy(update={"hnsw_ef": ef}))
-        try:
-            by_ef[ef] = _summary(*await _timed(store, queries), exact)
-        finally:
-            await store.close()
-    return {**_summary(latencies, found, exact), "ram_bytes_per_vector": ram / points, "by_ef": by_ef,
+    return {**_summary(latencies, found, exact), "ram_bytes_per_vector": ram / points,
+            "by_ef": await _by_ef(settings, queries, exact),
             "bytes_per_vector": folder_bytes(settings.path / COLLECTION) / points, "unindexed_points": pending}
 
 
@@ -164,8 +181,7 @@ async def configuration(vectors: npt.NDArray[np.float32], queries: npt.NDArray[n
     result = {"points": len(vectors), "quantization": quantization, "load_s": load_s, "build_s": build_s,
               **await asyncio.to_thread(measure_in_child, settings, queries, len(vectors))}
     shutil.rmtree(path, ignore_errors=True)
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()})
-    return result
+    return _printed(result)
 
 
 def _wait_until_indexed(url: str, deadline_s: float = 3600.0) -> int:
@@ -194,24 +210,15 @@ async def server_configuration(vectors: npt.NDArray[np.float32], queries: npt.ND
             unindexed = await asyncio.to_thread(_wait_until_indexed, server.url)
             build_s = time.perf_counter() - began
             latencies, found = await _timed(store, queries)
-            exact = [{hit.doc_id for hit in await store.search(COLLECTION, query.tolist(), TOP, exact=True)}
-                     for query in tqdm(queries, desc="exact top-100", unit="query")]
+            exact = await _exact(store, queries)
         finally:
             await store.close()
-        by_ef = {}
-        for ef in EFS:
-            store = QdrantStore(settings.model_copy(update={"hnsw_ef": ef}))
-            try:
-                by_ef[ef] = _summary(*await _timed(store, queries), exact)
-            finally:
-                await store.close()
         result = {"points": len(vectors), "quantization": "none", "load_s": load_s, "build_s": build_s,
-                  **_summary(latencies, found, exact), "by_ef": by_ef,
+                  **_summary(latencies, found, exact), "by_ef": await _by_ef(settings, queries, exact),
                   "ram_bytes_per_vector": resident_bytes(server.pid()) / len(vectors),
                   "bytes_per_vector": folder_bytes(server.storage()) / len(vectors), "unindexed_points": unindexed,
                   "server": "qdrant 1.18.3"}
-    print({key: round(value, 4) if isinstance(value, float) else value for key, value in result.items()})
-    return result
+    return _printed(result)
 
 
 def vectors_and_queries(points: int, queries: int

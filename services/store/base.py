@@ -30,10 +30,13 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "field_key",
+    "field_path",
     "fields_to_index",
     "filter_field_kind",
     "first_version",
     "point_id",
+    "unfilterable",
     "version_of",
 ]
 
@@ -92,15 +95,35 @@ class FieldNotFilterable(ValueError):
                          "(CASCADE_STORE_MAX_FILTER_FIELDS)")
 
 
+_METADATA = "metadata."
+
+
+def field_path(key: str) -> str:
+    """Where a metadata field lives in a point's payload: what its payload index and a filter on it name."""
+    return f"{_METADATA}{key}"
+
+
+def field_key(path: str) -> str | None:
+    """The metadata field a payload index is on (None for an index on anything else)."""
+    return path.removeprefix(_METADATA) if path.startswith(_METADATA) else None
+
+
+def unfilterable(conditions: Iterable[str], indexed: Collection[str]) -> str | None:
+    """The first field of a filter that has no payload index (a search refuses it: it never makes one)."""
+    return next((key for key in conditions if field_path(key) not in indexed), None)
+
+
 def fields_to_index(metadata: Iterable[Mapping[str, Any]], indexed: Collection[str], cap: int
                     ) -> dict[str, FilterFieldKind]:
     """The payload indexes (path -> kind) that writes of `metadata` call for: each field not indexed yet, in the
     order they come, while the collection has fewer than `cap`. Left out: keys a filter cannot name (a space, a dot
     would make another path), and floats (filters match str, int and bool); a list is indexed by its first item."""
     wanted: dict[str, FilterFieldKind] = {}
+    if len(indexed) >= cap:  # the usual case once a collection is set up: nothing to look at
+        return wanted
     for fields in metadata:
         for key, value in fields.items():
-            path = f"metadata.{key}"
+            path = field_path(key)
             sample = value[0] if isinstance(value, list) and value else value
             if path in indexed or path in wanted or not FILTER_KEY.fullmatch(key) or isinstance(sample, float) \
                     or not isinstance(sample, str | int | bool):

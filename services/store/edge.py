@@ -80,9 +80,12 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    field_key,
+    field_path,
     fields_to_index,
     first_version,
     point_id,
+    unfilterable,
 )
 
 if TYPE_CHECKING:  # aliases that exist only in the type stubs
@@ -316,10 +319,16 @@ class EdgeStore(VectorStore):
     async def _index_fields(self, collection: str, metadata: Iterable[Mapping[str, Any]]) -> None:
         """Payload indexes for the fields these writes bring (`fields_to_index`): without one a filter scans every
         payload (measured 54 ms vs 0.25 ms)."""
+        indexed = self._open(collection).indexed_fields
+        await self._make_indexes(collection, fields_to_index(metadata, indexed, self._settings.max_filter_fields))
+
+    async def _make_indexes(self, collection: str, wanted: Mapping[str, FilterFieldKind]) -> None:
+        """A payload index on each of these paths the collection has none on."""
         state = self._open(collection)
-        for path, kind in fields_to_index(metadata, state.indexed_fields, self._settings.max_filter_fields).items():
-            state.indexed_fields.add(path)  # before the write: a concurrent writer does not make it twice
-            await self._write(collection, UpdateOperation.create_field_index(path, _SCHEMAS[kind]))
+        for path, kind in wanted.items():
+            if path not in state.indexed_fields:
+                state.indexed_fields.add(path)  # before the write: a concurrent writer does not make it twice
+                await self._write(collection, UpdateOperation.create_field_index(path, _SCHEMAS[kind]))
 
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         """In slices of `_UPSERT_SLICE` points: Edge holds the GIL for a whole call, and a batch with ColBERT
@@ -341,24 +350,17 @@ class EdgeStore(VectorStore):
 
     async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
         schema = (await self._open(collection).read(lambda shard: shard.info())).payload_schema
-        return {path.removeprefix("metadata."): kind for path, index in schema.items() for kind, data_type
-                in _SCHEMAS.items() if path.startswith("metadata.") and index.data_type == data_type}
+        return {key: kind for path, index in schema.items() if (key := field_key(path)) is not None
+                for kind, data_type in _SCHEMAS.items() if index.data_type == data_type}
 
     async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
-        state = self._open(collection)
-        for key, kind in fields.items():
-            if (path := f"metadata.{key}") not in state.indexed_fields:
-                state.indexed_fields.add(path)
-                await self._write(collection, UpdateOperation.create_field_index(path, _SCHEMAS[kind]))
+        await self._make_indexes(collection, {field_path(key): kind for key, kind in fields.items()})
 
     def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> Filter:
-        state = self._open(collection)
-        must: list[ConditionType] = []
-        for key, value in conditions.items():
-            path = f"metadata.{key}"
-            if path not in state.indexed_fields:
-                raise FieldNotFilterable(collection, key, self._settings.max_filter_fields)
-            must.append(FieldCondition(key=path, match=MatchValue(_matchable(value))))
+        if (key := unfilterable(conditions, self._open(collection).indexed_fields)) is not None:
+            raise FieldNotFilterable(collection, key, self._settings.max_filter_fields)
+        must: list[ConditionType] = [FieldCondition(key=field_path(key), match=MatchValue(_matchable(value)))
+                                     for key, value in conditions.items()]
         return Filter(must=must)
 
     async def has_sparse(self, collection: str) -> bool:

@@ -38,9 +38,12 @@ from services.store.base import (
     StoredState,
     UnknownCollectionError,
     VectorStore,
+    field_key,
+    field_path,
     fields_to_index,
     first_version,
     point_id,
+    unfilterable,
 )
 
 __all__ = ["QdrantStore"]
@@ -77,10 +80,8 @@ class QdrantStore(VectorStore):
         self._rescore = models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
         """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._described_collections: dict[str, _Described] = {}
-        self._indexed_fields: dict[str, set[str]] = {}
-        """Payload indexes by collection, as last read from the server..."""
-        self._indexed_read_at: dict[str, float] = {}
-        """...and when."""
+        self._indexes: dict[str, tuple[float, set[str]]] = {}
+        """Payload indexes by collection: when they were last read from the server, and their paths."""
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
         self._peers = [AsyncQdrantClient(url=url, api_key=api_key) for url in settings.peer_urls]
         self._peer = 0
@@ -233,48 +234,45 @@ class QdrantStore(VectorStore):
     async def _indexed(self, collection: str, fresh: bool = False) -> set[str]:
         """The collection's payload indexes, as last read from the server (`fresh`: read again if that was over
         `_REREAD_S` ago, since another pod may have made one; filters on junk keys cost one read a second)."""
-        read_at = self._indexed_read_at.get(collection)
+        read_at, indexed = self._indexes.get(collection, (None, set()))
         if read_at is None or (fresh and time.monotonic() - read_at > _REREAD_S):
-            self._indexed_fields[collection] = set((await self._info(collection)).payload_schema)
-            self._indexed_read_at[collection] = time.monotonic()
-        return self._indexed_fields[collection]
+            indexed = set((await self._info(collection)).payload_schema)
+            self._indexes[collection] = (time.monotonic(), indexed)
+        return indexed
 
     async def _index_fields(self, collection: str, metadata: Iterable[Mapping[str, Any]]) -> None:
-        """Payload indexes for the fields these writes bring (`fields_to_index`), made before the points."""
+        """Payload indexes for the fields these writes bring (`fields_to_index`), made before the points; the
+        server is asked again only when the cached set says some are due."""
         metadata = list(metadata)
         cap = self._settings.max_filter_fields
-        if not fields_to_index(metadata, await self._indexed(collection), cap):
-            return
+        if fields_to_index(metadata, await self._indexed(collection), cap):
+            await self._make_indexes(collection, fields_to_index(metadata, await self._indexed(collection, True), cap))
+
+    async def _make_indexes(self, collection: str, wanted: Mapping[str, FilterFieldKind]) -> None:
+        """A payload index on each of these paths the collection has none on (another pod may have made it)."""
         indexed = await self._indexed(collection, fresh=True)
-        for path, kind in fields_to_index(metadata, indexed, cap).items():
-            await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
-                                        field_name=path, field_schema=models.PayloadSchemaType(kind), wait=True))
-            indexed.add(path)
-
-    async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
-        schema = (await self._info(await self._require(collection))).payload_schema
-        return {path.removeprefix("metadata."): cast(FilterFieldKind, index.data_type.value)
-                for path, index in schema.items() if path.startswith("metadata.")
-                and index.data_type.value in ("bool", "integer", "keyword")}
-
-    async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
-        resolved = await self._require(collection)
-        indexed = await self._indexed(resolved, fresh=True)
-        for key, kind in fields.items():
-            if (path := f"metadata.{key}") not in indexed:
-                await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=resolved,
+        for path, kind in wanted.items():
+            if path not in indexed:
+                await self._on_peer(partial(AsyncQdrantClient.create_payload_index, collection_name=collection,
                                             field_name=path, field_schema=models.PayloadSchemaType(kind), wait=True))
                 indexed.add(path)
 
+    async def filter_fields(self, collection: str) -> dict[str, FilterFieldKind]:
+        schema = (await self._info(await self._require(collection))).payload_schema
+        return {key: cast(FilterFieldKind, index.data_type.value) for path, index in schema.items()
+                if (key := field_key(path)) is not None and index.data_type.value in ("bool", "integer", "keyword")}
+
+    async def add_filter_fields(self, collection: str, fields: Mapping[str, FilterFieldKind]) -> None:
+        await self._make_indexes(await self._require(collection),
+                                 {field_path(key): kind for key, kind in fields.items()})
+
     async def _filter(self, collection: str, conditions: Mapping[str, FilterValue]) -> models.Filter:
-        """Exact matches on metadata fields, each through its payload index (a search never makes one)."""
-        indexed = await self._indexed(collection)
-        if any(f"metadata.{key}" not in indexed for key in conditions):
-            indexed = await self._indexed(collection, fresh=True)  # another pod's writes may have made it
-        for key in conditions:
-            if f"metadata.{key}" not in indexed:
-                raise FieldNotFilterable(collection, key, self._settings.max_filter_fields)
-        return models.Filter(must=[models.FieldCondition(key=f"metadata.{key}", match=models.MatchValue(value=value))
+        """Exact matches on metadata fields, each through its payload index (a search never makes one). A field the
+        cached set lacks is looked up again first: another pod's writes may have made its index."""
+        if unfilterable(conditions, await self._indexed(collection)) is not None and (
+                key := unfilterable(conditions, await self._indexed(collection, fresh=True))) is not None:
+            raise FieldNotFilterable(collection, key, self._settings.max_filter_fields)
+        return models.Filter(must=[models.FieldCondition(key=field_path(key), match=models.MatchValue(value=value))
                                    for key, value in conditions.items()])
 
     async def search(
