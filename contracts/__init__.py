@@ -2,6 +2,7 @@
 
 from contracts.codec import ContractError, decode, encode
 from contracts.messages import (
+    REINDEX_COPY_HEADER,
     SCHEMA_VERSION,
     Candidate,
     CandidateSet,
@@ -11,6 +12,7 @@ from contracts.messages import (
     Hit,
     IngestAck,
     Message,
+    ReindexCopy,
     ReindexRequest,
     ReindexStatus,
     SearchRequest,
@@ -23,6 +25,7 @@ from contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "REINDEX_COPY_HEADER",
     "SCHEMA_VERSION",
     "Candidate",
     "CandidateSet",
@@ -33,6 +36,7 @@ __all__ = [
     "Hit",
     "IngestAck",
     "Message",
+    "ReindexCopy",
     "ReindexRequest",
     "ReindexStatus",
     "SearchRequest",

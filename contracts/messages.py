@@ -29,6 +29,7 @@ from contracts.limits import (
 
 __all__ = [
     "FILTER_KEY_PATTERN",
+    "REINDEX_COPY_HEADER",
     "SCHEMA_VERSION",
     "AckStatus",
     "Candidate",
@@ -44,6 +45,7 @@ __all__ = [
     "Message",
     "Metadata",
     "Mode",
+    "ReindexCopy",
     "ReindexRequest",
     "ReindexState",
     "ReindexStatus",
@@ -280,6 +282,19 @@ class ReindexRequest(Message):
     """The new version's first-stage model (default: the ingest service's)."""
     late_interaction: bool | None = None
     """Whether the new version stores token vectors (default: as the current version)."""
+
+
+REINDEX_COPY_HEADER: Final = ("cascade-kind", "reindex-copy")
+"""The header that marks a ReindexCopy among the DocumentEvents of the documents topic."""
+
+
+class ReindexCopy(Message):
+    """Internal to the ingest service, on the documents topic (marked by REINDEX_COPY_HEADER), keyed by doc_id so
+    that it is ordered with the document's own events: make the version a reindex is building hold the document as
+    the collection then does. Harmless if sent by anyone: it copies what the store holds. No ack."""
+
+    collection: CollectionName
+    doc_id: DocId
 
 
 ReindexState = Literal["started", "switched", "failed"]

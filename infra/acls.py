@@ -45,7 +45,8 @@ _REPLIES = "replies."
 ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
     "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
                                     groups=("ingest", "ingest-reindex")),
-               Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value))),
+               Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value,
+                                         Topic.DOCUMENTS.value))),  # a reindex's copies (services/ingest/reindex.py)
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
               Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.RESULTS.value, Topic.DLQ.value)),
               Grant(("Write",), topics=(_REPLIES,), prefixed=True)),

@@ -97,10 +97,11 @@ class CascadeProcess:
                 on_build=self.metrics.index_builds.observe, on_failure=self.metrics.index_build_failures.inc)
             processor = IngestProcessor(self.store, self.bi_encoders, service=f"ingest@{settings.instance_name}",
                                         max_collections=settings.store.max_collections)
-            self.reindexer = Reindexer(self.store, self.bi_encoders, processor, self.index_scheduler,
-                                       settings.batching.reindex_page_size)
-            self.consumers += [ingest_consumer(settings, self.publisher, processor, self.index_scheduler),
-                               reindex_consumer(settings, self.publisher, self.reindexer)]
+            ingest = ingest_consumer(settings, self.publisher, processor, self.index_scheduler)
+            self.reindexer = Reindexer(self.store, self.bi_encoders, self.index_scheduler, self.publisher,
+                                       ingest.subscription, settings.batching.reindex_page_size,
+                                       **settings.kafka.client_options())
+            self.consumers += [ingest, reindex_consumer(settings, self.publisher, self.reindexer)]
         if "query" in roles and self.store and self.bi_encoders:
             self.query_cache = QueryVectorCache(batching.query_cache_size)
             cache = self.query_cache

@@ -13,7 +13,7 @@ from prometheus_client import Gauge
 
 from services.consumers import Subscription
 
-__all__ = ["group_lag", "watch_lag"]
+__all__ = ["group_lag", "wait_until_consumed", "watch_lag"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +44,31 @@ async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: fl
                         gauge.labels(each.group, each.topic, str(tp.partition)).set(lag)
             except Exception as exc:  # the cluster away for a while: the gauge keeps its last values
                 log.warning("lag.unavailable", error=repr(exc))
+            await asyncio.sleep(every_s)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def wait_until_consumed(subscription: Subscription, every_s: float = 0.2, **client_options: Any) -> None:
+    """Return once the subscription's group has committed, on every partition of its topic, past each record
+    published to it before this call (records published since do not delay it)."""
+    admin = AIOKafkaAdminClient(**client_options)
+    consumer = AIOKafkaConsumer(**client_options)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics([subscription.topic])
+        partitions = [TopicPartition(subscription.topic, partition["partition"])
+                      for topic in described for partition in topic["partitions"]]
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)  # where a group with no commit begins
+        while True:
+            committed = await admin.list_consumer_group_offsets(subscription.group, partitions=partitions)
+            reached = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else starts[tp]
+                       for tp in partitions}
+            if all(reached[tp] >= end for tp, end in ends.items()):
+                return
             await asyncio.sleep(every_s)
     finally:
         await consumer.stop()

@@ -54,8 +54,9 @@ class Outgoing:
     message: BaseModel
     instead: Callable[[BaseException], Sequence[Outgoing]] | None = None
     """What to publish in its place, given why, if the cluster or the size limit refuses this message."""
-    trace: Mapping[str, str] = field(default_factory=dict)
-    """Trace context headers (`traceparent`): the next hop's spans become children of this service's span."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Headers beside the content type: the trace context (`traceparent`: the next hop's spans become children of
+    this service's span), or the kind of an internal record."""
 
 
 _JSON = [("content-type", b"application/json")]
@@ -261,7 +262,7 @@ class Publisher:
                 async with asyncio.timeout(self._settings.send_timeout_ms / 1000):
                     future = await self._producer.send(
                         out.topic, value, key=out.key.encode() if out.key else None,
-                        headers=[*_JSON, *((name, text.encode()) for name, text in out.trace.items())])
+                        headers=[*_JSON, *((name, text.encode()) for name, text in out.headers.items())])
                 sent.append((out, future))
             except _NoListener:
                 self._no_listener(out)

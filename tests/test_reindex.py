@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from contracts import DocumentEvent, Topic, encode
+from contracts import REINDEX_COPY_HEADER, DocumentEvent, ReindexCopy, Topic, encode
 from runtime.process import CascadeProcess
 from sdk import ReindexFailed, SearchClient
 from services.encoders import BiEncoder, BiEncoders
 from services.ingest import IngestProcessor, content_hash
-from services.ingest.processor import Shadow
 from services.messaging import RawRecord
 from services.settings import Settings
 from services.store import open_store, point_id
@@ -114,24 +113,37 @@ async def test_a_reindex_keeps_the_fields_that_could_be_filtered_on(settings: Se
         await process.stop()
 
 
-async def test_writes_during_a_reindex_reach_both_versions(settings: Settings, tiny_bi_encoder: Path,
-                                                          fetched_e5: Path) -> None:
-    """The dual write itself, without timing luck: a shadow registered as a reindex does, then a batch."""
+async def test_writes_reach_the_version_being_built_and_copies_make_it_hold_the_served_documents(
+        settings: Settings, tiny_bi_encoder: Path, fetched_e5: Path) -> None:
+    """What every ingest pod does with a batch once a newer version exists, decided by the store alone: writes go to
+    both versions, a reindex's copy makes the new version hold what the served one holds (or nothing), no acks."""
     store = open_store(settings.store)
     encoders = BiEncoders(BiEncoder(str(tiny_bi_encoder), device="cpu"), lambda name: BiEncoder(name, device="cpu"))
     processor = IngestProcessor(store, encoders)
+    offsets = iter(range(100))
 
-    def record(offset: int, event: DocumentEvent) -> RawRecord:
-        return RawRecord("documents", 0, offset, event.doc_id.encode(), encode(event))
+    def record(event: DocumentEvent | ReindexCopy) -> RawRecord:
+        header, kind = REINDEX_COPY_HEADER
+        headers = ((header, kind.encode()),) if isinstance(event, ReindexCopy) else ()
+        return RawRecord("documents", 0, next(offsets), event.doc_id.encode(), encode(event), headers)
 
-    await processor.process([record(0, DocumentEvent(collection="docs", doc_id="a", text="first"))])
-    await store.ensure_collection("docs@v2", 32, "e5-small")
-    processor.shadows["docs"] = Shadow("docs@v2")
-    outcome = await processor.process([record(1, DocumentEvent(collection="docs", doc_id="b", text="second")),
-                                       record(2, DocumentEvent(collection="docs", op="delete", doc_id="a"))])
+    await processor.process([record(DocumentEvent(collection="docs", doc_id=doc_id, text=f"first {doc_id}"))
+                             for doc_id in "acd"])
+    await store.ensure_collection("docs@v2", 32, "e5-small")  # as a reindex makes it, in any pod
+    outcome = await processor.process([record(DocumentEvent(collection="docs", doc_id="b", text="second")),
+                                       record(DocumentEvent(collection="docs", op="delete", doc_id="a")),
+                                       record(ReindexCopy(collection="docs", doc_id="c")),
+                                       record(ReindexCopy(collection="docs", doc_id="a")),
+                                       record(ReindexCopy(collection="docs", doc_id="ghost"))])
     assert sorted((ack.collection, ack.doc_id, ack.status) for ack in outcome.acks) == [
         ("docs", "a", "deleted"), ("docs", "b", "indexed")]  # acks of the collection only, under its name
-    assert set(await store.stored_states("docs", ["a", "b"])) == {"b"}
-    copied = await store.stored_states("docs@v2", ["a", "b"])
-    assert set(copied) == {"b"} and copied["b"].content_hash == content_hash("test/tiny-e5", "", "second")
+    assert set(await store.stored_states("docs", ["a", "b", "c", "d"])) == {"b", "c", "d"}
+    copied = await store.stored_states("docs@v2", ["a", "b", "c", "d", "ghost"])
+    assert set(copied) == {"b", "c"}  # d: no copy yet
+    assert copied["b"].content_hash == content_hash("test/tiny-e5", "", "second")
+    assert copied["c"].content_hash == content_hash("test/tiny-e5", "", "first c")
+    await store.switch_alias("docs", "docs@v2")
+    await processor.process([record(DocumentEvent(collection="docs", doc_id="e", text="after the switch"))])
+    assert set(await store.stored_states("docs@v2", ["e"])) == {"e"}
+    assert set(await store.stored_states("docs@v1", ["e"])) == set()  # the old version is left as it was
     await store.close()

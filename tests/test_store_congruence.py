@@ -142,6 +142,7 @@ async def test_the_same_operations_give_the_same_answers(both: Both) -> None:
     await both.same(lambda s: s.stored_states("docs", ["d7"]))
     await both.same(lambda s: s.update_metadata("docs", {"d8": {"lang": "xx", "rank": 9}}))
     await both.same(lambda s: s.stored_states("docs", ["d8"]))
+    await both.same(lambda s: s.documents("docs", ["d8", "d7", "never-stored"]))  # what a reindex's copy reads
     await both.same(lambda s: s.delete("docs", ["d3", "never-stored"]))
     await both.same(lambda s: s.count("docs"))
 
@@ -184,7 +185,8 @@ async def test_the_same_refusals(both: Both) -> None:
     await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
     await both.same(lambda s: s.upsert("docs", _documents(1, n=5)))
     for call in (lambda s: s.search("ghost", [0.0] * DIM, LIMIT), lambda s: s.count("ghost"),
-                 lambda s: s.stored_states("ghost", ["a"]), lambda s: s.scroll("ghost", None, 3),
+                 lambda s: s.stored_states("ghost", ["a"]), lambda s: s.documents("ghost", ["a"]),
+                 lambda s: s.scroll("ghost", None, 3),
                  lambda s: s.vector_size("ghost"), lambda s: s.upsert("ghost", _documents(1, n=1)),
                  lambda s: s.switch_alias("docs", "ghost")):
         with pytest.raises(UnknownCollectionError):

@@ -14,16 +14,26 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from contracts import ContractError, DeadLetter, DocumentEvent, IngestAck, decode, now_ms
+from contracts import (
+    REINDEX_COPY_HEADER,
+    ContractError,
+    DeadLetter,
+    DocumentEvent,
+    IngestAck,
+    ReindexCopy,
+    decode,
+    now_ms,
+)
 from contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from contracts.messages import AckStatus
 from services.encoders import BiEncoders, LateInteractionEncoder, UnknownModel, document_text
 from services.encoders.late_interaction import TokenVectors
 from services.encoders.sparse import Bm25Encoder
+from services.ingest.versions import versions
 from services.messaging import RawRecord, dead_letter, usable_id
-from services.store import Sparse, StoredDocument, VectorSizeMismatch, VectorStore, base_name
+from services.store import Sparse, StoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore, base_name
 
-__all__ = ["IngestOutcome", "IngestProcessor", "Received", "Shadow", "content_hash"]
+__all__ = ["IngestOutcome", "IngestProcessor", "Received", "content_hash", "is_reindex_copy"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +55,17 @@ class IngestOutcome:
 
 
 Received = tuple[RawRecord, DocumentEvent]
+Event = DocumentEvent | ReindexCopy
 
 
-def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
+def is_reindex_copy(record: RawRecord) -> bool:
+    name, value = REINDEX_COPY_HEADER
+    return (name, value.encode()) in record.headers
+
+
+def _split_runs(events: Sequence[tuple[RawRecord, Event]]) -> list[list[tuple[RawRecord, Event]]]:
     """Consecutive runs in which no document appears twice, so events of one document apply in order."""
-    runs: list[list[Received]] = [[]]
+    runs: list[list[tuple[RawRecord, Event]]] = [[]]
     seen: set[tuple[str, str]] = set()
     for record, event in events:
         identity = (event.collection, event.doc_id)
@@ -61,15 +77,6 @@ def _split_runs(events: Sequence[Received]) -> list[list[Received]]:
     return runs
 
 
-@dataclass(frozen=True)
-class Shadow:
-    """A version being built by a reindex: writes to the collection go to it too, under `lock`, which the
-    reindex's copying holds while it writes (so a copy never overwrites a newer write)."""
-
-    target: str
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 class IngestProcessor:
     def __init__(self, store: VectorStore, encoders: BiEncoders, service: str = "ingest",
                  max_collections: int = 1_000) -> None:
@@ -78,33 +85,58 @@ class IngestProcessor:
         self._encoders = encoders
         self._bm25 = Bm25Encoder()
         self._service = service
-        self.shadows: dict[str, Shadow] = {}
-        """Collection name -> the version a reindex is building (see services/ingest/reindex.py)."""
 
     async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
         """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
         retries cluster faults and isolates anything else record by record)."""
         outcome = IngestOutcome()
-        events: list[Received] = []
+        events: list[tuple[RawRecord, Event]] = []
         for record in records:
             try:
-                events.append((record, decode(record.value, DocumentEvent)))
+                event: Event = (decode(record.value, ReindexCopy) if is_reindex_copy(record)
+                                else decode(record.value, DocumentEvent))
             except ContractError as exc:
                 self.reject(record, str(exc), outcome)
+            else:
+                events.append((record, event))
         for run in _split_runs(events):
             for collection in sorted({event.collection for _, event in run}):
-                in_collection = [(record, event) for record, event in run if event.collection == collection]
-                await self._apply(collection, in_collection, outcome)
-                if (shadow := self.shadows.get(collection)) is not None:
-                    async with shadow.lock:
-                        await self.apply_copies(shadow.target, in_collection)
+                await self._apply_to_versions(collection, [each for each in run if each[1].collection == collection],
+                                              outcome)
         return outcome
 
+    async def _apply_to_versions(self, collection: str, received: list[tuple[RawRecord, Event]],
+                                 outcome: IngestOutcome) -> None:
+        """Writes to the version served and to the one being built (services/ingest/versions.py); a reindex's
+        copies to the one being built only, as the served version holds their documents now."""
+        held = await versions(self._store, collection)
+        writes = [(record, event) for record, event in received if isinstance(event, DocumentEvent)]
+        if writes:
+            await self._apply(held.served, writes, outcome)
+        if held.building is None:
+            return
+        copies = [(record, event) for record, event in received if isinstance(event, ReindexCopy)]
+        try:
+            await self.apply_copies(held.building, writes + await self._copied(held.served, copies))
+        except UnknownCollectionError:  # a version given up since the lookup: nothing to build any more
+            log.warning("reindex.version_gone", version=held.building)
+
+    async def _copied(self, served: str, copies: list[tuple[RawRecord, ReindexCopy]]) -> list[Received]:
+        """The copies as the events that make a version hold what `served` holds: upserts, deletes if gone."""
+        if not copies:
+            return []
+        stored = await self._store.documents(served, [copy.doc_id for _, copy in copies])
+        return [(record, DocumentEvent(collection=copy.collection, doc_id=copy.doc_id, title=doc.title,
+                                       text=doc.text, metadata=dict(doc.metadata))
+                 if (doc := stored.get(copy.doc_id)) else
+                 DocumentEvent(collection=copy.collection, doc_id=copy.doc_id, op="delete"))
+                for record, copy in copies]
+
     async def apply_copies(self, target: str, received: list[Received]) -> None:
-        """Apply events to a version being built, encoded by its model; its acks go nowhere (the collection's
-        own were published), a refusal is logged."""
+        """Apply events to a version being built, encoded by its model, never making it; its acks go nowhere (the
+        collection's own were published), a refusal is logged."""
         copied = IngestOutcome()
-        await self._apply(target, received, copied)
+        await self._apply(target, received, copied, create=False)
         for letter in copied.dead_letters:
             log.warning("reindex.copy_refused", target=target, doc_id=letter.key, error=letter.error)
 
@@ -146,11 +178,14 @@ class IngestProcessor:
             return str(VectorSizeMismatch(collection, token_dim or 0, tokens_encoder.dim, tokens_encoder.model_id))
         return None
 
-    async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome) -> None:
+    async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome,
+                     create: bool = True) -> None:
         events = [event for _, event in received]
         upserts = [event for event in events if event.op == "upsert"]
         deletes = [event.doc_id for event in events if event.op == "delete"]
         exists = await self._store.has_collection(collection)
+        if not exists and not create:
+            raise UnknownCollectionError(collection)
         if deletes and exists:
             await self._store.delete(collection, deletes)
         named = base_name(collection)  # the name users address (a reindex writes to a version of it)

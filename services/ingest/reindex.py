@@ -1,17 +1,23 @@
-"""Reindexing without downtime: a collection's stored documents encoded anew into a new version, then its name
-switched to that version atomically.
+"""Reindexing without downtime, with any number of ingest pods: a collection's stored documents encoded anew into
+a new version, then its name switched to that version atomically.
 
-`docs` is served from version `docs@vN` (both stores make a new collection as `docs@v1`). A reindex to
-model M: creates `docs@v(N+1)` recording M; registers it as the collection's shadow, so that every write to `docs`
-from then on is applied to it too; copies the stored documents page by page (scrolling the serving version),
-each page under the shadow's lock, skipping documents that changed or were written to the new version meanwhile
-(those writes are newer); then switches the alias `docs` to the new version. Queries resolve the name once each,
-so every query is answered wholly by one version, the old one until the switch, the new one after. The previous
-version is kept (switching back is one more alias switch).
+`docs` is served from version `docs@vN` (both stores make a new collection as `docs@v1`). A reindex to model M:
+1. makes `docs@v(N+1)` recording M (or resumes the one a reindex to M left unfinished). From then on every ingest
+   pod applies each write to `docs` to it too: the pods read which versions exist from the store before each batch
+   (services/ingest/versions.py), so they agree without being told;
+2. waits until the ingest group has consumed every document record published before that, so the served version
+   holds them all;
+3. scrolls the served version and publishes one ReindexCopy per document to the documents topic, keyed by its
+   doc_id: it lands in the document's partition, ordered with the document's own events, and the pod that owns
+   the partition makes the new version hold what the served one holds at that point (a write after the copy
+   reaches both versions; one before it was read by the copy). No lock is shared between pods, none is needed;
+4. waits until the ingest group has consumed the copies, then switches the alias `docs` to the new version.
+Queries resolve the name once each, so every query is answered wholly by one version. The previous version is kept
+(switching back is one more alias switch; it then keeps receiving writes, so switching forward loses nothing).
 
-A reindex runs as a task of the ingest process that received the request; if that process stops first, the
-request is lost with it (its `failed` status says so when the stop is orderly) and can be sent again: the
-partial version is built anew.
+A reindex runs as a task of the ingest pod that received the request; if that pod stops first, the request is
+lost with it (its `failed` status says so when the stop is orderly) and can be sent again: it resumes the version
+left behind.
 """
 
 from __future__ import annotations
@@ -19,15 +25,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
-from contracts import DocumentEvent, ReindexRequest, ReindexStatus
+from contracts import REINDEX_COPY_HEADER, ReindexCopy, ReindexRequest, ReindexStatus
+from services.consumers import Subscription
 from services.encoders import BiEncoders, UnknownModel
 from services.ingest.indexing import IndexScheduler
-from services.ingest.processor import IngestProcessor, Received, Shadow
-from services.messaging import RawRecord
-from services.store import VERSION_MARK, DocumentText, VectorStore, base_name, version_of
+from services.ingest.versions import versions
+from services.lag import wait_until_consumed
+from services.publishing import Outgoing, Publisher
+from services.store import VERSION_MARK, VectorStore, base_name, version_of
 
 __all__ = ["Reindexer"]
 
@@ -37,25 +46,29 @@ Report = Callable[[ReindexStatus], Awaitable[None]]
 
 
 class Reindexer:
-    def __init__(self, store: VectorStore, encoders: BiEncoders, processor: IngestProcessor,
-                 scheduler: IndexScheduler, page_size: int = 64) -> None:
+    def __init__(self, store: VectorStore, encoders: BiEncoders, scheduler: IndexScheduler, publisher: Publisher,
+                 documents: Subscription, page_size: int = 64, **client_options: Any) -> None:
         self._store = store
         self._encoders = encoders
-        self._processor = processor
         self._scheduler = scheduler
+        self._publisher = publisher
+        self._documents = documents
+        """The documents topic and the ingest group that consumes it."""
         self._page_size = page_size
+        self._client_options = client_options
         self._running: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, request: ReindexRequest, report: Report) -> ReindexStatus:
-        """Create the new version and start copying in the background (`report` is told the outcome); the status
-        returned says `started`, or `failed` with the reason when the request cannot be served."""
+        """Make (or resume) the new version and start copying in the background (`report` is told the outcome);
+        the status returned says `started`, or `failed` with the reason when the request cannot be served."""
         name = request.collection
         status = ReindexStatus(request_id=request.request_id, collection=name, state="failed")
         if name in self._running:
             return status.model_copy(update={"error": f"a reindex of {name!r} is running already"})
         if not await self._store.has_collection(name):
             return status.model_copy(update={"error": f"collection {name!r} does not exist"})
-        source = await self._store.resolve(name)
+        held = await versions(self._store, name)
+        source = held.served
         try:
             encoder = await self._encoders.get(request.model)
             late = request.late_interaction
@@ -64,20 +77,21 @@ class Reindexer:
             tokens = await self._encoders.late_interaction() if late else None
         except UnknownModel as exc:
             return status.model_copy(update={"source": source, "error": f"model_unavailable: {exc}"})
-        version = version_of(source) + 1
-        while await self._store.has_collection(target := f"{base_name(name)}{VERSION_MARK}{version}"):
-            version += 1  # left by a reindex that did not finish
-        await self._store.ensure_collection(target, encoder.dim, encoder.name, tokens.dim if tokens else None)
+        token_dim = tokens.dim if tokens else None
+        target = held.building
+        if (target is None or await self._store.collection_model(target) != encoder.name
+                or await self._store.token_dim(target) != token_dim):
+            target = f"{base_name(name)}{VERSION_MARK}{version_of(target or source) + 1}"
+            await self._store.ensure_collection(target, encoder.dim, encoder.name, token_dim)
         await self._store.add_filter_fields(target, await self._store.filter_fields(source))  # the same as served
-        shadow = self._processor.shadows[name] = Shadow(target)
         started = status.model_copy(update={"state": "started", "source": source, "target": target,
                                             "model": encoder.name})
-        self._running[name] = asyncio.create_task(self._copy(name, source, shadow, started, report),
+        self._running[name] = asyncio.create_task(self._copy(name, source, target, started, report),
                                                   name=f"reindex:{name}")
         log.info("reindex.started", collection=name, source=source, target=target, model=encoder.name)
         return started
 
-    async def _copy(self, name: str, source: str, shadow: Shadow, started: ReindexStatus, report: Report) -> None:
+    async def _copy(self, name: str, source: str, target: str, started: ReindexStatus, report: Report) -> None:
         began, copied = time.monotonic(), 0
 
         def ended(**fields: object) -> ReindexStatus:
@@ -85,45 +99,35 @@ class Reindexer:
                                               **fields})
 
         try:
+            await self._consumed()  # every write from before the new version existed is in the served one
             offset: str | None = None
             while True:
                 page, offset = await self._store.scroll(source, offset, self._page_size)
-                copied += await self._copy_page(name, source, shadow, page)
+                await self._publisher.publish([self._copy_of(name, doc.doc_id) for doc in page])
+                copied += len(page)
                 if offset is None:
                     break
-            async with shadow.lock:  # no write between the last copy and the switch
-                await self._store.switch_alias(name, shadow.target)
-                del self._processor.shadows[name]
-            self._scheduler.written({shadow.target})
-            log.info("reindex.switched", collection=name, target=shadow.target, documents=copied)
+            await self._consumed()
+            await self._store.switch_alias(name, target)
+            self._scheduler.written({target})
+            log.info("reindex.switched", collection=name, target=target, documents=copied)
             await report(ended(state="switched"))
         except Exception as exc:
-            self._processor.shadows.pop(name, None)
-            log.error("reindex.failed", collection=name, target=shadow.target, error=str(exc))
+            log.error("reindex.failed", collection=name, target=target, error=str(exc))
             await report(ended(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000]))
         except asyncio.CancelledError:
-            self._processor.shadows.pop(name, None)
             await report(ended(state="failed", error="the ingest process stopped before the switch: send it again"))
             raise
         finally:
             self._running.pop(name, None)
 
-    async def _copy_page(self, name: str, source: str, shadow: Shadow, page: list[DocumentText]) -> int:
-        """Copy the page's documents that are still as read and not yet in the new version."""
-        ids = [doc.doc_id for doc in page]
-        async with shadow.lock:
-            current = await self._store.stored_states(source, ids)
-            written = await self._store.stored_states(shadow.target, ids)
-            due = [doc for doc in page if doc.doc_id not in written and doc.doc_id in current
-                   and current[doc.doc_id].content_hash == doc.content_hash]
-            received: list[Received] = [
-                (RawRecord("reindex", 0, 0, doc.doc_id.encode(), b""),
-                 DocumentEvent(collection=name, doc_id=doc.doc_id, title=doc.title, text=doc.text,
-                               metadata=dict(doc.metadata)))
-                for doc in due]
-            if received:
-                await self._processor.apply_copies(shadow.target, received)
-        return len(due)
+    def _copy_of(self, name: str, doc_id: str) -> Outgoing:
+        header, kind = REINDEX_COPY_HEADER
+        return Outgoing(self._documents.topic, doc_id, ReindexCopy(collection=name, doc_id=doc_id),
+                        headers={header: kind})
+
+    async def _consumed(self) -> None:
+        await wait_until_consumed(self._documents, **self._client_options)
 
     async def stop(self) -> None:
         """Cancel running reindexes (their `failed` status is reported)."""

@@ -237,7 +237,7 @@ class QueryProcessor:
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
                               stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
-        return replace(answer, trace=trace)
+        return replace(answer, headers=trace)
 
     async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
                       bi_model: str, picked_at: float) -> Outgoing:

@@ -69,7 +69,7 @@ class RerankProcessor:
             else:
                 result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to)
                 out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
-                                   trace=self._spans(record, candidates, picked_at, outcome)))
+                                   headers=self._spans(record, candidates, picked_at, outcome)))
         return out
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:

@@ -277,9 +277,19 @@ class VectorStore(ABC):
     async def vector_size(self, collection: str) -> int:
         """The dimension of the collection's vectors."""
 
-    @abstractmethod
     async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
         """The content hash and metadata of each of `doc_ids` that the collection holds."""
+        payloads = await self._payloads(collection, doc_ids, ["doc_id", "content_hash", "metadata"])
+        return {payload["doc_id"]: StoredState.from_payload(payload) for payload in payloads}
+
+    async def documents(self, collection: str, doc_ids: Sequence[str]) -> dict[str, DocumentText]:
+        """The stored text of each of `doc_ids` that the collection holds (what a reindex encodes anew)."""
+        payloads = await self._payloads(collection, doc_ids, TEXT_FIELDS)
+        return {payload["doc_id"]: DocumentText.from_payload(payload) for payload in payloads}
+
+    @abstractmethod
+    async def _payloads(self, collection: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        """The payload `fields` of each of `doc_ids` that the collection holds."""
 
     @abstractmethod
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:

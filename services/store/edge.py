@@ -77,7 +77,6 @@ from services.store.base import (
     ScoredDocument,
     Sparse,
     StoredDocument,
-    StoredState,
     UnknownCollectionError,
     VectorStore,
     field_key,
@@ -309,12 +308,11 @@ class EdgeStore(VectorStore):
             if state.journal is not None:
                 state.journal.append(operation)
 
-    async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
+    async def _payloads(self, collection: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         ids: list[PointId] = [point_id(collection, doc_id) for doc_id in doc_ids]
         records = await self._open(collection).read(lambda shard: shard.retrieve(
-            ids, with_payload=["doc_id", "content_hash", "metadata"], with_vector=False))
-        return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
-                for record in records if record.payload}
+            ids, with_payload=fields, with_vector=False))
+        return [record.payload for record in records if record.payload]
 
     async def _index_fields(self, collection: str, metadata: Iterable[Mapping[str, Any]]) -> None:
         """Payload indexes for the fields these writes bring (`fields_to_index`): without one a filter scans every

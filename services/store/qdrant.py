@@ -35,7 +35,6 @@ from services.store.base import (
     ScoredDocument,
     Sparse,
     StoredDocument,
-    StoredState,
     UnknownCollectionError,
     VectorStore,
     field_key,
@@ -203,13 +202,11 @@ class QdrantStore(VectorStore):
     async def token_dim(self, collection: str) -> int | None:
         return (await self._described(collection)).token_dim
 
-    async def stored_states(self, collection: str, doc_ids: Sequence[str]) -> dict[str, StoredState]:
+    async def _payloads(self, collection: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         resolved = await self._require(collection)
         records = await self._on_peer(lambda client: client.retrieve(
-            resolved, [point_id(resolved, doc_id) for doc_id in doc_ids],
-            with_payload=["doc_id", "content_hash", "metadata"], with_vectors=False))
-        return {record.payload["doc_id"]: StoredState.from_payload(record.payload)
-                for record in records if record.payload}
+            resolved, [point_id(resolved, doc_id) for doc_id in doc_ids], with_payload=fields, with_vectors=False))
+        return [record.payload for record in records if record.payload]
 
     async def update_metadata(self, collection: str, metadata: Mapping[str, Mapping[str, Any]]) -> None:
         resolved = await self._require(collection)
