@@ -41,6 +41,8 @@ __all__ = ["CascadeProcess", "KafkaUnreachable", "ProcessFailed", "Role"]
 
 Role = Literal["ingest", "query", "rerank"]
 log = structlog.get_logger(__name__)
+_BUSY_S = 5.0
+"""How long after its last records a process counts as busy for the loop-lag sampler."""
 
 
 class KafkaUnreachable(RuntimeError):
@@ -137,7 +139,8 @@ class CascadeProcess:
         for consumer in self.consumers:
             self._watch(await consumer.start())
         kafka = self.settings.kafka
-        self._background.append(asyncio.create_task(watch_loop_lag(self.metrics.observe_loop_lag), name="loop-lag"))
+        self._background.append(asyncio.create_task(watch_loop_lag(self.metrics.observe_loop_lag, self._busy),
+                                                    name="loop-lag"))
         self._background.append(asyncio.create_task(watch_lag(
             self.metrics.consumer_lag, self.subscriptions, self.settings.lag_interval_s,
             **kafka.client_options()), name="lag"))
@@ -145,6 +148,11 @@ class CascadeProcess:
             self._watch(await self.health.start())
         log.info("process.started", roles=sorted(self.roles), instance=self.settings.instance_name,
                  health_port=self.health.port if self.health else None)
+
+    def _busy(self) -> bool:
+        """Whether a consumer had records in the last `_BUSY_S` (then the loop's lag is sampled closely)."""
+        last = max((consumer.last_records_at for consumer in self.consumers), default=0.0)
+        return time.monotonic() - last < _BUSY_S
 
     @property
     def subscriptions(self) -> list[Subscription]:

@@ -46,18 +46,23 @@ class _TopicTail:
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
 
     async def start(self) -> None:
-        await self._consumer.start()
-        # The consumer's own metadata only covers subscribed topics; ask the cluster for everything.
-        cluster = await self._consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(self._topic)
-        if not partitions:
+        """Raises what the cluster raises, having closed the consumer (a client retrying through an outage
+        would otherwise leave one open a try)."""
+        try:
+            await self._consumer.start()
+            # The consumer's own metadata only covers subscribed topics; ask the cluster for everything.
+            cluster = await self._consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
+            if not partitions:
+                raise LookupError(f"topic {self._topic!r} does not exist: provision the topics (`cascade topics`)")
+            assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            self._consumer.assign(assigned)
+            await self._consumer.seek_to_end(*assigned)
+            for partition in assigned:  # pin the positions now: seek_to_end is lazy
+                await self._consumer.position(partition)
+        except BaseException:
             await self._consumer.stop()
-            raise LookupError(f"topic {self._topic!r} does not exist: provision the topics (`cascade topics`)")
-        assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
-        await self._consumer.seek_to_end(*assigned)
-        for partition in assigned:  # pin the positions now: seek_to_end is lazy
-            await self._consumer.position(partition)
+            raise
 
     async def stop(self) -> None:
         await self._consumer.stop()

@@ -130,6 +130,8 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self._handling = False
         self._stopping = False
+        self.last_records_at = 0.0
+        """When a poll last brought records (monotonic seconds)."""
 
     @property
     def running(self) -> bool:
@@ -179,6 +181,7 @@ class BatchConsumer:
                 continue
             if not records:
                 continue
+            self.last_records_at = time.monotonic()
             self._handling = True
             try:
                 await self._handle(consumer, records, read_at)

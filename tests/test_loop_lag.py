@@ -1,0 +1,20 @@
+"""The loop-lag sampler: close samples while the process works, sparse ones while it idles."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.loop_lag import watch_loop_lag
+
+
+@pytest.mark.parametrize(("busy", "most"), [(True, 30), (False, 2)])
+async def test_the_loop_is_sampled_closely_only_while_busy(busy: bool, most: int) -> None:
+    """Sampling an idle loop 20 times a second cost about half an idle service's CPU (0.45% of a core each)."""
+    samples: list[float] = []
+    watching = asyncio.create_task(watch_loop_lag(samples.append, lambda: busy, interval_s=0.05,
+                                                  idle_interval_s=1.0))
+    await asyncio.sleep(1.5)
+    watching.cancel()
+    assert (len(samples) >= 10) == busy and len(samples) <= most
