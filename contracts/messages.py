@@ -312,7 +312,8 @@ class ReindexStatus(Message):
     """The version being built (served once `switched`)."""
     model: str | None = None
     documents: int = 0
-    """Documents copied into the new version so far (besides those written to both meanwhile)."""
+    """Documents the reindex asked the ingest pods to copy into the new version (besides those written to both
+    meanwhile)."""
     seconds: float = 0.0
     error: ErrorText | None = None
     at_ms: float = Field(default_factory=now_ms)

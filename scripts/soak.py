@@ -1,11 +1,11 @@
 """A fault soak: documents and searches through Kafka while a seeded schedule kills and restarts the broker and
 every service role, forces rebalances and closes clients with answers in flight; then a ledger of what was lost.
 
-    python -m scripts.soak [--seconds 600] [--seed 7]      # a quick check: --seconds 60
+    python -m scripts.soak [--seconds 600] [--seed 7] [--out soak]   # a quick check: --seconds 60 --out soak_quick
 
 Cascade as operators run it: one Kafka broker, one Qdrant server, and `cascade serve` processes with the bundled
 models: two ingest, two query, two rerank (the server store, so both ingest processes share it). The load is a third
-of the capacity measured first in the same run (searches, a fifth of them reranked, 30 s timeouts; documents added,
+of the capacity measured first in the same run (searches, a tenth of them reranked, 30 s timeouts; documents added,
 rewritten and deleted in batches, each acknowledged before its document is written again). Fault kinds, each
 struck in turn in a seeded order: `broker` (SIGKILL, restart), `ingest`, `query`, `reranker` (SIGKILL one of the
 two, restart it), `rebalance` (a third reranker joins, and leaves 20 s later), `client_close` (a client sends
@@ -16,7 +16,7 @@ acknowledgement never came), or nothing after an acknowledged delete; every requ
 reason (SearchTimeout counts as unanswered); duplicates (answers the SDK dropped, acks beyond one per write); log
 lines a second summed over Cascade's processes in 1-second windows; the services' CPU over 30 s once idle.
 Writes bench/soak.json, each fault in bench/soak/faults.jsonl, each request in bench/soak/requests.jsonl, and
-bench/soak.png (log lines and answers a second, faults marked).
+bench/soak.png (log lines and answers a second, faults marked); another `--out` name writes those instead.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from infra.local_kafka import LocalKafka
 from infra.local_qdrant import LocalQdrant
 from runtime.provision import provision_topics
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from sdk import SearchClient, SearchFailed, SearchTimeout
+from sdk import IngestRejected, SearchClient, SearchFailed, SearchTimeout
 from services.log import configure_logging
 from services.settings import StoreSettings
 from services.store import open_store
@@ -63,7 +63,9 @@ COLLECTION = "soak"
 TIMEOUT_S = 30.0
 SESSION_TIMEOUT_MS = 10_000
 ROLES = {"ingest": 2, "query": 2, "rerank": 2}
-RERANKED = 0.2
+IN_FLIGHT = 8
+"""Searches at once while capacity is measured."""
+RERANKED = 0.1
 """The share of searches in mode rerank (the rest: bi), in the capacity measured and in the load."""
 KINDS = ["broker", "ingest", "query", "reranker", "rebalance", "client_close"]
 STAMP = re.compile(rb'"timestamp": ?"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)')
@@ -159,20 +161,29 @@ async def search(client: SearchClient, ledger: Ledger, query: str, mode: str) ->
 
 
 async def write_batch(client: SearchClient, ledger: Ledger, batch: list[tuple[str, str | None]]) -> None:
-    """Upserts and deletes of documents no other write is pending for; each acknowledged or not."""
+    """Upserts, then deletes, of documents no other write is pending for; each write sent is recorded,
+    acknowledged or not (a write never sent is not)."""
     ledger.busy.update(doc_id for doc_id, _ in batch)
+    sent: set[str] = set()
     acked: set[str] = set()
     upserts = [{"doc_id": doc_id, "text": text} for doc_id, text in batch if text is not None]
     deletes = [doc_id for doc_id, text in batch if text is None]
-    with contextlib.suppress(Exception):  # unacknowledged: its document may hold it or not
+    try:
         if upserts:
+            sent |= {doc_id for doc_id, text in batch if text is not None}
             acks = await client.index(upserts, collection=COLLECTION, timeout_s=2 * TIMEOUT_S)
-            acked |= {ack.doc_id for ack in acks if ack.doc_id and ack.status != "rejected"}
+            acked |= {ack.doc_id for ack in acks if ack.doc_id}
         if deletes:
+            sent |= set(deletes)
             acks = await client.delete(deletes, collection=COLLECTION, timeout_s=2 * TIMEOUT_S)
             acked |= {ack.doc_id for ack in acks if ack.doc_id and ack.status == "deleted"}
+    except IngestRejected as exc:
+        acked |= {ack.doc_id for ack in exc.acks if ack.doc_id and ack.status != "rejected"}
+    except Exception:  # unacknowledged: its document may hold the write or not, the ledger allows both
+        pass
     for doc_id, text in batch:
-        ledger.writes.setdefault(doc_id, []).append((text, doc_id in acked))
+        if doc_id in sent:
+            ledger.writes.setdefault(doc_id, []).append((text, doc_id in acked))
     ledger.busy.difference_update(doc_id for doc_id, _ in batch)
 
 
@@ -197,7 +208,8 @@ def next_batch(ledger: Ledger, documents: Iterator[dict[str, str]], rng: random.
 
 async def capacity(client: SearchClient, titles: list[str], documents: Iterator[dict[str, str]],
                    seconds: float = 15.0) -> tuple[float, float]:
-    """Searches a second (8 in flight, the load's mix of modes) and documents a second (batches of 32), each alone."""
+    """Searches a second (IN_FLIGHT at once, the load's mix of modes) and documents a second (batches of 32),
+    each measured alone."""
     answered, began = 0, time.monotonic()
 
     async def searcher(offset: int) -> None:
@@ -207,7 +219,7 @@ async def capacity(client: SearchClient, titles: list[str], documents: Iterator[
                                 mode="rerank" if answered % round(1 / RERANKED) == 0 else "bi", timeout_s=TIMEOUT_S)
             answered += 1
 
-    await asyncio.gather(*(searcher(i * 97) for i in range(8)))
+    await asyncio.gather(*(searcher(i * 97) for i in range(IN_FLIGHT)))
     searches_per_s = answered / (time.monotonic() - began)
     indexed, began = 0, time.monotonic()
     while time.monotonic() - began < seconds:
@@ -311,7 +323,7 @@ async def lost_documents(store_settings: StoreSettings, ledger: Ledger) -> list[
 
 
 async def duplicate_acks(bootstrap: str, topic: str, ledger: Ledger) -> int:
-    """Acks beyond one per write (redeliveries after a crash or a rewind)."""
+    """Acks beyond one per write sent (redeliveries after a crash or a rewind)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 group_id=f"soak-{uuid.uuid4().hex}")
     await consumer.start()
@@ -343,12 +355,14 @@ def log_lines_per_second(logs: Path) -> Counter[int]:
 
 
 def plot(per_second: Counter[int], ledger: Ledger, began_epoch: float, out: Path) -> None:
+    """Log lines and answers in each second of the soak (a second without any counts 0)."""
     figure, axes = plt.subplots(figsize=(10, 4))
-    seconds = sorted(per_second)
-    axes.plot([s - began_epoch for s in seconds], [per_second[s] for s in seconds], lw=0.8,
-              label="log lines/s (all processes)")
+    span = range(int(max(ledger.faults[-1]["recovered_s"] if ledger.faults else 0,
+                         max((r["sent_s"] + r["seconds"] for r in ledger.requests), default=0))) + 2)
+    first = int(began_epoch)
+    axes.plot(list(span), [per_second[first + s] for s in span], lw=0.8, label="log lines/s (all processes)")
     answered = Counter(int(r["sent_s"] + r["seconds"]) for r in ledger.requests if r["outcome"] == "answered")
-    axes.plot(sorted(answered), [answered[s] for s in sorted(answered)], lw=0.8, label="searches answered/s")
+    axes.plot(list(span), [answered[s] for s in span], lw=0.8, label="searches answered/s")
     for fault in ledger.faults:
         axes.axvline(fault["at_s"], color="grey", lw=0.6, ls="--")
         axes.text(fault["at_s"], axes.get_ylim()[1] * 0.95, fault["kind"], rotation=90, fontsize=7, va="top")
@@ -385,30 +399,32 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                 faults = Faults(kafka, services, kafka.bootstrap, prefix, ledger, random.Random(args.seed + 1), titles)
                 began_epoch = time.time()
                 await drive(args, client, faults, ledger, documents, titles, searches_cap / 3, docs_cap / 3)
-                duplicates = client.replies.duplicates_dropped
+                duplicate_answers = client.replies.duplicates_dropped
             await asyncio.sleep(10)  # settled: nothing in flight
             idle_began, idle_cpu = time.monotonic(), services.cpu_s()
             await asyncio.sleep(30)
             idle_cpu_after = (services.cpu_s() - idle_cpu) / (time.monotonic() - idle_began)
             lost = await lost_documents(StoreSettings(kind="qdrant", url=qdrant.url), ledger)
-            duplicates += await duplicate_acks(kafka.bootstrap, TopicRegistry(prefix).name(Topic.ACKS), ledger)
+            duplicated_acks = await duplicate_acks(kafka.bootstrap, TopicRegistry(prefix).name(Topic.ACKS), ledger)
         finally:
             for name in list(services.running):
                 services.stop(name)
         per_second = log_lines_per_second(logs)
     outcomes = ledger.outcomes()
-    out = BENCH_DIR / "soak"
+    out = BENCH_DIR / args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "faults.jsonl").write_bytes(b"".join(orjson.dumps(f) + b"\n" for f in ledger.faults))
     (out / "requests.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in ledger.requests))
-    plot(per_second, ledger, began_epoch, BENCH_DIR / "soak.png")
+    plot(per_second, ledger, began_epoch, BENCH_DIR / f"{args.out}.png")
     return {
-        "seconds": args.seconds, "seed": args.seed,
+        "seconds": args.seconds, "seed": args.seed, "began_epoch": round(began_epoch, 3),
         "faults": len(ledger.faults), "faults_by_kind": dict(Counter(f["kind"] for f in ledger.faults)),
         "documents_acked": ledger.acked, "documents_lost": len(lost), "lost_doc_ids": lost[:20],
         "requests": len(ledger.requests), "unanswered": outcomes["unanswered"], "abandoned": ledger.abandoned,
         "failed_requests": dict(Counter(r["outcome"] for r in ledger.requests if r["outcome"].startswith("failed"))),
-        "duplicates": duplicates,
+        "duplicates": duplicate_answers + duplicated_acks,
+        "duplicates_by_kind": {"answers_the_sdk_dropped": duplicate_answers,
+                               "acks_beyond_one_per_write": duplicated_acks},
         "max_log_lines_per_s": max(per_second.values(), default=0),
         "idle_cpu_after": round(idle_cpu_after, 4),
         "idle_cpu_after_note": "CPU seconds a second of all service processes together over 30 s, 10 s after the load",
@@ -421,7 +437,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default="soak", help="the bench/ file name (soak: bench/soak.json)")
+    parser.add_argument("--out", default="soak", help="the name of what it writes in bench/ (a quick check: another)")
     args = parser.parse_args()
     configure_logging(level="WARNING")  # this client's own library lines, once a minute each
     result = asyncio.run(soak(args))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +62,8 @@ class _TopicTail:
             for partition in assigned:  # pin the positions now: seek_to_end is lazy
                 await self._consumer.position(partition)
         except BaseException:
-            await self._consumer.stop()
+            with contextlib.suppress(Exception):  # the reason it could not start is what the caller needs
+                await self._consumer.stop()
             raise
 
     async def stop(self) -> None:

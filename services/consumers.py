@@ -131,7 +131,7 @@ class BatchConsumer:
         self._handling = False
         self._stopping = False
         self.last_records_at = 0.0
-        """When a poll last brought records (monotonic seconds)."""
+        """When a poll last brought records, or their handling ended (monotonic seconds)."""
 
     @property
     def running(self) -> bool:
@@ -187,6 +187,7 @@ class BatchConsumer:
                 await self._handle(consumer, records, read_at)
             finally:
                 self._handling = False
+                self.last_records_at = time.monotonic()
 
     async def _gather(self, consumer: PolledConsumer) -> list[RawRecord]:
         """The records of one poll; if they were already waiting (a backlog: the consumer is behind), also those

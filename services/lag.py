@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
 from services.consumers import Subscription
@@ -62,13 +63,17 @@ async def wait_until_consumed(subscription: Subscription, every_s: float = 0.2, 
         partitions = [TopicPartition(subscription.topic, partition["partition"])
                       for topic in described for partition in topic["partitions"]]
         ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)  # where a group with no commit begins
         while True:
-            committed = await admin.list_consumer_group_offsets(subscription.group, partitions=partitions)
-            reached = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else starts[tp]
-                       for tp in partitions}
-            if all(reached[tp] >= end for tp, end in ends.items()):
-                return
+            try:
+                # where the group would read next: its commit, or the log's start if retention passed that
+                starts = await consumer.beginning_offsets(partitions)
+                committed = await admin.list_consumer_group_offsets(subscription.group, partitions=partitions)
+            except KafkaError as exc:  # the cluster away for a while: ask again
+                log.warning("lag.unavailable", error=repr(exc))
+            else:
+                reached = {tp: max(committed[tp].offset if tp in committed else 0, starts[tp]) for tp in partitions}
+                if all(reached[tp] >= end for tp, end in ends.items()):
+                    return
             await asyncio.sleep(every_s)
     finally:
         await consumer.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from contracts import REINDEX_COPY_HEADER, DocumentEvent, ReindexCopy, Topic, en
 from runtime.process import CascadeProcess
 from sdk import ReindexFailed, SearchClient
 from services.encoders import BiEncoder, BiEncoders
-from services.ingest import IngestProcessor, content_hash
+from services.ingest import IngestProcessor, Reindexer, content_hash
 from services.messaging import RawRecord
 from services.settings import Settings
 from services.store import open_store, point_id
@@ -89,6 +90,47 @@ async def test_reindex_refusals_are_clear_and_the_consumer_goes_on(served: Casca
         assert status.state == "switched" and status.documents == 3
         again = await client.reindex("docs", timeout_s=60)  # back to the default model: a third version
         assert again.target == "docs@v3" and again.source == "docs@v2"
+
+
+async def test_a_reindex_whose_copies_were_refused_fails_instead_of_switching(
+        served: CascadeProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod that cannot apply a copy (it lacks the new model) only logs it and goes on: before, the reindex
+    switched to a version missing those documents."""
+    mirror = IngestProcessor._mirror
+
+    async def refusing_d3(self: IngestProcessor, served_version: str, building: str, received: list[Any]) -> None:
+        await mirror(self, served_version, building, [each for each in received if each[1].doc_id != "d3"])
+
+    async with client_for(served) as client:
+        await client.index(DOCS[:6], collection="docs")
+        monkeypatch.setattr(IngestProcessor, "_mirror", refusing_d3)
+        with pytest.raises(ReindexFailed, match=r"docs@v2 holds 5 documents, docs@v1 6"):
+            await client.reindex("docs", model="e5-small", timeout_s=60)
+    assert served.store is not None and await served.store.resolve("docs") == "docs@v1"
+
+
+async def test_a_reindex_overtaken_by_a_newer_version_fails_instead_of_switching(
+        served: CascadeProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another pod started a reindex to another model meanwhile (`docs@v3`): writes stopped reaching `docs@v2`,
+    which must not be switched to."""
+    store = served.store
+    assert store is not None
+    consumed = Reindexer._consumed
+    calls = 0
+
+    async def overtaken(self: Reindexer) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the copies are sent: another reindex makes its version now
+            await store.ensure_collection("docs@v3", 32, "another-model")
+        await consumed(self)
+
+    async with client_for(served) as client:
+        await client.index(DOCS[:6], collection="docs")
+        monkeypatch.setattr(Reindexer, "_consumed", overtaken)
+        with pytest.raises(ReindexFailed, match=r"docs@v2 is no longer the version writes reach \(docs@v3 is\)"):
+            await client.reindex("docs", model="e5-small", timeout_s=60)
+    assert await store.resolve("docs") == "docs@v1"
 
 
 async def test_a_reindex_keeps_the_fields_that_could_be_filtered_on(settings: Settings, fetched_e5: Path) -> None:

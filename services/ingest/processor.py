@@ -55,7 +55,8 @@ class IngestOutcome:
 
 
 Received = tuple[RawRecord, DocumentEvent]
-Event = DocumentEvent | ReindexCopy
+Incoming = tuple[RawRecord, DocumentEvent | ReindexCopy]
+"""A record of the documents topic and what it holds."""
 
 
 def is_reindex_copy(record: RawRecord) -> bool:
@@ -63,9 +64,9 @@ def is_reindex_copy(record: RawRecord) -> bool:
     return (name, value.encode()) in record.headers
 
 
-def _split_runs(events: Sequence[tuple[RawRecord, Event]]) -> list[list[tuple[RawRecord, Event]]]:
+def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
     """Consecutive runs in which no document appears twice, so events of one document apply in order."""
-    runs: list[list[tuple[RawRecord, Event]]] = [[]]
+    runs: list[list[Incoming]] = [[]]
     seen: set[tuple[str, str]] = set()
     for record, event in events:
         identity = (event.collection, event.doc_id)
@@ -90,10 +91,10 @@ class IngestProcessor:
         """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
         retries cluster faults and isolates anything else record by record)."""
         outcome = IngestOutcome()
-        events: list[tuple[RawRecord, Event]] = []
+        events: list[Incoming] = []
         for record in records:
             try:
-                event: Event = (decode(record.value, ReindexCopy) if is_reindex_copy(record)
+                event: DocumentEvent | ReindexCopy = (decode(record.value, ReindexCopy) if is_reindex_copy(record)
                                 else decode(record.value, DocumentEvent))
             except ContractError as exc:
                 self.reject(record, str(exc), outcome)
@@ -105,46 +106,45 @@ class IngestProcessor:
                                               outcome)
         return outcome
 
-    async def _apply_to_versions(self, collection: str, received: list[tuple[RawRecord, Event]],
-                                 outcome: IngestOutcome) -> None:
-        """Writes to the version served and to the one being built (services/ingest/versions.py); a reindex's
-        copies to the one being built only, as the served version holds their documents now."""
+    async def _apply_to_versions(self, collection: str, received: list[Incoming], outcome: IngestOutcome) -> None:
+        """Writes to the version served; then the version being built (services/ingest/versions.py) made to hold
+        what the served one now holds for every document of the run, written or copied: it mirrors the served
+        version's outcome (a refused write stays out of both), whatever the events asked of the old model."""
         held = await versions(self._store, collection)
         writes = [(record, event) for record, event in received if isinstance(event, DocumentEvent)]
         if writes:
             await self._apply(held.served, writes, outcome)
         if held.building is None:
             return
-        copies = [(record, event) for record, event in received if isinstance(event, ReindexCopy)]
         try:
-            await self.apply_copies(held.building, writes + await self._copied(held.served, copies))
+            await self._mirror(held.served, held.building, received)
         except UnknownCollectionError:  # a version given up since the lookup: nothing to build any more
             log.warning("reindex.version_gone", version=held.building)
 
-    async def _copied(self, served: str, copies: list[tuple[RawRecord, ReindexCopy]]) -> list[Received]:
-        """The copies as the events that make a version hold what `served` holds: upserts, deletes if gone."""
-        if not copies:
-            return []
-        stored = await self._store.documents(served, [copy.doc_id for _, copy in copies])
-        return [(record, DocumentEvent(collection=copy.collection, doc_id=copy.doc_id, title=doc.title,
-                                       text=doc.text, metadata=dict(doc.metadata))
-                 if (doc := stored.get(copy.doc_id)) else
-                 DocumentEvent(collection=copy.collection, doc_id=copy.doc_id, op="delete"))
-                for record, copy in copies]
-
-    async def apply_copies(self, target: str, received: list[Received]) -> None:
-        """Apply events to a version being built, encoded by its model, never making it; its acks go nowhere (the
-        collection's own were published), a refusal is logged."""
-        copied = IngestOutcome()
-        await self._apply(target, received, copied, create=False)
-        for letter in copied.dead_letters:
-            log.warning("reindex.copy_refused", target=target, doc_id=letter.key, error=letter.error)
+    async def _mirror(self, served: str, building: str, received: list[Incoming]) -> None:
+        """Make `building` hold what `served` holds for each document of `received` (upserts, deletes if gone),
+        encoded by its model; its acks go nowhere (the collection's own were published), a refusal is logged (the
+        reindex then finds the document missing before it switches)."""
+        stored = await self._store.documents(served, [event.doc_id for _, event in received])
+        mirrored: list[Received] = [
+            (record, DocumentEvent(collection=event.collection, doc_id=event.doc_id, title=doc.title, text=doc.text,
+                                   metadata=dict(doc.metadata))
+             if (doc := stored.get(event.doc_id)) else
+             DocumentEvent(collection=event.collection, doc_id=event.doc_id, op="delete"))
+            for record, event in received]
+        refused = IngestOutcome()
+        await self._apply(building, mirrored, refused, create=False)
+        for letter in refused.dead_letters:
+            log.warning("reindex.copy_refused", target=building, doc_id=letter.key, error=letter.error)
 
     def reject(self, record: RawRecord, reason: str, outcome: IngestOutcome, collection: str | None = None) -> None:
-        """A dead letter and a `rejected` ack for a record that cannot be applied."""
+        """A dead letter and a `rejected` ack for a record that cannot be applied (a reindex's copy: no ack, no
+        client waits for it)."""
         log.warning("ingest.rejected", topic=record.topic, partition=record.partition, offset=record.offset,
                     error=reason)
         outcome.dead_letters.append(dead_letter(record, reason, self._service))
+        if is_reindex_copy(record):
+            return
         named = collection and base_name(collection)
         outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=named, status="rejected",
                                       error=reason[:MAX_ERROR_CHARS]))
@@ -195,7 +195,7 @@ class IngestProcessor:
         if not exists:
             held = len(await self._store.collections())
             if held >= self._max_collections:
-                reason = (f"collection {collection!r} was not created: the store holds {held} collections, the cap "
+                reason = (f"collection {named!r} was not created: the store holds {held} collections, the cap "
                           "(CASCADE_STORE_MAX_COLLECTIONS)")
                 self._reject_upserts(received, reason, outcome, collection)
                 return
@@ -204,10 +204,10 @@ class IngestProcessor:
         kept: list[Received] = []
         for record, event in received:
             if event.op == "upsert" and event.model and event.model != model:
-                self.reject(record, f"model_mismatch: collection {collection!r} holds vectors of model {model!r}, "
+                self.reject(record, f"model_mismatch: collection {named!r} holds vectors of model {model!r}, "
                             f"this document asks for {event.model!r}", outcome, collection)
             elif event.op == "upsert" and event.late_interaction is not None and event.late_interaction != late:
-                self.reject(record, f"model_mismatch: collection {collection!r} was made "
+                self.reject(record, f"model_mismatch: collection {named!r} was made "
                             f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
                             f"for late_interaction={event.late_interaction}", outcome, collection)
             else:

@@ -11,9 +11,11 @@ a new version, then its name switched to that version atomically.
    doc_id: it lands in the document's partition, ordered with the document's own events, and the pod that owns
    the partition makes the new version hold what the served one holds at that point (a write after the copy
    reaches both versions; one before it was read by the copy). No lock is shared between pods, none is needed;
-4. waits until the ingest group has consumed the copies, then switches the alias `docs` to the new version.
+4. waits until the ingest group has consumed the copies, checks that the new version is still the newest and holds
+   as many documents as the served one, then switches the alias `docs` to it.
 Queries resolve the name once each, so every query is answered wholly by one version. The previous version is kept
-(switching back is one more alias switch; it then keeps receiving writes, so switching forward loses nothing).
+as it was at the switch (switching back is one more alias switch, to a version that missed the writes since; the
+newer one keeps receiving them, so switching forward again loses nothing).
 
 A reindex runs as a task of the ingest pod that received the request; if that pod stops first, the request is
 lost with it (its `failed` status says so when the stop is orderly) and can be sent again: it resumes the version
@@ -43,6 +45,14 @@ __all__ = ["Reindexer"]
 log = structlog.get_logger(__name__)
 
 Report = Callable[[ReindexStatus], Awaitable[None]]
+
+
+class ReindexSuperseded(RuntimeError):
+    """A newer version was made for the collection while this reindex copied."""
+
+
+class ReindexIncomplete(RuntimeError):
+    """The new version lacks documents the served one holds: switching would lose them."""
 
 
 class Reindexer:
@@ -107,7 +117,7 @@ class Reindexer:
                 copied += len(page)
                 if offset is None:
                     break
-            await self._consumed()
+            await self._check_complete(name, source, target)
             await self._store.switch_alias(name, target)
             self._scheduler.written({target})
             log.info("reindex.switched", collection=name, target=target, documents=copied)
@@ -128,6 +138,22 @@ class Reindexer:
 
     async def _consumed(self) -> None:
         await wait_until_consumed(self._documents, **self._client_options)
+
+    async def _check_complete(self, name: str, source: str, target: str, tries: int = 3) -> None:
+        """Once the copies are consumed, the new version must still be the one writes reach, and hold as many
+        documents as the served one (a pod that could not load the new model refuses its copies, and only logs
+        it). Writes arriving meanwhile can make the counts differ for a moment: they are compared again after
+        those are consumed too."""
+        for _ in range(tries):
+            await self._consumed()
+            if (building := (await versions(self._store, name)).building) != target:
+                raise ReindexSuperseded(f"{target} is no longer the version writes reach ({building} is): another "
+                                        "reindex took over")
+            held, built = await self._store.count(source), await self._store.count(target)
+            if held == built:
+                return
+        raise ReindexIncomplete(f"{target} holds {built} documents, {source} {held}: some copies were refused "
+                                "(every ingest pod logs reindex.copy_refused with the reason, e.g. a model it lacks)")
 
     async def stop(self) -> None:
         """Cancel running reindexes (their `failed` status is reported)."""

@@ -1,7 +1,7 @@
 """Which versions of a collection a write goes to, read from the store so that every ingest pod agrees.
 
 A collection `docs` is served from the version its name resolves to (`docs@vN`). A version after it that exists
-(`docs@v(N+1)`, and on) is being built by a reindex, or was left by one that did not finish, or was switched away
+(`docs@v(N+1)`, and on) is being built by a reindex, or was left by one that did not finish, or was switched back
 from: every write to `docs` is applied to the newest such version too, so that switching to it loses nothing.
 """
 
