@@ -141,6 +141,10 @@ class StoreSettings(BaseSettings):
     """QdrantStore: the server's URL, or every peer's of a cluster, comma-separated (the store moves to the next
     peer when the one it uses cannot be reached)."""
     api_key: SecretStr | None = None
+    request_timeout_s: int = Field(30, ge=1)
+    """QdrantStore: how long a call may wait for the server. A write to a shard one of whose copies was on a peer
+    that just died waits until the cluster marks that copy dead (qdrant-client's 5 s default cut such writes off
+    on a busy machine)."""
     shards: int | None = Field(None, ge=1, le=64)
     """QdrantStore: shards of each new collection, spread over the cluster's peers (unset: one per peer)..."""
     replicas: int | None = Field(None, ge=1, le=8)

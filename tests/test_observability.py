@@ -18,7 +18,7 @@ from runtime.status import CollectionStatus, Status, format_status, gather_statu
 from services.settings import Settings
 from services.store import EdgeStore
 from tests.conftest import client_for
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import eventually, produce
 
 CAUGHT_UP_GUARD_S = 60
 """Only against a commit that never comes: the last one follows its answer's confirmation by milliseconds."""
@@ -130,8 +130,11 @@ async def test_the_event_loop_lag_is_measured_under_load_and_a_stall_is_seen(all
             await client.index([{"doc_id": f"d{i}", "text": f"document {i}"} for i in range(40)], collection="c")
             for mode in ("bi", "rerank", "cross"):
                 await client.search_many([f"document {i}" for i in range(8)], collection="c", mode=mode, k=3)
-        loaded = _samples((await http.get("/metrics")).text)
-        assert _value(loaded, "cascade_event_loop_lag_seconds_count") > 0
+
+        async def sampled() -> bool:  # at least once a second, every 50 ms while consumers have records
+            return _value(_samples((await http.get("/metrics")).text), "cascade_event_loop_lag_seconds_count") > 0
+
+        await eventually(sampled, within_s=10)
         with capture_logs() as logs:
             time.sleep(0.3)  # noqa: ASYNC251 - the stall under test: this holds the services' loop too
             await asyncio.sleep(0.2)  # the sampler wakes up late once, then again on time

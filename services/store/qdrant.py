@@ -82,7 +82,8 @@ class QdrantStore(VectorStore):
         self._indexes: dict[str, tuple[float, set[str]]] = {}
         """Payload indexes by collection: when they were last read from the server, and their paths."""
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        self._peers = [AsyncQdrantClient(url=url, api_key=api_key) for url in settings.peer_urls]
+        self._peers = [AsyncQdrantClient(url=url, api_key=api_key, timeout=settings.request_timeout_s)
+                       for url in settings.peer_urls]
         self._peer = 0
         """The peer in use."""
 
