@@ -86,7 +86,7 @@ FirstStage = Literal["dense", "sparse", "hybrid"]
 rank inside the store."""
 ErrorCode = Literal[
     "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
-    "model_unavailable", "too_large", "internal",
+    "model_unavailable", "too_large", "overloaded", "internal",
 ]
 
 AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]

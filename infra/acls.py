@@ -48,6 +48,7 @@ ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
                Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value,
                                          Topic.DOCUMENTS.value))),  # a reindex's copies (services/ingest/reindex.py)
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
+              Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (services/lag.py)
               Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.RESULTS.value, Topic.DLQ.value)),
               Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
     "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value,), groups=("reranker",)),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import structlog
 
+from contracts import Topic
 from runtime.access import check_consumer_access
 from runtime.health import HealthServer
 from runtime.provision import provision_topics
@@ -28,7 +29,7 @@ from services.consumers import BatchConsumer, Subscription
 from services.encoders import BiEncoder, BiEncoders, CrossEncoder, LateInteractionEncoder, RerankBatcher, UnknownModel
 from services.faults import is_transient
 from services.ingest import IndexScheduler, IngestProcessor, Reindexer, ingest_consumer, reindex_consumer
-from services.lag import watch_lag
+from services.lag import GroupBacklog, watch_lag
 from services.loop_lag import watch_loop_lag
 from services.metrics import Metrics
 from services.publishing import Publisher
@@ -72,6 +73,8 @@ class CascadeProcess:
         self.index_scheduler: IndexScheduler | None = None
         self.reindexer: Reindexer | None = None
         self.query_cache: QueryVectorCache | None = None
+        self.reranker_backlog: GroupBacklog | None = None
+        """Candidate sets the rerankers have yet to read, for the query service's admission."""
         self.consumers: list[BatchConsumer] = []
         if roles & {"ingest", "query"}:
             self.store = open_store(settings.store)
@@ -109,10 +112,18 @@ class CascadeProcess:
             cache = self.query_cache
             self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
                                lambda: {"hit": cache.hits, "miss": cache.misses})
+            kafka = settings.kafka
+            self.reranker_backlog = GroupBacklog(Subscription(kafka.topics.name(Topic.CANDIDATES),
+                                                              kafka.group("reranker")), **kafka.client_options())
+            backlog = self.reranker_backlog
             self.consumers.append(query_consumer(settings, self.publisher, QueryProcessor(
-                settings, self.store, self.bi_encoders, self.query_cache, self.batcher)))
+                settings, self.store, self.bi_encoders, self.query_cache, self.batcher, lambda: backlog.records)))
         if "rerank" in roles and self.batcher:
-            self.consumers.append(reranker_consumer(settings, self.publisher, RerankProcessor(settings, self.batcher)))
+            reranking = RerankProcessor(settings, self.batcher)
+            scores = reranking.score_cache
+            self.metrics.count("cascade_rerank_score_cache_total", "Reranker score cache lookups, one per pair.",
+                               "result", lambda: {"hit": scores.hits, "miss": scores.misses})
+            self.consumers.append(reranker_consumer(settings, self.publisher, reranking))
         self._background: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
@@ -141,6 +152,8 @@ class CascadeProcess:
         kafka = self.settings.kafka
         self._background.append(asyncio.create_task(watch_loop_lag(self.metrics.observe_loop_lag, self._busy),
                                                     name="loop-lag"))
+        if self.reranker_backlog:
+            self._background.append(asyncio.create_task(self.reranker_backlog.run(), name="reranker-backlog"))
         self._background.append(asyncio.create_task(watch_lag(
             self.metrics.consumer_lag, self.subscriptions, self.settings.lag_interval_s,
             **kafka.client_options()), name="lag"))

@@ -115,7 +115,7 @@ class BatchConsumer:
         handler: BatchHandler, refuse: Refuse, description: str,
     ) -> None:
         kafka = settings.kafka
-        self.subscription = Subscription(topic, f"{kafka.topic_prefix}{role}")
+        self.subscription = Subscription(topic, kafka.group(role))
         self.description = description
         self._settings = settings
         self._publisher = publisher

@@ -14,7 +14,7 @@ from prometheus_client import Gauge
 
 from services.consumers import Subscription
 
-__all__ = ["group_lag", "wait_until_consumed", "watch_lag"]
+__all__ = ["GroupBacklog", "group_lag", "wait_until_consumed", "watch_lag"]
 
 log = structlog.get_logger(__name__)
 
@@ -78,3 +78,35 @@ async def wait_until_consumed(subscription: Subscription, every_s: float = 0.2, 
     finally:
         await consumer.stop()
         await admin.close()
+
+
+class GroupBacklog:
+    """The records a consumer group has yet to read on its topic (`records`), sampled every `every_s` by `run`:
+    admission control reads it without waiting on the cluster."""
+
+    def __init__(self, subscription: Subscription, every_s: float = 1.0, **client_options: Any) -> None:
+        self.subscription = subscription
+        self.records = 0
+        self._every_s = every_s
+        self._client_options = client_options
+
+    async def run(self) -> None:
+        """Until cancelled; while the cluster cannot answer, `records` keeps its last value."""
+        admin = AIOKafkaAdminClient(**self._client_options)
+        consumer = AIOKafkaConsumer(**self._client_options)
+        await admin.start()
+        await consumer.start()
+        topic, group = self.subscription.topic, self.subscription.group
+        try:
+            while True:
+                try:
+                    described = await admin.describe_topics([topic])
+                    partitions = [TopicPartition(topic, partition["partition"])
+                                  for each in described for partition in each["partitions"]]
+                    self.records = sum((await group_lag(admin, consumer, group, partitions)).values())
+                except Exception as exc:
+                    log.warning("lag.unavailable", group=group, error=repr(exc))
+                await asyncio.sleep(self._every_s)
+        finally:
+            await consumer.stop()
+            await admin.close()

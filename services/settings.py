@@ -126,6 +126,10 @@ class KafkaSettings(BaseSettings):
         """A fresh capped backoff for one retrying loop."""
         return Backoff(self.retry_backoff_ms / 1000, self.retry_backoff_max_ms / 1000)
 
+    def group(self, role: str) -> str:
+        """The consumer group of a service role: one per role and topic prefix."""
+        return f"{self.topic_prefix}{role}"
+
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka clients (producer, consumer, admin)."""
         return {"bootstrap_servers": self.bootstrap, "client_id": self.client_id, **self.security.client_options()}
@@ -234,6 +238,9 @@ class BatchingSettings(BaseSettings):
     """First-stage hits for a request that names none. Unset: 100 where the models run on CUDA, 20 on CPU, where
     fused quality is flat from 10 to 100 candidates and 20 reranks 3-5x faster than 100 (bench/frontier.json)."""
     query_cache_size: int = Field(10_000, ge=0)
+    score_cache_size: int = Field(100_000, ge=0)
+    """Cross-encoder scores each reranker keeps, by model, query and document text (about 100 bytes each): a query
+    asked again over the same candidates is answered without scoring them (0: off)."""
     candidate_text_chars: int = Field(2_000, ge=100)
     """Candidate texts travel to the reranker cut to this many characters (hits carry the same snippet)."""
     cross_max_documents: int = Field(10_000, ge=1)
@@ -244,6 +251,9 @@ class BatchingSettings(BaseSettings):
     Bounds how long a batch holds its consumer (see `kafka.max_poll_interval_ms`)."""
     rerank_max_records: int = Field(16, ge=1)
     """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
+    rerank_max_backlog: int = Field(1_000, ge=0)
+    """Candidate sets the reranker group may have waiting (sampled every second by the query service); past it a
+    request of mode rerank is answered `overloaded` at once rather than wait behind them (0: never)."""
     rerank_queue_jobs: int = Field(256, ge=1)
     """Jobs waiting for the cross-encoder at most; a caller beyond it waits for room (backpressure)."""
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from contracts import (
@@ -35,9 +37,9 @@ from services.encoders.device import resolve_device
 from services.encoders.late_interaction import TokenVectors
 from services.encoders.sparse import Bm25Encoder
 from services.faults import is_transient
+from services.lru import LruCache
 from services.messaging import RawRecord
 from services.publishing import Outgoing
-from services.query.cache import QueryVectorCache, Vector
 from services.ranking import as_hit, ranked_hits, with_rerank_timings
 from services.replies import refusal, result_to, undeliverable
 from services.settings import Settings
@@ -45,9 +47,13 @@ from services.sizing import fit_snippet, shrink_to_fit, snippet_budget
 from services.store import FieldNotFilterable, ScoredDocument, UnknownCollectionError, VectorSizeMismatch, VectorStore
 from services.tracing import Stage, service_spans
 
-__all__ = ["QueryProcessor"]
+__all__ = ["QueryProcessor", "QueryVectorCache"]
 
 log = structlog.get_logger(__name__)
+
+Vector = npt.NDArray[np.float32]
+QueryVectorCache = LruCache[tuple[str, str], Vector]
+"""Query vectors by (model name, query text): a repeated query skips the bi-encoder."""
 
 
 def _first_stage_label(first_stage: FirstStage, model_id: str) -> str:
@@ -72,7 +78,7 @@ class _Refused(Exception):
 class QueryProcessor:
     def __init__(
         self, settings: Settings, store: VectorStore, encoders: BiEncoders, cache: QueryVectorCache,
-        cross: RerankBatcher | None,
+        cross: RerankBatcher | None, reranker_backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self._settings = settings
         self._topics = settings.kafka.topics
@@ -84,6 +90,8 @@ class QueryProcessor:
         self._served_by = {"query": settings.instance_name}
         self._candidates = settings.batching.default_candidates(resolve_device(settings.models.device)[0].type)
         self._service = f"query@{settings.instance_name}"
+        self._reranker_backlog = reranker_backlog
+        """Candidate sets the reranker group has yet to read (services.lag.GroupBacklog)."""
 
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
         picked_at = now_ms()
@@ -146,6 +154,11 @@ class QueryProcessor:
         if request.deadline_ms is not None and picked_at > request.deadline_ms:
             raise _Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                            "before the query service picked the request up", dead_letter=False)
+        most = self._settings.batching.rerank_max_backlog
+        if request.mode == "rerank" and most and (waiting := self._reranker_backlog()) > most:
+            raise _Refused("overloaded", f"the rerankers have {waiting} candidate sets waiting, more than "
+                           f"CASCADE_BATCH_RERANK_MAX_BACKLOG={most}: try again later, or ask mode 'bi'",
+                           dead_letter=False)
         collection = await self._store.resolve(request.collection)
         try:
             model = await self._store.collection_model(collection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
@@ -15,6 +16,7 @@ from contracts.messages import ErrorCode
 from sdk.tracing import context_of
 from services.encoders import RerankBatcher, RerankOutcome, document_text
 from services.faults import is_transient
+from services.lru import LruCache
 from services.messaging import RawRecord
 from services.publishing import Outgoing
 from services.ranking import ranked_hits, with_rerank_timings
@@ -37,6 +39,8 @@ class RerankProcessor:
         self._instance = settings.instance_name
         self._text_chars = settings.batching.candidate_text_chars
         self._service = f"reranker@{settings.instance_name}"
+        self.score_cache: LruCache[bytes, float] = LruCache(settings.batching.score_cache_size)
+        """Scores by (model, query, document text) digest."""
 
     async def process(self, records: Sequence[RawRecord]) -> list[Outgoing]:
         picked_at = now_ms()
@@ -53,8 +57,7 @@ class RerankProcessor:
             else:
                 live.append((record, candidates))
         outcomes = await asyncio.gather(*(
-            self._batcher.score(candidates.request.query,
-                                [document_text(c.title, c.text) for c in candidates.candidates])
+            self._score(candidates.request.query, [document_text(c.title, c.text) for c in candidates.candidates])
             for _, candidates in live
         ), return_exceptions=True)
         for (record, candidates), outcome in zip(live, outcomes, strict=True):
@@ -71,6 +74,27 @@ class RerankProcessor:
                 out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
                                    headers=self._spans(record, candidates, picked_at, outcome)))
         return out
+
+    async def _score(self, query: str, texts: list[str]) -> RerankOutcome:
+        """The cross-encoder's scores of the pairs not in the score cache, the cache's for the others."""
+        keys = [self._pair_key(query, text) for text in texts]
+        scores = [self.score_cache.get(key) for key in keys]
+        missing = [i for i, score in enumerate(scores) if score is None]
+        if not missing:
+            return RerankOutcome(np.array(scores, dtype=np.float32), queue_ms=0.0, compute_ms=0.0, batch_pairs=0,
+                                 padded_tokens=0, finished_ms=now_ms())
+        outcome = await self._batcher.score(query, [texts[i] for i in missing])
+        for i, score in zip(missing, outcome.scores.tolist(), strict=True):
+            scores[i] = score
+            self.score_cache.put(keys[i], score)
+        return replace(outcome, scores=np.array(scores, dtype=np.float32))
+
+    def _pair_key(self, query: str, text: str) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (self._batcher.encoder.model_id, query, text):
+            digest.update(part.encode())
+            digest.update(b"\x1f")
+        return digest.digest()
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
         """For a record whose processing failed on its own (see services.consumers)."""

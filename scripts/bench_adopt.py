@@ -1,0 +1,139 @@
+"""What teams adopting a reranker ask of it, measured: the score cache's hit rate, the overloaded answer.
+
+    python -m scripts.bench_adopt [--part cache|overload ...] [--searches 300] [--repeat-share 0.3]
+
+- cache: `cascade serve ingest query rerank` (the bundled models) in a child process, 1,000 SciFact abstracts;
+  a replay of `--searches` searches in mode rerank whose queries are SciFact titles, a `--repeat-share` of them
+  asked again (a query drawn from those already asked, seeded); the hit rate of the reranker's score cache (pairs
+  found over pairs looked up, from its /metrics) against the replay's share of repeats.
+- overload: the same service with CASCADE_BATCH_RERANK_MAX_BACKLOG=50; a flood of 400 rerank searches saturates
+  the reranker, then 10 rerank searches are timed one after another once the backlog is past the threshold: how
+  long the `overloaded` answer took, against the 30 s timeout (the SDK's default) a request waited out before.
+Writes its keys into bench/adopt.json (other parts and issues add theirs to the same file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import random
+import re
+import statistics
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from infra.local_kafka import kafka_bootstrap
+from scripts.bench_offsets import serving
+from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
+from sdk import SearchClient, SearchFailed, read_jsonl_documents
+from services.log import configure_logging
+
+CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
+TIMEOUT_S = 30.0
+"""The SDK's default search timeout: what a request behind a saturated reranker waited out."""
+
+
+def replay(titles: list[str], searches: int, repeat_share: float, seed: int) -> list[str]:
+    """`searches` queries: new titles, or (with probability `repeat_share`) one already asked."""
+    rng = random.Random(seed)
+    fresh = iter(titles)
+    asked: list[str] = []
+    for _ in range(searches):
+        asked.append(rng.choice(asked) if asked and rng.random() < repeat_share else next(fresh))
+    return asked
+
+
+def _cache_lookups(metrics_url: str) -> dict[str, float]:
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return {result: float(value) for result, value in
+            re.findall(r'^cascade_rerank_score_cache_total\{result="(\w+)"\} (\S+)$', text, re.MULTILINE)}
+
+
+async def _replay(bootstrap: str, queries: list[str], documents: int) -> None:
+    corpus = list(itertools.islice(read_jsonl_documents(CORPUS), documents))
+    async with SearchClient(bootstrap) as client:
+        with tqdm(total=len(corpus), desc="ingest", unit="doc") as bar:
+            await client.index(corpus, collection="adopt", progress=bar.update)
+        for query in tqdm(queries, desc="replay (mode rerank)", unit="search"):
+            await client.search(query, collection="adopt", mode="rerank", k=10, timeout_s=300)
+
+
+def cache_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+    titles = [row["title"] for row in map(orjson.loads, CORPUS.read_bytes().splitlines()) if row["title"]]
+    random.Random(args.seed).shuffle(titles)
+    queries = replay(titles, args.searches, args.repeat_share, args.seed)
+    repeats = sum(query in queries[:i] for i, query in enumerate(queries)) / len(queries)
+    with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder)) as service:
+        asyncio.run(_replay(bootstrap, queries, args.documents))
+        lookups = _cache_lookups(service.metrics_url())
+    hit_rate = lookups.get("hit", 0.0) / max(sum(lookups.values()), 1.0)
+    print(f"score cache: hit rate {hit_rate:.3f} on a replay whose share of repeated queries is {repeats:.3f}")
+    return {"cache_hit_rate": round(hit_rate, 4), "replay_repeat_share": round(repeats, 4),
+            "cache_replay": {"searches": len(queries), "documents": args.documents, "seed": args.seed,
+                             "pairs_looked_up": sum(lookups.values())}}
+
+
+async def _overloaded_answers(bootstrap: str, titles: list[str], documents: int, probes: int = 10) -> list[float]:
+    corpus = list(itertools.islice(read_jsonl_documents(CORPUS), documents))
+    async with SearchClient(bootstrap) as client:
+        await client.index(corpus, collection="adopt")
+        flood = [asyncio.create_task(client.search(title, collection="adopt", mode="rerank", timeout_s=600))
+                 for title in titles[:400]]
+        answers_ms: list[float] = []
+        with tqdm(total=probes, desc="rerank searches behind a full backlog", unit="search") as bar:
+            while len(answers_ms) < probes:
+                asked = time.monotonic()
+                try:
+                    await client.search(titles[-1], collection="adopt", mode="rerank", timeout_s=TIMEOUT_S)
+                except SearchFailed as exc:
+                    if exc.code != "overloaded":
+                        raise
+                    answers_ms.append((time.monotonic() - asked) * 1000)
+                    bar.update()
+                else:
+                    await asyncio.sleep(0.5)  # answered: the backlog is not past the threshold yet
+        for task in flood:
+            task.cancel()
+        await asyncio.gather(*flood, return_exceptions=True)
+    return answers_ms
+
+
+def overload_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+    titles = [row["title"] for row in map(orjson.loads, CORPUS.read_bytes().splitlines()) if row["title"]]
+    with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(
+            bootstrap, Path(folder), {"CASCADE_BATCH_RERANK_MAX_BACKLOG": "50"}):
+        answers_ms = asyncio.run(_overloaded_answers(bootstrap, titles, 200))
+    print(f"overloaded answers: median {statistics.median(answers_ms):.0f} ms, max {max(answers_ms):.0f} ms "
+          f"(the timeout they replace: {TIMEOUT_S * 1000:.0f} ms)")
+    return {"overloaded_answer_ms": round(statistics.median(answers_ms), 1),
+            "overloaded_answer_max_ms": round(max(answers_ms), 1), "timeout_ms": TIMEOUT_S * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["cache", "overload"], action="append")
+    parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument("--repeat-share", type=float, default=0.3)
+    parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--bootstrap", help="an existing Kafka (default: a local broker started for the run)")
+    args = parser.parse_args()
+    configure_logging(level="WARNING")
+    path = BENCH_DIR / "adopt.json"
+    result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+    with kafka_bootstrap(args.bootstrap) as bootstrap:
+        for part in args.part or ["cache", "overload"]:
+            result |= {"cache": cache_part, "overload": overload_part}[part](bootstrap, args)
+    print(f"wrote {write_result('adopt', result | {'machine': machine()})}")
+
+
+if __name__ == "__main__":
+    main()

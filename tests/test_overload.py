@@ -1,0 +1,39 @@
+"""Admission control on the rerankers' backlog, through Kafka: past `rerank_max_backlog` waiting candidate sets, a
+rerank request is answered `overloaded` at once instead of timing out; other modes are served as usual."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from runtime.process import CascadeProcess
+from sdk import SearchFailed, SearchTimeout
+from services.settings import Settings
+from tests.conftest import client_for
+
+DOCS = [{"doc_id": f"d{i}", "text": f"document {i}"} for i in range(6)]
+
+
+async def test_a_rerank_request_behind_a_full_backlog_is_answered_overloaded_at_once(settings: Settings) -> None:
+    batching = settings.batching.model_copy(update={"rerank_max_backlog": 2})
+    process = CascadeProcess(settings.model_copy(update={"batching": batching}), {"ingest", "query"})  # no reranker
+    await process.start()
+    try:
+        async with client_for(process) as client:
+            await client.index(DOCS, collection="c")
+            waiting = [asyncio.create_task(client.search(f"document {i}", collection="c", mode="rerank",
+                                                         timeout_s=2)) for i in range(3)]
+            for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+                assert isinstance(outcome, SearchTimeout)  # nobody reranks: three candidate sets wait
+            assert process.reranker_backlog is not None
+            async with asyncio.timeout(30):
+                while process.reranker_backlog.records < 3:  # sampled every second
+                    await asyncio.sleep(0.2)
+            with pytest.raises(SearchFailed) as refused:  # an answer, not a SearchTimeout
+                await client.search("document 1", collection="c", mode="rerank", timeout_s=30)
+            served = await client.search("document 1", collection="c", mode="bi", timeout_s=30)
+    finally:
+        await process.stop()
+    assert refused.value.code == "overloaded" and "CASCADE_BATCH_RERANK_MAX_BACKLOG=2" in str(refused.value)
+    assert served.hits and served.hits[0].doc_id == "d1"
