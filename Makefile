@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export CASCADE_VENV := $(VENV)
 
-.PHONY: venv test lint kafka asyncapi run bench-ingest image image-cuda
+.PHONY: venv test lint kafka asyncapi docs run bench-ingest image image-cuda
 
 venv:
 	@scripts/ensure_venv.sh
@@ -26,6 +26,9 @@ run: venv
 
 asyncapi: venv
 	$(PY) -m contracts.asyncapi > contracts/asyncapi.json
+
+docs: venv
+	$(PY) -m scripts.docs_configuration
 
 image:
 	docker build -t cascade:$(VERSION) .

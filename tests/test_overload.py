@@ -11,6 +11,7 @@ from runtime.process import CascadeProcess
 from sdk import SearchFailed, SearchTimeout
 from services.settings import Settings
 from tests.conftest import client_for
+from tests.kafka_helpers import eventually
 
 DOCS = [{"doc_id": f"d{i}", "text": f"document {i}"} for i in range(6)]
 
@@ -26,10 +27,9 @@ async def test_a_rerank_request_behind_a_full_backlog_is_answered_overloaded_at_
                                                          timeout_s=2)) for i in range(3)]
             for outcome in await asyncio.gather(*waiting, return_exceptions=True):
                 assert isinstance(outcome, SearchTimeout)  # nobody reranks: three candidate sets wait
-            assert process.reranker_backlog is not None
-            async with asyncio.timeout(30):
-                while process.reranker_backlog.records < 3:  # sampled every second
-                    await asyncio.sleep(0.2)
+            backlog = process.reranker_backlog
+            assert backlog is not None
+            await eventually(lambda: backlog.records >= 3, within_s=30)  # sampled every second
             with pytest.raises(SearchFailed) as refused:  # an answer, not a SearchTimeout
                 await client.search("document 1", collection="c", mode="rerank", timeout_s=30)
             served = await client.search("document 1", collection="c", mode="bi", timeout_s=30)

@@ -78,3 +78,11 @@ def test_library_log_lines_come_out_as_json_too(capsys: pytest.CaptureFixture[st
     assert library["event"] == "Unable connect to node 1" and library["logger"] == "aiokafka"
     assert library["level"] == "warning" and "timestamp" in library
     assert ours["event"] == "cluster.retry" and ours["attempt"] == 1
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    """docs/configuration.md lists every setting as the settings classes define it: regenerate it with
+    `python -m scripts.docs_configuration` after changing one."""
+    from scripts.docs_configuration import OUT, render
+
+    assert OUT.read_text() == render()
