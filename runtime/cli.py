@@ -25,6 +25,7 @@ from sdk import KafkaAccessError, ReindexFailed, SearchClient, SearchFailed, Sea
 from sdk.display import format_result
 from services.log import configure_logging
 from services.settings import Settings
+from services.store import StoreInUse
 
 __all__ = ["main"]
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             with exporting_traces(settings.otlp_endpoint, f"cascade-{'-'.join(sorted(roles))}"):
                 asyncio.run(CascadeProcess(settings, roles).run())
-        except (KafkaUnreachable, KafkaAccessError, ProcessFailed, OSError) as exc:
+        except (KafkaUnreachable, KafkaAccessError, ProcessFailed, StoreInUse, OSError) as exc:
             sys.exit(f"cascade serve: {exc}")
     elif args.command in ("ingest", "search", "reindex"):
         try:

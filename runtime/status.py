@@ -25,7 +25,7 @@ from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 from infra.acls import ROLE_GRANTS
 from services.lag import group_lag
 from services.settings import KafkaSettings, StoreSettings
-from services.store import EdgeStore, VectorStore, open_store
+from services.store import VectorStore, collection_names, open_store
 
 __all__ = ["CollectionStatus", "GroupStatus", "Status", "TopicStatus", "collection_status", "format_status",
            "gather_status", "status_json"]
@@ -172,7 +172,7 @@ async def gather_status(kafka: KafkaSettings, store: StoreSettings, status_url: 
             await opened.close()
         status.store_source = f"read {store.url}"
     else:  # never opened here: it is its serving process's (opening takes its lock and tidies its folders)
-        names = await EdgeStore(store).collections()  # the folder's listing, no collection opened
+        names = collection_names(store.path)  # the folder's listing, the store not opened
         status.collections = [CollectionStatus(name, None, None) for name in names]
         status.store_source = (f"names only, from {store.path}: no process answered at {status_url}, and the "
                                "embedded store is read through the process serving it (--process names its URL)")

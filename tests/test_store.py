@@ -14,10 +14,10 @@ import pytest
 from services.encoders.sparse import Bm25Encoder
 from services.ingest import IndexScheduler
 from services.metrics import Metrics
-from services.settings import StoreSettings
-from services.store import EdgeStore, StoredDocument, UnknownCollectionError, VectorStore
+from services.settings import Settings, StoreSettings
+from services.store import EdgeStore, StoredDocument, StoreInUse, UnknownCollectionError, VectorStore
 from services.store.edge import IndexBuildFailed
-from tests.processes import CLI_HANG_GUARD_S
+from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
 from tests.stores import STORE_KINDS, StoreKind, opened_store
 
 DIM = 16
@@ -129,6 +129,27 @@ async def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
     second = EdgeStore(settings)
     assert await second.count("c") == 1
     await second.close()
+
+
+async def test_a_second_process_on_an_embedded_store_gets_one_line_naming_the_setting(
+        tmp_path: Path, settings: Settings) -> None:
+    """An embedded store serves one process. A second `cascade serve` on the same folder used to die on a shard's
+    write-ahead-log lock with a 29-line traceback (after tidying folders the first process was using)."""
+    held = EdgeStore(StoreSettings(path=tmp_path / "store"))
+    await held.ensure_collection("c", DIM, "m")
+    try:
+        with pytest.raises(StoreInUse, match=r"in use by another process.*CASCADE_STORE_PATH"):
+            EdgeStore(StoreSettings(path=tmp_path / "store"))
+        refused = run_cli(service_environment(settings, "second", CASCADE_STORE_PATH=str(tmp_path / "store")),
+                          "serve", "query")
+    finally:
+        await held.close()
+    message = refused.stderr.decode().strip()
+    assert refused.returncode == 1 and len(message.splitlines()) == 1
+    assert message.startswith("cascade serve: the embedded store at") and "CASCADE_STORE_PATH" in message
+    reopened = EdgeStore(StoreSettings(path=tmp_path / "store"))  # free again once the first one closed
+    assert await reopened.collections() == ["c"]
+    await reopened.close()
 
 
 async def test_edge_index_builds_in_a_child_while_reads_and_writes_go_on(tmp_path: Path) -> None:

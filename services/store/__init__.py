@@ -19,7 +19,7 @@ from services.store.base import (
     point_id,
     version_of,
 )
-from services.store.edge import EdgeStore
+from services.store.edge import EdgeStore, StoreInUse, collection_names
 from services.store.qdrant import QdrantStore
 
 __all__ = [
@@ -32,12 +32,14 @@ __all__ = [
     "QdrantStore",
     "ScoredDocument",
     "Sparse",
+    "StoreInUse",
     "StoredDocument",
     "StoredState",
     "UnknownCollectionError",
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "collection_names",
     "first_version",
     "open_store",
     "point_id",

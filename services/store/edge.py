@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import numpy as np
 from qdrant_edge import (
@@ -90,7 +91,7 @@ from services.store.base import (
 if TYPE_CHECKING:  # aliases that exist only in the type stubs
     from qdrant_edge import ConditionType, PointId
 
-__all__ = ["EdgeStore", "IndexBuildFailed"]
+__all__ = ["EdgeStore", "IndexBuildFailed", "StoreInUse", "collection_names"]
 
 _CURRENT = "CURRENT"
 _SCHEMAS: dict[FilterFieldKind, PayloadSchemaType] = {
@@ -100,6 +101,13 @@ _UPSERT_SLICE = 32
 """Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
 _T = TypeVar("_T")
 _ALIASES = "ALIASES.json"
+_LOCK = "LOCK"
+
+
+class StoreInUse(RuntimeError):
+    def __init__(self, root: Path) -> None:
+        super().__init__(f"the embedded store at {root} is in use by another process: give this one a folder of "
+                         "its own (CASCADE_STORE_PATH), or share a Qdrant server (CASCADE_STORE_KIND=qdrant)")
 
 
 class IndexBuildFailed(RuntimeError):
@@ -198,6 +206,7 @@ class EdgeStore(VectorStore):
         self._rescore = QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
         """For int8 collections: candidates found on the int8 copies are rescored with the float vectors."""
         self._root = settings.path
+        self._lock = _locked(self._root)
         self._collections: dict[str, _Collection] = {}
         """By collection (never by alias)."""
         aliases = self._root / _ALIASES
@@ -268,10 +277,7 @@ class EdgeStore(VectorStore):
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
 
     async def collections(self) -> list[str]:
-        found = {marker.parent.name for marker in self._root.glob(f"*/{_CURRENT}")} if self._root.is_dir() else set()
-        served = set(self._aliases.values())
-        return sorted({name for name in found | set(self._collections) if name not in served
-                       and VERSION_MARK not in name} | set(self._aliases))
+        return collection_names(self._root, set(self._collections))
 
     async def resolve(self, collection: str) -> str:
         return self._aliases.get(collection, collection)
@@ -443,6 +449,31 @@ class EdgeStore(VectorStore):
             state.shard.flush()
             await state.close_when_unread(state.shard)
         self._collections.clear()
+        self._lock.close()  # and with it the lock
+
+
+def collection_names(root: Path, opened: Collection[str] = ()) -> list[str]:
+    """The names users address in an embedded store's folder, read without opening it (another process may
+    serve it): aliases, and collections no alias shadows (versions left out)."""
+    found = {marker.parent.name for marker in root.glob(f"*/{_CURRENT}")} if root.is_dir() else set()
+    aliases_file = root / _ALIASES
+    aliases: dict[str, str] = json.loads(aliases_file.read_text()) if aliases_file.is_file() else {}
+    served = set(aliases.values())
+    return sorted({name for name in found | set(opened) if name not in served and VERSION_MARK not in name}
+                  | set(aliases))
+
+
+def _locked(root: Path) -> TextIO:
+    """The store folder's lock file, locked for this process: an embedded store serves one process, and a second
+    one would fail on a shard's write-ahead log mid-way (or remove a build the first has under way)."""
+    root.mkdir(parents=True, exist_ok=True)
+    lock = (root / _LOCK).open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StoreInUse(root) from None
+    return lock
 
 
 def _matchable(value: FilterValue) -> FilterValue:
