@@ -113,11 +113,13 @@ class CascadeProcess:
             self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
                                lambda: {"hit": cache.hits, "miss": cache.misses})
             kafka = settings.kafka
-            self.reranker_backlog = GroupBacklog(Subscription(kafka.topics.name(Topic.CANDIDATES),
-                                                              kafka.group("reranker")), **kafka.client_options())
+            if batching.rerank_max_backlog:
+                self.reranker_backlog = GroupBacklog(Subscription(kafka.topics.name(Topic.CANDIDATES),
+                                                                  kafka.group("reranker")), **kafka.client_options())
             backlog = self.reranker_backlog
             self.consumers.append(query_consumer(settings, self.publisher, QueryProcessor(
-                settings, self.store, self.bi_encoders, self.query_cache, self.batcher, lambda: backlog.records)))
+                settings, self.store, self.bi_encoders, self.query_cache, self.batcher,
+                lambda: backlog.records if backlog else 0)))
         if "rerank" in roles and self.batcher:
             reranking = RerankProcessor(settings, self.batcher)
             scores = reranking.score_cache

@@ -29,7 +29,7 @@ from runtime.clients import sdk_client
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
 from services.log import configure_logging
 from services.reranker.fusion import configured_fusion_weight
-from services.settings import Settings, StoreSettings
+from services.settings import BatchingSettings, Settings, StoreSettings
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 
@@ -86,7 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", "WARNING")
     with tempfile.TemporaryDirectory(prefix="cascade-frontier-") as store:
-        settings = Settings(store=StoreSettings(path=Path(store)), metrics_port=None)
+        settings = Settings(store=StoreSettings(path=Path(store)), metrics_port=None,
+                            batching=BatchingSettings(score_cache_size=0))  # latency re-asks the same queries
         result: dict[str, Any] = asyncio.run(frontier(settings, args.sizes, args.queries, args.latency_queries))
     result.update(machine=machine(), settings={
         "cross_encoder": Path(settings.models.cross_encoder).name, "precision": settings.models.cross_precision,

@@ -76,6 +76,7 @@ def start_reranker(bootstrap: str, prefix: str, name: str, threads: int) -> subp
     env = os.environ | {
         "CASCADE_KAFKA_BOOTSTRAP": bootstrap, "CASCADE_KAFKA_TOPIC_PREFIX": prefix, "CASCADE_INSTANCE_ID": name,
         "CASCADE_METRICS_PORT": "0", "CASCADE_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads),
+        "CASCADE_BATCH_SCORE_CACHE_SIZE": "0",  # the demo corpus's candidate sets repeat: every set scored
         "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     }
     return subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "rerank"], env=env)

@@ -37,7 +37,7 @@ def _default(field: FieldInfo) -> str:
     value: Any = field.default
     if value is PydanticUndefined or value is None:
         return "unset"
-    return f"`{value}`"
+    return f"`{value}`" if value != "" else "empty"
 
 
 def _cell(text: str | None) -> str:

@@ -82,30 +82,47 @@ async def wait_until_consumed(subscription: Subscription, every_s: float = 0.2, 
 
 class GroupBacklog:
     """The records a consumer group has yet to read on its topic (`records`), sampled every `every_s` by `run`:
-    admission control reads it without waiting on the cluster."""
+    admission control reads it without waiting on the cluster. Records retention deleted unread do not count (a
+    group that never committed reads from the log's start)."""
 
     def __init__(self, subscription: Subscription, every_s: float = 1.0, **client_options: Any) -> None:
         self.subscription = subscription
         self.records = 0
         self._every_s = every_s
         self._client_options = client_options
+        self._failing = False
+        """Whether the last try failed (its warning is written once a failure streak)."""
 
     async def run(self) -> None:
-        """Until cancelled; while the cluster cannot answer, `records` keeps its last value."""
+        """Until cancelled. While the cluster cannot answer, `records` keeps its last value and one warning says
+        so (clients are made again on the next try)."""
+        while True:
+            try:
+                await self._sample_until_failure()
+            except Exception as exc:
+                if not self._failing:
+                    log.warning("backlog.unavailable", group=self.subscription.group, error=repr(exc),
+                                consequence="admission uses the last backlog sampled")
+                self._failing = True
+            await asyncio.sleep(self._every_s)
+
+    async def _sample_until_failure(self) -> None:
         admin = AIOKafkaAdminClient(**self._client_options)
         consumer = AIOKafkaConsumer(**self._client_options)
-        await admin.start()
-        await consumer.start()
         topic, group = self.subscription.topic, self.subscription.group
         try:
+            await admin.start()
+            await consumer.start()
             while True:
-                try:
-                    described = await admin.describe_topics([topic])
-                    partitions = [TopicPartition(topic, partition["partition"])
-                                  for each in described for partition in each["partitions"]]
-                    self.records = sum((await group_lag(admin, consumer, group, partitions)).values())
-                except Exception as exc:
-                    log.warning("lag.unavailable", group=group, error=repr(exc))
+                described = await admin.describe_topics([topic])
+                partitions = [TopicPartition(topic, partition["partition"])
+                              for each in described for partition in each["partitions"]]
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                starts = await consumer.beginning_offsets(partitions)
+                ends = await consumer.end_offsets(partitions)
+                self.records = sum(ends[tp] - max(committed[tp].offset if tp in committed else 0, starts[tp])
+                                   for tp in partitions)
+                self._failing = False
                 await asyncio.sleep(self._every_s)
         finally:
             await consumer.stop()

@@ -261,8 +261,8 @@ class BatchingSettings(BaseSettings):
     query_cache_size: int = Field(10_000, ge=0)
     """Query vectors kept, by model and query text: a repeated query skips the bi-encoder (0: off)."""
     score_cache_size: int = Field(100_000, ge=0)
-    """Cross-encoder scores each reranker keeps, by model, query and document text (about 100 bytes each): a query
-    asked again over the same candidates is answered without scoring them (0: off)."""
+    """Cross-encoder scores each reranker keeps, by model, query and document text (about 200 bytes each): a query
+    asked again over the same candidates is answered without scoring them (its `rerank_ms` is then 0; 0: off)."""
     candidate_text_chars: int = Field(2_000, ge=100)
     """Candidate texts travel to the reranker cut to this many characters (hits carry the same snippet)."""
     cross_max_documents: int = Field(10_000, ge=1)

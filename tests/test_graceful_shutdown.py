@@ -24,7 +24,7 @@ async def test_sigterm_finishes_the_batch_and_commits(first_stage: CascadeProces
                            collection="c")
         first = start_reranker(settings, tiny_cross_encoder, "rerank-first")
         stream = client.results()
-        requests = [SearchRequest(request_id=f"q{i}", collection="c", query=f"theme {i % 5}", k=5, mode="rerank",
+        requests = [SearchRequest(request_id=f"q{i}", collection="c", query=f"theme {i % 5} ({i})", k=5, mode="rerank",
                                   reply_to=client.replies.topic) for i in range(REQUESTS)]
         await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES),
                       [(request.request_id, encode(request)) for request in requests])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,10 +15,10 @@ import pytest
 from services.encoders.sparse import Bm25Encoder
 from services.ingest import IndexScheduler
 from services.metrics import Metrics
-from services.settings import Settings, StoreSettings
+from services.settings import StoreSettings
 from services.store import EdgeStore, StoredDocument, StoreInUse, UnknownCollectionError, VectorStore
 from services.store.edge import IndexBuildFailed
-from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
+from tests.processes import CLI_HANG_GUARD_S, run_cli
 from tests.stores import STORE_KINDS, StoreKind, opened_store
 
 DIM = 16
@@ -131,8 +132,7 @@ async def test_edge_store_persists_across_reopen(tmp_path: Path) -> None:
     await second.close()
 
 
-async def test_a_second_process_on_an_embedded_store_gets_one_line_naming_the_setting(
-        tmp_path: Path, settings: Settings) -> None:
+async def test_a_second_process_on_an_embedded_store_gets_one_line_naming_the_setting(tmp_path: Path) -> None:
     """An embedded store serves one process. A second `cascade serve` on the same folder used to die on a shard's
     write-ahead-log lock with a 29-line traceback (after tidying folders the first process was using)."""
     held = EdgeStore(StoreSettings(path=tmp_path / "store"))
@@ -140,7 +140,8 @@ async def test_a_second_process_on_an_embedded_store_gets_one_line_naming_the_se
     try:
         with pytest.raises(StoreInUse, match=r"in use by another process.*CASCADE_STORE_PATH"):
             EdgeStore(StoreSettings(path=tmp_path / "store"))
-        refused = run_cli(service_environment(settings, "second", CASCADE_STORE_PATH=str(tmp_path / "store")),
+        refused = run_cli(os.environ | {"CASCADE_STORE_KIND": "edge", "CASCADE_STORE_PATH": str(tmp_path / "store"),
+                                        "CASCADE_KAFKA_BOOTSTRAP": "127.0.0.1:1"},  # never reached: the store is first
                           "serve", "query")
     finally:
         await held.close()

@@ -92,8 +92,9 @@ class RerankProcessor:
     def _pair_key(self, query: str, text: str) -> bytes:
         digest = hashlib.blake2b(digest_size=16)
         for part in (self._batcher.encoder.model_id, query, text):
-            digest.update(part.encode())
-            digest.update(b"\x1f")
+            encoded = part.encode()
+            digest.update(len(encoded).to_bytes(8, "big"))  # lengths first: no two pairs join to the same bytes
+            digest.update(encoded)
         return digest.digest()
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:

@@ -445,11 +445,13 @@ class EdgeStore(VectorStore):
             state.journal = None
 
     async def close(self) -> None:
-        for state in self._collections.values():
-            state.shard.flush()
-            await state.close_when_unread(state.shard)
-        self._collections.clear()
-        self._lock.close()  # and with it the lock
+        try:
+            for state in self._collections.values():
+                state.shard.flush()
+                await state.close_when_unread(state.shard)
+            self._collections.clear()
+        finally:
+            self._lock.close()  # and with it the lock
 
 
 def collection_names(root: Path, opened: Collection[str] = ()) -> list[str]:
