@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import ContractError, IngestAck, ReindexStatus, decode
+from contracts import ContractError, IngestAck, Message, ReindexStatus, decode
 
 __all__ = ["AckWaiter", "IngestRejected", "ReindexFailed", "ReindexWaiter"]
+
+M = TypeVar("M", bound=Message)
 
 
 class IngestRejected(Exception):
@@ -66,6 +68,17 @@ class _TopicTail:
                 await self._consumer.stop()
             raise
 
+    async def messages(self, model: type[M]) -> AsyncGenerator[M, None]:
+        """Each message of `model` read from the topic, in order, skipping records that are not one."""
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    try:
+                        message = decode(record.value or b"", model)
+                    except ContractError:
+                        continue
+                    yield message
+
     async def stop(self) -> None:
         await self._consumer.stop()
 
@@ -78,43 +91,36 @@ class AckWaiter(_TopicTail):
         """Collect acks until each (collection, doc id) has as many as events were sent for it."""
         remaining = dict(expected)
         acks: list[IngestAck] = []
-        async with asyncio.timeout(timeout_s):
-            while remaining:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            ack = decode(record.value or b"", IngestAck)
-                        except ContractError:
-                            continue
-                        identity = _identity(ack, remaining)
-                        if identity is not None:
-                            remaining[identity] -= 1
-                            if not remaining[identity]:
-                                del remaining[identity]
-                            acks.append(ack)
-                            if progress:
-                                progress(1)
-        return acks
+        if not remaining:
+            return acks
+        async with asyncio.timeout(timeout_s), contextlib.aclosing(self.messages(IngestAck)) as messages:
+            async for ack in messages:
+                identity = _identity(ack, remaining)
+                if identity is None:
+                    continue
+                remaining[identity] -= 1
+                if not remaining[identity]:
+                    del remaining[identity]
+                acks.append(ack)
+                if progress:
+                    progress(1)
+                if not remaining:
+                    return acks
+        raise AssertionError("unreachable: the loop returns or times out")
 
 
 class ReindexWaiter(_TopicTail):
     async def wait(self, request_id: str, timeout_s: float,
                    progress: Callable[[ReindexStatus], None] | None = None) -> ReindexStatus:
         """The request's final status (switched), each status passed to `progress`; raises ReindexFailed."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        try:
-                            status = decode(record.value or b"", ReindexStatus)
-                        except ContractError:
-                            continue
-                        if status.request_id != request_id:
-                            continue
-                        if progress:
-                            progress(status)
-                        if status.state == "failed":
-                            raise ReindexFailed(status)
-                        if status.state == "switched":
-                            return status
+        async with asyncio.timeout(timeout_s), contextlib.aclosing(self.messages(ReindexStatus)) as statuses:
+            async for status in statuses:
+                if status.request_id != request_id:
+                    continue
+                if progress:
+                    progress(status)
+                if status.state == "failed":
+                    raise ReindexFailed(status)
+                if status.state == "switched":
+                    return status
+        raise AssertionError("unreachable: the loop returns, raises or times out")
