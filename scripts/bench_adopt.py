@@ -40,6 +40,11 @@ TIMEOUT_S = 30.0
 """The SDK's default search timeout: what a request behind a saturated reranker waited out."""
 
 
+def _titles() -> list[str]:
+    """SciFact's document titles: the queries (no judged query is read)."""
+    return [row["title"] for row in map(orjson.loads, CORPUS.read_bytes().splitlines()) if row["title"]]
+
+
 def replay(titles: list[str], searches: int, repeat_share: float, seed: int) -> list[str]:
     """`searches` queries: new titles, or (with probability `repeat_share`) one already asked."""
     rng = random.Random(seed)
@@ -67,7 +72,7 @@ async def _replay(bootstrap: str, queries: list[str], documents: int) -> None:
 
 
 def cache_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
-    titles = [row["title"] for row in map(orjson.loads, CORPUS.read_bytes().splitlines()) if row["title"]]
+    titles = _titles()
     random.Random(args.seed).shuffle(titles)
     queries = replay(titles, args.searches, args.repeat_share, args.seed)
     repeats = sum(query in queries[:i] for i, query in enumerate(queries)) / len(queries)
@@ -107,7 +112,7 @@ async def _overloaded_answers(bootstrap: str, titles: list[str], documents: int,
 
 
 def overload_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
-    titles = [row["title"] for row in map(orjson.loads, CORPUS.read_bytes().splitlines()) if row["title"]]
+    titles = _titles()
     with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(
             bootstrap, Path(folder), {"CASCADE_BATCH_RERANK_MAX_BACKLOG": "50"}):
         answers_ms = asyncio.run(_overloaded_answers(bootstrap, titles, 200))

@@ -37,7 +37,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tqdm import tqdm
 
 from infra.local_kafka import kafka_bootstrap
-from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, cpu_seconds, machine, write_result
 from sdk import SearchClient, read_jsonl_documents
 from services.log import configure_logging
 from services.settings import BUNDLED_COLBERT, bundled_models
@@ -69,8 +69,7 @@ class Service:
         return self.log.read_text(errors="replace").splitlines()
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def metrics_url(self) -> str:
         for line in self.lines():

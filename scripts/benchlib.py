@@ -34,6 +34,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used so far (/proc); 0 for one that has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
     BENCH_DIR.mkdir(exist_ok=True)
     path = BENCH_DIR / f"{name}.json"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import re
@@ -52,7 +51,7 @@ from contracts import IngestAck, Topic, TopicRegistry, decode
 from infra.local_kafka import LocalKafka
 from infra.local_qdrant import LocalQdrant
 from runtime.provision import provision_topics
-from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, cpu_seconds, machine, write_result
 from sdk import IngestRejected, SearchClient, SearchFailed, SearchTimeout
 from services.log import configure_logging
 from services.settings import StoreSettings
@@ -108,14 +107,8 @@ class Services:
         process.wait(120)
 
     def cpu_s(self) -> float:
-        """User and system CPU seconds of the running processes so far (/proc)."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for process in self.running.values():
-            with contextlib.suppress(FileNotFoundError):
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        """User and system CPU seconds of the running processes so far."""
+        return sum(cpu_seconds(process.pid) for process in self.running.values())
 
 
 @dataclass

@@ -4,6 +4,8 @@ offset; a partition with nothing committed lags by its whole log), and the gauge
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -31,11 +33,7 @@ async def group_lag(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, grou
 async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: float, **client_options: Any
                     ) -> None:
     """Set `gauge{group, topic, partition}` every `every_s` until cancelled."""
-    admin = AIOKafkaAdminClient(**client_options)
-    consumer = AIOKafkaConsumer(**client_options)
-    await admin.start()
-    await consumer.start()
-    try:
+    async with _clients(**client_options) as (admin, consumer):
         while True:
             try:
                 for each in subscriptions:
@@ -46,38 +44,51 @@ async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: fl
             except Exception as exc:  # the cluster away for a while: the gauge keeps its last values
                 log.warning("lag.unavailable", error=repr(exc))
             await asyncio.sleep(every_s)
+
+
+@asynccontextmanager
+async def _clients(**client_options: Any) -> AsyncIterator[tuple[AIOKafkaAdminClient, AIOKafkaConsumer]]:
+    """An admin client (committed offsets) and a consumer (log offsets), started, closed on exit."""
+    admin = AIOKafkaAdminClient(**client_options)
+    consumer = AIOKafkaConsumer(**client_options)
+    try:
+        await admin.start()
+        await consumer.start()
+        yield admin, consumer
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    described = await admin.describe_topics([topic])
+    return [TopicPartition(topic, partition["partition"]) for each in described for partition in each["partitions"]]
+
+
+async def _positions(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,
+                     partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Where `group` reads next on each partition: its commit, or the log's start where it never committed or
+    retention deleted records past its commit (those can never be read, so they count as read)."""
+    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    starts = await consumer.beginning_offsets(partitions)
+    return {tp: max(committed[tp].offset if tp in committed else 0, starts[tp]) for tp in partitions}
 
 
 async def wait_until_consumed(subscription: Subscription, every_s: float = 0.2, **client_options: Any) -> None:
     """Return once the subscription's group has committed, on every partition of its topic, past each record
     published to it before this call (records published since do not delay it)."""
-    admin = AIOKafkaAdminClient(**client_options)
-    consumer = AIOKafkaConsumer(**client_options)
-    await admin.start()
-    await consumer.start()
-    try:
-        described = await admin.describe_topics([subscription.topic])
-        partitions = [TopicPartition(subscription.topic, partition["partition"])
-                      for topic in described for partition in topic["partitions"]]
+    async with _clients(**client_options) as (admin, consumer):
+        partitions = await _partitions(admin, subscription.topic)
         ends = await consumer.end_offsets(partitions)
         while True:
             try:
-                # where the group would read next: its commit, or the log's start if retention passed that
-                starts = await consumer.beginning_offsets(partitions)
-                committed = await admin.list_consumer_group_offsets(subscription.group, partitions=partitions)
+                reached = await _positions(admin, consumer, subscription.group, partitions)
             except KafkaError as exc:  # the cluster away for a while: ask again
                 log.warning("lag.unavailable", error=repr(exc))
             else:
-                reached = {tp: max(committed[tp].offset if tp in committed else 0, starts[tp]) for tp in partitions}
                 if all(reached[tp] >= end for tp, end in ends.items()):
                     return
             await asyncio.sleep(every_s)
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 class GroupBacklog:
@@ -107,23 +118,12 @@ class GroupBacklog:
             await asyncio.sleep(self._every_s)
 
     async def _sample_until_failure(self) -> None:
-        admin = AIOKafkaAdminClient(**self._client_options)
-        consumer = AIOKafkaConsumer(**self._client_options)
         topic, group = self.subscription.topic, self.subscription.group
-        try:
-            await admin.start()
-            await consumer.start()
+        async with _clients(**self._client_options) as (admin, consumer):
             while True:
-                described = await admin.describe_topics([topic])
-                partitions = [TopicPartition(topic, partition["partition"])
-                              for each in described for partition in each["partitions"]]
-                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-                starts = await consumer.beginning_offsets(partitions)
+                partitions = await _partitions(admin, topic)
+                positions = await _positions(admin, consumer, group, partitions)
                 ends = await consumer.end_offsets(partitions)
-                self.records = sum(ends[tp] - max(committed[tp].offset if tp in committed else 0, starts[tp])
-                                   for tp in partitions)
+                self.records = sum(ends[tp] - positions[tp] for tp in partitions)
                 self._failing = False
                 await asyncio.sleep(self._every_s)
-        finally:
-            await consumer.stop()
-            await admin.close()

@@ -209,8 +209,7 @@ class EdgeStore(VectorStore):
         self._lock = _locked(self._root)
         self._collections: dict[str, _Collection] = {}
         """By collection (never by alias)."""
-        aliases = self._root / _ALIASES
-        self._aliases: dict[str, str] = json.loads(aliases.read_text()) if aliases.is_file() else {}
+        self._aliases = _read_aliases(self._root)
 
     def _folder(self, collection: str) -> Path:
         return self._root / collection
@@ -277,7 +276,7 @@ class EdgeStore(VectorStore):
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
 
     async def collections(self) -> list[str]:
-        return collection_names(self._root, set(self._collections))
+        return _addressed(self._root, self._aliases, self._collections)
 
     async def resolve(self, collection: str) -> str:
         return self._aliases.get(collection, collection)
@@ -454,15 +453,24 @@ class EdgeStore(VectorStore):
             self._lock.close()  # and with it the lock
 
 
-def collection_names(root: Path, opened: Collection[str] = ()) -> list[str]:
-    """The names users address in an embedded store's folder, read without opening it (another process may
-    serve it): aliases, and collections no alias shadows (versions left out)."""
+def _read_aliases(root: Path) -> dict[str, str]:
+    aliases = root / _ALIASES
+    loaded: dict[str, str] = json.loads(aliases.read_text()) if aliases.is_file() else {}
+    return loaded
+
+
+def _addressed(root: Path, aliases: Mapping[str, str], opened: Collection[str] = ()) -> list[str]:
+    """The names users address: aliases, and collections no alias shadows (versions left out)."""
     found = {marker.parent.name for marker in root.glob(f"*/{_CURRENT}")} if root.is_dir() else set()
-    aliases_file = root / _ALIASES
-    aliases: dict[str, str] = json.loads(aliases_file.read_text()) if aliases_file.is_file() else {}
     served = set(aliases.values())
     return sorted({name for name in found | set(opened) if name not in served and VERSION_MARK not in name}
                   | set(aliases))
+
+
+def collection_names(root: Path) -> list[str]:
+    """The names users address in an embedded store's folder, read without opening the store (another process
+    may serve it, and opening takes its lock)."""
+    return _addressed(root, _read_aliases(root))
 
 
 def _locked(root: Path) -> TextIO:
