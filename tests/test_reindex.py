@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from contracts import REINDEX_COPY_HEADER, DocumentEvent, ReindexCopy, Topic, encode
+from contracts import REINDEX_COPY_HEADER, DocumentEvent, ReindexCopy, ReindexRequest, ReindexStatus, Topic, encode
 from runtime.process import CascadeProcess
 from sdk import ReindexFailed, SearchClient
 from services.encoders import BiEncoder, BiEncoders
@@ -18,7 +18,7 @@ from services.messaging import RawRecord
 from services.settings import Settings
 from services.store import open_store, point_id
 from tests.conftest import client_for
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import eventually, produce
 
 pytestmark = pytest.mark.both_stores
 
@@ -189,3 +189,24 @@ async def test_writes_reach_the_version_being_built_and_copies_make_it_hold_the_
     assert set(await store.stored_states("docs@v2", ["e"])) == {"e"}
     assert set(await store.stored_states("docs@v1", ["e"])) == set()  # the old version is left as it was
     await store.close()
+
+
+async def test_a_reindex_request_delivered_again_while_it_runs_is_not_answered_failed(served: CascadeProcess) -> None:
+    """A rebalance before the request's commit delivers it again (a second ingest pod joining does that): it used to
+    be answered `failed` ("running already") under its own request id, and the waiting client raised."""
+    assert served.reindexer is not None
+    reports: list[ReindexStatus] = []
+
+    async def report(status: ReindexStatus) -> None:
+        reports.append(status)
+
+    async with client_for(served) as client:
+        await client.index(DOCS[:6], collection="docs")
+    request = ReindexRequest(request_id="r1", collection="docs", model="e5-small")
+    first = await served.reindexer.start(request, report)
+    again = await served.reindexer.start(request, report)
+    other = await served.reindexer.start(request.model_copy(update={"request_id": "r2"}), report)
+    await eventually(lambda: bool(reports), within_s=60)
+    assert first is not None and first.state == "started" and again is None
+    assert other is not None and other.state == "failed" and "running already" in (other.error or "")
+    assert [status.state for status in reports] == ["switched"]

@@ -66,14 +66,18 @@ class Reindexer:
         """The documents topic and the ingest group that consumes it."""
         self._page_size = page_size
         self._client_options = client_options
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        """Collection -> the request id and task of the reindex running for it."""
 
-    async def start(self, request: ReindexRequest, report: Report) -> ReindexStatus:
+    async def start(self, request: ReindexRequest, report: Report) -> ReindexStatus | None:
         """Make (or resume) the new version and start copying in the background (`report` is told the outcome);
-        the status returned says `started`, or `failed` with the reason when the request cannot be served."""
+        the status returned says `started`, or `failed` with the reason when the request cannot be served (None:
+        the same request delivered again, a rebalance before its commit, while it is being served)."""
         name = request.collection
         status = ReindexStatus(request_id=request.request_id, collection=name, state="failed")
-        if name in self._running:
+        if (running := self._running.get(name)) is not None:
+            if running[0] == request.request_id:
+                return None
             return status.model_copy(update={"error": f"a reindex of {name!r} is running already"})
         if not await self._store.has_collection(name):
             return status.model_copy(update={"error": f"collection {name!r} does not exist"})
@@ -96,8 +100,8 @@ class Reindexer:
         await self._store.add_filter_fields(target, await self._store.filter_fields(source))  # the same as served
         started = status.model_copy(update={"state": "started", "source": source, "target": target,
                                             "model": encoder.name})
-        self._running[name] = asyncio.create_task(self._copy(name, source, target, started, report),
-                                                  name=f"reindex:{name}")
+        self._running[name] = (request.request_id, asyncio.create_task(
+            self._copy(name, source, target, started, report), name=f"reindex:{name}"))
         log.info("reindex.started", collection=name, source=source, target=target, model=encoder.name)
         return started
 
@@ -157,6 +161,7 @@ class Reindexer:
 
     async def stop(self) -> None:
         """Cancel running reindexes (their `failed` status is reported)."""
-        for task in list(self._running.values()):
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

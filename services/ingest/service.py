@@ -62,7 +62,8 @@ def reindex_consumer(settings: Settings, publisher: Publisher, reindexer: Reinde
             except ContractError as exc:
                 out += refuse(record, str(exc))
             else:
-                out.append(status(await reindexer.start(request, report)))
+                if (answer := await reindexer.start(request, report)) is not None:
+                    out.append(status(answer))
         return out
 
     def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
