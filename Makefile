@@ -19,13 +19,13 @@ test: lint
 	$(PY) -m pytest
 
 kafka: venv
-	$(PY) -m runtime.cli kafka
+	$(PY) -m cascade.runtime.cli kafka
 
 run: venv
 	$(PY) -m scripts.demo.run
 
 asyncapi: venv
-	$(PY) -m contracts.asyncapi > contracts/asyncapi.json
+	$(PY) -m scripts.asyncapi > contracts/asyncapi.json
 
 docs: venv
 	$(PY) -m scripts.docs_configuration

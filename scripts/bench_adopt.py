@@ -29,11 +29,11 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from infra.local_kafka import kafka_bootstrap
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.sdk import SearchClient, SearchFailed, read_jsonl_documents
+from cascade.services.log import configure_logging
 from scripts.bench_offsets import serving
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from sdk import SearchClient, SearchFailed, read_jsonl_documents
-from services.log import configure_logging
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 TIMEOUT_S = 30.0

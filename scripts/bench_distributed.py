@@ -42,14 +42,14 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from tqdm import tqdm
 
-from contracts import Topic, TopicRegistry
-from infra.local_kafka import LocalKafka
-from infra.local_qdrant import LocalQdrant
-from runtime.provision import provision_topics
+from cascade.contracts import Topic, TopicRegistry
+from cascade.infra.local_kafka import LocalKafka
+from cascade.infra.local_qdrant import LocalQdrant
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import SearchClient, SearchFailed, SearchTimeout
+from cascade.services.settings import StoreSettings
+from cascade.services.store import open_store
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from sdk import SearchClient, SearchFailed, SearchTimeout
-from services.settings import StoreSettings
-from services.store import open_store
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 COLLECTION = "bench"
@@ -77,7 +77,7 @@ def services(bootstrap: str, prefix: str, store: dict[str, str], roles: list[str
         "CASCADE_METRICS_PORT": "0", "CASCADE_LOG_LEVEL": os.environ.get("CASCADE_LOG_LEVEL", "WARNING"),
         "HF_HUB_OFFLINE": "1",
     }
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", *roles], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "cascade.runtime.cli", "serve", *roles], env=env)
     try:
         yield
     finally:

@@ -34,17 +34,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from tqdm import tqdm
 
-from contracts import SearchRequest, encode
-from evaluation.beir import load_split
-from evaluation.timing import timed_gather
-from infra.local_kafka import kafka_bootstrap
-from runtime.process import CascadeProcess
+from cascade.contracts import SearchRequest, encode
+from cascade.evaluation.beir import load_split
+from cascade.evaluation.timing import timed_gather
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient, read_jsonl_documents
+from cascade.services.log import configure_logging
+from cascade.services.messaging import RawRecord
+from cascade.services.query import QueryProcessor
+from cascade.services.settings import BatchingSettings, KafkaSettings, Settings, StoreSettings
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from sdk import SearchClient, read_jsonl_documents
-from services.log import configure_logging
-from services.messaging import RawRecord
-from services.query import QueryProcessor
-from services.settings import BatchingSettings, KafkaSettings, Settings, StoreSettings
 
 DEMO = Path(__file__).parent / "demo" / "corpus.jsonl"
 

@@ -41,13 +41,13 @@ import numpy.typing as npt
 import orjson
 from tqdm import tqdm
 
-from evaluation.beir import corpus_vectors, load_split
-from infra.local_qdrant import LocalQdrant
+from cascade.evaluation.beir import corpus_vectors, load_split
+from cascade.infra.local_qdrant import LocalQdrant
+from cascade.services.encoders.bi_encoder import BiEncoder
+from cascade.services.settings import StoreSettings
+from cascade.services.store import QdrantStore, VectorStore, first_version, open_store
+from cascade.services.store.edge import EdgeStore
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, upsert_points, write_result
-from services.encoders.bi_encoder import BiEncoder
-from services.settings import StoreSettings
-from services.store import QdrantStore, VectorStore, first_version, open_store
-from services.store.edge import EdgeStore
 
 COLLECTION = "million"
 DATASETS = ("wikiqa", "scifact", "cranfield")

@@ -4,7 +4,7 @@
 
 Per dataset (WikiQA, SciFact, Cranfield test): one `cascade eval` run in mode rerank at the largest N gives
 MRR@10 / nDCG@10 of the reranked and the fused cascade at every N (the first stage's top N in the reranker's
-order: exact, as a cross-encoder scores each pair on its own; `evaluation.harness.candidate_sweep`); then
+order: exact, as a cross-encoder scores each pair on its own; `cascade.evaluation.harness.candidate_sweep`); then
 `--latency-queries` queries one at a time at each N give rerank p50/p99 (the SDK's round trip). The reranker
 runs in the configured precision (`CASCADE_MODELS_CROSS_PRECISION`). Writes bench/frontier.json and .png.
 """
@@ -22,14 +22,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from evaluation.harness import EvalOptions, evaluate_split
-from evaluation.report import write_report
-from evaluation.run import serving
-from runtime.clients import sdk_client
+from cascade.evaluation.harness import EvalOptions, evaluate_split
+from cascade.evaluation.report import write_report
+from cascade.evaluation.run import serving
+from cascade.runtime.clients import sdk_client
+from cascade.services.log import configure_logging
+from cascade.services.reranker.fusion import configured_fusion_weight
+from cascade.services.settings import BatchingSettings, Settings, StoreSettings
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from services.log import configure_logging
-from services.reranker.fusion import configured_fusion_weight
-from services.settings import BatchingSettings, Settings, StoreSettings
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 

@@ -28,13 +28,13 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from infra.local_kafka import kafka_bootstrap
-from runtime.process import CascadeProcess
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient
+from cascade.services.log import configure_logging
+from cascade.services.settings import KafkaSettings, Settings, StoreSettings
+from cascade.services.store import VectorStore
 from scripts.benchlib import BENCH_DIR, machine, upsert_points, write_result
-from sdk import SearchClient
-from services.log import configure_logging
-from services.settings import KafkaSettings, Settings, StoreSettings
-from services.store import VectorStore
 
 COLLECTION = "bench"
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from infra.local_kafka import kafka_bootstrap
-from runtime.clients import sdk_client
-from runtime.process import CascadeProcess
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.clients import sdk_client
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import read_jsonl_documents
+from cascade.services.encoders import document_text
+from cascade.services.log import configure_logging
+from cascade.services.settings import KafkaSettings, Settings, StoreSettings
 from scripts.benchlib import DATA_DIR, machine, write_result
-from sdk import read_jsonl_documents
-from services.encoders import document_text
-from services.log import configure_logging
-from services.settings import KafkaSettings, Settings, StoreSettings
 
 
 async def _ingest_through_kafka(settings: Settings, documents: list[dict[str, Any]], label: str) -> float:

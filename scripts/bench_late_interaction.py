@@ -28,14 +28,14 @@ import orjson
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from evaluation.harness import EvalOptions, evaluate_split
-from evaluation.report import markdown_table, shown_path, write_report
-from evaluation.run import serving
-from runtime.clients import sdk_client
+from cascade.evaluation.harness import EvalOptions, evaluate_split
+from cascade.evaluation.report import markdown_table, shown_path, write_report
+from cascade.evaluation.run import serving
+from cascade.runtime.clients import sdk_client
+from cascade.services.log import configure_logging
+from cascade.services.reranker.fusion import configured_fusion_weight
+from cascade.services.settings import BUNDLED_COLBERT, ModelSettings, Settings, StoreSettings, bundled_models
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from services.log import configure_logging
-from services.reranker.fusion import configured_fusion_weight
-from services.settings import BUNDLED_COLBERT, ModelSettings, Settings, StoreSettings, bundled_models
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 MODES = ("bi", "distilled", "colbert", "rerank", "fused")

@@ -36,11 +36,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.stateful import run_state_machine_as_test
 from tqdm import tqdm
 
-from infra.local_kafka import kafka_bootstrap
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.sdk import SearchClient, read_jsonl_documents
+from cascade.services.log import configure_logging
+from cascade.services.settings import BUNDLED_COLBERT, bundled_models
 from scripts.benchlib import BENCH_DIR, DATA_DIR, cpu_seconds, machine, write_result
-from sdk import SearchClient, read_jsonl_documents
-from services.log import configure_logging
-from services.settings import BUNDLED_COLBERT, bundled_models
 
 DEMO = Path(__file__).parent / "demo" / "corpus.jsonl"
 SCHEDULES = 1_000
@@ -85,7 +85,7 @@ def serving(bootstrap: str, folder: Path, extra_env: dict[str, str] | None = Non
            "CASCADE_METRICS_PORT": "0", "CASCADE_LOG_FORMAT": "json", "CASCADE_LOG_LEVEL": "INFO",
            **(extra_env or {})}
     with log.open("wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "ingest", "query", "rerank"],
+        process = subprocess.Popen([sys.executable, "-m", "cascade.runtime.cli", "serve", "ingest", "query", "rerank"],
                                    env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     service = Service(process, log)
     try:

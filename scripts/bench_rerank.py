@@ -27,14 +27,21 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from evaluation.beir import corpus_vectors, exact_top_k, load_split
-from evaluation.harness import EvalOptions
-from evaluation.run import run_evaluation
-from evaluation.timing import timed_gather
+from cascade.evaluation.beir import corpus_vectors, exact_top_k, load_split
+from cascade.evaluation.harness import EvalOptions
+from cascade.evaluation.run import run_evaluation
+from cascade.evaluation.timing import timed_gather
+from cascade.services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
+from cascade.services.log import configure_logging
+from cascade.services.settings import (
+    BUNDLED_RERANKER,
+    BatchingSettings,
+    ModelSettings,
+    Settings,
+    StoreSettings,
+    bundled_models,
+)
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from services.encoders import BiEncoder, CrossEncoder, RerankBatcher, default_bi_encoder_path
-from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER, BatchingSettings, ModelSettings, Settings, StoreSettings, bundled_models
 
 CandidateSets = list[tuple[str, list[str]]]
 

@@ -19,15 +19,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evaluation.harness import EvalOptions, evaluate_split
-from evaluation.model_card import write_model_card
-from evaluation.report import markdown_table, write_report
-from evaluation.run import serving
-from runtime.clients import sdk_client
+from cascade.evaluation.harness import EvalOptions, evaluate_split
+from cascade.evaluation.model_card import write_model_card
+from cascade.evaluation.report import markdown_table, write_report
+from cascade.evaluation.run import serving
+from cascade.runtime.clients import sdk_client
+from cascade.services.log import configure_logging
+from cascade.services.reranker.fusion import configured_fusion_weight
+from cascade.services.settings import BUNDLED_RERANKER, ModelSettings, Settings, StoreSettings, bundled_models
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
-from services.log import configure_logging
-from services.reranker.fusion import configured_fusion_weight
-from services.settings import BUNDLED_RERANKER, ModelSettings, Settings, StoreSettings, bundled_models
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 KEYS = ("mrr@10", "ndcg@10", "recall@100")

@@ -37,12 +37,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from tqdm import tqdm
 
-from contracts import Candidate, CandidateSet, SearchRequest, StageTimings, Topic, TopicRegistry, encode
-from infra.local_kafka import kafka_bootstrap
-from runtime.provision import provision_topics
+from cascade.contracts import Candidate, CandidateSet, SearchRequest, StageTimings, Topic, TopicRegistry, encode
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import read_jsonl_documents
+from cascade.services.lag import group_lag
 from scripts.benchlib import BENCH_DIR, ROOT, machine, write_result
-from sdk import read_jsonl_documents
-from services.lag import group_lag
 
 DEMO_CORPUS = ROOT / "scripts" / "demo" / "corpus.jsonl"
 
@@ -79,7 +79,7 @@ def start_reranker(bootstrap: str, prefix: str, name: str, threads: int) -> subp
         "CASCADE_BATCH_SCORE_CACHE_SIZE": "0",  # the demo corpus's candidate sets repeat: every set scored
         "MKL_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
     }
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "rerank"], env=env)
+    return subprocess.Popen([sys.executable, "-m", "cascade.runtime.cli", "serve", "rerank"], env=env)
 
 
 async def _members(admin: AIOKafkaAdminClient, group: str) -> int:

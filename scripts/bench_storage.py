@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from evaluation.beir import load_split
+from cascade.evaluation.beir import load_split
+from cascade.services.encoders import BiEncoder, LateInteractionEncoder
+from cascade.services.settings import BUNDLED_COLBERT, StoreSettings, bundled_models
+from cascade.services.store import EdgeStore, StoredDocument
 from scripts.bench_late_interaction import DATASETS, MODES, plot
 from scripts.benchlib import BENCH_DIR, DATA_DIR, write_result
-from services.encoders import BiEncoder, LateInteractionEncoder
-from services.settings import BUNDLED_COLBERT, StoreSettings, bundled_models
-from services.store import EdgeStore, StoredDocument
 
 
 def _allocated(folder: Path) -> int:

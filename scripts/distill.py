@@ -16,16 +16,16 @@ import argparse
 import json
 from pathlib import Path
 
-from evaluation.bi_distillation import DistillationConfig, distil_bi_encoder
-from evaluation.cascade_teacher import LIST_HEAD, score_cascade, teacher_provenance
-from evaluation.first_stage_gap import measure_gap
-from evaluation.report import shown_path
-from evaluation.teachers import TeacherScores
+from cascade.evaluation.bi_distillation import DistillationConfig, distil_bi_encoder
+from cascade.evaluation.cascade_teacher import LIST_HEAD, score_cascade, teacher_provenance
+from cascade.evaluation.first_stage_gap import measure_gap
+from cascade.evaluation.report import shown_path
+from cascade.evaluation.teachers import TeacherScores
+from cascade.services.encoders import BiEncoder, CrossEncoder
+from cascade.services.reranker.fusion import configured_fusion_weight
+from cascade.services.settings import ModelSettings
 from scripts.benchlib import DATA_DIR, machine, write_result
 from scripts.score_teachers import DEFAULT_OUTPUT as CANDIDATE_LISTS
-from services.encoders import BiEncoder, CrossEncoder
-from services.reranker.fusion import configured_fusion_weight
-from services.settings import ModelSettings
 
 CASCADE_LISTS = CANDIDATE_LISTS.with_name("cascade.json")
 DATASETS = ("wikiqa", "scifact", "cranfield")

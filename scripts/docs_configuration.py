@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
+from cascade.services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 GROUPS: list[tuple[str, type[BaseModel]]] = [
@@ -46,7 +46,7 @@ def _cell(text: str | None) -> str:
 
 def render() -> str:
     lines = ["# Configuration", "",
-             "Generated from `services/settings.py` by `python -m scripts.docs_configuration` (a test fails when it",
+             "Generated from `services/cascade/services/settings.py` by `python -m scripts.docs_configuration` (a test fails when it",
              "is stale). Every setting is an environment variable (or a line of `.env`).", ""]
     for title, group in GROUPS:
         prefix = str(group.model_config.get("env_prefix", ""))

@@ -29,12 +29,12 @@ import orjson
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from contracts.messages import FirstStage
-from evaluation.harness import EvalOptions
-from evaluation.run import run_evaluation
+from cascade.contracts.messages import FirstStage
+from cascade.evaluation.harness import EvalOptions
+from cascade.evaluation.run import run_evaluation
+from cascade.services.log import configure_logging
+from cascade.services.settings import BatchingSettings, Settings, StoreSettings
 from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
-from services.log import configure_logging
-from services.settings import BatchingSettings, Settings, StoreSettings
 
 DATASETS = ("wikiqa", "scifact", "cranfield")
 PLOT_ORDER = ["minilm", "e5-small", "bge-small", "mpnet", "sparse", "hybrid", "cascade", "cascade_fused"]

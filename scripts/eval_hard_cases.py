@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import orjson
 from tqdm import tqdm
 
-from evaluation.hard_cases import HardCase, load_hard_cases, pairwise_accuracy
+from cascade.evaluation.hard_cases import HardCase, load_hard_cases, pairwise_accuracy
+from cascade.services.encoders import BiEncoder, CrossEncoder
+from cascade.services.encoders.catalogue import CATALOGUE, ModelNotFetched, resolve_model
+from cascade.services.log import configure_logging
+from cascade.services.settings import BUNDLED_RERANKER, bundled_models
 from scripts.benchlib import BENCH_DIR, machine, write_result
-from services.encoders import BiEncoder, CrossEncoder
-from services.encoders.catalogue import CATALOGUE, ModelNotFetched, resolve_model
-from services.log import configure_logging
-from services.settings import BUNDLED_RERANKER, bundled_models
 
 
 def bi_encoder_accuracy(name: str, cases: list[HardCase]) -> dict[str, float]:

@@ -17,10 +17,17 @@ import argparse
 import random
 from pathlib import Path
 
-from evaluation.report import shown_path
-from evaluation.teachers import DENSE_TEACHERS, TeacherScores, build_sources, provenance, score_teachers, tune_ensemble
+from cascade.evaluation.report import shown_path
+from cascade.evaluation.teachers import (
+    DENSE_TEACHERS,
+    TeacherScores,
+    build_sources,
+    provenance,
+    score_teachers,
+    tune_ensemble,
+)
+from cascade.services.encoders import BiEncoder
 from scripts.benchlib import DATA_DIR, machine, write_result
-from services.encoders import BiEncoder
 
 DEFAULT_OUTPUT = Path.home() / ".cache" / "cascade" / "teachers" / "lists.json"
 

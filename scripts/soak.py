@@ -47,15 +47,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from tqdm import tqdm
 
-from contracts import IngestAck, Topic, TopicRegistry, decode
-from infra.local_kafka import LocalKafka
-from infra.local_qdrant import LocalQdrant
-from runtime.provision import provision_topics
+from cascade.contracts import IngestAck, Topic, TopicRegistry, decode
+from cascade.infra.local_kafka import LocalKafka
+from cascade.infra.local_qdrant import LocalQdrant
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import IngestRejected, SearchClient, SearchFailed, SearchTimeout
+from cascade.services.log import configure_logging
+from cascade.services.settings import StoreSettings
+from cascade.services.store import open_store
 from scripts.benchlib import BENCH_DIR, DATA_DIR, cpu_seconds, machine, write_result
-from sdk import IngestRejected, SearchClient, SearchFailed, SearchTimeout
-from services.log import configure_logging
-from services.settings import StoreSettings
-from services.store import open_store
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 COLLECTION = "soak"
@@ -93,7 +93,7 @@ class Services:
         role = name.split("-")[0]
         with (self._logs / f"{name}.log").open("ab") as log:
             self.running[name] = subprocess.Popen(
-                [sys.executable, "-m", "runtime.cli", "serve", role], stdout=log, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "cascade.runtime.cli", "serve", role], stdout=log, stderr=subprocess.STDOUT,
                 env=self._env | {"CASCADE_INSTANCE_ID": name})
 
     def kill(self, name: str) -> None:

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from evaluation.colbert_training import ColbertConfig, train_colbert
+from cascade.evaluation.colbert_training import ColbertConfig, train_colbert
 from scripts.distill import CANDIDATE_LISTS, CASCADE_LISTS
 
 

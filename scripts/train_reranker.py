@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from evaluation.training import TrainingConfig, train_reranker
+from cascade.evaluation.training import TrainingConfig, train_reranker
+from cascade.services.settings import BUNDLED_RERANKER, bundled_models
 from scripts.score_teachers import DEFAULT_OUTPUT as TEACHERS
-from services.settings import BUNDLED_RERANKER, bundled_models
 
 SHIPPED = bundled_models() / BUNDLED_RERANKER
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from contracts import TopicRegistry
-from infra.local_kafka import kafka_bootstrap
-from runtime.process import CascadeProcess
-from sdk import SearchClient
-from services.log import configure_logging
-from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
+from cascade.contracts import TopicRegistry
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient
+from cascade.services.log import configure_logging
+from cascade.services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import SESSION_TIMEOUT_MS
 from tests.stores import STORE_KINDS, StoreKind, store_settings
 from tests.tiny_models import build_tiny_bi_encoder, build_tiny_cross_encoder

@@ -10,11 +10,11 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from services.consumers import BatchConsumer
-from services.faults import Backoff, ClusterFault
-from services.messaging import RawRecord, dead_letter
-from services.publishing import Outgoing
-from services.settings import BatchingSettings, KafkaSettings, Settings
+from cascade.services.consumers import BatchConsumer
+from cascade.services.faults import Backoff, ClusterFault
+from cascade.services.messaging import RawRecord, dead_letter
+from cascade.services.publishing import Outgoing
+from cascade.services.settings import BatchingSettings, KafkaSettings, Settings
 
 TOPIC = "queries"
 

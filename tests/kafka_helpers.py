@@ -11,7 +11,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
 
-from contracts import decode
+from cascade.contracts import decode
 
 M = TypeVar("M", bound=BaseModel)
 

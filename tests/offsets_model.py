@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from services.faults import ClusterFault
+from cascade.services.faults import ClusterFault
 from tests.fake_partitions import FakeConsumer, FakeSender, batch_consumer, settle, stop_consuming
 
 PARTITIONS = 2

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.settings import Settings
+from cascade.services.settings import Settings
 
 SESSION_TIMEOUT_MS = 6000
 """Short, so a killed member's partitions move to the survivor quickly."""
@@ -32,7 +32,7 @@ def service_environment(settings: Settings, name: str, **env: str) -> dict[str, 
 
 
 def start_service(settings: Settings, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", role],
+    return subprocess.Popen([sys.executable, "-m", "cascade.runtime.cli", "serve", role],
                             env=service_environment(settings, name, **env))
 
 
@@ -42,5 +42,5 @@ def start_reranker(settings: Settings, cross_encoder: Path, name: str) -> subpro
 
 def run_cli(environment: dict[str, str], *arguments: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
     """`cascade ARGUMENTS` to its end, its output captured."""
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *arguments], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cascade.runtime.cli", *arguments], input=stdin, capture_output=True,
                           timeout=CLI_HANG_GUARD_S, env=environment)

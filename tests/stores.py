@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from infra.local_qdrant import LocalQdrant
-from services.settings import StoreSettings
-from services.store import VectorStore, open_store
+from cascade.infra.local_qdrant import LocalQdrant
+from cascade.services.settings import StoreSettings
+from cascade.services.store import VectorStore, open_store
 
 StoreKind = Literal["edge", "server"]
 STORE_KINDS: list[StoreKind] = ["edge", "server"]

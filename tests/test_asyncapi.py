@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from contracts.asyncapi import asyncapi_document
+from scripts.asyncapi import asyncapi_document
 
 
 def test_committed_asyncapi_is_current() -> None:

@@ -12,9 +12,9 @@ from scipy.stats import spearmanr
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from transformers import AutoModelForSequenceClassification
 
-from services.encoders import BatcherStopped, CrossEncoder, RerankBatcher, plan_passes
-from services.encoders.int8 import quantize_int8
-from services.query import QueryVectorCache
+from cascade.services.encoders import BatcherStopped, CrossEncoder, RerankBatcher, plan_passes
+from cascade.services.encoders.int8 import quantize_int8
+from cascade.services.query import QueryVectorCache
 from tests.kafka_helpers import eventually
 from tests.tiny_models import build_tiny_cross_encoder
 

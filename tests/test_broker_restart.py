@@ -7,11 +7,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from contracts import IngestAck, Topic
-from infra.local_kafka import LocalKafka
-from runtime.process import CascadeProcess
-from sdk import SearchClient, SearchFailed, SearchTimeout
-from services.settings import KafkaSettings, Settings, StoreSettings
+from cascade.contracts import IngestAck, Topic
+from cascade.infra.local_kafka import LocalKafka
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient, SearchFailed, SearchTimeout
+from cascade.services.settings import KafkaSettings, Settings, StoreSettings
 from tests.kafka_helpers import Collector, eventually
 
 DOCS = [{"doc_id": f"d{i}", "text": f"document {i} about subject {i % 11}"} for i in range(650)]

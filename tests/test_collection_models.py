@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.process import CascadeProcess
-from sdk import IngestRejected, SearchFailed
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import IngestRejected, SearchFailed
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.both_stores

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import TopicPartition
 
-from services.commits import Batch, OffsetCommitter, Span
-from services.consumers import BatchConsumer
-from services.faults import Backoff, ClusterFault, ServiceFault
+from cascade.services.commits import Batch, OffsetCommitter, Span
+from cascade.services.consumers import BatchConsumer
+from cascade.services.faults import Backoff, ClusterFault, ServiceFault
 from tests.fake_partitions import TOPIC, FakeConsumer, FakeSender, batch_consumer, settle, stop_consuming
 
 A = TopicPartition(TOPIC, 0)

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import DeadLetter, Topic
-from contracts.topics import SPECS
-from runtime.provision import provision_topics
-from services.consumers import BatchConsumer
-from services.messaging import RawRecord
-from services.publishing import Outgoing, Publisher
-from services.settings import Settings
+from cascade.contracts import DeadLetter, Topic
+from cascade.contracts.topics import SPECS
+from cascade.runtime.provision import provision_topics
+from cascade.services.consumers import BatchConsumer
+from cascade.services.messaging import RawRecord
+from cascade.services.publishing import Outgoing, Publisher
+from cascade.services.settings import Settings
 from tests.kafka_helpers import eventually, produce
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from contracts import (
+from cascade.contracts import (
     Candidate,
     CandidateSet,
     ContractError,
@@ -28,7 +28,7 @@ from contracts import (
     decode,
     encode,
 )
-from contracts.limits import (
+from cascade.contracts.limits import (
     MAX_CANDIDATES,
     MAX_DOC_ID_CHARS,
     MAX_K,
@@ -39,7 +39,7 @@ from contracts.limits import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
 )
-from contracts.topics import SPECS
+from cascade.contracts.topics import SPECS
 
 REQUEST = SearchRequest(request_id="r1", collection="docs", query="who invented the telephone", k=5,
                         candidates=50, mode="rerank", filter={"lang": "en"}, reply_to="cascade.replies.c1",

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evaluation.beir
-from evaluation.hard_cases import load_hard_cases
-from evaluation.hard_cases.templates import contrastive_pairs
-from evaluation.model_card import write_model_card
-from evaluation.pseudo_queries import cloze_queries, python_documentation, title_queries
-from evaluation.teachers import (
+import cascade.evaluation.beir
+from cascade.evaluation.hard_cases import load_hard_cases
+from cascade.evaluation.hard_cases.templates import contrastive_pairs
+from cascade.evaluation.model_card import write_model_card
+from cascade.evaluation.pseudo_queries import cloze_queries, python_documentation, title_queries
+from cascade.evaluation.teachers import (
     CandidateList,
     QuerySource,
     Table,
@@ -25,8 +25,8 @@ from evaluation.teachers import (
     score_teachers,
     tune_ensemble,
 )
-from evaluation.training import TrainingConfig, train_reranker, training_lists
-from services.encoders import BiEncoder, CrossEncoder
+from cascade.evaluation.training import TrainingConfig, train_reranker, training_lists
+from cascade.services.encoders import BiEncoder, CrossEncoder
 
 
 def test_pseudo_queries_do_not_leave_the_query_in_its_answer() -> None:
@@ -99,7 +99,7 @@ def test_training_targets_mix_teachers_and_labels() -> None:
 def test_teacher_lists_leave_out_a_pseudo_querys_source_and_hold_its_answer(
     tiny_bi_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(evaluation.beir, "_CACHE", tmp_path)
+    monkeypatch.setattr(cascade.evaluation.beir, "_CACHE", tmp_path)
     corpus = [f"passage number {i} about topic {i % 3}" for i in range(10)]
     table = Table([*corpus, "the rewritten answer of passage 4"], 10)
     sources = [QuerySource("toy/pseudo", "train", "toy", ["topic 1 passage"], [[10]], [4], labelled=False),

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.bi_distillation import DistillationConfig, distil_bi_encoder, margin_mse
-from evaluation.cascade_teacher import CASCADE_TEACHER, list_head, score_cascade
-from evaluation.colbert_training import ColbertConfig, contrastive_loss, train_colbert
-from evaluation.first_stage_gap import gap_recovered
-from evaluation.teachers import CandidateList, TeacherScores
-from services.encoders import BiEncoder, CrossEncoder, LateInteractionEncoder
+from cascade.evaluation.bi_distillation import DistillationConfig, distil_bi_encoder, margin_mse
+from cascade.evaluation.cascade_teacher import CASCADE_TEACHER, list_head, score_cascade
+from cascade.evaluation.colbert_training import ColbertConfig, contrastive_loss, train_colbert
+from cascade.evaluation.first_stage_gap import gap_recovered
+from cascade.evaluation.teachers import CandidateList, TeacherScores
+from cascade.services.encoders import BiEncoder, CrossEncoder, LateInteractionEncoder
 
 TEXTS = [f"passage {i} about {topic}" for i, topic in enumerate(
     ["rivers", "mountains", "volcanoes", "deserts", "glaciers", "oceans", "forests", "islands"])]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from contracts import (
+from cascade.contracts import (
     Candidate,
     CandidateSet,
     ContractError,
@@ -32,8 +32,8 @@ from contracts import (
     decode,
     encode,
 )
-from contracts.limits import MAX_DLQ_RAW_BYTES
-from runtime.process import CascadeProcess
+from cascade.contracts.limits import MAX_DLQ_RAW_BYTES
+from cascade.runtime.process import CascadeProcess
 from tests.kafka_helpers import Collector, eventually
 
 RECORDS = int(os.environ.get("CASCADE_FUZZ_RECORDS", "10000"))

@@ -7,9 +7,9 @@ import asyncio
 import signal
 from pathlib import Path
 
-from contracts import SearchRequest, SearchResult, Topic, encode
-from runtime.process import CascadeProcess
-from sdk import SearchClient
+from cascade.contracts import SearchRequest, SearchResult, Topic, encode
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient
 from tests.kafka_helpers import produce
 from tests.processes import start_reranker
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from evaluation.hard_cases import load_hard_cases, pairwise_accuracy
-from evaluation.harness import EvalOptions, evaluate_split
-from evaluation.report import write_report
-from runtime.process import CascadeProcess
-from sdk import SearchClient
-from services.encoders import BiEncoder
-from services.settings import Settings
+from cascade.evaluation.hard_cases import load_hard_cases, pairwise_accuracy
+from cascade.evaluation.harness import EvalOptions, evaluate_split
+from cascade.evaluation.report import write_report
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient
+from cascade.services.encoders import BiEncoder
+from cascade.services.settings import Settings
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeVectorParams
 
-from runtime.process import CascadeProcess
-from sdk import SearchFailed
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchFailed
 from tests.conftest import client_for
 
 DOCS = [{"doc_id": "zebra", "text": "Zebras have black and white stripes that confuse biting flies."},

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from contracts import DeadLetter, DocumentEvent, IngestAck, Topic, encode
-from contracts.limits import MAX_TEXT_CHARS
-from runtime.process import CascadeProcess
-from services.settings import Settings
+from cascade.contracts import DeadLetter, DocumentEvent, IngestAck, Topic, encode
+from cascade.contracts.limits import MAX_TEXT_CHARS
+from cascade.runtime.process import CascadeProcess
+from cascade.services.settings import Settings
 from tests.kafka_helpers import Collector, produce
 
 pytestmark = pytest.mark.both_stores

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from contracts import DocumentEvent, IngestAck, Topic, encode
-from runtime.provision import provision_topics
-from services.settings import Settings
-from services.store import open_store
+from cascade.contracts import DocumentEvent, IngestAck, Topic, encode
+from cascade.runtime.provision import provision_topics
+from cascade.services.settings import Settings
+from cascade.services.store import open_store
 from tests.kafka_helpers import Collector, produce
 from tests.processes import start_service
 

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from contracts import DeadLetter, SearchRequest, SearchResult, Topic, encode, now_ms
-from contracts.limits import MAX_REQUEST_ID_CHARS
-from contracts.messages import Mode
-from runtime.process import CascadeProcess
+from cascade.contracts import DeadLetter, SearchRequest, SearchResult, Topic, encode, now_ms
+from cascade.contracts.limits import MAX_REQUEST_ID_CHARS
+from cascade.contracts.messages import Mode
+from cascade.runtime.process import CascadeProcess
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from services.encoders import BiEncoder, resolve_model
-from services.encoders.registry import BiEncoders, UnknownModel
-from services.settings import BUNDLED_RERANKER
+from cascade.services.encoders import BiEncoder, resolve_model
+from cascade.services.encoders.registry import BiEncoders, UnknownModel
+from cascade.services.settings import BUNDLED_RERANKER
 from tests.processes import CLI_HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parents[1]
-_PACKAGES = ("contracts", "services", "runtime", "sdk", "infra", "evaluation")
-"""What pyproject.toml packages."""
-_REPORT = ("import json, services; from services.settings import ModelSettings; "
-           "from services.encoders.catalogue import resolve_model; "
-           "print(json.dumps({'package': services.__file__, 'cross_encoder': ModelSettings().cross_encoder, "
+_LAYERS = ("contracts", "services", "runtime", "sdk", "infra", "evaluation")
+"""The folders pyproject.toml packages (each holds one layer of the `cascade` namespace)."""
+_REPORT = ("import json, cascade.services.settings as settings; from cascade.services.settings import ModelSettings; "
+           "from cascade.services.encoders.catalogue import resolve_model; "
+           "print(json.dumps({'package': settings.__file__, 'cross_encoder': ModelSettings().cross_encoder, "
            "'distilled': resolve_model('minilm-distilled')}))")
 
 
@@ -34,8 +34,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for package in _PACKAGES:
-        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for layer in _LAYERS:
+        shutil.copytree(ROOT / layer, source / layer, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(folder / "wheel"), str(source)], check=True, timeout=CLI_HANG_GUARD_S)
     [wheel] = (folder / "wheel").glob("*.whl")

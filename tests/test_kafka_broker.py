@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from contracts import Topic, TopicRegistry
-from runtime.provision import TopicMismatchError, provision_topics
+from cascade.contracts import Topic, TopicRegistry
+from cascade.runtime.provision import TopicMismatchError, provision_topics
 
 
 async def test_produce_and_consume(bootstrap: str, registry: TopicRegistry) -> None:
@@ -97,7 +97,7 @@ async def test_provisioning_grows_queries_and_candidates_but_not_documents(
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from infra.local_kafka import _cluster_id
+    from cascade.infra.local_kafka import _cluster_id
 
     ids = [_cluster_id() for _ in range(2000)]
     assert not any(cluster_id.startswith("-") for cluster_id in ids)

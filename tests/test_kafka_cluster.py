@@ -13,11 +13,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidReplicationFactorError
 
-from contracts import Topic, TopicRegistry
-from infra.local_kafka import LocalKafka
-from runtime.provision import provision_topics
-from sdk import SearchClient
-from sdk.topic_admin import TopicToCreate, create_topics, replication_for
+from cascade.contracts import Topic, TopicRegistry
+from cascade.contracts.topic_admin import TopicToCreate, create_topics, replication_for
+from cascade.infra.local_kafka import LocalKafka
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import SearchClient
 
 
 async def _replicas(admin: AIOKafkaAdminClient, topic: str) -> list[int]:

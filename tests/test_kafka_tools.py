@@ -6,8 +6,8 @@ import asyncio
 
 import orjson
 
-from contracts import SearchRequest, Topic, encode
-from runtime.process import CascadeProcess
+from cascade.contracts import SearchRequest, Topic, encode
+from cascade.runtime.process import CascadeProcess
 from tests.conftest import client_for
 from tests.processes import run_cli, service_environment
 

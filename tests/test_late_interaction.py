@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contracts import Hit
-from runtime.process import CascadeProcess
-from sdk import IngestRejected, SearchFailed
-from services.encoders import LateInteractionEncoder, document_text, maxsim
-from services.settings import Settings
-from services.store import ScoredDocument, StoredDocument
+from cascade.contracts import Hit
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import IngestRejected, SearchFailed
+from cascade.services.encoders import LateInteractionEncoder, document_text, maxsim
+from cascade.services.settings import Settings
+from cascade.services.store import ScoredDocument, StoredDocument
 from tests.conftest import client_for
 from tests.stores import STORE_KINDS, StoreKind, opened_store
 from tests.tiny_models import build_tiny_colbert

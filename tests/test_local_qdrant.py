@@ -11,9 +11,9 @@ import urllib.request
 import orjson
 from structlog.testing import capture_logs
 
-from infra.local_qdrant import LocalQdrant
-from services.settings import StoreSettings
-from services.store import QdrantStore, StoredDocument
+from cascade.infra.local_qdrant import LocalQdrant
+from cascade.services.settings import StoreSettings
+from cascade.services.store import QdrantStore, StoredDocument
 from tests.processes import CLI_HANG_GUARD_S
 
 
@@ -23,7 +23,7 @@ def _get(url: str) -> dict[str, object]:
 
 
 def test_cascade_qdrant_serves_until_sigterm() -> None:
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "qdrant"], stdout=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "cascade.runtime.cli", "qdrant"], stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
         banner = process.stdout.readline().decode()

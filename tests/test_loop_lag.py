@@ -9,8 +9,8 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from services import loop_lag
-from services.loop_lag import watch_loop_lag
+from cascade.services import loop_lag
+from cascade.services.loop_lag import watch_loop_lag
 
 
 @pytest.mark.parametrize(("busy", "most"), [(True, 30), (False, 2)])

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from contracts import DEFAULT_PREFIX, Topic, TopicRegistry
-from services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
+from cascade.contracts import DEFAULT_PREFIX, Topic, TopicRegistry
+from cascade.services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
 
 MANIFESTS = sorted((Path(__file__).parents[1] / "infra" / "k8s").glob("*.yaml"))
 SERVED_PATHS = {"/healthz", "/readyz", "/metrics", "/status"}
@@ -85,8 +85,8 @@ def test_the_autoscaler_watches_the_reranker_group_and_stops_at_its_partitions()
 
 def test_the_dockerfile_installs_every_package_and_passes_hadolint() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    packages = [name.rstrip("*") for name in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
-    assert all(f"COPY {package} {package}" in dockerfile for package in packages)
+    layers = PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["sources"]
+    assert all(f"COPY {layer} {layer}" in dockerfile for layer in layers)
     assert 'ENTRYPOINT ["cascade"]' in dockerfile and "USER 10001" in dockerfile
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():

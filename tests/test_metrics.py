@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.beir import load_split
-from evaluation.metrics import overlap_recall, ranking_metrics
+from cascade.evaluation.beir import load_split
+from cascade.evaluation.metrics import overlap_recall, ranking_metrics
 
 
 @pytest.fixture

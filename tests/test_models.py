@@ -14,10 +14,10 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertModel
 
-from runtime.model_fetch import ModelCheckFailed, fetch_model, pair_score, verified
-from runtime.onnx_bert import convert_onnx_bert
-from services.encoders import CATALOGUE, BiEncoder, ModelNotFetched, default_bi_encoder_path
-from services.encoders.catalogue import Artifact, ModelSpec
+from cascade.runtime.model_fetch import ModelCheckFailed, fetch_model, pair_score, verified
+from cascade.runtime.onnx_bert import convert_onnx_bert
+from cascade.services.encoders import CATALOGUE, BiEncoder, ModelNotFetched, default_bi_encoder_path
+from cascade.services.encoders.catalogue import Artifact, ModelSpec
 from tests.tiny_models import build_tiny_bi_encoder
 
 pytestmark = pytest.mark.filterwarnings(  # torch's TorchScript exporter is how the shipped graphs were made

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from contracts import DeadLetter, ErrorInfo, SearchRequest, SearchResult, Topic, encode
-from contracts.limits import MAX_MESSAGE_BYTES
-from infra.local_kafka import free_port
-from runtime.process import CascadeProcess, ProcessFailed
-from runtime.provision import provision_topics
-from sdk import IngestRejected, ReplyRouterFailed, ResultStreamOverflow, SearchClient, SearchFailed
-from sdk.replies import ResultStream
-from services.consumers import handle_isolated
-from services.encoders import BatcherStopped
-from services.faults import ClusterFault
-from services.messaging import RawRecord
-from services.publishing import Outgoing, Publisher
-from services.settings import Settings
-from services.store import EdgeStore
+from cascade.contracts import DeadLetter, ErrorInfo, SearchRequest, SearchResult, Topic, encode
+from cascade.contracts.limits import MAX_MESSAGE_BYTES
+from cascade.infra.local_kafka import free_port
+from cascade.runtime.process import CascadeProcess, ProcessFailed
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import IngestRejected, ReplyRouterFailed, ResultStreamOverflow, SearchClient, SearchFailed
+from cascade.sdk.replies import ResultStream
+from cascade.services.consumers import handle_isolated
+from cascade.services.encoders import BatcherStopped
+from cascade.services.faults import ClusterFault
+from cascade.services.messaging import RawRecord
+from cascade.services.publishing import Outgoing, Publisher
+from cascade.services.settings import Settings
+from cascade.services.store import EdgeStore
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, eventually, produce
 from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts import SearchRequest, Topic, encode
-from infra.local_kafka import free_port
-from runtime.health import HealthServer
-from runtime.process import CascadeProcess
-from runtime.status import CollectionStatus, Status, format_status, gather_status
-from services.settings import Settings
-from services.store import EdgeStore
+from cascade.contracts import SearchRequest, Topic, encode
+from cascade.infra.local_kafka import free_port
+from cascade.runtime.health import HealthServer
+from cascade.runtime.process import CascadeProcess
+from cascade.runtime.status import CollectionStatus, Status, format_status, gather_status
+from cascade.services.settings import Settings
+from cascade.services.store import EdgeStore
 from tests.conftest import client_for
 from tests.kafka_helpers import eventually, produce
 

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from runtime.process import CascadeProcess
-from sdk import SearchFailed
-from services.settings import Settings
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchFailed
+from cascade.services.settings import Settings
 from tests.conftest import client_for
 from tests.kafka_helpers import eventually
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts import SearchRequest, SearchResult, Topic, encode, now_ms
-from runtime.process import CascadeProcess
-from services.encoders.cross_encoder import Encoding, ScoredBatch
-from services.settings import Settings
+from cascade.contracts import SearchRequest, SearchResult, Topic, encode, now_ms
+from cascade.runtime.process import CascadeProcess
+from cascade.services.encoders.cross_encoder import Encoding, ScoredBatch
+from cascade.services.settings import Settings
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, eventually, produce
 from tests.processes import CLI_HANG_GUARD_S

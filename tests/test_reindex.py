@@ -9,14 +9,22 @@ from typing import Any
 
 import pytest
 
-from contracts import REINDEX_COPY_HEADER, DocumentEvent, ReindexCopy, ReindexRequest, ReindexStatus, Topic, encode
-from runtime.process import CascadeProcess
-from sdk import ReindexFailed, SearchClient
-from services.encoders import BiEncoder, BiEncoders
-from services.ingest import IngestProcessor, Reindexer, content_hash
-from services.messaging import RawRecord
-from services.settings import Settings
-from services.store import open_store, point_id
+from cascade.contracts import (
+    REINDEX_COPY_HEADER,
+    DocumentEvent,
+    ReindexCopy,
+    ReindexRequest,
+    ReindexStatus,
+    Topic,
+    encode,
+)
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import ReindexFailed, SearchClient
+from cascade.services.encoders import BiEncoder, BiEncoders
+from cascade.services.ingest import IngestProcessor, Reindexer, content_hash
+from cascade.services.messaging import RawRecord
+from cascade.services.settings import Settings
+from cascade.services.store import open_store, point_id
 from tests.conftest import client_for
 from tests.kafka_helpers import eventually, produce
 

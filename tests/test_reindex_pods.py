@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from runtime.provision import provision_topics
-from sdk import SearchClient
-from services.ingest import content_hash
-from services.settings import Settings
-from services.store import open_store
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import SearchClient
+from cascade.services.ingest import content_hash
+from cascade.services.settings import Settings
+from cascade.services.store import open_store
 from tests.kafka_helpers import eventually
 from tests.processes import start_service
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from contracts import SearchRequest, SearchResult, Topic, encode
-from runtime.process import CascadeProcess
-from sdk import SearchClient
+from cascade.contracts import SearchRequest, SearchResult, Topic, encode
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import SearchClient
 from tests.kafka_helpers import Collector, produce
 from tests.processes import CLI_HANG_GUARD_S, start_reranker
 

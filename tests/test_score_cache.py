@@ -3,7 +3,7 @@ a changed document is."""
 
 from __future__ import annotations
 
-from runtime.process import CascadeProcess
+from cascade.runtime.process import CascadeProcess
 from tests.conftest import client_for
 
 DOCS = [{"doc_id": f"d{i}", "text": f"document {i} about subject {i % 3}"} for i in range(12)]

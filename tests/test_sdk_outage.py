@@ -8,7 +8,7 @@ import warnings
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from sdk.acks import AckWaiter, ReindexWaiter
+from cascade.sdk.acks import AckWaiter, ReindexWaiter
 
 
 @pytest.mark.parametrize("waiter_type", [AckWaiter, ReindexWaiter])

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from contracts import DeadLetter, SearchRequest, SearchResult, Topic, TopicRegistry, encode, now_ms
-from contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
-from runtime.process import CascadeProcess
-from runtime.provision import provision_topics
-from sdk import SearchClient, SearchFailed, SearchTimeout
-from services.encoders import BiEncoder, CrossEncoder, document_text
-from services.encoders.device import resolve_device
+from cascade.contracts import DeadLetter, SearchRequest, SearchResult, Topic, TopicRegistry, encode, now_ms
+from cascade.contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
+from cascade.runtime.process import CascadeProcess
+from cascade.runtime.provision import provision_topics
+from cascade.sdk import SearchClient, SearchFailed, SearchTimeout
+from cascade.services.encoders import BiEncoder, CrossEncoder, document_text
+from cascade.services.encoders.device import resolve_device
 from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 

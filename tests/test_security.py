@@ -12,15 +12,15 @@ from typing import NamedTuple
 
 import pytest
 
-from contracts import TopicRegistry
-from infra.acls import Grant, Role, grant, grant_role
-from infra.local_kafka import LocalKafka, SecuredListener, free_port
-from runtime.process import CascadeProcess
-from runtime.provision import provision_topics
-from runtime.status import format_status, gather_status
-from sdk import KafkaAccessError, KafkaSecurity, SearchClient
-from sdk.security import AUTHORIZATION_ERRORS
-from services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
+from cascade.contracts import TopicRegistry
+from cascade.contracts.security import AUTHORIZATION_ERRORS
+from cascade.infra.acls import Grant, Role, grant, grant_role
+from cascade.infra.local_kafka import LocalKafka, SecuredListener, free_port
+from cascade.runtime.process import CascadeProcess
+from cascade.runtime.provision import provision_topics
+from cascade.runtime.status import format_status, gather_status
+from cascade.sdk import KafkaAccessError, KafkaSecurity, SearchClient
+from cascade.services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
 
 USERS = {"admin": "admin-secret", "first-stage": "fs-secret", "reranker": "rr-secret", "client": "cl-secret",

@@ -6,9 +6,9 @@ import orjson
 import pytest
 import structlog
 
-from runtime.clients import sdk_client
-from services.log import configure_logging
-from services.settings import Settings
+from cascade.runtime.clients import sdk_client
+from cascade.services.log import configure_logging
+from cascade.services.settings import Settings
 
 
 def test_environment_overrides_each_group(monkeypatch: pytest.MonkeyPatch) -> None:

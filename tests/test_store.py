@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.encoders.sparse import Bm25Encoder
-from services.ingest import IndexScheduler
-from services.metrics import Metrics
-from services.settings import StoreSettings
-from services.store import EdgeStore, StoredDocument, StoreInUse, UnknownCollectionError, VectorStore
-from services.store.edge import IndexBuildFailed
+from cascade.services.encoders.sparse import Bm25Encoder
+from cascade.services.ingest import IndexScheduler
+from cascade.services.metrics import Metrics
+from cascade.services.settings import StoreSettings
+from cascade.services.store import EdgeStore, StoredDocument, StoreInUse, UnknownCollectionError, VectorStore
+from cascade.services.store.edge import IndexBuildFailed
 from tests.processes import CLI_HANG_GUARD_S, run_cli
 from tests.stores import STORE_KINDS, StoreKind, opened_store
 

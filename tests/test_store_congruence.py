@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pytest
 
-from services.encoders.sparse import Bm25Encoder
-from services.store import (
+from cascade.services.encoders.sparse import Bm25Encoder
+from cascade.services.store import (
     DocumentText,
     FieldNotFilterable,
     ScoredDocument,

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runtime.process import CascadeProcess
-from sdk import IngestRejected, SearchFailed
-from services.settings import Settings
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import IngestRejected, SearchFailed
+from cascade.services.settings import Settings
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.both_stores

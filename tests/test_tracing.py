@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from runtime.process import CascadeProcess
+from cascade.runtime.process import CascadeProcess
 from tests.conftest import client_for
 
 
@@ -76,7 +76,7 @@ def collector() -> Iterator[str]:
 
 
 def test_spans_are_exported_to_the_configured_otlp_endpoint(collector: str) -> None:
-    code = ("from opentelemetry import trace\nfrom runtime.tracing import exporting_traces\n"
+    code = ("from opentelemetry import trace\nfrom cascade.runtime.trace_export import exporting_traces\n"
             f"with exporting_traces({collector!r}, 'cascade-test'):\n"
             "    trace.get_tracer('t').start_span('s').end()\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

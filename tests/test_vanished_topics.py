@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from contracts import SearchResult
-from runtime.provision import provision_topics
-from services.log import configure_logging
-from services.publishing import Outgoing, Publisher
-from services.settings import Settings
+from cascade.contracts import SearchResult
+from cascade.runtime.provision import provision_topics
+from cascade.services.log import configure_logging
+from cascade.services.publishing import Outgoing, Publisher
+from cascade.services.settings import Settings
 from tests.kafka_helpers import eventually
 
 WATCH_S = 3.0

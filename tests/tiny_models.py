@@ -9,8 +9,8 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
 
-from services.encoders import default_bi_encoder_path
-from services.encoders.late_interaction import LateInteractionCard, LateInteractionModel
+from cascade.services.encoders import default_bi_encoder_path
+from cascade.services.encoders.late_interaction import LateInteractionCard, LateInteractionModel
 
 
 def _config(**extra: int) -> BertConfig:

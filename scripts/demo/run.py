@@ -16,14 +16,14 @@ from pathlib import Path
 from tqdm import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from infra.local_kafka import kafka_bootstrap
-from runtime.clients import sdk_client
-from runtime.process import CascadeProcess
-from sdk import read_jsonl_documents
-from sdk.display import format_side_by_side
-from services.encoders import default_bi_encoder_path
-from services.log import configure_logging
-from services.settings import Settings
+from cascade.infra.local_kafka import kafka_bootstrap
+from cascade.runtime.clients import sdk_client
+from cascade.runtime.process import CascadeProcess
+from cascade.sdk import read_jsonl_documents
+from cascade.sdk.display import format_side_by_side
+from cascade.services.encoders import default_bi_encoder_path
+from cascade.services.log import configure_logging
+from cascade.services.settings import Settings
 
 HERE = Path(__file__).parent
 QUERIES = [

@@ -1,0 +1,52 @@
+"""Cascade's public contract: message schemas, their limits and codec, and the topic registry."""
+
+from cascade.contracts.codec import ContractError, decode, encode
+from cascade.contracts.messages import (
+    REINDEX_COPY_HEADER,
+    SCHEMA_VERSION,
+    Candidate,
+    CandidateSet,
+    DeadLetter,
+    DocumentEvent,
+    ErrorInfo,
+    Hit,
+    IngestAck,
+    Message,
+    ReindexCopy,
+    ReindexRequest,
+    ReindexStatus,
+    SearchRequest,
+    SearchResult,
+    StageTimings,
+    elapsed_ms,
+    now_ms,
+)
+from cascade.contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "REINDEX_COPY_HEADER",
+    "SCHEMA_VERSION",
+    "Candidate",
+    "CandidateSet",
+    "ContractError",
+    "DeadLetter",
+    "DocumentEvent",
+    "ErrorInfo",
+    "Hit",
+    "IngestAck",
+    "Message",
+    "ReindexCopy",
+    "ReindexRequest",
+    "ReindexStatus",
+    "SearchRequest",
+    "SearchResult",
+    "StageTimings",
+    "Topic",
+    "TopicRegistry",
+    "TopicSpec",
+    "decode",
+    "elapsed_ms",
+    "encode",
+    "now_ms",
+]

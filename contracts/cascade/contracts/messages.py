@@ -1,0 +1,334 @@
+"""The messages of Cascade's topics: the public contract between the SDK, the services and operators.
+
+Every message is a frozen, strict pydantic model that forbids unknown fields and carries `schema_version`.
+Times are epoch milliseconds (floats) so that a message is plain JSON with no date parsing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Final, Literal, Self
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from cascade.contracts.limits import (
+    EARLIEST_EPOCH_MS,
+    LATEST_EPOCH_MS,
+    MAX_CANDIDATES,
+    MAX_DOC_ID_CHARS,
+    MAX_ERROR_CHARS,
+    MAX_K,
+    MAX_METADATA_BYTES,
+    MAX_METADATA_KEYS,
+    MAX_QUERY_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+)
+
+__all__ = [
+    "FILTER_KEY_PATTERN",
+    "REINDEX_COPY_HEADER",
+    "SCHEMA_VERSION",
+    "AckStatus",
+    "Candidate",
+    "CandidateSet",
+    "CollectionName",
+    "DeadLetter",
+    "DocId",
+    "DocumentEvent",
+    "ErrorCode",
+    "ErrorInfo",
+    "Hit",
+    "IngestAck",
+    "Message",
+    "Metadata",
+    "Mode",
+    "ReindexCopy",
+    "ReindexRequest",
+    "ReindexState",
+    "ReindexStatus",
+    "SearchRequest",
+    "SearchResult",
+    "StageTimings",
+    "elapsed_ms",
+    "now_ms",
+]
+
+SCHEMA_VERSION: Final = 1
+
+_NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]+$"
+CollectionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHARS, pattern=_NO_CONTROL_CHARS)]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
+                                             pattern=_NO_CONTROL_CHARS)]
+TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]
+"""A first-stage model of the catalogue (`cascade models list`), e.g. `bge-small`."""
+EpochMs = Annotated[float, Field(ge=EARLIEST_EPOCH_MS, lt=LATEST_EPOCH_MS)]
+"""A time in epoch milliseconds (UTC) from 2001 up to 2100: one given in seconds or microseconds is refused, not
+read as a time 50 years off."""
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
+Title = Annotated[str, StringConstraints(max_length=MAX_TITLE_CHARS)]
+ErrorText = Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)]
+Scalar = str | int | float | bool
+FILTER_KEY_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+FilterKey = Annotated[str, StringConstraints(pattern=FILTER_KEY_PATTERN)]
+"""A metadata field a filter matches on: letters, digits, `_` and `-` (a store's field path is built from it)."""
+Filter = dict[FilterKey, str | int | bool]
+Mode = Literal["bi", "rerank", "cross", "colbert"]
+"""bi: the first stage alone; rerank: its candidates reranked by the cross-encoder; cross: every document of a
+small collection scored by the cross-encoder; colbert: the first stage's candidates rescored by late interaction
+(MaxSim of token vectors, inside the store) in collections made with `late_interaction`."""
+FirstStage = Literal["dense", "sparse", "hybrid"]
+"""How candidates are found: the collection's bi-encoder (HNSW), BM25 term vectors, or both fused by reciprocal
+rank inside the store."""
+ErrorCode = Literal[
+    "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
+    "model_unavailable", "too_large", "overloaded", "internal",
+]
+
+AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+def elapsed_ms(since_ms: float) -> float:
+    """Milliseconds from `since_ms` to now, never below 0: `since_ms` may come from another machine's clock,
+    a little ahead of this one's."""
+    return max(now_ms() - since_ms, 0.0)
+
+
+def _check_metadata(metadata: dict[str, Scalar | list[Scalar]]) -> dict[str, Scalar | list[Scalar]]:
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise ValueError(f"metadata has {len(metadata)} keys, more than the limit of {MAX_METADATA_KEYS}")
+    size = len(orjson.dumps(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata encodes to {size} bytes, more than the limit of {MAX_METADATA_BYTES}")
+    return metadata
+
+
+Metadata = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], Scalar | list[Scalar]],
+    AfterValidator(_check_metadata),
+]
+
+
+class Message(BaseModel):
+    """Base of every topic message: strict types, no unknown fields, immutable, versioned."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class DocumentEvent(Message):
+    """A document to index (`upsert`) or to remove (`delete`) from a collection. Key: doc_id."""
+
+    op: Literal["upsert", "delete"] = "upsert"
+    collection: CollectionName
+    doc_id: DocId
+    title: Title = ""
+    text: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+    model: ModelName | None = None
+    """The first-stage model of a collection this document creates (default: the ingest service's); for an
+    existing collection it must be the collection's model or absent."""
+    late_interaction: bool | None = None
+    """Whether a collection this document creates also stores each document's token vectors (ColBERT, for mode
+    colbert; default: no); for an existing collection it must match or be absent."""
+
+    @model_validator(mode="after")
+    def _text_matches_op(self) -> Self:
+        if self.op == "upsert" and not self.text.strip():
+            raise ValueError("an upsert needs a non-empty text")
+        return self
+
+
+class IngestAck(Message):
+    """The outcome of one DocumentEvent. doc_id and collection are None when the event was unreadable."""
+
+    doc_id: DocId | None
+    collection: CollectionName | None
+    status: AckStatus
+    """indexed: encoded and stored; updated: metadata changed, stored without re-encoding; unchanged: nothing
+    to do; deleted; rejected: see `error`."""
+    content_hash: str | None = None
+    error: ErrorText | None = None
+    at_ms: float = Field(default_factory=now_ms)
+
+
+class SearchRequest(Message):
+    """A query. Key: request_id. The answer goes to `reply_to` (a topic) or to the shared results topic."""
+
+    request_id: RequestId
+    collection: CollectionName
+    query: Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 10
+    candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] | None = None
+    """First-stage hits the reranker scores (mode rerank) or MaxSim rescores (mode colbert); unset: the query
+    service's default (rerank: 100 where the models run on a GPU, 20 on CPU, `CASCADE_BATCH_CANDIDATES`; colbert:
+    `CASCADE_BATCH_COLBERT_CANDIDATES`, 100)."""
+    mode: Mode = "rerank"
+    first_stage: FirstStage = "dense"
+    """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
+    filter: Annotated[Filter, Field(max_length=8)] | None = None
+    reply_to: TopicName | None = None
+    deadline_ms: EpochMs | None = Field(None, description=(
+        "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) after which no "
+        "answer is wanted; a request picked up or reranked later is answered deadline_exceeded."))
+    created_at_ms: EpochMs = Field(default_factory=now_ms, description=(
+        "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) when the request "
+        "was made, by the requester's clock: the start of the result's query_queue_ms and total_ms, which are "
+        "reported as 0, never negative, where that clock runs ahead of the services'."))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if not self.query.strip():
+            raise ValueError("query is empty")
+        if self.candidates is not None and self.k > self.candidates:
+            raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
+        if self.mode in ("cross", "colbert") and self.first_stage != "dense":
+            raise ValueError(f"mode {self.mode!r} takes the dense first stage only")
+        return self
+
+
+class StageTimings(BaseModel):
+    """Milliseconds spent per stage; a stage a request did not pass through stays None."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    query_queue_ms: float | None = None
+    """From the request's creation to the query service picking it up."""
+    encode_ms: float | None = None
+    """Encoding the query (mode colbert: its dense vector and its token vectors)."""
+    ann_ms: float | None = None
+    """The store's search (mode colbert: the dense prefetch and the MaxSim rescoring, one store call)."""
+    rerank_queue_ms: float | None = None
+    """From the candidate set's publication to its batch starting on the cross-encoder."""
+    rerank_ms: float | None = None
+    rerank_batch_pairs: int | None = None
+    rerank_padded_tokens: int | None = None
+    total_ms: float | None = None
+    """From the request's creation to the result's publication."""
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    doc_id: DocId
+    title: Title = ""
+    text: Text
+    score: float
+    """The first-stage (bi-encoder cosine) score."""
+
+
+class CandidateSet(Message):
+    """First-stage candidates of one request, for the reranker. Key: request.request_id."""
+
+    request: SearchRequest
+    candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
+    timings: StageTimings
+    served_by: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    published_at_ms: float = Field(default_factory=now_ms)
+
+
+class Hit(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    doc_id: DocId
+    score: float
+    first_stage_score: float | None = None
+    title: Title = ""
+    text: Text = ""
+
+
+class ErrorInfo(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    code: ErrorCode
+    message: ErrorText
+
+
+class SearchResult(Message):
+    """The answer to a SearchRequest: ranked hits, or an error. Key: request_id."""
+
+    request_id: RequestId
+    collection: CollectionName | None = None
+    mode: Mode | None = None
+    hits: Annotated[list[Hit], Field(max_length=MAX_K)] = Field(default_factory=list)
+    timings: StageTimings = Field(default_factory=StageTimings)
+    served_by: dict[str, str] = Field(default_factory=dict)
+    """Stage name -> instance id of the process that served it."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """What ranked the hits: `bi_encoder`, `cross_encoder`, `late_interaction`, and `fusion_weight` when the
+    reranker mixed that share of the first-stage score into the hits' scores."""
+    error: ErrorInfo | None = None
+    created_at_ms: float = Field(default_factory=now_ms)
+
+
+class ReindexRequest(Message):
+    """Build a new version of a collection from its stored documents, encoded by `model`, and switch the
+    collection's name to it once complete; queries are answered from the current version meanwhile, and documents
+    written meanwhile reach both. Key: collection."""
+
+    request_id: RequestId
+    collection: CollectionName
+    model: ModelName | None = None
+    """The new version's first-stage model (default: the ingest service's)."""
+    late_interaction: bool | None = None
+    """Whether the new version stores token vectors (default: as the current version)."""
+
+
+REINDEX_COPY_HEADER: Final = ("cascade-kind", "reindex-copy")
+"""The header that marks a ReindexCopy among the DocumentEvents of the documents topic."""
+
+
+class ReindexCopy(Message):
+    """Internal to the ingest service, on the documents topic (marked by REINDEX_COPY_HEADER), keyed by doc_id so
+    that it is ordered with the document's own events: make the version a reindex is building hold the document as
+    the collection then does. Harmless if sent by anyone: it copies what the store holds. No ack."""
+
+    collection: CollectionName
+    doc_id: DocId
+
+
+ReindexState = Literal["started", "switched", "failed"]
+
+
+class ReindexStatus(Message):
+    """Progress of a ReindexRequest (ingest -> SDK). Key: collection."""
+
+    request_id: RequestId
+    collection: CollectionName
+    state: ReindexState
+    source: str | None = None
+    """The version being served when the reindex started."""
+    target: str | None = None
+    """The version being built (served once `switched`)."""
+    model: str | None = None
+    documents: int = 0
+    """Documents the reindex asked the ingest pods to copy into the new version (besides those written to both
+    meanwhile)."""
+    seconds: float = 0.0
+    error: ErrorText | None = None
+    at_ms: float = Field(default_factory=now_ms)
+
+
+class DeadLetter(Message):
+    """A record a service could not process, with the reason. Key: the source record's key."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    raw_b64: str
+    """The source record's value, base64, cut to MAX_DLQ_RAW_BYTES (see raw_size for the full size)."""
+    raw_size: int
+    error: ErrorText
+    service: str
+    at_ms: float = Field(default_factory=now_ms)

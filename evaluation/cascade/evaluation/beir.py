@@ -1,0 +1,78 @@
+"""BEIR folders (corpus.jsonl, queries*.jsonl, qrels/*.tsv) and a cached exact first stage over them."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from tqdm import tqdm
+
+from cascade.sdk import read_jsonl_documents
+from cascade.services.encoders import BiEncoder, document_text
+
+__all__ = ["BeirSplit", "corpus_vectors", "exact_top_k", "load_split", "text_vectors"]
+
+_CACHE = Path.home() / ".cache" / "cascade" / "vectors"
+
+
+@dataclass(frozen=True)
+class BeirSplit:
+    name: str
+    corpus: list[dict[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    @property
+    def texts(self) -> list[str]:
+        return [document_text(doc["title"], doc["text"]) for doc in self.corpus]
+
+
+def load_split(folder: Path, split: str = "test") -> BeirSplit:
+    """A split of a BEIR folder: `test` reads corpus.jsonl and queries.jsonl, `train`/`dev` their suffixed files
+    where they exist (WikiQA has a corpus per split; SciFact shares one corpus)."""
+    suffix = "" if split == "test" else f".{split}"
+    corpus_path = folder / f"corpus{suffix}.jsonl"
+    corpus = list(read_jsonl_documents(corpus_path if corpus_path.exists() else folder / "corpus.jsonl"))
+    with (folder / f"queries{suffix}.jsonl").open("rb") as lines:
+        queries = {str(row["_id"]): row["text"] for row in map(orjson.loads, lines)}
+    qrels: dict[str, dict[str, int]] = {}
+    with (folder / "qrels" / f"{split}.tsv").open() as rows:
+        for row in csv.DictReader(rows, delimiter="\t"):
+            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
+    judged = {query_id: text for query_id, text in queries.items() if query_id in qrels}
+    return BeirSplit(f"{folder.name}/{split}", corpus, judged, qrels)
+
+
+def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float32]:
+    return text_vectors(split.texts, encoder, split.name)
+
+
+def text_vectors(texts: list[str], encoder: BiEncoder, name: str) -> npt.NDArray[np.float32]:
+    """The bi-encoder's vectors of these documents, cached on disk by model and content (they take minutes on
+    CPU)."""
+    key = hashlib.sha256(orjson.dumps([encoder.model_id, encoder.max_length, texts])).hexdigest()[:20]
+    path = _CACHE / f"{key}.npy"
+    if path.exists():
+        cached: npt.NDArray[np.float32] = np.load(path)
+        return cached
+    chunks = [encoder.encode_documents(texts[start : start + 256])
+              for start in tqdm(range(0, len(texts), 256), desc=f"encode {name} ({encoder.name})", unit="batch")]
+    vectors = np.concatenate(chunks)
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def exact_top_k(
+    query_vectors: npt.NDArray[np.float32], corpus: npt.NDArray[np.float32], k: int
+) -> npt.NDArray[np.int64]:
+    """Row i: indices of the k corpus vectors nearest query i by cosine (brute force), best first."""
+    scores = query_vectors @ corpus.T
+    top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+    order = np.take_along_axis(scores, top, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(top, order, axis=1)

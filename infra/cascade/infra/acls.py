@@ -1,0 +1,109 @@
+"""Least privilege: the ACLs each Cascade role needs on a cluster, under its topic prefix.
+
+Every role may Describe the prefix's topics (services check at start that the registry's topics exist, and
+see which reply topics exist). Beyond that, each reads what it consumes and writes what it produces;
+services consume in their role's group. The embedded mode serves ingest and query in one process, whose
+user needs both roles. The ACL table of docs/security.md is this data. `grant` creates them with one CreateAcls
+request (v1, which Kafka 4 still accepts and aiokafka's protocol module defines) as an admin user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import for_code
+from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.api import Request
+
+from cascade.contracts import Topic, TopicRegistry
+
+__all__ = ["ROLE_GRANTS", "Grant", "Role", "grant", "grant_role"]
+
+Role = Literal["ingest", "query", "reranker", "client", "operator"]
+Operation = Literal["Read", "Write", "Create", "Delete", "Alter", "Describe", "DescribeConfigs", "AlterConfigs"]
+_OPERATIONS: dict[Operation, int] = {"Read": 3, "Write": 4, "Create": 5, "Delete": 6, "Alter": 7, "Describe": 8,
+                                     "DescribeConfigs": 10, "AlterConfigs": 11}
+_TOPIC, _GROUP = 2, 3
+_LITERAL, _PREFIXED = 3, 4
+_ALLOW = 3
+
+
+@dataclass(frozen=True)
+class Grant:
+    operations: tuple[Operation, ...]
+    topics: tuple[str, ...] = ()
+    """Registry topic values ("documents") or, with `prefixed`, name prefixes after the topic prefix ("replies.")."""
+    groups: tuple[str, ...] = ()
+    """Consumer groups after the topic prefix (a service's group is `<prefix><role>`); they get Read."""
+    prefixed: bool = False
+
+
+_DESCRIBE_ALL = Grant(("Describe",), topics=("",), prefixed=True)
+_REPLIES = "replies."
+ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
+    "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
+                                    groups=("ingest", "ingest-reindex")),
+               Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value,
+                                         Topic.DOCUMENTS.value))),  # a reindex's copies (services/ingest/reindex.py)
+    "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
+              Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (services/lag.py)
+              Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.RESULTS.value, Topic.DLQ.value)),
+              Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
+    "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value,), groups=("reranker",)),
+                 Grant(("Write",), topics=(Topic.RESULTS.value, Topic.DLQ.value)),
+                 Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
+    "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value,
+                                                         Topic.REINDEX.value)),
+               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value)),
+               Grant(("Create", "Read", "Delete"), topics=(_REPLIES,), prefixed=True)),
+    "operator": (Grant(("Create", "Describe", "DescribeConfigs", "Alter", "AlterConfigs"), topics=("",),
+                       prefixed=True),
+                 Grant(("Describe",), groups=("",), prefixed=True)),
+}
+
+
+Binding = tuple[int, str, int, str, str, int, int]
+
+
+class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 30
+
+    def __init__(self, creations: list[Binding]) -> None:
+        self.creations = creations
+
+    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
+        return request_struct_class(self.creations)
+
+
+def bindings(user: str, grants: tuple[Grant, ...], topics: TopicRegistry) -> list[Binding]:
+    """(resource type, name, pattern, principal, host, operation, permission) of each ACL the grants mean."""
+    principal = f"User:{user}"
+    out: list[Binding] = []
+    for grant in grants:
+        pattern = _PREFIXED if grant.prefixed else _LITERAL
+        for name in grant.topics:
+            out += [(_TOPIC, f"{topics.prefix}{name}", pattern, principal, "*", _OPERATIONS[operation], _ALLOW)
+                    for operation in grant.operations]
+        out += [(_GROUP, f"{topics.prefix}{name}", pattern, principal, "*",
+                 _OPERATIONS["Read" if "Read" in grant.operations else "Describe"], _ALLOW) for name in grant.groups]
+    return out
+
+
+async def grant(user: str, grants: tuple[Grant, ...], topics: TopicRegistry, **admin_options: Any) -> None:
+    """Create the ACLs `grants` mean for `user` under `topics`' prefix, as the admin user of `admin_options`."""
+    admin = AIOKafkaAdminClient(**admin_options)
+    await admin.start()
+    try:
+        response = await admin._send_request(_CreateAcls(bindings(user, grants, topics)))
+    finally:
+        await admin.close()
+    for code, message in response.creation_responses:
+        if code:
+            raise for_code(code)(f"creating the ACLs of {user!r}: {message}")
+
+
+async def grant_role(user: str, role: Role, topics: TopicRegistry, **admin_options: Any) -> None:
+    """Give `user` the ACLs of `role` (several roles: call once per role)."""
+    await grant(user, ROLE_GRANTS[role], topics, **admin_options)

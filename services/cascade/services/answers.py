@@ -1,0 +1,92 @@
+"""Where results go, and the error results a waiting requester gets instead of silence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import structlog
+
+from cascade.contracts import ErrorInfo, SearchRequest, SearchResult, Topic, TopicRegistry
+from cascade.contracts.limits import MAX_ERROR_CHARS, MAX_REQUEST_ID_CHARS
+from cascade.contracts.messages import ErrorCode
+from cascade.services.messaging import RawRecord, dead_letter, usable_id
+from cascade.services.publishing import Outgoing, is_too_large
+
+__all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to", "undeliverable"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who waits for a result: the request id and the topic to answer on."""
+
+    request_id: str
+    reply_topic: str
+
+
+def _reply_topic(topics: TopicRegistry, reply_to: object) -> str:
+    if isinstance(reply_to, str) and topics.is_reply_target(reply_to):
+        return reply_to
+    return topics.name(Topic.RESULTS)
+
+
+def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] = ()) -> Requester | None:
+    """Salvage the requester from a record that failed validation, if its request id can be read at all.
+
+    `path` leads to the request inside the record (("request",) for a CandidateSet). A reply_to that is
+    not a reply topic is ignored in favour of the shared results topic. A record whose request id cannot be
+    read (not even JSON) is answered on the shared results topic under its key, the request id by contract;
+    so is one whose request id cannot serve as one (empty, over-long, not a string), on its reply topic.
+    """
+    try:
+        data = orjson.loads(record.value)
+        for key in path:
+            data = data[key]
+        request_id, reply_to = data["request_id"], data.get("reply_to")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        key_id = usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
+        return Requester(key_id, topics.name(Topic.RESULTS)) if key_id else None
+    usable = usable_id(request_id, MAX_REQUEST_ID_CHARS) or usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
+    return Requester(usable, _reply_topic(topics, reply_to)) if usable else None
+
+
+def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None) -> Outgoing:
+    return Outgoing(_reply_topic(topics, reply_to), result.request_id, result)
+
+
+def error_result(request_id: str, code: ErrorCode, message: str, served_by: dict[str, str]) -> SearchResult:
+    return SearchResult(request_id=request_id, served_by=served_by,
+                        error=ErrorInfo(code=code, message=message[:MAX_ERROR_CHARS]))
+
+
+def refusal(
+    topics: TopicRegistry, record: RawRecord, code: ErrorCode, reason: str, *, service: str,
+    served_by: dict[str, str], request: SearchRequest | None = None, path: Sequence[str] = (),
+    with_dead_letter: bool = True,
+) -> list[Outgoing]:
+    """What a refused record produces: a dead letter (bad input), and an error result for whoever waits —
+    the decoded `request`, or the requester salvaged from the raw record at `path`, if either exists."""
+    out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, service))
+           ] if with_dead_letter else []
+    requester = (Requester(request.request_id, _reply_topic(topics, request.reply_to)) if request is not None
+                 else requester_of(topics, record, path))
+    log.warning("request.refused", service=service, request_id=requester.request_id if requester else None,
+                code=code, error=reason, partition=record.partition, offset=record.offset)
+    if requester is not None:
+        result = error_result(requester.request_id, code, reason, served_by)
+        out.append(Outgoing(requester.reply_topic, requester.request_id, result))
+    return out
+
+
+def undeliverable(
+    topics: TopicRegistry, record: RawRecord, error: BaseException, *, service: str, served_by: dict[str, str],
+    request: SearchRequest | None = None, path: Sequence[str] = (),
+) -> list[Outgoing]:
+    """What replaces an answer the cluster would not take (too large, ...): a dead letter of the request
+    and an error result (small, so it goes through) for whoever waits."""
+    code: ErrorCode = "too_large" if is_too_large(error) else "internal"
+    reason = f"the answer could not be published: {str(error) or repr(error)}"
+    return refusal(topics, record, code, reason, service=service, served_by=served_by, request=request, path=path)

@@ -1,0 +1,277 @@
+"""What the ingest service does to a batch of document records, independent of how they arrive.
+
+Each document is hashed (model id + title + text); only documents whose hash differs from the stored one are
+encoded, so a replayed or unchanged corpus costs lookups, not forward passes. Point ids are deterministic,
+so a batch processed twice (at-least-once delivery) leaves the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from cascade.contracts import (
+    REINDEX_COPY_HEADER,
+    ContractError,
+    DeadLetter,
+    DocumentEvent,
+    IngestAck,
+    ReindexCopy,
+    decode,
+    now_ms,
+)
+from cascade.contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
+from cascade.contracts.messages import AckStatus
+from cascade.services.encoders import BiEncoders, LateInteractionEncoder, UnknownModel, document_text
+from cascade.services.encoders.late_interaction import TokenVectors
+from cascade.services.encoders.sparse import Bm25Encoder
+from cascade.services.ingest.versions import versions
+from cascade.services.messaging import RawRecord, dead_letter, usable_id
+from cascade.services.store import (
+    Sparse,
+    StoredDocument,
+    UnknownCollectionError,
+    VectorSizeMismatch,
+    VectorStore,
+    base_name,
+)
+
+__all__ = ["IngestOutcome", "IngestProcessor", "Received", "content_hash", "is_reindex_copy"]
+
+log = structlog.get_logger(__name__)
+
+
+def content_hash(model_id: str, title: str, text: str) -> str:
+    """Changes when the text or the model that embeds it changes: both call for a new vector."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (model_id, title, text):
+        digest.update(part.encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()
+
+
+@dataclass
+class IngestOutcome:
+    acks: list[IngestAck] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    encoded: int = 0
+
+
+Received = tuple[RawRecord, DocumentEvent]
+Incoming = tuple[RawRecord, DocumentEvent | ReindexCopy]
+"""A record of the documents topic and what it holds."""
+
+
+def is_reindex_copy(record: RawRecord) -> bool:
+    name, value = REINDEX_COPY_HEADER
+    return (name, value.encode()) in record.headers
+
+
+def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
+    """Consecutive runs in which no document appears twice, so events of one document apply in order."""
+    runs: list[list[Incoming]] = [[]]
+    seen: set[tuple[str, str]] = set()
+    for record, event in events:
+        identity = (event.collection, event.doc_id)
+        if identity in seen:
+            runs.append([])
+            seen.clear()
+        seen.add(identity)
+        runs[-1].append((record, event))
+    return runs
+
+
+class IngestProcessor:
+    def __init__(self, store: VectorStore, encoders: BiEncoders, service: str = "ingest",
+                 max_collections: int = 1_000) -> None:
+        self._store = store
+        self._max_collections = max_collections
+        self._encoders = encoders
+        self._bm25 = Bm25Encoder()
+        self._service = service
+
+    async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
+        """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
+        retries cluster faults and isolates anything else record by record)."""
+        outcome = IngestOutcome()
+        events: list[Incoming] = []
+        for record in records:
+            try:
+                event: DocumentEvent | ReindexCopy = (decode(record.value, ReindexCopy) if is_reindex_copy(record)
+                                else decode(record.value, DocumentEvent))
+            except ContractError as exc:
+                self.reject(record, str(exc), outcome)
+            else:
+                events.append((record, event))
+        for run in _split_runs(events):
+            for collection in sorted({event.collection for _, event in run}):
+                await self._apply_to_versions(collection, [each for each in run if each[1].collection == collection],
+                                              outcome)
+        return outcome
+
+    async def _apply_to_versions(self, collection: str, received: list[Incoming], outcome: IngestOutcome) -> None:
+        """Writes to the version served; then the version being built (services/ingest/versions.py) made to hold
+        what the served one now holds for every document of the run, written or copied: it mirrors the served
+        version's outcome (a refused write stays out of both), whatever the events asked of the old model."""
+        held = await versions(self._store, collection)
+        writes = [(record, event) for record, event in received if isinstance(event, DocumentEvent)]
+        if writes:
+            await self._apply(held.served, writes, outcome)
+        if held.building is None:
+            return
+        try:
+            await self._mirror(held.served, held.building, received)
+        except UnknownCollectionError:  # a version given up since the lookup: nothing to build any more
+            log.warning("reindex.version_gone", version=held.building)
+
+    async def _mirror(self, served: str, building: str, received: list[Incoming]) -> None:
+        """Make `building` hold what `served` holds for each document of `received` (upserts, deletes if gone),
+        encoded by its model; its acks go nowhere (the collection's own were published), a refusal is logged (the
+        reindex then finds the document missing before it switches)."""
+        stored = await self._store.documents(served, [event.doc_id for _, event in received])
+        mirrored: list[Received] = [
+            (record, DocumentEvent(collection=event.collection, doc_id=event.doc_id, title=doc.title, text=doc.text,
+                                   metadata=dict(doc.metadata))
+             if (doc := stored.get(event.doc_id)) else
+             DocumentEvent(collection=event.collection, doc_id=event.doc_id, op="delete"))
+            for record, event in received]
+        refused = IngestOutcome()
+        await self._apply(building, mirrored, refused, create=False)
+        for letter in refused.dead_letters:
+            log.warning("reindex.copy_refused", target=building, doc_id=letter.key, error=letter.error)
+
+    def reject(self, record: RawRecord, reason: str, outcome: IngestOutcome, collection: str | None = None) -> None:
+        """A dead letter and a `rejected` ack for a record that cannot be applied (a reindex's copy: no ack, no
+        client waits for it)."""
+        log.warning("ingest.rejected", topic=record.topic, partition=record.partition, offset=record.offset,
+                    error=reason)
+        outcome.dead_letters.append(dead_letter(record, reason, self._service))
+        if is_reindex_copy(record):
+            return
+        named = collection and base_name(collection)
+        outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=named, status="rejected",
+                                      error=reason[:MAX_ERROR_CHARS]))
+
+    def _reject_upserts(self, received: list[Received], reason: str, outcome: IngestOutcome, collection: str) -> None:
+        for record, event in received:
+            if event.op == "upsert":
+                self.reject(record, reason, outcome, collection)
+
+    async def _model_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> str:
+        """The model an existing collection recorded (the default for one made before models were recorded);
+        for a new collection, the first model its documents name, else the default."""
+        if exists:
+            return await self._store.collection_model(collection) or self._encoders.default.name
+        return next((event.model for event in upserts if event.model), self._encoders.default.name)
+
+    async def _late_interaction_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> bool:
+        """Whether the collection stores token vectors: as it was made, or as the first document to say asks."""
+        if exists:
+            return await self._store.token_dim(collection) is not None
+        return next((event.late_interaction for event in upserts if event.late_interaction is not None), False)
+
+    async def _mismatch(self, collection: str, dim: int, model_id: str,
+                        tokens_encoder: LateInteractionEncoder | None) -> str | None:
+        """Why the collection's vectors cannot be compared with the encoders' (None: they can)."""
+        size = await self._store.vector_size(collection)
+        if size != dim:
+            return str(VectorSizeMismatch(collection, size, dim, model_id))
+        token_dim = await self._store.token_dim(collection)
+        if tokens_encoder is not None and token_dim != tokens_encoder.dim:
+            return str(VectorSizeMismatch(collection, token_dim or 0, tokens_encoder.dim, tokens_encoder.model_id))
+        return None
+
+    async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome,
+                     create: bool = True) -> None:
+        events = [event for _, event in received]
+        upserts = [event for event in events if event.op == "upsert"]
+        deletes = [event.doc_id for event in events if event.op == "delete"]
+        exists = await self._store.has_collection(collection)
+        if not exists and not create:
+            raise UnknownCollectionError(collection)
+        if deletes and exists:
+            await self._store.delete(collection, deletes)
+        named = base_name(collection)  # the name users address (a reindex writes to a version of it)
+        outcome.acks.extend(IngestAck(doc_id=doc_id, collection=named, status="deleted") for doc_id in deletes)
+        if not upserts:
+            return
+        if not exists:
+            held = len(await self._store.collections())
+            if held >= self._max_collections:
+                reason = (f"collection {named!r} was not created: the store holds {held} collections, the cap "
+                          "(CASCADE_STORE_MAX_COLLECTIONS)")
+                self._reject_upserts(received, reason, outcome, collection)
+                return
+        model = await self._model_of(collection, exists, upserts)
+        late = await self._late_interaction_of(collection, exists, upserts)
+        kept: list[Received] = []
+        for record, event in received:
+            if event.op == "upsert" and event.model and event.model != model:
+                self.reject(record, f"model_mismatch: collection {named!r} holds vectors of model {model!r}, "
+                            f"this document asks for {event.model!r}", outcome, collection)
+            elif event.op == "upsert" and event.late_interaction is not None and event.late_interaction != late:
+                self.reject(record, f"model_mismatch: collection {named!r} was made "
+                            f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
+                            f"for late_interaction={event.late_interaction}", outcome, collection)
+            else:
+                kept.append((record, event))
+        received, upserts = kept, [event for _, event in kept if event.op == "upsert"]
+        try:
+            encoder = await self._encoders.get(model)
+            tokens_encoder = await self._encoders.late_interaction() if late else None
+        except UnknownModel as exc:
+            self._reject_upserts(received, f"model_unavailable: {exc}", outcome, collection)
+            return
+        await self._store.ensure_collection(collection, encoder.dim, encoder.name,
+                                            tokens_encoder.dim if tokens_encoder else None)
+        mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
+        if mismatch:
+            self._reject_upserts(received, mismatch, outcome, collection)
+            return
+        # the token vectors' model is part of the hash: a new ColBERT encoder re-encodes the collection
+        model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
+        hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
+        stored = await self._store.stored_states(collection, list(hashes))
+        changed = [event for event in upserts if event.doc_id not in stored
+                   or stored[event.doc_id].content_hash != hashes[event.doc_id]]
+        changed_ids = {event.doc_id for event in changed}
+        relabelled = {event.doc_id: event.metadata for event in upserts
+                      if event.doc_id not in changed_ids and dict(stored[event.doc_id].metadata) != event.metadata}
+        if changed:
+            texts = [document_text(event.title, event.text) for event in changed]
+            # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
+            vectors = await asyncio.to_thread(encoder.encode_documents, texts)
+            sparse: list[Sparse | None] = [None] * len(texts)
+            if await self._store.has_sparse(collection):
+                sparse = list(await asyncio.to_thread(self._bm25.encode_documents, texts))
+            tokens: list[TokenVectors | None] = [None] * len(texts)
+            if tokens_encoder is not None:
+                tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
+            at = now_ms()
+            await self._store.upsert(collection, [
+                StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
+                               content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
+                               metadata=event.metadata, sparse=terms, tokens=matrix)
+                for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)
+            ])
+            outcome.encoded += len(changed)
+        if relabelled:
+            await self._store.update_metadata(collection, relabelled)
+        outcome.acks.extend(
+            IngestAck(doc_id=event.doc_id, collection=named, content_hash=hashes[event.doc_id],
+                      status=_status(event.doc_id, changed_ids, relabelled))
+            for event in upserts
+        )
+
+
+def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) -> AckStatus:
+    return "indexed" if doc_id in changed else "updated" if doc_id in relabelled else "unchanged"
+
+
+def _doc_id_from_key(record: RawRecord) -> str | None:
+    """The record key names the document (topic contract), if it is a usable id."""
+    return usable_id(record.key_text, MAX_DOC_ID_CHARS)

@@ -1,6 +1,0 @@
-"""The query service: batched, cached query encoding and HNSW retrieval; routes requests by mode."""
-
-from services.query.processor import QueryProcessor, QueryVectorCache
-from services.query.service import query_consumer
-
-__all__ = ["QueryProcessor", "QueryVectorCache", "query_consumer"]
