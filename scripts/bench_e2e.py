@@ -136,8 +136,8 @@ async def serving(bootstrap: str, variant: Variant, store: Path) -> AsyncIterato
         async with SearchClient(bootstrap, topic_prefix=kafka.topic_prefix, linger_ms=variant.sdk_linger_ms
                                 ) as client:
             await client.index(list(read_jsonl_documents(DEMO)), collection="demo")
-            yield Serving(client, QueryProcessor(settings, process.store, process.bi_encoders, process.query_cache,
-                                                 None))
+            yield Serving(client, QueryProcessor(settings, process.store, process.bi_encoders,
+                                                 process.late_interaction, process.query_cache, None))
     finally:
         await process.stop()
 

@@ -46,8 +46,8 @@ def _cell(text: str | None) -> str:
 
 def render() -> str:
     lines = ["# Configuration", "",
-             "Generated from `services/cascade/services/settings.py` by `python -m scripts.docs_configuration` (a test fails when it",
-             "is stale). Every setting is an environment variable (or a line of `.env`).", ""]
+             "Generated from `services/cascade/services/settings.py` by `python -m scripts.docs_configuration` (a test",
+             "fails when it is stale). Every setting is an environment variable (or a line of `.env`).", ""]
     for title, group in GROUPS:
         prefix = str(group.model_config.get("env_prefix", ""))
         lines += [f"## {title}", "", "| variable | type | default | meaning |", "|---|---|---|---|"]

@@ -106,7 +106,7 @@ class FakeSender:
         return []
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
-        return [Outgoing("dlq", None, dead_letter(record, reason, "test"))]
+        return [Outgoing("dlq", None, dead_letter(record, "processing_failed", reason, "test"))]
 
 
 class _InstantRetry(KafkaSettings):

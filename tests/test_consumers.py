@@ -43,7 +43,8 @@ async def test_a_burst_is_one_batch_and_its_offsets_are_committed_after_its_outp
         batches.append(len(records))
         await release.wait()
         return [Outgoing(dlq, None, DeadLetter(source_topic=record.topic, partition=record.partition,
-                                              offset=record.offset, key=None, raw_b64="", raw_size=0, error="test",
+                                              offset=record.offset, key=None, raw_b64="", raw_size=0,
+                                              reason="processing_failed", error="test",
                                               service="test")) for record in records]
 
     topic = kafka.topics.name(Topic.DOCUMENTS)

@@ -57,7 +57,7 @@ EXAMPLES: list[BaseModel] = [
                  timings=StageTimings(total_ms=3.0)),
     SearchResult(request_id="r1", error=ErrorInfo(code="unknown_collection", message="no collection 'x'")),
     DeadLetter(source_topic="cascade.documents", partition=0, offset=7, key="d1", raw_b64="AAE=", raw_size=2,
-               error="bad", service="ingest"),
+               reason="not_json", error="bad", service="ingest"),
     DocumentEvent(collection="docs", doc_id="d2", text="body", model="bge-small", late_interaction=True),
     ReindexRequest(request_id="x1", collection="docs", model="bge-small", late_interaction=False),
     ReindexStatus(request_id="x1", collection="docs", state="switched", source="docs@v1", target="docs@v2",

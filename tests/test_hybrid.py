@@ -1,13 +1,11 @@
 """Sparse (BM25) and hybrid first stages through Kafka: term vectors stored once at ingest, RRF fusion inside
-the store, the reranker handed the fused list, and a clear refusal for a collection made before sparse vectors."""
+the store, and the reranker handed the fused list."""
 
 from __future__ import annotations
 
 import pytest
-from qdrant_edge import Distance, EdgeConfig, EdgeShard, EdgeVectorParams
 
 from cascade.runtime.process import CascadeProcess
-from cascade.sdk import SearchFailed
 from tests.conftest import client_for
 
 DOCS = [{"doc_id": "zebra", "text": "Zebras have black and white stripes that confuse biting flies."},
@@ -35,16 +33,3 @@ async def test_sparse_and_hybrid_first_stages(all_roles: CascadeProcess) -> None
         assert {hit.doc_id for hit in reranked.hits} <= {hit.doc_id for hit in hybrid.hits}
         assert all((hit.first_stage_score or 0) <= 2 / 60 + 1e-6 for hit in reranked.hits)  # the fused list
         assert reranked.models["cross_encoder"]
-
-
-async def test_a_collection_without_sparse_vectors_refuses_sparse_first_stages(all_roles: CascadeProcess) -> None:
-    folder = all_roles.settings.store.path / "legacy"  # as Cascade created collections before hybrid retrieval
-    folder.mkdir(parents=True)
-    EdgeShard.create(str(folder / "g0"), EdgeConfig(vectors=EdgeVectorParams(size=32, distance=Distance.Cosine)))
-    (folder / "CURRENT").write_text("0")
-    async with client_for(all_roles) as client:
-        await client.index(DOCS[:3], collection="legacy")  # dense only: still indexed
-        assert (await client.search("zebra", collection="legacy", mode="bi")).hits
-        with pytest.raises(SearchFailed, match="has no sparse vectors") as failed:
-            await client.search("zebra", collection="legacy", mode="bi", first_stage="hybrid")
-        assert failed.value.code == "invalid_request"

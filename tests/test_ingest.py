@@ -101,12 +101,17 @@ HOSTILE: dict[str, bytes] = {
     "empty record": b"",
 }
 REASONS = {
-    "malformed JSON": "not valid UTF-8 JSON", "wrong schema version": "schema_version: Input should be 1",
-    "missing text": "an upsert needs a non-empty text", "empty text": "an upsert needs a non-empty text",
-    "text over the limit": "text: String should have at most", "invalid UTF-8": "not valid UTF-8 JSON",
-    "wrong types": "title: Input should be a valid string", "not an object": "expected a JSON object",
-    "empty record": "not valid UTF-8 JSON",
+    "malformed JSON": ("not_json", "not valid UTF-8 JSON"),
+    "wrong schema version": ("invalid_fields", "schema_version: Input should be 1"),
+    "missing text": ("invalid_fields", "an upsert needs a non-empty text"),
+    "empty text": ("invalid_fields", "an upsert needs a non-empty text"),
+    "text over the limit": ("invalid_fields", "text: String should have at most"),
+    "invalid UTF-8": ("not_json", "not valid UTF-8 JSON"),
+    "wrong types": ("invalid_fields", "title: Input should be a valid string"),
+    "not an object": ("not_an_object", "expected a JSON object"),
+    "empty record": ("not_json", "not valid UTF-8 JSON"),
 }
+"""What each hostile record is dead-lettered as: the reason code, and words of its error."""
 
 
 async def test_hostile_input_is_dead_lettered_and_rejected(ingest: CascadeProcess, settings: Settings) -> None:
@@ -123,7 +128,8 @@ async def test_hostile_input_is_dead_lettered_and_rejected(ingest: CascadeProces
     by_key = {letter.key: letter for letter in letters}
     for i, (kind, raw) in enumerate(HOSTILE.items()):
         letter = by_key[f"bad{i}"]
-        assert REASONS[kind] in letter.error, kind
+        reason, words = REASONS[kind]
+        assert letter.reason == reason and words in letter.error, kind
         assert base64.b64decode(letter.raw_b64) == raw[:64 * 1024]
         assert letter.raw_size == len(raw)
         assert letter.source_topic == topics.name(Topic.DOCUMENTS)

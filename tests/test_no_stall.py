@@ -149,7 +149,8 @@ async def test_a_poisoned_record_is_isolated_from_its_batch() -> None:
 
     def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
         return [Outgoing("dlq", None, DeadLetter(source_topic=record.topic, partition=0, offset=record.offset,
-                                                 key=None, raw_b64="", raw_size=0, error=reason, service="s"))]
+                                                 key=None, raw_b64="", raw_size=0, reason="processing_failed",
+                                                 error=reason, service="s"))]
 
     batch = [_record(0, b"ok"), _record(1, b"poison"), _record(2, b"ok")]
     out = await handle_isolated(handler, refuse, batch)

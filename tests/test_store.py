@@ -82,7 +82,6 @@ async def test_sparse_and_hybrid_search(store: VectorStore) -> None:
     bm25 = Bm25Encoder()
     vectors = dict(zip(TEXTS, _unit(np.random.default_rng(3), len(TEXTS)), strict=True))
     await store.ensure_collection("c", DIM, "m")
-    assert await store.has_sparse("c")
     await store.upsert("c", [
         replace(_doc(doc_id, vectors[doc_id], lang="en"), text=text, sparse=sparse)
         for (doc_id, text), sparse in zip(TEXTS.items(), bm25.encode_documents(list(TEXTS.values())), strict=True)])

@@ -130,7 +130,7 @@ async def test_the_same_operations_give_the_same_answers(both: Both) -> None:
     # collections, aliases and what they describe
     await both.same(lambda s: s.ensure_collection("docs", DIM, "m", token_dim=TOKEN_DIM))
     await both.same(lambda s: s.ensure_collection("docs", DIM, "another"))  # idempotent: the first model stays
-    for describe in ("collection_model", "vector_size", "token_dim", "has_sparse", "resolve", "has_collection"):
+    for describe in ("collection_model", "vector_size", "token_dim", "resolve", "has_collection"):
         await both.same(lambda s, describe=describe: getattr(s, describe)("docs"))
     await both.same(lambda s: s.collections())
 

@@ -8,6 +8,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from cascade.contracts.limits import MAX_ERROR_CHARS, MAX_MESSAGE_BYTES
+from cascade.contracts.messages import ContractBreach
 
 __all__ = ["ContractError", "decode", "describe_errors", "encode"]
 
@@ -17,8 +18,9 @@ M = TypeVar("M", bound=BaseModel)
 class ContractError(ValueError):
     """A message that breaks the contract: too large, not JSON, not UTF-8, or failing validation."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, reason: ContractBreach, message: str) -> None:
         super().__init__(message[:MAX_ERROR_CHARS])
+        self.reason = reason
 
 
 def encode(message: BaseModel) -> bytes:
@@ -37,14 +39,14 @@ def describe_errors(error: ValidationError) -> str:
 def decode(raw: bytes | bytearray | memoryview, model: type[M]) -> M:
     """Parse and validate `raw` as `model`; every failure is a ContractError saying what is wrong."""
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise ContractError(f"message is {len(raw)} bytes, more than the limit of {MAX_MESSAGE_BYTES}")
+        raise ContractError("too_large", f"message is {len(raw)} bytes, more than the limit of {MAX_MESSAGE_BYTES}")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ContractError(f"not valid UTF-8 JSON: {exc}") from None
+        raise ContractError("not_json", f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ContractError(f"expected a JSON object for {model.__name__}, got {type(data).__name__}")
+        raise ContractError("not_an_object", f"expected a JSON object for {model.__name__}, got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ContractError(describe_errors(exc)) from None
+        raise ContractError("invalid_fields", describe_errors(exc)) from None

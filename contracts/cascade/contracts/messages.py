@@ -7,7 +7,7 @@ Times are epoch milliseconds (floats) so that a message is plain JSON with no da
 from __future__ import annotations
 
 import time
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Final, Literal, Self, TypeAlias
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -35,7 +35,9 @@ __all__ = [
     "Candidate",
     "CandidateSet",
     "CollectionName",
+    "ContractBreach",
     "DeadLetter",
+    "DeadLetterReason",
     "DocId",
     "DocumentEvent",
     "ErrorCode",
@@ -88,6 +90,14 @@ ErrorCode = Literal[
     "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
     "model_unavailable", "too_large", "overloaded", "internal",
 ]
+
+ContractBreach = Literal["not_json", "not_an_object", "too_large", "invalid_fields"]
+"""How a record breaks the contract: not UTF-8 JSON, not an object, over the size limit, or fields that fail
+validation."""
+DeadLetterReason: TypeAlias = (ErrorCode | ContractBreach
+                               | Literal["collection_cap", "processing_failed", "undeliverable"])
+"""Why a record was dead-lettered: the error code its requester got, how it breaks the contract, the store's cap on
+collections (CASCADE_STORE_MAX_COLLECTIONS), its processing raised, or its answer could not be published."""
 
 AckStatus = Literal["indexed", "updated", "unchanged", "deleted", "rejected"]
 
@@ -329,6 +339,8 @@ class DeadLetter(Message):
     raw_b64: str
     """The source record's value, base64, cut to MAX_DLQ_RAW_BYTES (see raw_size for the full size)."""
     raw_size: int
+    reason: DeadLetterReason
     error: ErrorText
+    """The reason in words, for a person."""
     service: str
     at_ms: float = Field(default_factory=now_ms)

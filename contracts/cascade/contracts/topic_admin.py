@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-__all__ = ["TopicToCreate", "create_topics", "replication_for"]
+__all__ = ["TopicToCreate", "admin_client", "create_topics", "partition_counts", "replication_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +22,26 @@ class TopicToCreate(NamedTuple):
     name: str
     partitions: int
     configs: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def admin_client(**kafka_options: Any) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client of the cluster (and with the security) that a client's `kafka_options` name; `client_id`
+    is left out, as an admin client names itself."""
+    admin = AIOKafkaAdminClient(**{key: value for key, value in kafka_options.items() if key != "client_id"})
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, int]:
+    """The partition count of each of `names` the cluster lists (a missing topic is left out). Only for Cascade's
+    own provisioned topics: on a cluster that auto-creates topics, asking for a name creates it (a name that comes
+    from a request is looked up by `cascade.services.publishing.TopicDirectory`, which never creates one)."""
+    return {topic["topic"]: len(topic["partitions"]) for topic in await admin.describe_topics(list(names))
+            if topic.get("error_code", 0) == 0}
 
 
 def replication_for(brokers: int, factor: int | None = None) -> tuple[int, int]:
@@ -51,7 +72,7 @@ async def create_topics(admin: AIOKafkaAdminClient, topics: Sequence[TopicToCrea
             raise error(f"creating topic {name}: {message[0] if message and message[0] else error.description}")
     give_up_at = time.monotonic() + settle_s
     names = [topic.name for topic in topics]
-    while any(found.get("error_code", 0) != 0 for found in await admin.describe_topics(names)):
+    while len(await partition_counts(admin, names)) < len(names):
         if time.monotonic() > give_up_at:
             log.warning("topics.not_listed_yet", topics=names, waited_s=settle_s)
             return

@@ -31,6 +31,7 @@ from cascade.services.encoders import (
     BiEncoders,
     CrossEncoder,
     LateInteractionEncoder,
+    LateInteractionModel,
     RerankBatcher,
     UnknownModel,
 )
@@ -68,14 +69,12 @@ class CascadeProcess:
         self.settings = settings
         self.roles = roles
         self.metrics = Metrics()
-        self.publisher = Publisher(settings.kafka, on_published=self.metrics.published)
-        self.metrics.count("cascade_publish_total", "Outputs by what became of them.", "outcome",
-                           lambda: dict(self.publisher.counts))
-        models, batching = settings.models, settings.batching
+        self.publisher = self._counted_publisher()
         self.store: VectorStore | None = None
         self.bi_encoder: BiEncoder | None = None
-        """The default first-stage model (new collections without a named model, legacy collections)."""
+        """The default first-stage model (new collections without a named model)."""
         self.bi_encoders: BiEncoders | None = None
+        self.late_interaction = self._late_interaction_model()
         self.batcher: RerankBatcher | None = None
         self.index_scheduler: IndexScheduler | None = None
         self.reindexer: Reindexer | None = None
@@ -83,64 +82,115 @@ class CascadeProcess:
         self.reranker_backlog: GroupBacklog | None = None
         """Candidate sets the rerankers have yet to read, for the query service's admission."""
         self.consumers: list[BatchConsumer] = []
-        if roles & {"ingest", "query"}:
-            self.store = open_store(settings.store)
-            def load(name: str) -> BiEncoder:
-                return BiEncoder(name, max_length=models.bi_max_length, batch_size=models.encode_batch_size,
-                                 device=models.device)
-            self.bi_encoder = load(models.bi_encoder)
-            self.bi_encoders = BiEncoders(self.bi_encoder, load, partial(
-                LateInteractionEncoder, models.late_interaction, batch_size=models.encode_batch_size,
-                device=models.device) if models.late_interaction else None)
-        if "rerank" in roles or ("query" in roles and models.cross_encoder):
-            cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device,
-                                      precision=models.cross_precision)
-            self.batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
-                                         batching.rerank_max_wait_ms, batching.rerank_queue_jobs,
-                                         on_batch=self.metrics.observe_batch)
-            batcher = self.batcher
-            self.metrics.inflight_candidate_sets.set_function(lambda: batcher.pending_jobs)
-            self.metrics.count("cascade_rerank_abandoned_jobs_total", "Cross-encoder jobs whose scoring stopped "
-                               "part-way: nobody waited any more (a deadline passed).", "reason",
-                               lambda: {"deadline": batcher.abandoned_jobs})
-        if "ingest" in roles and self.store and self.bi_encoders:
-            self.index_scheduler = IndexScheduler(
-                self.store, settings.store.index_min_points, settings.store.index_idle_s,
-                on_build=self.metrics.index_builds.observe, on_failure=self.metrics.index_build_failures.inc)
-            processor = IngestProcessor(self.store, self.bi_encoders, service=f"ingest@{settings.instance_name}",
-                                        max_collections=settings.store.max_collections)
-            ingest = ingest_consumer(settings, self.publisher, processor, self.index_scheduler)
-            self.reindexer = Reindexer(self.store, self.bi_encoders, self.index_scheduler, self.publisher,
-                                       ingest.subscription, settings.batching.reindex_page_size,
-                                       **settings.kafka.client_options())
-            self.consumers += [ingest, reindex_consumer(settings, self.publisher, self.reindexer)]
-        if "query" in roles and self.store and self.bi_encoders:
-            self.query_cache = QueryVectorCache(batching.query_cache_size)
-            cache = self.query_cache
-            self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
-                               lambda: {"hit": cache.hits, "miss": cache.misses})
-            kafka = settings.kafka
-            if batching.rerank_max_backlog:
-                self.reranker_backlog = GroupBacklog(Subscription(kafka.topics.name(Topic.CANDIDATES),
-                                                                  kafka.group("reranker")), **kafka.client_options())
-            backlog = self.reranker_backlog
-            self.consumers.append(query_consumer(settings, self.publisher, QueryProcessor(
-                settings, self.store, self.bi_encoders, self.query_cache, self.batcher,
-                lambda: backlog.records if backlog else 0)))
-        if "rerank" in roles and self.batcher:
-            reranking = RerankProcessor(settings, self.batcher)
-            scores = reranking.score_cache
-            self.metrics.count("cascade_rerank_score_cache_total", "Reranker score cache lookups, one per pair.",
-                               "result", lambda: {"hit": scores.hits, "miss": scores.misses})
-            self.consumers.append(reranker_consumer(settings, self.publisher, reranking))
+        self._build_roles()
         self._background: list[asyncio.Task[None]] = []
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
         self._stopping = False
-        self.health: HealthServer | None = None
-        if settings.metrics_port is not None:
-            self.health = HealthServer(self.metrics.registry, self.problems, self.describe, settings.metrics_host,
-                                       settings.metrics_port)
+        self.health = self._health_server()
+
+    def _counted_publisher(self) -> Publisher:
+        """Every role publishes its outputs through one producer, whose outcomes the metrics expose."""
+        publisher = Publisher(self.settings.kafka, on_published=self.metrics.published)
+        self.metrics.count("cascade_publish_total", "Outputs by what became of them.", "outcome",
+                           lambda: dict(publisher.counts))
+        return publisher
+
+    def _build_roles(self) -> None:
+        """Load only the models and stores the roles need: a reranking pod holds no vector store, an ingest pod
+        no cross-encoder."""
+        roles, models = self.roles, self.settings.models
+        if roles & {"ingest", "query"}:
+            self._open_first_stage()
+        if "rerank" in roles or ("query" in roles and models.cross_encoder):
+            self._load_cross_encoder()
+        if "ingest" in roles and self.store and self.bi_encoders:
+            self._serve_ingest(self.store, self.bi_encoders)
+        if "query" in roles and self.store and self.bi_encoders:
+            self._serve_query(self.store, self.bi_encoders)
+        if "rerank" in roles and self.batcher:
+            self._serve_rerank(self.batcher)
+
+    def _open_first_stage(self) -> None:
+        """Ingest and query share one store and one set of bi-encoders: an EdgeStore serves one process."""
+        self.store = open_store(self.settings.store)
+        models = self.settings.models
+
+        def load(name: str) -> BiEncoder:
+            return BiEncoder(name, max_length=models.bi_max_length, batch_size=models.encode_batch_size,
+                             device=models.device)
+        self.bi_encoder = load(models.bi_encoder)
+        self.bi_encoders = BiEncoders(self.bi_encoder, load)
+
+    def _late_interaction_model(self) -> LateInteractionModel:
+        """The ColBERT encoder, loaded on first use, where one is configured."""
+        models = self.settings.models
+        return LateInteractionModel(partial(
+            LateInteractionEncoder, models.late_interaction, batch_size=models.encode_batch_size,
+            device=models.device) if models.late_interaction else None)
+
+    def _load_cross_encoder(self) -> None:
+        """The rerank role and the query role's mode cross share one batcher, so that the cross-encoder runs full
+        batches."""
+        models, batching = self.settings.models, self.settings.batching
+        cross = CrossEncoder.load(models.cross_encoder, max_length=models.cross_max_length, device=models.device,
+                                  precision=models.cross_precision)
+        batcher = RerankBatcher(cross, batching.rerank_gather_tokens, batching.pass_tokens(cross.device.type),
+                                batching.rerank_max_wait_ms, batching.rerank_queue_jobs,
+                                on_batch=self.metrics.observe_batch)
+        self.batcher = batcher
+        self.metrics.inflight_candidate_sets.set_function(lambda: batcher.pending_jobs)
+        self.metrics.count("cascade_rerank_abandoned_jobs_total", "Cross-encoder jobs whose scoring stopped "
+                           "part-way: nobody waited any more (a deadline passed).", "reason",
+                           lambda: {"deadline": batcher.abandoned_jobs})
+
+    def _serve_ingest(self, store: VectorStore, bi_encoders: BiEncoders) -> None:
+        """Documents and reindexes tell one scheduler what they wrote, so that a collection is indexed once its
+        writes go quiet, whichever wrote them."""
+        settings = self.settings
+        self.index_scheduler = IndexScheduler(
+            store, settings.store.index_min_points, settings.store.index_idle_s,
+            on_build=self.metrics.index_builds.observe, on_failure=self.metrics.index_build_failures.inc)
+        processor = IngestProcessor(store, bi_encoders, self.late_interaction,
+                                    service=f"ingest@{settings.instance_name}",
+                                    max_collections=settings.store.max_collections)
+        ingest = ingest_consumer(settings, self.publisher, processor, self.index_scheduler)
+        self.reindexer = Reindexer(store, bi_encoders, self.late_interaction, self.index_scheduler, self.publisher,
+                                   ingest.subscription, settings.batching.reindex_page_size,
+                                   **settings.kafka.client_options())
+        self.consumers += [ingest, reindex_consumer(settings, self.publisher, self.reindexer)]
+
+    def _serve_query(self, store: VectorStore, bi_encoders: BiEncoders) -> None:
+        """Queries reuse cached query vectors; mode rerank is refused while the rerankers' backlog is past its limit."""
+        settings, batching = self.settings, self.settings.batching
+        cache = QueryVectorCache(batching.query_cache_size)
+        self.query_cache = cache
+        self.metrics.count("cascade_query_cache_total", "Query-vector cache lookups.", "result",
+                           lambda: {"hit": cache.hits, "miss": cache.misses})
+        kafka = settings.kafka
+        if batching.rerank_max_backlog:
+            self.reranker_backlog = GroupBacklog(Subscription(kafka.topics.name(Topic.CANDIDATES),
+                                                              kafka.group("reranker")), **kafka.client_options())
+        backlog = self.reranker_backlog
+        self.consumers.append(query_consumer(settings, self.publisher, QueryProcessor(
+            settings, store, bi_encoders, self.late_interaction, cache, self.batcher,
+            lambda: backlog.records if backlog else 0)))
+
+    def _serve_rerank(self, batcher: RerankBatcher) -> None:
+        """The score cache spares the cross-encoder the pairs it has scored already."""
+        reranking = RerankProcessor(self.settings, batcher)
+        scores = reranking.score_cache
+        self.metrics.count("cascade_rerank_score_cache_total", "Reranker score cache lookups, one per pair.",
+                           "result", lambda: {"hit": scores.hits, "miss": scores.misses})
+        self.consumers.append(reranker_consumer(self.settings, self.publisher, reranking))
+
+    def _health_server(self) -> HealthServer | None:
+        """Probes and metrics are served only where a port is configured: unset, the process serves no HTTP."""
+        settings = self.settings
+        if settings.metrics_port is None:
+            return None
+        return HealthServer(self.metrics.registry, self.problems, self.describe, settings.metrics_host,
+                            settings.metrics_port)
 
     async def start(self) -> None:
         await self._check_collections()
@@ -226,7 +276,7 @@ class CascadeProcess:
         if self.settings.models.late_interaction:
             # Loaded now, before serving: loading holds the GIL ~0.2 s, which would stall the event loop mid-run.
             try:
-                await self.bi_encoders.late_interaction()
+                await self.late_interaction.get()
             except Exception as exc:  # a missing or broken folder: only what needs ColBERT fails, as before
                 log.error("late_interaction.unavailable", error=repr(exc),
                           consequence="documents for collections with token vectors are rejected and mode "

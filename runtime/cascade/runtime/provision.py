@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.errors import for_code
 
 from cascade.contracts import TopicRegistry
-from cascade.contracts.topic_admin import TopicToCreate, create_topics
+from cascade.contracts.topic_admin import TopicToCreate, create_topics, partition_counts
 
 __all__ = ["ProvisionReport", "TopicMismatchError", "provision_topics"]
 
@@ -29,13 +29,6 @@ class ProvisionReport:
     """Existing growable topics whose partitions were raised."""
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    described = await admin.describe_topics(names)
-    return {
-        topic["topic"]: len(topic["partitions"]) for topic in described if topic.get("error_code", 0) == 0
-    }
-
-
 async def _settled_partition_counts(
     admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 15.0
 ) -> dict[str, int]:
@@ -43,7 +36,7 @@ async def _settled_partition_counts(
     returns before that)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        present = await _partition_counts(admin, list(wanted))
+        present = await partition_counts(admin, list(wanted))
         if all(present.get(name, 0) >= count for name, count in wanted.items()) or time.monotonic() > deadline:
             return present
         await asyncio.sleep(0.1)
@@ -68,7 +61,7 @@ async def provision_topics(registry: TopicRegistry, replication_factor: int | No
     admin = AIOKafkaAdminClient(**client_options)
     await admin.start()
     try:
-        present = await _partition_counts(admin, list(wanted))
+        present = await partition_counts(admin, list(wanted))
         missing = [TopicToCreate(name, wanted[name], {"retention.ms": str(specs[name].retention_ms)})
                    for name in wanted if name not in present]
         if missing:

@@ -22,6 +22,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 
+from cascade.contracts.topic_admin import partition_counts
 from cascade.infra.acls import ROLE_GRANTS
 from cascade.services.lag import group_lag
 from cascade.services.settings import KafkaSettings, StoreSettings
@@ -84,8 +85,7 @@ async def collection_status(store: VectorStore) -> list[CollectionStatus]:
 
 
 async def _topics(admin: AIOKafkaAdminClient, names: list[str]) -> list[TopicStatus]:
-    described = {each["topic"]: len(each["partitions"]) for each in await admin.describe_topics(names)
-                 if each.get("error_code", 0) == 0}
+    described = await partition_counts(admin, names)
     retention: dict[str, int] = {}
     if described:
         resources = [ConfigResource(ConfigResourceType.TOPIC, name, configs={"retention.ms": None})

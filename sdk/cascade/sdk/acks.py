@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cascade.contracts import ContractError, IngestAck, Message, ReindexStatus, decode
+from cascade.contracts.topic_admin import admin_client, partition_counts
 
 __all__ = ["AckWaiter", "IngestRejected", "ReindexFailed", "ReindexWaiter"]
 
@@ -46,6 +47,7 @@ class _TopicTail:
 
     def __init__(self, topic: str, **kafka_options: Any) -> None:
         self._topic = topic
+        self._kafka_options = kafka_options
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka_options)
 
     async def start(self) -> None:
@@ -53,12 +55,11 @@ class _TopicTail:
         would otherwise leave one open a try)."""
         try:
             await self._consumer.start()
-            # The consumer's own metadata only covers subscribed topics; ask the cluster for everything.
-            cluster = await self._consumer._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(self._topic)
+            async with admin_client(**self._kafka_options) as admin:
+                partitions = range((await partition_counts(admin, [self._topic])).get(self._topic, 0))
             if not partitions:
                 raise LookupError(f"topic {self._topic!r} does not exist: provision the topics (`cascade topics`)")
-            assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+            assigned = [TopicPartition(self._topic, p) for p in partitions]
             self._consumer.assign(assigned)
             await self._consumer.seek_to_end(*assigned)
             for partition in assigned:  # pin the positions now: seek_to_end is lazy

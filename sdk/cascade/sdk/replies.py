@@ -15,10 +15,9 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from cascade.contracts import ContractError, SearchResult, decode
-from cascade.contracts.topic_admin import TopicToCreate, create_topics
+from cascade.contracts.topic_admin import TopicToCreate, admin_client, create_topics
 
 __all__ = ["ReplyRouter", "ReplyRouterFailed", "ResultStream", "ResultStreamOverflow"]
 
@@ -93,18 +92,9 @@ class ReplyRouter:
         self._task: asyncio.Task[None] | None = None
         self.duplicates_dropped = 0
 
-    async def _admin(self) -> AIOKafkaAdminClient:
-        options = {key: value for key, value in self._kafka_options.items() if key != "client_id"}
-        admin = AIOKafkaAdminClient(**options)
-        await admin.start()
-        return admin
-
     async def start(self) -> None:
-        admin = await self._admin()
-        try:
+        async with admin_client(**self._kafka_options) as admin:
             await create_topics(admin, [TopicToCreate(self.topic, 1, {"retention.ms": str(_RETENTION_MS)})])
-        finally:
-            await admin.close()
         self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._kafka_options)
         await self._consumer.start()
         partition = TopicPartition(self.topic, 0)
@@ -138,13 +128,11 @@ class ReplyRouter:
             future.cancel()
         for stream in list(self._streams):
             stream.end()
-        admin = await self._admin()
         try:
-            await admin.delete_topics([self.topic])
+            async with admin_client(**self._kafka_options) as admin:
+                await admin.delete_topics([self.topic])
         except Exception as exc:  # best effort: retention removes it anyway
             log.warning("sdk.reply_topic_not_deleted", topic=self.topic, error=repr(exc))
-        finally:
-            await admin.close()
 
     def expect(self, request_id: str) -> asyncio.Future[SearchResult]:
         if self.failure is not None:

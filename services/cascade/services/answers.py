@@ -8,13 +8,22 @@ from dataclasses import dataclass
 import orjson
 import structlog
 
-from cascade.contracts import ErrorInfo, SearchRequest, SearchResult, Topic, TopicRegistry
+from cascade.contracts import (
+    ErrorInfo,
+    Hit,
+    SearchRequest,
+    SearchResult,
+    StageTimings,
+    Topic,
+    TopicRegistry,
+    elapsed_ms,
+)
 from cascade.contracts.limits import MAX_ERROR_CHARS, MAX_REQUEST_ID_CHARS
-from cascade.contracts.messages import ErrorCode
+from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.services.messaging import RawRecord, dead_letter, usable_id
 from cascade.services.publishing import Outgoing, is_too_large
 
-__all__ = ["Requester", "error_result", "refusal", "requester_of", "result_to", "undeliverable"]
+__all__ = ["Requester", "error_result", "ranked_result", "refusal", "requester_of", "result_to", "undeliverable"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,20 +66,28 @@ def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None)
     return Outgoing(_reply_topic(topics, reply_to), result.request_id, result)
 
 
+def ranked_result(request: SearchRequest, hits: list[Hit], timings: StageTimings, served_by: dict[str, str],
+                  models: dict[str, str]) -> SearchResult:
+    """A request's answer; its total time runs from when the client created the request."""
+    return SearchResult(request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
+                        timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
+                        served_by=served_by, models=models)
+
+
 def error_result(request_id: str, code: ErrorCode, message: str, served_by: dict[str, str]) -> SearchResult:
     return SearchResult(request_id=request_id, served_by=served_by,
                         error=ErrorInfo(code=code, message=message[:MAX_ERROR_CHARS]))
 
 
 def refusal(
-    topics: TopicRegistry, record: RawRecord, code: ErrorCode, reason: str, *, service: str,
-    served_by: dict[str, str], request: SearchRequest | None = None, path: Sequence[str] = (),
-    with_dead_letter: bool = True,
+    topics: TopicRegistry, record: RawRecord, code: ErrorCode, reason: str, *, filed_as: DeadLetterReason | None,
+    service: str, served_by: dict[str, str], request: SearchRequest | None = None, path: Sequence[str] = (),
 ) -> list[Outgoing]:
-    """What a refused record produces: a dead letter (bad input), and an error result for whoever waits —
-    the decoded `request`, or the requester salvaged from the raw record at `path`, if either exists."""
-    out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, reason, service))
-           ] if with_dead_letter else []
+    """What a refused record produces: a dead letter filed as `filed_as` (None: the record was fine, only not
+    servable now, e.g. past its deadline), and an error result for whoever waits — the decoded `request`, or the
+    requester salvaged from the raw record at `path`, if either exists."""
+    out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, filed_as, reason, service))
+           ] if filed_as is not None else []
     requester = (Requester(request.request_id, _reply_topic(topics, request.reply_to)) if request is not None
                  else requester_of(topics, record, path))
     log.warning("request.refused", service=service, request_id=requester.request_id if requester else None,
@@ -89,4 +106,5 @@ def undeliverable(
     and an error result (small, so it goes through) for whoever waits."""
     code: ErrorCode = "too_large" if is_too_large(error) else "internal"
     reason = f"the answer could not be published: {str(error) or repr(error)}"
-    return refusal(topics, record, code, reason, service=service, served_by=served_by, request=request, path=path)
+    return refusal(topics, record, code, reason, filed_as="undeliverable", service=service, served_by=served_by,
+                   request=request, path=path)

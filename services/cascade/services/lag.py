@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
+from cascade.contracts.topic_admin import partition_counts
 from cascade.services.consumers import Subscription
 
 __all__ = ["GroupBacklog", "group_lag", "wait_until_consumed", "watch_lag"]
@@ -61,8 +62,8 @@ async def _clients(**client_options: Any) -> AsyncIterator[tuple[AIOKafkaAdminCl
 
 
 async def _partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
-    described = await admin.describe_topics([topic])
-    return [TopicPartition(topic, partition["partition"]) for each in described for partition in each["partitions"]]
+    count = (await partition_counts(admin, [topic])).get(topic, 0)
+    return [TopicPartition(topic, partition) for partition in range(count)]  # Kafka numbers them from 0
 
 
 async def _positions(admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str,

@@ -8,6 +8,7 @@ from typing import Any
 
 from cascade.contracts import DeadLetter
 from cascade.contracts.limits import MAX_DLQ_RAW_BYTES, MAX_ERROR_CHARS
+from cascade.contracts.messages import DeadLetterReason
 
 __all__ = ["RawRecord", "dead_letter", "usable_id"]
 
@@ -36,11 +37,11 @@ class RawRecord:
             return None
 
 
-def dead_letter(record: RawRecord, error: str, service: str) -> DeadLetter:
+def dead_letter(record: RawRecord, reason: DeadLetterReason, error: str, service: str) -> DeadLetter:
     return DeadLetter(
         source_topic=record.topic, partition=record.partition, offset=record.offset, key=record.key_text,
         raw_b64=base64.b64encode(record.value[:MAX_DLQ_RAW_BYTES]).decode(), raw_size=len(record.value),
-        error=error[:MAX_ERROR_CHARS], service=service,
+        reason=reason, error=error[:MAX_ERROR_CHARS], service=service,
     )
 
 

@@ -14,23 +14,12 @@ from prometheus_client.registry import Collector
 from cascade.contracts import DeadLetter, IngestAck, SearchResult
 from cascade.services.publishing import Outgoing
 
-__all__ = ["Metrics", "dead_letter_reason"]
+__all__ = ["Metrics"]
 
 _STAGES = {"query_queue": "query_queue_ms", "encode": "encode_ms", "ann": "ann_ms", "rerank_queue": "rerank_queue_ms",
            "rerank_compute": "rerank_ms", "total": "total_ms"}
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-_REASONS = (("not valid UTF-8 JSON", "not_json"), ("expected a JSON object", "not_an_object"),
-            ("more than the limit", "too_large"), ("encodes to", "too_large"), ("invalid ", "schema"),
-            ("dimensional", "model_mismatch"), ("model_mismatch", "model_mismatch"),
-            ("model_unavailable", "model_unavailable"), ("cap (CASCADE_STORE", "tenant_cap"),
-            ("processing failed", "processing_failed"), ("reply_to", "reply_to"), ("deadline", "deadline"),
-            ("does not exist", "unknown_collection"), ("could not be published", "undeliverable"))
-
-
-def dead_letter_reason(error: str) -> str:
-    """A bounded label for a dead letter's free-text reason."""
-    return next((label for marker, label in _REASONS if marker in error), "other")
 
 
 class _Counts(Collector):
@@ -96,7 +85,7 @@ class Metrics:
         elif isinstance(message, IngestAck):
             self.documents.labels(message.status).inc()
         elif isinstance(message, DeadLetter):
-            self.dead_letters.labels(re.sub(r"@.*", "", message.service), dead_letter_reason(message.error)).inc()
+            self.dead_letters.labels(re.sub(r"@.*", "", message.service), message.reason).inc()
 
     def _result(self, result: SearchResult) -> None:
         if result.error is not None:

@@ -5,7 +5,7 @@ from cascade.services.encoders.catalogue import CATALOGUE, DEFAULT_MODEL, ModelN
 from cascade.services.encoders.cross_encoder import CrossEncoder, ScoredBatch, plan_passes
 from cascade.services.encoders.device import resolve_device
 from cascade.services.encoders.late_interaction import LateInteractionEncoder, maxsim
-from cascade.services.encoders.registry import BiEncoders, UnknownModel
+from cascade.services.encoders.registry import BiEncoders, LateInteractionModel, UnknownModel
 from cascade.services.encoders.rerank_batcher import BatcherStopped, RerankBatcher, RerankOutcome
 from cascade.services.encoders.text import document_text
 
@@ -18,6 +18,7 @@ __all__ = [
     "BiEncoders",
     "CrossEncoder",
     "LateInteractionEncoder",
+    "LateInteractionModel",
     "ModelNotFetched",
     "ModelSpec",
     "RerankBatcher",

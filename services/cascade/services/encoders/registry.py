@@ -14,7 +14,7 @@ from cascade.services.encoders.bi_encoder import BiEncoder
 from cascade.services.encoders.catalogue import CATALOGUE
 from cascade.services.encoders.late_interaction import LateInteractionEncoder
 
-__all__ = ["BiEncoders", "UnknownModel"]
+__all__ = ["BiEncoders", "LateInteractionModel", "UnknownModel"]
 
 log = structlog.get_logger(__name__)
 
@@ -23,29 +23,35 @@ class UnknownModel(LookupError):
     """A collection names a model this process cannot load (not in the catalogue, or not fetched here)."""
 
 
+class LateInteractionModel:
+    """The process's late-interaction (ColBERT) encoder, if one is configured (`load` is None where none is)."""
+
+    def __init__(self, load: Callable[[], LateInteractionEncoder] | None = None) -> None:
+        self._load = load
+        self._loaded: LateInteractionEncoder | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> LateInteractionEncoder:
+        """The encoder, loaded the first time (UnknownModel where none is configured)."""
+        if self._load is None:
+            raise UnknownModel("no late-interaction (ColBERT) encoder is configured in this process: set "
+                               "CASCADE_MODELS_LATE_INTERACTION to its folder")
+        async with self._lock:
+            if self._loaded is None:
+                try:
+                    self._loaded = await asyncio.to_thread(self._load)
+                except OSError as exc:  # a folder missing or incomplete
+                    raise UnknownModel(f"the late-interaction (ColBERT) encoder cannot be loaded: {exc}") from None
+                log.info("late_interaction.loaded", model=self._loaded.model_id, dim=self._loaded.dim)
+            return self._loaded
+
+
 class BiEncoders:
-    def __init__(self, default: BiEncoder, load: Callable[[str], BiEncoder],
-                 late_interaction: Callable[[], LateInteractionEncoder] | None = None) -> None:
+    def __init__(self, default: BiEncoder, load: Callable[[str], BiEncoder]) -> None:
         self.default = default
         self._load = load
         self._loaded = {default.name: default}
         self._lock = asyncio.Lock()
-        self._load_late = late_interaction
-        self._late: LateInteractionEncoder | None = None
-
-    async def late_interaction(self) -> LateInteractionEncoder:
-        """The ColBERT encoder (UnknownModel where none is configured)."""
-        if self._load_late is None:
-            raise UnknownModel("no late-interaction (ColBERT) encoder is configured in this process: set "
-                               "CASCADE_MODELS_LATE_INTERACTION to its folder")
-        async with self._lock:
-            if self._late is None:
-                try:
-                    self._late = await asyncio.to_thread(self._load_late)
-                except OSError as exc:  # a folder missing or incomplete
-                    raise UnknownModel(f"the late-interaction (ColBERT) encoder cannot be loaded: {exc}") from None
-                log.info("late_interaction.loaded", model=self._late.model_id, dim=self._late.dim)
-            return self._late
 
     async def get(self, name: str | None) -> BiEncoder:
         """The encoder called `name` (None: the default), loading a catalogue model the first time."""

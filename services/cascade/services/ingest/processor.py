@@ -25,14 +25,19 @@ from cascade.contracts import (
     now_ms,
 )
 from cascade.contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
-from cascade.contracts.messages import AckStatus
-from cascade.services.encoders import BiEncoders, LateInteractionEncoder, UnknownModel, document_text
+from cascade.contracts.messages import AckStatus, DeadLetterReason
+from cascade.services.encoders import (
+    BiEncoders,
+    LateInteractionEncoder,
+    LateInteractionModel,
+    UnknownModel,
+    document_text,
+)
 from cascade.services.encoders.late_interaction import TokenVectors
 from cascade.services.encoders.sparse import Bm25Encoder
 from cascade.services.ingest.versions import versions
 from cascade.services.messaging import RawRecord, dead_letter, usable_id
 from cascade.services.store import (
-    Sparse,
     StoredDocument,
     UnknownCollectionError,
     VectorSizeMismatch,
@@ -86,11 +91,12 @@ def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
 
 
 class IngestProcessor:
-    def __init__(self, store: VectorStore, encoders: BiEncoders, service: str = "ingest",
-                 max_collections: int = 1_000) -> None:
+    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+                 service: str = "ingest", max_collections: int = 1_000) -> None:
         self._store = store
         self._max_collections = max_collections
         self._encoders = encoders
+        self._late_interaction = late_interaction
         self._bm25 = Bm25Encoder()
         self._service = service
 
@@ -104,7 +110,7 @@ class IngestProcessor:
                 event: DocumentEvent | ReindexCopy = (decode(record.value, ReindexCopy) if is_reindex_copy(record)
                                 else decode(record.value, DocumentEvent))
             except ContractError as exc:
-                self.reject(record, str(exc), outcome)
+                self.reject(record, exc.reason, str(exc), outcome)
             else:
                 events.append((record, event))
         for run in _split_runs(events):
@@ -144,28 +150,30 @@ class IngestProcessor:
         for letter in refused.dead_letters:
             log.warning("reindex.copy_refused", target=building, doc_id=letter.key, error=letter.error)
 
-    def reject(self, record: RawRecord, reason: str, outcome: IngestOutcome, collection: str | None = None) -> None:
+    def reject(self, record: RawRecord, reason: DeadLetterReason, error: str, outcome: IngestOutcome,
+               collection: str | None = None) -> None:
         """A dead letter and a `rejected` ack for a record that cannot be applied (a reindex's copy: no ack, no
         client waits for it)."""
         log.warning("ingest.rejected", topic=record.topic, partition=record.partition, offset=record.offset,
-                    error=reason)
-        outcome.dead_letters.append(dead_letter(record, reason, self._service))
+                    reason=reason, error=error)
+        outcome.dead_letters.append(dead_letter(record, reason, error, self._service))
         if is_reindex_copy(record):
             return
         named = collection and base_name(collection)
         outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=named, status="rejected",
-                                      error=reason[:MAX_ERROR_CHARS]))
+                                      error=error[:MAX_ERROR_CHARS]))
 
-    def _reject_upserts(self, received: list[Received], reason: str, outcome: IngestOutcome, collection: str) -> None:
+    def _reject_upserts(self, received: list[Received], reason: DeadLetterReason, error: str, outcome: IngestOutcome,
+                        collection: str) -> None:
         for record, event in received:
             if event.op == "upsert":
-                self.reject(record, reason, outcome, collection)
+                self.reject(record, reason, error, outcome, collection)
 
     async def _model_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> str:
-        """The model an existing collection recorded (the default for one made before models were recorded);
-        for a new collection, the first model its documents name, else the default."""
+        """The model an existing collection recorded; for a new collection, the first model its documents name,
+        else the default."""
         if exists:
-            return await self._store.collection_model(collection) or self._encoders.default.name
+            return await self._store.collection_model(collection)
         return next((event.model for event in upserts if event.model), self._encoders.default.name)
 
     async def _late_interaction_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> bool:
@@ -202,19 +210,19 @@ class IngestProcessor:
         if not exists:
             held = len(await self._store.collections())
             if held >= self._max_collections:
-                reason = (f"collection {named!r} was not created: the store holds {held} collections, the cap "
-                          "(CASCADE_STORE_MAX_COLLECTIONS)")
-                self._reject_upserts(received, reason, outcome, collection)
+                error = (f"collection {named!r} was not created: the store holds {held} collections, the cap "
+                         "(CASCADE_STORE_MAX_COLLECTIONS)")
+                self._reject_upserts(received, "collection_cap", error, outcome, collection)
                 return
         model = await self._model_of(collection, exists, upserts)
         late = await self._late_interaction_of(collection, exists, upserts)
         kept: list[Received] = []
         for record, event in received:
             if event.op == "upsert" and event.model and event.model != model:
-                self.reject(record, f"model_mismatch: collection {named!r} holds vectors of model {model!r}, "
-                            f"this document asks for {event.model!r}", outcome, collection)
+                self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} holds vectors of model "
+                            f"{model!r}, this document asks for {event.model!r}", outcome, collection)
             elif event.op == "upsert" and event.late_interaction is not None and event.late_interaction != late:
-                self.reject(record, f"model_mismatch: collection {named!r} was made "
+                self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} was made "
                             f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
                             f"for late_interaction={event.late_interaction}", outcome, collection)
             else:
@@ -222,15 +230,15 @@ class IngestProcessor:
         received, upserts = kept, [event for _, event in kept if event.op == "upsert"]
         try:
             encoder = await self._encoders.get(model)
-            tokens_encoder = await self._encoders.late_interaction() if late else None
+            tokens_encoder = await self._late_interaction.get() if late else None
         except UnknownModel as exc:
-            self._reject_upserts(received, f"model_unavailable: {exc}", outcome, collection)
+            self._reject_upserts(received, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
             return
         await self._store.ensure_collection(collection, encoder.dim, encoder.name,
                                             tokens_encoder.dim if tokens_encoder else None)
         mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
         if mismatch:
-            self._reject_upserts(received, mismatch, outcome, collection)
+            self._reject_upserts(received, "model_mismatch", mismatch, outcome, collection)
             return
         # the token vectors' model is part of the hash: a new ColBERT encoder re-encodes the collection
         model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
@@ -245,9 +253,7 @@ class IngestProcessor:
             texts = [document_text(event.title, event.text) for event in changed]
             # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
             vectors = await asyncio.to_thread(encoder.encode_documents, texts)
-            sparse: list[Sparse | None] = [None] * len(texts)
-            if await self._store.has_sparse(collection):
-                sparse = list(await asyncio.to_thread(self._bm25.encode_documents, texts))
+            sparse = await asyncio.to_thread(self._bm25.encode_documents, texts)
             tokens: list[TokenVectors | None] = [None] * len(texts)
             if tokens_encoder is not None:
                 tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))

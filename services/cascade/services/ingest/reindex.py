@@ -33,7 +33,7 @@ import structlog
 
 from cascade.contracts import REINDEX_COPY_HEADER, ReindexCopy, ReindexRequest, ReindexStatus
 from cascade.services.consumers import Subscription
-from cascade.services.encoders import BiEncoders, UnknownModel
+from cascade.services.encoders import BiEncoders, LateInteractionModel, UnknownModel
 from cascade.services.ingest.indexing import IndexScheduler
 from cascade.services.ingest.versions import versions
 from cascade.services.lag import wait_until_consumed
@@ -56,10 +56,12 @@ class ReindexIncomplete(RuntimeError):
 
 
 class Reindexer:
-    def __init__(self, store: VectorStore, encoders: BiEncoders, scheduler: IndexScheduler, publisher: Publisher,
-                 documents: Subscription, page_size: int = 64, **client_options: Any) -> None:
+    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+                 scheduler: IndexScheduler, publisher: Publisher, documents: Subscription, page_size: int = 64,
+                 **client_options: Any) -> None:
         self._store = store
         self._encoders = encoders
+        self._late_interaction = late_interaction
         self._scheduler = scheduler
         self._publisher = publisher
         self._documents = documents
@@ -88,7 +90,7 @@ class Reindexer:
             late = request.late_interaction
             if late is None:
                 late = await self._store.token_dim(source) is not None
-            tokens = await self._encoders.late_interaction() if late else None
+            tokens = await self._late_interaction.get() if late else None
         except UnknownModel as exc:
             return status.model_copy(update={"source": source, "error": f"model_unavailable: {exc}"})
         token_dim = tokens.dim if tokens else None

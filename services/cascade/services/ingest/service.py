@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascade.contracts import ContractError, ReindexRequest, ReindexStatus, Topic, decode
+from cascade.contracts.messages import DeadLetterReason
 from cascade.services.consumers import BatchConsumer
 from cascade.services.ingest.indexing import IndexScheduler
 from cascade.services.ingest.processor import IngestOutcome, IngestProcessor
@@ -31,9 +32,9 @@ def ingest_consumer(settings: Settings, publisher: Publisher, processor: IngestP
         scheduler.written({ack.collection for ack in outcome.acks if ack.collection and ack.status == "indexed"})
         return outputs(outcome)
 
-    def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
+    def refuse(record: RawRecord, error: str) -> list[Outgoing]:
         outcome = IngestOutcome()
-        processor.reject(record, reason, outcome)
+        processor.reject(record, "processing_failed", error, outcome)
         return outputs(outcome)
 
     return BatchConsumer(
@@ -60,15 +61,18 @@ def reindex_consumer(settings: Settings, publisher: Publisher, reindexer: Reinde
             try:
                 request = decode(record.value, ReindexRequest)
             except ContractError as exc:
-                out += refuse(record, str(exc))
+                out.append(filed(record, exc.reason, str(exc)))
             else:
                 if (answer := await reindexer.start(request, report)) is not None:
                     out.append(status(answer))
         return out
 
-    def refuse(record: RawRecord, reason: str) -> list[Outgoing]:
-        letter = dead_letter(record, reason, f"ingest@{settings.instance_name}")
-        return [Outgoing(topics.name(Topic.DLQ), letter.key, letter)]
+    def filed(record: RawRecord, reason: DeadLetterReason, error: str) -> Outgoing:
+        letter = dead_letter(record, reason, error, f"ingest@{settings.instance_name}")
+        return Outgoing(topics.name(Topic.DLQ), letter.key, letter)
+
+    def refuse(record: RawRecord, error: str) -> list[Outgoing]:
+        return [filed(record, "processing_failed", error)]
 
     return BatchConsumer(
         settings, publisher, topic=topics.name(Topic.REINDEX), role="ingest-reindex", max_records=1, handler=handle,

@@ -27,13 +27,19 @@ from cascade.contracts import (
     StageTimings,
     Topic,
     decode,
-    elapsed_ms,
     now_ms,
 )
-from cascade.contracts.messages import ErrorCode, FirstStage
+from cascade.contracts.messages import DeadLetterReason, ErrorCode, FirstStage
 from cascade.contracts.trace_context import context_of
-from cascade.services.answers import refusal, result_to, undeliverable
-from cascade.services.encoders import BiEncoder, BiEncoders, RerankBatcher, UnknownModel, document_text
+from cascade.services.answers import ranked_result, refusal, result_to, undeliverable
+from cascade.services.encoders import (
+    BiEncoder,
+    BiEncoders,
+    LateInteractionModel,
+    RerankBatcher,
+    UnknownModel,
+    document_text,
+)
 from cascade.services.encoders.device import resolve_device
 from cascade.services.encoders.late_interaction import TokenVectors
 from cascade.services.encoders.sparse import Bm25Encoder
@@ -75,21 +81,25 @@ class _Admitted:
 
 
 class _Refused(Exception):
+    """A request this service will not serve; a dead letter unless the request was fine and only cannot be
+    served now (`dead_letter=False`: past its deadline, the rerankers overloaded, ...)."""
+
     def __init__(self, code: ErrorCode, message: str, dead_letter: bool = True) -> None:
         super().__init__(message)
         self.code = code
-        self.dead_letter = dead_letter
+        self.filed_as: DeadLetterReason | None = code if dead_letter else None
 
 
 class QueryProcessor:
     def __init__(
-        self, settings: Settings, store: VectorStore, encoders: BiEncoders, cache: QueryVectorCache,
-        cross: RerankBatcher | None, reranker_backlog: Callable[[], int] = lambda: 0,
+        self, settings: Settings, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+        cache: QueryVectorCache, cross: RerankBatcher | None, reranker_backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self._settings = settings
         self._topics = settings.kafka.topics
         self._store = store
         self._encoders = encoders
+        self._late_interaction = late_interaction
         self._bm25 = Bm25Encoder()
         self._cache = cache
         self._cross = cross
@@ -108,9 +118,9 @@ class QueryProcessor:
                 request = decode(record.value, SearchRequest)
                 admitted = await self._admit(request, picked_at)
             except ContractError as exc:
-                out += self._refuse(record, "invalid_request", str(exc), None)
+                out += self._refuse(record, "invalid_request", str(exc), None, exc.reason)
             except _Refused as exc:
-                out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+                out += self._refuse(record, exc.code, str(exc), request, exc.filed_as)
             else:
                 accepted.append((record, request, admitted))
         if not accepted:
@@ -132,20 +142,21 @@ class QueryProcessor:
                         record, request, admitted.collection, vector, late, picked_at, encode,
                         _first_stage_label(request.first_stage, admitted.encoder.model_id))
                 except _Refused as exc:
-                    out += self._refuse(record, exc.code, str(exc), request, exc.dead_letter)
+                    out += self._refuse(record, exc.code, str(exc), request, exc.filed_as)
                 except FieldNotFilterable as exc:
-                    out += self._refuse(record, "invalid_request", str(exc), request)
+                    out += self._refuse(record, "invalid_request", str(exc), request, "invalid_request")
                 except Exception as exc:
                     if is_transient(exc):
                         raise
-                    out += self._refuse(record, "internal", f"retrieval failed: {type(exc).__name__}: {exc}", request)
+                    out += self._refuse(record, "internal", f"retrieval failed: {type(exc).__name__}: {exc}", request,
+                                        "processing_failed")
                 else:
                     out.append(replace(answer, instead=partial(self._undeliverable, record, request)))
         return out
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
         """For a record whose processing failed on its own (see cascade.services.consumers)."""
-        return self._refuse(record, "internal", reason, None)
+        return self._refuse(record, "internal", reason, None, "processing_failed")
 
     def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
         return undeliverable(self._topics, record, error, service=self._service, served_by=self._served_by,
@@ -180,9 +191,6 @@ class QueryProcessor:
                            str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
         if request.mode == "colbert":
             await self._admit_colbert(collection)
-        if request.first_stage != "dense" and not await self._store.has_sparse(collection):
-            raise _Refused("invalid_request", f"collection {request.collection!r} has no sparse vectors (it was "
-                           f"created before hybrid retrieval): use first_stage 'dense', or re-create it")
         return _Admitted(encoder, collection)
 
     async def _admit_colbert(self, collection: str) -> None:
@@ -192,7 +200,7 @@ class QueryProcessor:
             raise _Refused("invalid_request", f"collection {collection!r} has no token vectors: mode 'colbert' needs "
                            "a collection made with late_interaction=True (index its documents anew into one)")
         try:
-            late = await self._encoders.late_interaction()
+            late = await self._late_interaction.get()
         except UnknownModel as exc:
             raise _Refused("model_unavailable", f"collection {collection!r}: {exc}") from None
         if late.dim != token_dim:
@@ -203,14 +211,14 @@ class QueryProcessor:
         if not queries:
             return [], 0.0
         began = time.perf_counter()
-        late = await self._encoders.late_interaction()
+        late = await self._late_interaction.get()
         encoded = await asyncio.to_thread(late.encode_queries, queries)
         return encoded, (time.perf_counter() - began) * 1000
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
-                with_dead_letter: bool = True) -> list[Outgoing]:
-        return refusal(self._topics, record, code, reason, service=self._service, served_by=self._served_by,
-                       request=request, with_dead_letter=with_dead_letter)
+                filed_as: DeadLetterReason | None) -> list[Outgoing]:
+        return refusal(self._topics, record, code, reason, filed_as=filed_as, service=self._service,
+                       served_by=self._served_by, request=request)
 
     async def _encode(self, queries: list[tuple[BiEncoder, str]]) -> tuple[list[Vector], float]:
         """A vector per (encoder, query), encoding only cache misses (once each, a batch per model), and the
@@ -269,7 +277,7 @@ class QueryProcessor:
         top = found[: request.k]
         models = {"bi_encoder": bi_model}
         if request.mode == "colbert":
-            models["late_interaction"] = (await self._encoders.late_interaction()).model_id
+            models["late_interaction"] = (await self._late_interaction.get()).model_id
         result = shrink_to_fit(lambda budget: self._result(request, [
             as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, **models),
             snippet_budget(len(top)))
@@ -312,8 +320,4 @@ class QueryProcessor:
             bi_encoder=bi_model, cross_encoder=model), snippet_budget(min(request.k, len(found))))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:
-        return SearchResult(
-            request_id=request.request_id, collection=request.collection, mode=request.mode, hits=hits,
-            timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
-            served_by=self._served_by, models=dict(models),
-        )
+        return ranked_result(request, hits, timings, self._served_by, dict(models))

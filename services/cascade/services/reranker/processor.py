@@ -12,9 +12,9 @@ import numpy as np
 import structlog
 
 from cascade.contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, elapsed_ms, now_ms
-from cascade.contracts.messages import ErrorCode
+from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.contracts.trace_context import context_of
-from cascade.services.answers import error_result, refusal, result_to, undeliverable
+from cascade.services.answers import error_result, ranked_result, refusal, result_to, undeliverable
 from cascade.services.encoders import RerankBatcher, RerankOutcome, document_text
 from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
@@ -50,7 +50,7 @@ class RerankProcessor:
             try:
                 candidates = decode(record.value, CandidateSet)
             except ContractError as exc:
-                out += self._refuse(record, "invalid_request", str(exc))
+                out += self._refuse(record, "invalid_request", str(exc), exc.reason)
                 continue
             if self._expired(candidates):
                 out.append(self._deadline_error(candidates))
@@ -66,7 +66,7 @@ class RerankProcessor:
                     raise outcome
                 log.error("rerank.failed", request_id=candidates.request.request_id, error=repr(outcome))
                 out += self._refuse(record, "internal", f"reranking failed: {type(outcome).__name__}: {outcome}",
-                                    candidates.request)
+                                    "processing_failed", candidates.request)
             elif self._expired(candidates):
                 out.append(self._deadline_error(candidates))
             else:
@@ -99,11 +99,11 @@ class RerankProcessor:
 
     def refuse(self, record: RawRecord, reason: str) -> list[Outgoing]:
         """For a record whose processing failed on its own (see cascade.services.consumers)."""
-        return self._refuse(record, "internal", reason)
+        return self._refuse(record, "internal", reason, "processing_failed")
 
-    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None = None
-                ) -> list[Outgoing]:
-        return refusal(self._topics, record, code, reason, service=self._service,
+    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, filed_as: DeadLetterReason,
+                request: SearchRequest | None = None) -> list[Outgoing]:
+        return refusal(self._topics, record, code, reason, filed_as=filed_as, service=self._service,
                        served_by={"reranker": self._instance}, request=request, path=("request",))
 
     def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
@@ -140,13 +140,11 @@ class RerankProcessor:
         scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
         timings = with_rerank_timings(candidates.timings, outcome,
                                       queue_ms=max(elapsed_ms(candidates.published_at_ms) - outcome.compute_ms, 0.0))
+        served_by = {**candidates.served_by, "reranker": self._instance}
+        models = {**candidates.models, "cross_encoder": self._batcher.encoder.model_id,
+                  **({"fusion_weight": f"{self.fusion_weight:g}"} if self.fusion_weight else {})}
+
         def build(budget: int) -> SearchResult:
-            return SearchResult(
-                request_id=request.request_id, collection=request.collection, mode=request.mode,
-                hits=ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget),
-                timings=timings.model_copy(update={"total_ms": elapsed_ms(request.created_at_ms)}),
-                served_by={**candidates.served_by, "reranker": self._instance},
-                models={**candidates.models, "cross_encoder": self._batcher.encoder.model_id,
-                        **({"fusion_weight": f"{self.fusion_weight:g}"} if self.fusion_weight else {})},
-            )
+            hits = ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget)
+            return ranked_result(request, hits, timings, served_by, models)
         return shrink_to_fit(build, snippet_budget(min(request.k, len(candidates.candidates))))

@@ -7,7 +7,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +30,7 @@ __all__ = [
     "VectorSizeMismatch",
     "VectorStore",
     "base_name",
+    "build_point",
     "field_key",
     "field_path",
     "fields_to_index",
@@ -63,9 +64,8 @@ def first_version(collection: str) -> str:
 
 
 def version_of(collection: str) -> int:
-    """A version's number; 1 for a collection made without one."""
-    _, _, number = collection.partition(VERSION_MARK)
-    return int(number) if number else 1
+    """A version's number: `docs@v2` -> 2."""
+    return int(collection.partition(VERSION_MARK)[2])
 
 
 def point_id(collection: str, doc_id: str) -> str:
@@ -186,7 +186,7 @@ class StoredDocument:
     ingested_at_ms: float
     metadata: Mapping[str, Any] = field(default_factory=dict)
     sparse: Sparse | None = None
-    """Stored when the collection has a sparse vector (see `has_sparse`)."""
+    """The document's term vector, for the sparse and hybrid first stages."""
     tokens: npt.NDArray[np.float32] | None = None
     """The document's token vectors (tokens x dim), stored when the collection has them (see `token_dim`). An
     array: a batch's token vectors are millions of floats, made into lists only where a store converts them,
@@ -221,6 +221,34 @@ class DocumentText:
                    payload["content_hash"])
 
 
+_P = TypeVar("_P", covariant=True)
+
+
+class PointType(Protocol[_P]):
+    """A point's class in either store's library: both take these keywords."""
+
+    def __call__(self, *, id: str, payload: dict[str, Any], vector: list[float] | dict[str, Any]) -> _P: ...
+
+
+class SparseVectorType(Protocol):
+    """A sparse vector's class in either store's library: both take these keywords."""
+
+    def __call__(self, *, indices: list[int], values: list[float]) -> Any: ...
+
+
+def build_point(collection: str, doc: StoredDocument, point: PointType[_P], sparse_vector: SparseVectorType) -> _P:
+    """`doc` as a point of `point`'s library: its payload, and its dense vector alone or, with a term vector or
+    token vectors, named "" beside them."""
+    dense = list(doc.vector)
+    named: dict[str, Any] = {}
+    if (terms := doc.stored_sparse) is not None:
+        named[SPARSE_VECTOR] = sparse_vector(indices=terms.indices, values=terms.values)
+    if doc.tokens is not None:
+        named[TOKEN_VECTORS] = doc.tokens.tolist()
+    return point(id=point_id(collection, doc.doc_id), payload=doc.payload(),
+                 vector={"": dense, **named} if named else dense)
+
+
 TEXT_FIELDS = ["doc_id", "title", "text", "metadata", "content_hash"]
 """The payload fields `DocumentText` reads."""
 
@@ -248,15 +276,15 @@ class VectorStore(ABC):
         `token_dim`, it stores each document's token vectors too (a MaxSim multivector, not indexed)."""
 
     @abstractmethod
-    async def collection_model(self, collection: str) -> str | None:
-        """The model the collection was created for; None for a collection made before models were recorded."""
+    async def collection_model(self, collection: str) -> str:
+        """The model the collection was created for."""
 
     @abstractmethod
     async def has_collection(self, collection: str) -> bool: ...
 
     @abstractmethod
     async def collections(self) -> list[str]:
-        """The names users address: aliases, and collections that no alias shadows (versions left out)."""
+        """The names users address: the aliases (every collection is made behind one, see `first_version`)."""
 
     @abstractmethod
     async def resolve(self, collection: str) -> str:
@@ -313,10 +341,6 @@ class VectorStore(ABC):
     @abstractmethod
     async def token_dim(self, collection: str) -> int | None:
         """The width of the collection's token vectors; None for a collection without them."""
-
-    @abstractmethod
-    async def has_sparse(self, collection: str) -> bool:
-        """Whether the collection stores sparse vectors (collections made before hybrid retrieval do not)."""
 
     @abstractmethod
     async def search(

@@ -11,8 +11,8 @@ wait meanwhile, reads do not), optimises the copy in a child process, records th
 then loads the indexed copy (0.2 s at 100k points), replays those writes onto it and swaps it in.
 
 Layout: `<path>/<collection>/CURRENT` names the live generation, a shard folder `<path>/<collection>/g<N>`;
-`<path>/ALIASES.json` maps aliases to collections (replaced atomically; an alias shadows a folder of its name, so
-a collection made before aliases can be switched to a reindexed version).
+`<path>/ALIASES.json` maps aliases to collections (replaced atomically): a collection `docs` is made as `docs@v1`
+behind the alias `docs`, so a reindex can build `docs@v2` and switch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
@@ -70,7 +70,6 @@ from cascade.services.store.base import (
     SPARSE_VECTOR,
     TEXT_FIELDS,
     TOKEN_VECTORS,
-    VERSION_MARK,
     DocumentText,
     FieldNotFilterable,
     FilterFieldKind,
@@ -80,6 +79,7 @@ from cascade.services.store.base import (
     StoredDocument,
     UnknownCollectionError,
     VectorStore,
+    build_point,
     field_key,
     field_path,
     fields_to_index,
@@ -123,9 +123,8 @@ class _Collection:
     shard: EdgeShard
     indexed_fields: set[str]
     dim: int
-    sparse: bool
     token_dim: int | None
-    model: str | None
+    model: str
     """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
     journal: list[UpdateOperation] | None = None
@@ -162,28 +161,16 @@ class _Collection:
         shard.close()
 
 
-def _vectors(shard_path: Path) -> tuple[int, bool, int | None]:
-    """The dense vectors' size, whether the shard has the sparse vector and its token vectors' size, from its
-    configuration."""
+def _vectors(shard_path: Path) -> tuple[int, int | None]:
+    """The dense vectors' size and the token vectors' size, from the shard's configuration."""
     config = json.loads((shard_path / "edge_config.json").read_text())
     tokens = config["vectors"].get(TOKEN_VECTORS)
-    return (int(config["vectors"][""]["size"]), SPARSE_VECTOR in (config.get("sparse_vectors") or {}),
-            int(tokens["size"]) if tokens else None)
-
-
-def _point(collection: str, doc: StoredDocument) -> Point:
-    named: dict[str, Any] = {}
-    if (terms := doc.stored_sparse) is not None:
-        named[SPARSE_VECTOR] = SparseVector(terms.indices, terms.values)
-    if doc.tokens is not None:
-        named[TOKEN_VECTORS] = doc.tokens.tolist()
-    return Point(id=point_id(collection, doc.doc_id), payload=doc.payload(),
-                 vector={"": list(doc.vector), **named} if named else list(doc.vector))
+    return int(config["vectors"][""]["size"]), int(tokens["size"]) if tokens else None
 
 
 def _upsert_operation(collection: str, documents: Sequence[StoredDocument]) -> UpdateOperation:
     """Built in a worker thread: the floats become lists and Edge's copies here, and those lists are freed here."""
-    return UpdateOperation.upsert_points([_point(collection, doc) for doc in documents])
+    return UpdateOperation.upsert_points([build_point(collection, doc, Point, SparseVector) for doc in documents])
 
 
 def _remove_all(folders: list[Path]) -> None:
@@ -225,10 +212,9 @@ class EdgeStore(VectorStore):
             stale = [found for found in folder.glob("g*") if found.name != f"g{generation}"]  # a build a crash cut
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
-            recorded = folder / _MODEL
             state = self._collections[collection] = _Collection(
                 folder, generation, shard, set(shard.info().payload_schema), *_vectors(path),
-                model=recorded.read_text() if recorded.is_file() else None)
+                model=(folder / _MODEL).read_text())
             if stale:  # removed off the event loop
                 state.cleanup = threading.Thread(target=_remove_all, args=(stale,), name="rmtree", daemon=True)
                 state.cleanup.start()
@@ -266,8 +252,7 @@ class EdgeStore(VectorStore):
         await asyncio.to_thread(shutil.rmtree, folder / "g0", True)  # a creation a crash cut before CURRENT
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[made] = _Collection(folder, 0, shard, set(), dim, sparse=True, token_dim=token_dim,
-                                              model=model)
+        self._collections[made] = _Collection(folder, 0, shard, set(), dim, token_dim, model)
         if made != collection:
             await self.switch_alias(collection, made)
 
@@ -276,7 +261,7 @@ class EdgeStore(VectorStore):
         return collection in self._collections or (self._folder(collection) / _CURRENT).is_file()
 
     async def collections(self) -> list[str]:
-        return _addressed(self._root, self._aliases, self._collections)
+        return sorted(self._aliases)
 
     async def resolve(self, collection: str) -> str:
         return self._aliases.get(collection, collection)
@@ -299,7 +284,7 @@ class EdgeStore(VectorStore):
     async def vector_size(self, collection: str) -> int:
         return self._open(collection).dim
 
-    async def collection_model(self, collection: str) -> str | None:
+    async def collection_model(self, collection: str) -> str:
         return self._open(collection).model
 
     async def _write(self, collection: str, operation: UpdateOperation) -> None:
@@ -366,9 +351,6 @@ class EdgeStore(VectorStore):
                                      for key, value in conditions.items()]
         return Filter(must=must)
 
-    async def has_sparse(self, collection: str) -> bool:
-        return self._open(collection).sparse
-
     async def token_dim(self, collection: str) -> int | None:
         return self._open(collection).token_dim
 
@@ -409,7 +391,7 @@ class EdgeStore(VectorStore):
         state = self._open(collection)
         info = await state.read(lambda shard: shard.info())
         with_sparse = CountRequest(exact=True, filter=Filter(must=[HasVectorCondition(SPARSE_VECTOR)]))
-        sparse = await state.read(lambda shard: shard.count(with_sparse)) if state.sparse else 0
+        sparse = await state.read(lambda shard: shard.count(with_sparse))
         return int(info.points_count - (info.indexed_vectors_count - sparse))
 
     async def build_index(self, collection: str) -> None:
@@ -459,18 +441,10 @@ def _read_aliases(root: Path) -> dict[str, str]:
     return loaded
 
 
-def _addressed(root: Path, aliases: Mapping[str, str], opened: Collection[str] = ()) -> list[str]:
-    """The names users address: aliases, and collections no alias shadows (versions left out)."""
-    found = {marker.parent.name for marker in root.glob(f"*/{_CURRENT}")} if root.is_dir() else set()
-    served = set(aliases.values())
-    return sorted({name for name in found | set(opened) if name not in served and VERSION_MARK not in name}
-                  | set(aliases))
-
-
 def collection_names(root: Path) -> list[str]:
     """The names users address in an embedded store's folder, read without opening the store (another process
     may serve it, and opening takes its lock)."""
-    return _addressed(root, _read_aliases(root))
+    return sorted(_read_aliases(root))
 
 
 def _locked(root: Path) -> TextIO:

@@ -27,7 +27,6 @@ from cascade.services.store.base import (
     SPARSE_VECTOR,
     TEXT_FIELDS,
     TOKEN_VECTORS,
-    VERSION_MARK,
     DocumentText,
     FieldNotFilterable,
     FilterFieldKind,
@@ -37,6 +36,7 @@ from cascade.services.store.base import (
     StoredDocument,
     UnknownCollectionError,
     VectorStore,
+    build_point,
     field_key,
     field_path,
     fields_to_index,
@@ -58,19 +58,8 @@ log = structlog.get_logger(__name__)
 
 class _Described(NamedTuple):
     dim: int
-    model: str | None
-    sparse: bool
+    model: str
     token_dim: int | None
-
-
-def _point(collection: str, doc: StoredDocument) -> models.PointStruct:
-    named: dict[str, Any] = {}
-    if (terms := doc.stored_sparse) is not None:
-        named[SPARSE_VECTOR] = models.SparseVector(indices=terms.indices, values=terms.values)
-    if doc.tokens is not None:
-        named[TOKEN_VECTORS] = doc.tokens.tolist()
-    return models.PointStruct(id=point_id(collection, doc.doc_id), payload=doc.payload(),
-                              vector={"": list(doc.vector), **named} if named else list(doc.vector))
 
 
 class QdrantStore(VectorStore):
@@ -167,16 +156,13 @@ class QdrantStore(VectorStore):
         return await self._exists(await self.resolve(collection))
 
     async def collections(self) -> list[str]:
-        aliases = {alias.alias_name for alias in (await self._on_peer(lambda client: client.get_aliases())).aliases}
-        made = {described.name
-                for described in (await self._on_peer(lambda client: client.get_collections())).collections}
-        return sorted(aliases | {name for name in made if VERSION_MARK not in name})
+        return sorted(alias.alias_name for alias in (await self._on_peer(lambda client: client.get_aliases())).aliases)
 
     async def _info(self, collection: str) -> models.CollectionInfo:
         return await self._on_peer(lambda client: client.get_collection(collection))
 
     async def _described(self, collection: str) -> _Described:
-        """Its vector size, model and sparse vector, asked per request, so cached: none of them ever changes."""
+        """Its vector sizes and model, asked per request, so cached: none of them ever changes."""
         collection = await self.resolve(collection)  # per call: a switch must be seen at once
         if collection not in self._described_collections:
             await self._require(collection)
@@ -184,21 +170,16 @@ class QdrantStore(VectorStore):
             vectors = config.params.vectors
             named = vectors if isinstance(vectors, dict) else {"": vectors}
             tokens = named.get(TOKEN_VECTORS)
-            model = (config.metadata or {}).get(_MODEL)
-            assert named[""] is not None
+            assert named[""] is not None and config.metadata is not None
             self._described_collections[collection] = _Described(
-                named[""].size, model if isinstance(model, str) else None,
-                SPARSE_VECTOR in (config.params.sparse_vectors or {}), tokens.size if tokens else None)
+                named[""].size, str(config.metadata[_MODEL]), tokens.size if tokens else None)
         return self._described_collections[collection]
 
     async def vector_size(self, collection: str) -> int:
         return (await self._described(collection)).dim
 
-    async def collection_model(self, collection: str) -> str | None:
+    async def collection_model(self, collection: str) -> str:
         return (await self._described(collection)).model
-
-    async def has_sparse(self, collection: str) -> bool:
-        return (await self._described(collection)).sparse
 
     async def token_dim(self, collection: str) -> int | None:
         return (await self._described(collection)).token_dim
@@ -221,7 +202,8 @@ class QdrantStore(VectorStore):
     async def upsert(self, collection: str, documents: Sequence[StoredDocument]) -> None:
         resolved = await self._require(collection)
         await self._index_fields(resolved, (doc.metadata for doc in documents))
-        points = await asyncio.to_thread(lambda: [_point(resolved, doc) for doc in documents])  # off the loop
+        points = await asyncio.to_thread(lambda: [  # off the loop
+            build_point(resolved, doc, models.PointStruct, models.SparseVector) for doc in documents])
         await self._on_peer(lambda client: client.upsert(resolved, points, wait=True))
 
     async def delete(self, collection: str, doc_ids: Sequence[str]) -> None:
