@@ -27,6 +27,7 @@ from cascade.contracts import (
 from cascade.contracts.limits import MAX_DOC_ID_CHARS, MAX_ERROR_CHARS
 from cascade.contracts.messages import AckStatus, DeadLetterReason
 from cascade.services.encoders import (
+    BiEncoder,
     BiEncoders,
     LateInteractionEncoder,
     LateInteractionModel,
@@ -195,51 +196,73 @@ class IngestProcessor:
 
     async def _apply(self, collection: str, received: list[Received], outcome: IngestOutcome,
                      create: bool = True) -> None:
-        events = [event for _, event in received]
-        upserts = [event for event in events if event.op == "upsert"]
-        deletes = [event.doc_id for event in events if event.op == "delete"]
+        """Deletes, then the upserts the collection can take (a new collection only if `create`)."""
         exists = await self._store.has_collection(collection)
         if not exists and not create:
             raise UnknownCollectionError(collection)
+        named = base_name(collection)  # the name users address (a reindex writes to a version of it)
+        deletes = [event.doc_id for _, event in received if event.op == "delete"]
         if deletes and exists:
             await self._store.delete(collection, deletes)
-        named = base_name(collection)  # the name users address (a reindex writes to a version of it)
         outcome.acks.extend(IngestAck(doc_id=doc_id, collection=named, status="deleted") for doc_id in deletes)
-        if not upserts:
+        upserts = [(record, event) for record, event in received if event.op == "upsert"]
+        if not upserts or (not exists and not await self._may_create(collection, upserts, outcome)):
             return
-        if not exists:
-            held = len(await self._store.collections())
-            if held >= self._max_collections:
-                error = (f"collection {named!r} was not created: the store holds {held} collections, the cap "
-                         "(CASCADE_STORE_MAX_COLLECTIONS)")
-                self._reject_upserts(received, "collection_cap", error, outcome, collection)
-                return
-        model = await self._model_of(collection, exists, upserts)
-        late = await self._late_interaction_of(collection, exists, upserts)
+        model = await self._model_of(collection, exists, [event for _, event in upserts])
+        late = await self._late_interaction_of(collection, exists, [event for _, event in upserts])
+        upserts = self._matching(collection, model, late, upserts, outcome)
+        encoders = await self._encoders_for(collection, model, late, upserts, outcome)
+        if encoders is not None:
+            await self._write(collection, *encoders, [event for _, event in upserts], outcome)
+
+    async def _may_create(self, collection: str, upserts: list[Received], outcome: IngestOutcome) -> bool:
+        """Whether the store may hold one more collection; if not, the upserts are refused."""
+        held = len(await self._store.collections())
+        if held < self._max_collections:
+            return True
+        error = (f"collection {base_name(collection)!r} was not created: the store holds {held} collections, the cap "
+                 "(CASCADE_STORE_MAX_COLLECTIONS)")
+        self._reject_upserts(upserts, "collection_cap", error, outcome, collection)
+        return False
+
+    def _matching(self, collection: str, model: str, late: bool, upserts: list[Received],
+                  outcome: IngestOutcome) -> list[Received]:
+        """The upserts that ask for the collection's model and token vectors (or nothing); the others refused."""
+        named = base_name(collection)
         kept: list[Received] = []
-        for record, event in received:
-            if event.op == "upsert" and event.model and event.model != model:
+        for record, event in upserts:
+            if event.model and event.model != model:
                 self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} holds vectors of model "
                             f"{model!r}, this document asks for {event.model!r}", outcome, collection)
-            elif event.op == "upsert" and event.late_interaction is not None and event.late_interaction != late:
+            elif event.late_interaction is not None and event.late_interaction != late:
                 self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} was made "
                             f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
                             f"for late_interaction={event.late_interaction}", outcome, collection)
             else:
                 kept.append((record, event))
-        received, upserts = kept, [event for _, event in kept if event.op == "upsert"]
+        return kept
+
+    async def _encoders_for(self, collection: str, model: str, late: bool, upserts: list[Received],
+                            outcome: IngestOutcome) -> tuple[BiEncoder, LateInteractionEncoder | None] | None:
+        """The encoders of the collection (made now if new), or None with the upserts refused when they are
+        unavailable or their vectors do not fit the collection's."""
         try:
             encoder = await self._encoders.get(model)
             tokens_encoder = await self._late_interaction.get() if late else None
         except UnknownModel as exc:
-            self._reject_upserts(received, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
-            return
+            self._reject_upserts(upserts, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
+            return None
         await self._store.ensure_collection(collection, encoder.dim, encoder.name,
                                             tokens_encoder.dim if tokens_encoder else None)
         mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
         if mismatch:
-            self._reject_upserts(received, "model_mismatch", mismatch, outcome, collection)
-            return
+            self._reject_upserts(upserts, "model_mismatch", mismatch, outcome, collection)
+            return None
+        return encoder, tokens_encoder
+
+    async def _write(self, collection: str, encoder: BiEncoder, tokens_encoder: LateInteractionEncoder | None,
+                     upserts: list[DocumentEvent], outcome: IngestOutcome) -> None:
+        """Encode and store what changed, relabel what only changed metadata, acknowledge every upsert."""
         # the token vectors' model is part of the hash: a new ColBERT encoder re-encodes the collection
         model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
@@ -250,29 +273,33 @@ class IngestProcessor:
         relabelled = {event.doc_id: event.metadata for event in upserts
                       if event.doc_id not in changed_ids and dict(stored[event.doc_id].metadata) != event.metadata}
         if changed:
-            texts = [document_text(event.title, event.text) for event in changed]
-            # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
-            vectors = await asyncio.to_thread(encoder.encode_documents, texts)
-            sparse = await asyncio.to_thread(self._bm25.encode_documents, texts)
-            tokens: list[TokenVectors | None] = [None] * len(texts)
-            if tokens_encoder is not None:
-                tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
-            at = now_ms()
-            await self._store.upsert(collection, [
-                StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
-                               content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
-                               metadata=event.metadata, sparse=terms, tokens=matrix)
-                for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)
-            ])
+            await self._store.upsert(collection, await self._encoded(changed, encoder, tokens_encoder, hashes,
+                                                                     model_id))
             outcome.encoded += len(changed)
         if relabelled:
             await self._store.update_metadata(collection, relabelled)
         outcome.acks.extend(
-            IngestAck(doc_id=event.doc_id, collection=named, content_hash=hashes[event.doc_id],
+            IngestAck(doc_id=event.doc_id, collection=base_name(collection), content_hash=hashes[event.doc_id],
                       status=_status(event.doc_id, changed_ids, relabelled))
             for event in upserts
         )
 
+    async def _encoded(self, changed: list[DocumentEvent], encoder: BiEncoder,
+                       tokens_encoder: LateInteractionEncoder | None, hashes: Mapping[str, str],
+                       model_id: str) -> list[StoredDocument]:
+        """The documents to store: dense and BM25 vectors, and token vectors where the collection keeps them."""
+        texts = [document_text(event.title, event.text) for event in changed]
+        # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
+        vectors = await asyncio.to_thread(encoder.encode_documents, texts)
+        sparse = await asyncio.to_thread(self._bm25.encode_documents, texts)
+        tokens: list[TokenVectors | None] = [None] * len(texts)
+        if tokens_encoder is not None:
+            tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
+        at = now_ms()
+        return [StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
+                               content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
+                               metadata=event.metadata, sparse=terms, tokens=matrix)
+                for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)]
 
 def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) -> AckStatus:
     return "indexed" if doc_id in changed else "updated" if doc_id in relabelled else "unchanged"

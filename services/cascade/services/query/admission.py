@@ -1,0 +1,93 @@
+"""Whether the query service may serve a request, and with what: checked before any encoding is spent on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cascade.contracts import SearchRequest, Topic
+from cascade.contracts.messages import DeadLetterReason, ErrorCode
+from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionModel, UnknownModel
+from cascade.services.settings import Settings
+from cascade.services.store import UnknownCollectionError, VectorSizeMismatch, VectorStore
+
+__all__ = ["Admission", "Admitted", "Refused"]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    encoder: BiEncoder
+    collection: str
+    """The version serving the request (a name resolved through its alias)."""
+
+
+class Refused(Exception):
+    """A request this service will not serve; a dead letter unless the request was fine and only cannot be
+    served now (`dead_letter=False`: past its deadline, the rerankers overloaded, ...)."""
+
+    def __init__(self, code: ErrorCode, message: str, dead_letter: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.filed_as: DeadLetterReason | None = code if dead_letter else None
+
+
+class Admission:
+    def __init__(self, settings: Settings, store: VectorStore, encoders: BiEncoders,
+                 late_interaction: LateInteractionModel, reranker_backlog: Callable[[], int]) -> None:
+        self._settings = settings
+        self._topics = settings.kafka.topics
+        self._store = store
+        self._encoders = encoders
+        self._late_interaction = late_interaction
+        self._reranker_backlog = reranker_backlog
+        """Candidate sets the reranker group has yet to read (cascade.services.lag.GroupBacklog)."""
+
+    async def admit(self, request: SearchRequest, picked_at: float) -> Admitted:
+        """The version of the request's collection that serves it and its encoder, if the request may be
+        served (else Refused). The name is resolved once, so a reindex's switch never splits a query between
+        versions."""
+        self._check_now(request, picked_at)
+        collection = await self._store.resolve(request.collection)
+        try:
+            model = await self._store.collection_model(collection)
+            size = await self._store.vector_size(collection)
+        except UnknownCollectionError as exc:
+            raise Refused("unknown_collection", str(exc)) from None
+        try:
+            encoder = await self._encoders.get(model)
+        except UnknownModel as exc:
+            raise Refused("model_unavailable", f"collection {request.collection!r}: {exc}") from None
+        if size != encoder.dim:
+            raise Refused("model_mismatch",
+                          str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
+        if request.mode == "colbert":
+            await self._admit_colbert(collection)
+        return Admitted(encoder, collection)
+
+    def _check_now(self, request: SearchRequest, picked_at: float) -> None:
+        """What can be refused without asking the store: where the answer goes, the deadline, the rerankers'
+        backlog."""
+        if request.reply_to and not self._topics.is_reply_target(request.reply_to):
+            raise Refused("invalid_request", f"reply_to {request.reply_to!r} is not a reply topic: use "
+                          f"{self._topics.name(Topic.RESULTS)!r} or a topic under {self._topics.replies_prefix!r}")
+        if request.deadline_ms is not None and picked_at > request.deadline_ms:
+            raise Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
+                          "before the query service picked the request up", dead_letter=False)
+        most = self._settings.batching.rerank_max_backlog
+        if request.mode == "rerank" and most and (waiting := self._reranker_backlog()) > most:
+            raise Refused("overloaded", f"the rerankers have {waiting} candidate sets waiting, more than "
+                          f"CASCADE_BATCH_RERANK_MAX_BACKLOG={most}: try again later, or ask mode 'bi'",
+                          dead_letter=False)
+
+    async def _admit_colbert(self, collection: str) -> None:
+        """Mode colbert needs the collection's token vectors and an encoder of their width."""
+        token_dim = await self._store.token_dim(collection)
+        if token_dim is None:
+            raise Refused("invalid_request", f"collection {collection!r} has no token vectors: mode 'colbert' needs "
+                          "a collection made with late_interaction=True (index its documents anew into one)")
+        try:
+            late = await self._late_interaction.get()
+        except UnknownModel as exc:
+            raise Refused("model_unavailable", f"collection {collection!r}: {exc}") from None
+        if late.dim != token_dim:
+            raise Refused("model_mismatch", str(VectorSizeMismatch(collection, token_dim, late.dim, late.model_id)))
