@@ -1,6 +1,6 @@
-"""What teams adopting a reranker ask of it, measured: the score cache's hit rate, the overloaded answer.
+"""What teams adopting a reranker ask of it, measured: the score cache's hit rate, the overloaded answer, lanes.
 
-    python -m scripts.bench_adopt [--part cache|overload ...] [--searches 300] [--repeat-share 0.3]
+    python -m scripts.bench_adopt [--part cache|overload|lanes ...] [--searches 300] [--repeat-share 0.3]
 
 - cache: `cascade serve ingest query rerank` (the bundled models) in a child process, 1,000 SciFact abstracts;
   a replay of `--searches` searches in mode rerank whose queries are SciFact titles, a `--repeat-share` of them
@@ -9,6 +9,9 @@
 - overload: the same service with CASCADE_BATCH_RERANK_MAX_BACKLOG=50; a flood of 400 rerank searches saturates
   the reranker, then 10 rerank searches are timed one after another once the backlog is past the threshold: how
   long the `overloaded` answer took, against the 30 s timeout (the SDK's default) a request waited out before.
+- lanes: the same service; a flood that keeps `--flood` rerank searches (SciFact titles) waiting, and `--probes`
+  interactive rerank searches timed one after another meanwhile: the flood in the interactive lane (as every
+  request was before lanes), then in the bulk lane; the interactive p50 of each.
 Writes its keys into bench/adopt.json (other parts and issues add theirs to the same file).
 """
 
@@ -23,12 +26,14 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from tqdm import tqdm
 
+from cascade.contracts.messages import Lane
 from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.sdk import SearchClient, SearchFailed, read_jsonl_documents
 from cascade.services.log import configure_logging
@@ -122,9 +127,56 @@ def overload_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             "overloaded_answer_max_ms": round(max(answers_ms), 1), "timeout_ms": TIMEOUT_S * 1000}
 
 
+async def _interactive_under_flood(bootstrap: str, titles: list[str], flood_lane: Lane, in_flight: int,
+                                   probes: int) -> list[float]:
+    """Milliseconds of `probes` interactive rerank searches asked one after another while a flood keeps
+    `in_flight` rerank searches of `flood_lane` waiting (a new one asked as each is answered)."""
+    async with SearchClient(bootstrap) as client:
+        done = asyncio.Event()
+
+        async def flood(titles: Iterator[str]) -> None:
+            while not done.is_set():
+                await client.search(next(titles), collection="adopt", mode="rerank", lane=flood_lane,
+                                    timeout_s=1800)
+
+        asked = itertools.cycle(titles[:-probes])
+        flooding = [asyncio.create_task(flood(asked)) for _ in range(in_flight)]
+        await asyncio.sleep(10)  # the flood is through the query service and the rerankers are behind
+        took_ms: list[float] = []
+        for title in tqdm(titles[-probes:], desc=f"interactive searches, flood in lane {flood_lane}", unit="search"):
+            began = time.monotonic()
+            await client.search(title, collection="adopt", mode="rerank", timeout_s=1800)
+            took_ms.append((time.monotonic() - began) * 1000)
+        done.set()
+        await asyncio.gather(*flooding)
+    return took_ms
+
+
+def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+    titles = _titles()
+    corpus = list(itertools.islice(read_jsonl_documents(CORPUS), args.documents))
+    with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder)):
+        asyncio.run(_index(bootstrap, corpus))
+        p50 = {lane: statistics.median(asyncio.run(_interactive_under_flood(bootstrap, titles, lane, args.flood,
+                                                                            args.probes)))
+               for lane in get_args(Lane)}
+    print(f"interactive p50 under a flood of {args.flood} rerank searches in flight: {p50['interactive']:.0f} ms "
+          f"with the flood in the same lane, {p50['bulk']:.0f} ms with it in the bulk lane")
+    return {"interactive_p50_flood_ms": round(p50["interactive"], 1),
+            "interactive_p50_flood_lanes_ms": round(p50["bulk"], 1),
+            "flood": {"in_flight": args.flood, "probes": args.probes, "documents": args.documents}}
+
+
+async def _index(bootstrap: str, corpus: list[dict[str, Any]]) -> None:
+    async with SearchClient(bootstrap) as client:
+        await client.index(corpus, collection="adopt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["cache", "overload"], action="append")
+    parser.add_argument("--part", choices=["cache", "overload", "lanes"], action="append")
+    parser.add_argument("--flood", type=int, default=64, help="lanes: rerank searches the flood keeps waiting")
+    parser.add_argument("--probes", type=int, default=10, help="lanes: interactive searches timed under it")
     parser.add_argument("--searches", type=int, default=300)
     parser.add_argument("--repeat-share", type=float, default=0.3)
     parser.add_argument("--documents", type=int, default=1000)
@@ -135,8 +187,8 @@ def main() -> None:
     path = BENCH_DIR / "adopt.json"
     result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
     with kafka_bootstrap(args.bootstrap) as bootstrap:
-        for part in args.part or ["cache", "overload"]:
-            result |= {"cache": cache_part, "overload": overload_part}[part](bootstrap, args)
+        for part in args.part or ["cache", "overload", "lanes"]:
+            result |= {"cache": cache_part, "overload": overload_part, "lanes": lanes_part}[part](bootstrap, args)
     print(f"wrote {write_result('adopt', result | {'machine': machine()})}")
 
 

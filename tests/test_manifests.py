@@ -74,10 +74,12 @@ def _partition_settings() -> list[dict[str, str]]:
 def test_the_autoscaler_watches_the_reranker_group_and_stops_at_its_partitions() -> None:
     [scaler] = [document for path in MANIFESTS for document in yaml.safe_load_all(path.read_text())
                 if document["kind"] == "ScaledObject"]
-    [trigger] = scaler["spec"]["triggers"]
+    interactive, bulk = scaler["spec"]["triggers"]
     topics = TopicRegistry(DEFAULT_PREFIX)
-    assert trigger["metadata"]["topic"] == topics.name(Topic.CANDIDATES)
-    assert trigger["metadata"]["consumerGroup"] == f"{DEFAULT_PREFIX}reranker"
+    assert interactive["metadata"]["topic"] == topics.name(Topic.CANDIDATES)
+    assert interactive["metadata"]["consumerGroup"] == f"{DEFAULT_PREFIX}reranker"
+    assert bulk["metadata"]["topic"] == topics.name(Topic.CANDIDATES_BULK)
+    assert bulk["metadata"]["consumerGroup"] == f"{DEFAULT_PREFIX}reranker-bulk"
     first, *others = _partition_settings()
     assert all(other == first for other in others), "every process provisions topics: they must agree"
     assert scaler["spec"]["maxReplicaCount"] == int(first["CASCADE_KAFKA_CANDIDATES_PARTITIONS"])

@@ -44,6 +44,7 @@ __all__ = [
     "ErrorInfo",
     "Hit",
     "IngestAck",
+    "Lane",
     "Message",
     "Metadata",
     "Mode",
@@ -83,6 +84,8 @@ Mode = Literal["bi", "rerank", "cross", "colbert"]
 """bi: the first stage alone; rerank: its candidates reranked by the cross-encoder; cross: every document of a
 small collection scored by the cross-encoder; colbert: the first stage's candidates rescored by late interaction
 (MaxSim of token vectors, inside the store) in collections made with `late_interaction`."""
+Lane = Literal["interactive", "bulk"]
+"""Which candidates topic a rerank request's candidate set goes to (see SearchRequest.lane)."""
 FirstStage = Literal["dense", "sparse", "hybrid"]
 """How candidates are found: the collection's bi-encoder (HNSW), BM25 term vectors, or both fused by reciprocal
 rank inside the store."""
@@ -130,7 +133,7 @@ Metadata = Annotated[
 class Message(BaseModel):
     """Base of every topic message: strict types, no unknown fields, immutable, versioned."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
 
@@ -185,6 +188,9 @@ class SearchRequest(Message):
     mode: Mode = "rerank"
     first_stage: FirstStage = "dense"
     """For modes bi and rerank: which retrieval finds the candidates (mode cross scores every document)."""
+    lane: Lane = "interactive"
+    """For mode rerank: `bulk` candidate sets wait while interactive ones are being reranked (backfills, offline
+    evaluation); an `interactive` request is the one a person waits for."""
     filter: Annotated[Filter, Field(max_length=8)] | None = None
     reply_to: TopicName | None = None
     deadline_ms: EpochMs | None = Field(None, description=(
@@ -209,7 +215,7 @@ class SearchRequest(Message):
 class StageTimings(BaseModel):
     """Milliseconds spent per stage; a stage a request did not pass through stays None."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     query_queue_ms: float | None = None
     """From the request's creation to the query service picking it up."""
@@ -227,7 +233,7 @@ class StageTimings(BaseModel):
 
 
 class Candidate(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     doc_id: DocId
     title: Title = ""
@@ -248,7 +254,7 @@ class CandidateSet(Message):
 
 
 class Hit(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     doc_id: DocId
     score: float
@@ -258,7 +264,7 @@ class Hit(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     code: ErrorCode
     message: ErrorText

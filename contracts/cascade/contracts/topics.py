@@ -34,6 +34,7 @@ class Topic(StrEnum):
     ACKS = "documents.acks"
     QUERIES = "queries"
     CANDIDATES = "candidates"
+    CANDIDATES_BULK = "candidates.bulk"
     RESULTS = "results"
     DLQ = "dlq"
     REINDEX = "reindex"
@@ -57,7 +58,13 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
     Topic.QUERIES: TopicSpec(SearchRequest, "request_id", 6, _DAY_MS, "Search requests (SDK -> query)."),
     Topic.CANDIDATES: TopicSpec(
         CandidateSet, "request_id", 6, _DAY_MS,
-        "First-stage candidates to rerank (query -> reranker); its partitions bound the reranker pods.",
+        "First-stage candidates of interactive requests to rerank (query -> reranker); its partitions bound the "
+        "reranker pods.",
+    ),
+    Topic.CANDIDATES_BULK: TopicSpec(
+        CandidateSet, "request_id", 6, _DAY_MS,
+        "First-stage candidates of bulk-lane requests (query -> reranker); the rerankers pause its partitions while "
+        "interactive candidate sets wait.",
     ),
     Topic.RESULTS: TopicSpec(
         SearchResult, "request_id", 6, _DAY_MS,
@@ -75,7 +82,7 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
 }
 
 
-GROWABLE: Final = frozenset({Topic.QUERIES, Topic.CANDIDATES})
+GROWABLE: Final = frozenset({Topic.QUERIES, Topic.CANDIDATES, Topic.CANDIDATES_BULK})
 """Topics whose partitions may be raised on a live cluster: their records are keyed by request id, so no order
 between records is lost when keys move to other partitions (documents are keyed by doc_id, whose order counts)."""
 

@@ -49,9 +49,11 @@ ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
                                          Topic.DOCUMENTS.value))),  # a reindex's copies (services/ingest/reindex.py)
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
               Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (services/lag.py)
-              Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.RESULTS.value, Topic.DLQ.value)),
+              Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.CANDIDATES_BULK.value, Topic.RESULTS.value,
+                                        Topic.DLQ.value)),
               Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
-    "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value,), groups=("reranker",)),
+    "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value, Topic.CANDIDATES_BULK.value),
+                                      groups=("reranker", "reranker-bulk")),
                  Grant(("Write",), topics=(Topic.RESULTS.value, Topic.DLQ.value)),
                  Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
     "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value,

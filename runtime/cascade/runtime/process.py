@@ -42,7 +42,7 @@ from cascade.services.loop_lag import watch_loop_lag
 from cascade.services.metrics import Metrics
 from cascade.services.publishing import Publisher
 from cascade.services.query import QueryProcessor, QueryVectorCache, query_consumer
-from cascade.services.reranker import RerankProcessor, reranker_consumer
+from cascade.services.reranker import RerankProcessor, reranker_consumers
 from cascade.services.settings import Settings
 from cascade.services.store import VectorStore, open_store
 
@@ -182,7 +182,7 @@ class CascadeProcess:
         scores = reranking.score_cache
         self.metrics.count("cascade_rerank_score_cache_total", "Reranker score cache lookups, one per pair.",
                            "result", lambda: {"hit": scores.hits, "miss": scores.misses})
-        self.consumers.append(reranker_consumer(self.settings, self.publisher, reranking))
+        self.consumers += reranker_consumers(self.settings, self.publisher, reranking)
 
     def _health_server(self) -> HealthServer | None:
         """Probes and metrics are served only where a port is configured: unset, the process serves no HTTP."""

@@ -28,7 +28,7 @@ from cascade.contracts import (
     now_ms,
 )
 from cascade.contracts.codec import describe_errors
-from cascade.contracts.messages import FirstStage, Mode
+from cascade.contracts.messages import FirstStage, Lane, Mode
 from cascade.contracts.security import AUTHORIZATION_ERRORS, KafkaAccessError, KafkaSecurity, diagnose
 from cascade.contracts.trace_context import trace_headers
 from cascade.sdk.acks import AckWaiter, IngestRejected, ReindexWaiter
@@ -113,14 +113,16 @@ class SearchClient:
     async def search(
         self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int | None = None,
         filter: Mapping[str, str | int | bool] | None = None, timeout_s: float = 30.0,
-        first_stage: FirstStage = "dense",
+        first_stage: FirstStage = "dense", lane: Lane = "interactive",
     ) -> SearchResult:
         """Ask and wait. Raises SearchTimeout after `timeout_s` (also sent as the request's deadline, so the
-        services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result."""
+        services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result.
+        `lane="bulk"` for work nobody waits on: its reranking gives way to interactive requests."""
         request = SearchRequest(
             request_id=uuid.uuid4().hex, collection=collection, query=query, k=k,
             candidates=None if candidates is None else max(candidates, k),
-            mode=mode, first_stage=first_stage, filter=dict(filter) if filter else None, reply_to=self.replies.topic,
+            mode=mode, first_stage=first_stage, lane=lane, filter=dict(filter) if filter else None,
+            reply_to=self.replies.topic,
             deadline_ms=now_ms() + timeout_s * 1000,
         )
         future = self.replies.expect(request.request_id)

@@ -45,6 +45,9 @@ _POLL_MS = 1_000
 """The longest an idle poll waits (the broker answers as soon as a record arrives)."""
 _BACKLOG_S = 0.001
 """A poll that returns within this had records waiting already: the consumer is behind, so it gathers."""
+_GIVE_WAY_S = 0.1
+"""How long after its last records a consumer still counts as busy for those that give way to it: the moment
+between handing a batch over and its next poll bringing more."""
 
 
 class PolledConsumer(Seekable, Committable, Protocol):
@@ -52,6 +55,12 @@ class PolledConsumer(Seekable, Committable, Protocol):
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
                       max_records: int | None = None) -> dict[TopicPartition, list[Any]]: ...
+
+    def pause(self, *partitions: TopicPartition) -> None: ...
+
+    def resume(self, *partitions: TopicPartition) -> None: ...
+
+    def paused(self) -> set[TopicPartition]: ...
 
 
 class Sender(Protocol):
@@ -112,7 +121,7 @@ class BatchConsumer:
 
     def __init__(
         self, settings: Settings, publisher: Sender, *, topic: str, role: str, max_records: int,
-        handler: BatchHandler, refuse: Refuse, description: str,
+        handler: BatchHandler, refuse: Refuse, description: str, gives_way_to: BatchConsumer | None = None,
     ) -> None:
         kafka = settings.kafka
         self.subscription = Subscription(topic, kafka.group(role))
@@ -124,6 +133,8 @@ class BatchConsumer:
         self._gather_s = settings.batching.max_wait_ms / 1000
         self._handler = handler
         self._refuse = refuse
+        self._gives_way_to = gives_way_to
+        """A consumer of more urgent work: while it is busy, this one's partitions are paused."""
         self._backoff = kafka.retry_backoff()
         self.committer = OffsetCommitter(self._name, kafka.pipeline_depth, kafka.retry_backoff())
         self._consumer: AIOKafkaConsumer | None = None
@@ -132,6 +143,10 @@ class BatchConsumer:
         self._stopping = False
         self.last_records_at = 0.0
         """When a poll last brought records, or their handling ended (monotonic seconds)."""
+
+    def busy(self) -> bool:
+        """Whether this consumer has records in hand, or had some a moment ago (`_GIVE_WAY_S`)."""
+        return self._handling or time.monotonic() - self.last_records_at < _GIVE_WAY_S
 
     @property
     def running(self) -> bool:
@@ -171,6 +186,7 @@ class BatchConsumer:
         while not self._stopping:
             self.committer.check_alive()  # a dead committing task fails this task, and so the process
             self.committer.apply_rewinds(consumer)
+            self._give_way(consumer)
             read_at = self.committer.read_at
             try:
                 records = await self._gather(consumer)
@@ -188,6 +204,16 @@ class BatchConsumer:
             finally:
                 self._handling = False
                 self.last_records_at = time.monotonic()
+
+    def _give_way(self, consumer: PolledConsumer) -> None:
+        """Pause every assigned partition while the consumer this one gives way to is busy; resume after. A
+        paused consumer keeps polling (and so keeps its group membership), receiving nothing."""
+        if self._gives_way_to is None:
+            return
+        if self._gives_way_to.busy():
+            consumer.pause(*consumer.assignment())
+        elif paused := consumer.paused():
+            consumer.resume(*paused)
 
     async def _gather(self, consumer: PolledConsumer) -> list[RawRecord]:
         """The records of one poll; if they were already waiting (a backlog: the consumer is behind), also those

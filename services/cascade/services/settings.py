@@ -108,12 +108,14 @@ class KafkaSettings(BaseSettings):
     """Partitions of the queries topic: the most query pods that can be busy. Raised on a live cluster by
     provisioning (never lowered: Kafka cannot)."""
     candidates_partitions: int = Field(6, ge=1, le=10_000)
-    """Partitions of the candidates topic: the most reranker pods that can be busy (KEDA's maxReplicaCount)."""
+    """Partitions of each candidates topic (interactive and bulk): the most reranker pods that can be busy (KEDA's
+    maxReplicaCount)."""
 
     @property
     def topics(self) -> TopicRegistry:
         return TopicRegistry(prefix=self.topic_prefix, partitions={
-            Topic.QUERIES: self.queries_partitions, Topic.CANDIDATES: self.candidates_partitions})
+            Topic.QUERIES: self.queries_partitions, Topic.CANDIDATES: self.candidates_partitions,
+            Topic.CANDIDATES_BULK: self.candidates_partitions})
 
     @model_validator(mode="after")
     def _consistent_security(self) -> Self:
@@ -274,8 +276,9 @@ class BatchingSettings(BaseSettings):
     rerank_max_records: int = Field(16, ge=1)
     """Candidate sets one reranker poll takes; their pairs share the batcher's token budget."""
     rerank_max_backlog: int = Field(1_000, ge=0)
-    """Candidate sets the reranker group may have waiting (sampled every second by the query service); past it a
-    request of mode rerank is answered `overloaded` at once rather than wait behind them (0: never)."""
+    """Interactive candidate sets the reranker group may have waiting (sampled every second by the query service);
+    past it an interactive request of mode rerank is answered `overloaded` at once rather than wait behind them
+    (0: never). Bulk-lane requests wait their turn."""
     rerank_queue_jobs: int = Field(256, ge=1)
     """Jobs waiting for the cross-encoder at most; a caller beyond it waits for room (backpressure)."""
 

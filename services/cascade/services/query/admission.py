@@ -74,7 +74,8 @@ class Admission:
             raise Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                           "before the query service picked the request up", dead_letter=False)
         most = self._settings.batching.rerank_max_backlog
-        if request.mode == "rerank" and most and (waiting := self._reranker_backlog()) > most:
+        interactive = request.mode == "rerank" and request.lane == "interactive"
+        if interactive and most and (waiting := self._reranker_backlog()) > most:
             raise Refused("overloaded", f"the rerankers have {waiting} candidate sets waiting, more than "
                           f"CASCADE_BATCH_RERANK_MAX_BACKLOG={most}: try again later, or ask mode 'bi'",
                           dead_letter=False)

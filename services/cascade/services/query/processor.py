@@ -157,7 +157,8 @@ class QueryProcessor:
     async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
                       bi_model: str, picked_at: float) -> Outgoing:
         if request.mode == "rerank":
-            return Outgoing(self._topics.name(Topic.CANDIDATES), request.request_id,
+            lane = Topic.CANDIDATES if request.lane == "interactive" else Topic.CANDIDATES_BULK
+            return Outgoing(self._topics.name(lane), request.request_id,
                             self._candidate_set(request, found, timings, bi_model))
         if request.mode == "cross":
             return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at),
