@@ -29,6 +29,8 @@ asyncapi: venv
 
 docs: venv
 	$(PY) -m scripts.docs_configuration
+	$(PY) -m scripts.docs_topics
+	$(PY) -m scripts.docs_measurements
 
 image:
 	docker build -t cascade:$(VERSION) .

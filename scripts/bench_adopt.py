@@ -12,6 +12,7 @@
 - lanes: the same service; a flood that keeps `--flood` rerank searches (SciFact titles) waiting, and `--probes`
   interactive rerank searches timed one after another meanwhile: the flood in the interactive lane (as every
   request was before lanes), then in the bulk lane; the interactive p50 of each.
+- readme: the README's lines and words.
 Writes its keys into bench/adopt.json (other parts and issues add theirs to the same file).
 """
 
@@ -155,7 +156,8 @@ async def _interactive_under_flood(bootstrap: str, titles: list[str], flood_lane
 def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     titles = _titles()
     corpus = list(itertools.islice(read_jsonl_documents(CORPUS), args.documents))
-    with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder)):
+    no_caches = {"CASCADE_BATCH_SCORE_CACHE_SIZE": "0", "CASCADE_BATCH_QUERY_CACHE_SIZE": "0"}  # both runs ask alike
+    with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder), no_caches):
         asyncio.run(_index(bootstrap, corpus))
         p50 = {lane: statistics.median(asyncio.run(_interactive_under_flood(bootstrap, titles, lane, args.flood,
                                                                             args.probes)))
@@ -167,6 +169,12 @@ def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             "flood": {"in_flight": args.flood, "probes": args.probes, "documents": args.documents}}
 
 
+def readme_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The README's length: a guide a newcomer reads, at most 200 lines (reference lives in docs/)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return {"readme_lines": len(text.splitlines()), "readme_words": len(text.split())}
+
+
 async def _index(bootstrap: str, corpus: list[dict[str, Any]]) -> None:
     async with SearchClient(bootstrap) as client:
         await client.index(corpus, collection="adopt")
@@ -174,7 +182,7 @@ async def _index(bootstrap: str, corpus: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["cache", "overload", "lanes"], action="append")
+    parser.add_argument("--part", choices=["cache", "overload", "lanes", "readme"], action="append")
     parser.add_argument("--flood", type=int, default=64, help="lanes: rerank searches the flood keeps waiting")
     parser.add_argument("--probes", type=int, default=10, help="lanes: interactive searches timed under it")
     parser.add_argument("--searches", type=int, default=300)
@@ -187,8 +195,9 @@ def main() -> None:
     path = BENCH_DIR / "adopt.json"
     result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
     with kafka_bootstrap(args.bootstrap) as bootstrap:
-        for part in args.part or ["cache", "overload", "lanes"]:
-            result |= {"cache": cache_part, "overload": overload_part, "lanes": lanes_part}[part](bootstrap, args)
+        for part in args.part or ["cache", "overload", "lanes", "readme"]:
+            result |= {"cache": cache_part, "overload": overload_part, "lanes": lanes_part,
+                       "readme": readme_part}[part](bootstrap, args)
     print(f"wrote {write_result('adopt', result | {'machine': machine()})}")
 
 

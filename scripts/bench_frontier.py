@@ -2,7 +2,7 @@
 
     python -m scripts.bench_frontier [--queries Q] [--latency-queries 20] [--sizes 10 20 30 50 100]
 
-Per dataset (WikiQA, SciFact, Cranfield test): one `cascade eval` run in mode rerank at the largest N gives
+Per dataset (WikiQA, SciFact, Cranfield test): one `cascade-eval` run in mode rerank at the largest N gives
 MRR@10 / nDCG@10 of the reranked and the fused cascade at every N (the first stage's top N in the reranker's
 order: exact, as a cross-encoder scores each pair on its own; `cascade.evaluation.harness.candidate_sweep`); then
 `--latency-queries` queries one at a time at each N give rerank p50/p99 (the SDK's round trip). The reranker

@@ -9,7 +9,7 @@ pod takes them from Kafka) and `CrossEncoder.predict(pairs_of_one_set, batch_siz
 Also measures a plain torch matmul's GFLOP/s as this machine's peak. On CPU, the int8 path
 (`CASCADE_MODELS_CROSS_PRECISION=int8`) scores the same sets through the same batcher for its ratio to fp32,
 and (unless --no-quality) the shipped reranker's WikiQA test MRR@10 is measured through the services
-(`cascade eval`, mode rerank, every test query) in fp32 and in int8. Writes bench/rerank.json (or --out).
+(`cascade-eval`, mode rerank, every test query) in fp32 and in int8. Writes bench/rerank.json (or --out).
 """
 
 from __future__ import annotations

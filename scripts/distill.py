@@ -1,4 +1,4 @@
-"""Distil the cascade into the first stage (Margin-MSE, see evaluation/bi_distillation.py) and report the gap.
+"""Distil the cascade into the first stage (Margin-MSE, see cascade.evaluation.bi_distillation) and report the gap.
 
     python -m scripts.score_teachers      # once: the candidate lists (the cascade scores their heads below)
     python -m scripts.distill [--minutes 30] [--device cuda] [--output DIR] [--student DIR --skip-training]

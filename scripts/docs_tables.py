@@ -15,9 +15,12 @@ __all__ = ["cell", "default_of", "type_name"]
 def type_name(annotation: Any) -> str:
     """`int`, `Path or unset`, `one of edge, qdrant`."""
     if get_origin(annotation) is Literal:
-        return "one of " + ", ".join(f"`{value}`" for value in get_args(annotation))
+        return "one of " + ", ".join(f"`{value}`" for value in dict.fromkeys(get_args(annotation)))
     if get_origin(annotation) in (Union, UnionType):
         named = [type_name(each) for each in get_args(annotation) if each is not type(None)]
+        if all(name.startswith("one of ") for name in named):  # Literal | Literal: one list of values
+            values = dict.fromkeys(value for name in named for value in name.removeprefix("one of ").split(", "))
+            named = ["one of " + ", ".join(values)]
         return " or ".join(named) + (" or unset" if type(None) in get_args(annotation) else "")
     if get_origin(annotation) is not None and getattr(annotation, "__metadata__", None) is not None:
         return type_name(get_args(annotation)[0])  # Annotated[...]: its type

@@ -4,7 +4,7 @@ Cranfield (every test query), then the shipped reranker on the hybrid first stag
     python -m scripts.eval_first_stages [--models minilm bge-small e5-small] [--hybrid-model bge-small]
                                         [--no-rerank]
 
-Each model gets one `cascade eval` run (a local Kafka, every role in one process, a fresh store, so every
+Each model gets one `cascade-eval` run (a local Kafka, every role in one process, a fresh store, so every
 document is encoded and ingest docs/s is real) that ingests the three corpora into collections created with
 that model and sends every test query in mode `bi`; the `--hybrid-model` run also tries the `sparse` (BM25)
 and `hybrid` (RRF of both, inside the store) first stages. The reranker then runs on the hybrid first stage

@@ -1,4 +1,5 @@
-"""Negation and constraint cases (evaluation/hard_cases): pairwise accuracy of the first stages and the reranker.
+"""Negation and constraint cases (cascade.evaluation.hard_cases): pairwise accuracy of the first stages and the
+reranker.
 
     python -m scripts.eval_hard_cases [--rerankers shipped=models/cascade-reranker-minilm-l6 student=DIR]
 

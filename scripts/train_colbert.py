@@ -1,5 +1,5 @@
 """Train Cascade's ColBERT encoder (mode colbert), contrastively or distilling the cascade (see
-evaluation/colbert_training.py).
+cascade.evaluation.colbert_training).
 
     python -m scripts.score_teachers       # first: the candidate lists (cached; `--teachers` alone is enough here)
     python -m scripts.distill              # and for --loss distillation: the cascade's scores of them (cached)

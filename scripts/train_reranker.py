@@ -1,4 +1,4 @@
-"""Distil the teachers into Cascade's cross-encoder (see evaluation/training.py for the recipe).
+"""Distil the teachers into Cascade's cross-encoder (see cascade.evaluation.training for the recipe).
 
     python -m scripts.score_teachers          # once: the teachers' scores, cached
     python -m scripts.train_reranker [--output DIR] [--base DIR] [--minutes 60] [--device cuda]

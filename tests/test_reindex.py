@@ -20,7 +20,7 @@ from cascade.contracts import (
 )
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import ReindexFailed, SearchClient
-from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionModel
+from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionLoader
 from cascade.services.ingest import IngestProcessor, Reindexer, content_hash
 from cascade.services.messaging import RawRecord
 from cascade.services.settings import Settings
@@ -169,7 +169,7 @@ async def test_writes_reach_the_version_being_built_and_copies_make_it_hold_the_
     both versions, a reindex's copy makes the new version hold what the served one holds (or nothing), no acks."""
     store = open_store(settings.store)
     encoders = BiEncoders(BiEncoder(str(tiny_bi_encoder), device="cpu"), lambda name: BiEncoder(name, device="cpu"))
-    processor = IngestProcessor(store, encoders, LateInteractionModel())
+    processor = IngestProcessor(store, encoders, LateInteractionLoader())
     offsets = iter(range(100))
 
     def record(event: DocumentEvent | ReindexCopy) -> RawRecord:

@@ -93,7 +93,7 @@ async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, 
 
         # Duplicates on the reply topic itself (the load's requests; the warm-up searches ran across the join's
         # rebalance): only records handled but not committed when positions were reset come again. A member's
-        # committer (services/commits.py) settles one batch while at most `pipeline_depth` more wait in its queue,
+        # committer (cascade.services.commits) settles one batch while at most `pipeline_depth` more wait in its queue,
         # and its consumer holds one more, handled and sent, while it waits for room: pipeline_depth + 2 batches of
         # at most rerank_max_records candidate sets, each answered once more. That holds for the killed member
         # (its partitions are read again from their committed offsets by the survivor) and for the survivor (the

@@ -346,6 +346,7 @@ class DeadLetter(Message):
     """The source record's value, base64, cut to MAX_DLQ_RAW_BYTES (see raw_size for the full size)."""
     raw_size: int
     reason: DeadLetterReason
+    """Why, as a code (see DeadLetterReason); `error` says it in words."""
     error: ErrorText
     """The reason in words, for a person."""
     service: str

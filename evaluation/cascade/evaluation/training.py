@@ -1,10 +1,10 @@
 """Train Cascade's cross-encoder by distillation: the student reads candidate lists as it will at serving time (the
-first stage's top candidates, see evaluation/teachers.py) and learns the teachers' ordering of each list.
+first stage's top candidates, see cascade.evaluation.teachers) and learns the teachers' ordering of each list.
 
 Loss, per list: cross-entropy of the student's softmax against a soft target, the teachers' ensemble softmaxed
 at `temperature`, mixed (`label_weight`) with the labelled positives where a list has labels. Pseudo-query lists
 are taught by the teachers alone (their answers are rewritten passages: a hard label could teach the student
-to spot the rewriting). Negation and constraint pairs (evaluation/hard_cases/templates.py) add lists of two
+to spot the rewriting). Negation and constraint pairs (cascade.evaluation.hard_cases.templates) add lists of two
 whose target is the satisfying passage. Checkpoints are chosen on the dev lists (WikiQA dev questions and
 held-out SciFact train claims, reranking the first stage's top `dev_candidates`); the first-stage fusion weight
 is tuned there too.

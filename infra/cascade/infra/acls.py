@@ -45,10 +45,11 @@ _REPLIES = "replies."
 ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
     "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
                                     groups=("ingest", "ingest-reindex")),
+               # documents: a reindex's copies (cascade.services.ingest.reindex)
                Grant(("Write",), topics=(Topic.ACKS.value, Topic.DLQ.value, Topic.REINDEX_STATUS.value,
-                                         Topic.DOCUMENTS.value))),  # a reindex's copies (services/ingest/reindex.py)
+                                         Topic.DOCUMENTS.value))),
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
-              Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (services/lag.py)
+              Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (cascade.services.lag)
               Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.CANDIDATES_BULK.value, Topic.RESULTS.value,
                                         Topic.DLQ.value)),
               Grant(("Write",), topics=(_REPLIES,), prefixed=True)),

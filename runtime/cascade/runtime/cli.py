@@ -13,7 +13,7 @@ from typing import Any, TypeAlias, cast, get_args
 from tqdm import tqdm
 
 from cascade.contracts import ReindexStatus
-from cascade.contracts.messages import Mode
+from cascade.contracts.messages import Lane, Mode
 from cascade.infra.kafka_tools import TOOLS, run_tool
 from cascade.runtime.clients import sdk_client
 from cascade.runtime.local_broker import run_kafka
@@ -75,7 +75,7 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
         try:
             result = await client.search(args.query, collection=args.collection, mode=args.mode, k=args.k,
                                          candidates=args.candidates, timeout_s=args.timeout,
-                                         first_stage=args.first_stage)
+                                         first_stage=args.first_stage, lane=args.lane)
         except (SearchFailed, SearchTimeout) as exc:
             sys.exit(str(exc))
     print(format_result(result))
@@ -125,6 +125,8 @@ def _add_client_commands(commands: Subcommands) -> None:
     search.add_argument("--candidates", type=int, default=None,
                         help="first-stage hits to rerank (default: the service's, 20 on CPU, 100 on a GPU)")
     search.add_argument("--first-stage", choices=["dense", "sparse", "hybrid"], default="dense")
+    search.add_argument("--lane", choices=get_args(Lane), default="interactive",
+                        help="bulk: the reranking gives way to interactive requests")
     search.add_argument("--timeout", type=float, default=30.0)
 
 

@@ -3,7 +3,7 @@
 
 With CASCADE_KAFKA_BOOTSTRAP set, no broker is started: the topics of that cluster are provisioned instead.
 `--secured` starts it with SASL_SSL (SCRAM-SHA-512, a throwaway CA) and ACLs: a user per role with only its
-ACLs (infra/acls.py), `embedded` with both ingest's and query's, and writes each role's settings to a
+ACLs (cascade.infra.acls), `embedded` with both ingest's and query's, and writes each role's settings to a
 credentials file (mode 0600) rather than printing passwords.
 """
 

@@ -31,7 +31,7 @@ from cascade.services.encoders import (
     BiEncoders,
     CrossEncoder,
     LateInteractionEncoder,
-    LateInteractionModel,
+    LateInteractionLoader,
     RerankBatcher,
     UnknownModel,
 )
@@ -122,10 +122,10 @@ class CascadeProcess:
         self.bi_encoder = load(models.bi_encoder)
         self.bi_encoders = BiEncoders(self.bi_encoder, load)
 
-    def _late_interaction_model(self) -> LateInteractionModel:
+    def _late_interaction_model(self) -> LateInteractionLoader:
         """The ColBERT encoder, loaded on first use, where one is configured."""
         models = self.settings.models
-        return LateInteractionModel(partial(
+        return LateInteractionLoader(partial(
             LateInteractionEncoder, models.late_interaction, batch_size=models.encode_batch_size,
             device=models.device) if models.late_interaction else None)
 

@@ -145,8 +145,9 @@ class BatchConsumer:
         """When a poll last brought records, or their handling ended (monotonic seconds)."""
 
     def busy(self) -> bool:
-        """Whether this consumer has records in hand, or had some a moment ago (`_GIVE_WAY_S`)."""
-        return self._handling or time.monotonic() - self.last_records_at < _GIVE_WAY_S
+        """Whether this consumer has records in hand, had some a moment ago (`_GIVE_WAY_S`), or is stopping (the
+        process is going down: those giving way to it take nothing new either)."""
+        return self._stopping or self._handling or time.monotonic() - self.last_records_at < _GIVE_WAY_S
 
     @property
     def running(self) -> bool:
@@ -186,10 +187,10 @@ class BatchConsumer:
         while not self._stopping:
             self.committer.check_alive()  # a dead committing task fails this task, and so the process
             self.committer.apply_rewinds(consumer)
-            self._give_way(consumer)
+            paused = self._give_way(consumer)
             read_at = self.committer.read_at
             try:
-                records = await self._gather(consumer)
+                records = await self._gather(consumer, int(_GIVE_WAY_S * 1000) if paused else _POLL_MS)
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:  # the cluster away: aiokafka reconnects, polling again later
@@ -205,22 +206,26 @@ class BatchConsumer:
                 self._handling = False
                 self.last_records_at = time.monotonic()
 
-    def _give_way(self, consumer: PolledConsumer) -> None:
-        """Pause every assigned partition while the consumer this one gives way to is busy; resume after. A
-        paused consumer keeps polling (and so keeps its group membership), receiving nothing."""
+    def _give_way(self, consumer: PolledConsumer) -> bool:
+        """Pause every assigned partition while the consumer this one gives way to is busy (partitions assigned
+        since are paused on the next round); resume after. A paused consumer keeps polling, briefly, so it keeps
+        its group membership and resumes within `_GIVE_WAY_S`. Whether it is paused now."""
         if self._gives_way_to is None:
-            return
+            return False
         if self._gives_way_to.busy():
             consumer.pause(*consumer.assignment())
-        elif paused := consumer.paused():
+            return True
+        if paused := consumer.paused():
             consumer.resume(*paused)
+        return False
 
-    async def _gather(self, consumer: PolledConsumer) -> list[RawRecord]:
-        """The records of one poll; if they were already waiting (a backlog: the consumer is behind), also those
-        arriving within `max_wait_ms`, up to `max_records`. A record that arrives at an idle consumer is handled
-        at once. Records that arrive across a rebalance are put back (see `_poll`)."""
+    async def _gather(self, consumer: PolledConsumer, poll_ms: int) -> list[RawRecord]:
+        """The records of one poll (waiting up to `poll_ms`); if they were already waiting (a backlog: the
+        consumer is behind), also those arriving within `max_wait_ms`, up to `max_records`. A record that arrives
+        at an idle consumer is handled at once. Records that arrive across a rebalance are put back (see
+        `_poll`)."""
         began = time.monotonic()
-        records = await self._poll(consumer, self._max_records, _POLL_MS)
+        records = await self._poll(consumer, self._max_records, poll_ms)
         if time.monotonic() - began > _BACKLOG_S:
             return records
         until = time.monotonic() + self._gather_s

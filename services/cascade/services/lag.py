@@ -38,8 +38,7 @@ async def watch_lag(gauge: Gauge, subscriptions: list[Subscription], every_s: fl
         while True:
             try:
                 for each in subscriptions:
-                    partitions = [TopicPartition(each.topic, p)
-                                  for p in sorted(consumer.partitions_for_topic(each.topic) or ())]
+                    partitions = await _partitions(admin, each.topic)
                     for tp, lag in (await group_lag(admin, consumer, each.group, partitions)).items():
                         gauge.labels(each.group, each.topic, str(tp.partition)).set(lag)
             except Exception as exc:  # the cluster away for a while: the gauge keeps its last values

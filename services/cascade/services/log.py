@@ -12,7 +12,6 @@ from collections import OrderedDict
 from typing import Literal
 
 import structlog
-import transformers
 
 __all__ = ["RepeatLimiter", "configure_logging"]
 
@@ -61,8 +60,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call] # no bars on stderr from services loading weights
-    # Library loggers (aiokafka, faststream, uvicorn) go through the standard library at WARNING and above, and
+    # Library loggers (aiokafka, uvicorn) go through the standard library at WARNING and above, and
     # come out in the same format (one JSON object a line in production), with their logger's name.
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RepeatLimiter())

@@ -14,7 +14,7 @@ from cascade.services.encoders.bi_encoder import BiEncoder
 from cascade.services.encoders.catalogue import CATALOGUE
 from cascade.services.encoders.late_interaction import LateInteractionEncoder
 
-__all__ = ["BiEncoders", "LateInteractionModel", "UnknownModel"]
+__all__ = ["BiEncoders", "LateInteractionLoader", "UnknownModel"]
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ class UnknownModel(LookupError):
     """A collection names a model this process cannot load (not in the catalogue, or not fetched here)."""
 
 
-class LateInteractionModel:
+class LateInteractionLoader:
     """The process's late-interaction (ColBERT) encoder, if one is configured (`load` is None where none is)."""
 
     def __init__(self, load: Callable[[], LateInteractionEncoder] | None = None) -> None:

@@ -30,7 +30,7 @@ from cascade.services.encoders import (
     BiEncoder,
     BiEncoders,
     LateInteractionEncoder,
-    LateInteractionModel,
+    LateInteractionLoader,
     UnknownModel,
     document_text,
 )
@@ -92,7 +92,7 @@ def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
 
 
 class IngestProcessor:
-    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionLoader,
                  service: str = "ingest", max_collections: int = 1_000) -> None:
         self._store = store
         self._max_collections = max_collections
@@ -121,7 +121,7 @@ class IngestProcessor:
         return outcome
 
     async def _apply_to_versions(self, collection: str, received: list[Incoming], outcome: IngestOutcome) -> None:
-        """Writes to the version served; then the version being built (services/ingest/versions.py) made to hold
+        """Writes to the version served; then the version being built (cascade.services.ingest.versions) made to hold
         what the served one now holds for every document of the run, written or copied: it mirrors the served
         version's outcome (a refused write stays out of both), whatever the events asked of the old model."""
         held = await versions(self._store, collection)

@@ -4,7 +4,7 @@ a new version, then its name switched to that version atomically.
 `docs` is served from version `docs@vN` (both stores make a new collection as `docs@v1`). A reindex to model M:
 1. makes `docs@v(N+1)` recording M (or resumes the one a reindex to M left unfinished). From then on every ingest
    pod applies each write to `docs` to it too: the pods read which versions exist from the store before each batch
-   (services/ingest/versions.py), so they agree without being told;
+   (cascade.services.ingest.versions), so they agree without being told;
 2. waits until the ingest group has consumed every document record published before that, so the served version
    holds them all;
 3. scrolls the served version and publishes one ReindexCopy per document to the documents topic, keyed by its
@@ -33,7 +33,7 @@ import structlog
 
 from cascade.contracts import REINDEX_COPY_HEADER, ReindexCopy, ReindexRequest, ReindexStatus
 from cascade.services.consumers import Subscription
-from cascade.services.encoders import BiEncoders, LateInteractionModel, UnknownModel
+from cascade.services.encoders import BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.ingest.indexing import IndexScheduler
 from cascade.services.ingest.versions import versions
 from cascade.services.lag import wait_until_consumed
@@ -56,7 +56,7 @@ class ReindexIncomplete(RuntimeError):
 
 
 class Reindexer:
-    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+    def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionLoader,
                  scheduler: IndexScheduler, publisher: Publisher, documents: Subscription, page_size: int = 64,
                  **client_options: Any) -> None:
         self._store = store

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cascade.contracts import SearchRequest, Topic
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
-from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionModel, UnknownModel
+from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.settings import Settings
 from cascade.services.store import UnknownCollectionError, VectorSizeMismatch, VectorStore
 
@@ -33,7 +33,7 @@ class Refused(Exception):
 
 class Admission:
     def __init__(self, settings: Settings, store: VectorStore, encoders: BiEncoders,
-                 late_interaction: LateInteractionModel, reranker_backlog: Callable[[], int]) -> None:
+                 late_interaction: LateInteractionLoader, reranker_backlog: Callable[[], int]) -> None:
         self._settings = settings
         self._topics = settings.kafka.topics
         self._store = store

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from cascade.services.encoders import BiEncoder, LateInteractionModel
+from cascade.services.encoders import BiEncoder, LateInteractionLoader
 from cascade.services.encoders.late_interaction import TokenVectors
 from cascade.services.lru import LruCache
 
@@ -20,7 +20,7 @@ QueryVectorCache = LruCache[tuple[str, str], Vector]
 
 
 class QueryEncoder:
-    def __init__(self, cache: QueryVectorCache, late_interaction: LateInteractionModel) -> None:
+    def __init__(self, cache: QueryVectorCache, late_interaction: LateInteractionLoader) -> None:
         self._cache = cache
         self._late_interaction = late_interaction
 

@@ -29,7 +29,7 @@ from cascade.contracts import (
 from cascade.contracts.messages import DeadLetterReason, ErrorCode, FirstStage
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import ranked_result, refusal, result_to, undeliverable
-from cascade.services.encoders import BiEncoders, LateInteractionModel, RerankBatcher
+from cascade.services.encoders import BiEncoders, LateInteractionLoader, RerankBatcher
 from cascade.services.encoders.device import resolve_device
 from cascade.services.encoders.late_interaction import TokenVectors
 from cascade.services.encoders.sparse import Bm25Encoder
@@ -55,7 +55,7 @@ def _first_stage_label(first_stage: FirstStage, model_id: str) -> str:
 
 class QueryProcessor:
     def __init__(
-        self, settings: Settings, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionModel,
+        self, settings: Settings, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionLoader,
         cache: QueryVectorCache, cross: RerankBatcher | None, reranker_backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self._settings = settings
