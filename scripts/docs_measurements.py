@@ -18,6 +18,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "measurements.md"
 WRITERS: dict[str, tuple[str, ...]] = {
     "adopt": ("scripts.bench_adopt", "scripts.bench_sdk"),
     "distillation": ("scripts.distill",),
+    "dev_suite": ("scripts.eval_dev_suite",),
     "distributed": ("scripts.bench_distributed",),
     "e2e": ("scripts.bench_e2e",),
     "faststream": ("scripts.bench_faststream",),

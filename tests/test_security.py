@@ -197,7 +197,7 @@ async def test_status_says_when_a_login_may_not_see_the_groups(secured: LocalKaf
     status = await gather_status(kafka_settings(secured, "reader"), StoreSettings(path=tmp_path / "store"),
                                  f"http://127.0.0.1:{free_port()}/status")
     assert status.groups == [] and status.groups_hidden == ["sec.ingest", "sec.ingest-reindex", "sec.query",
-                                                            "sec.reranker"]
+                                                            "sec.reranker", "sec.reranker-bulk"]
     assert "access denied: this login may not describe sec.ingest, sec.ingest-reindex" in format_status(status)
     reranker = await gather_status(kafka_settings(secured, "reranker"), StoreSettings(path=tmp_path / "store"),
                                    f"http://127.0.0.1:{free_port()}/status")

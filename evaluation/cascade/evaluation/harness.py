@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,8 @@ class EvalOptions:
     """Smaller candidate counts to score mode rerank at, from the same run (see `candidate_sweep`)."""
     ingest: bool = True
     """False: the collection already holds the corpus (a second run on the same services), so it is not sent."""
+    keep_runs: bool = False
+    """Also report each ranking's top 10 per query (`runs`), for per-query metrics and significance tests."""
     late_interaction: bool = False
     """Evaluate a collection that also stores token vectors (mode colbert needs one)."""
 
@@ -150,6 +152,10 @@ def _fusion_applied(results: Mapping[str, SearchResult]) -> float | str | None:
     return float(named.pop()) if weights == named and len(named) == 1 else "mixed"
 
 
+def _top_ids(ranking: Mapping[str, Sequence[tuple[str, float]]], depth: int = 10) -> dict[str, list[str]]:
+    return {query: [doc for doc, _ in hits[:depth]] for query, hits in ranking.items()}
+
+
 async def evaluate_split(client: SearchClient, folder: Path, options: EvalOptions,
                          bi_encoder: BiEncoder | None = None) -> dict[str, Any]:
     """Ingest the corpus (unless `options.ingest` is off), run the queries in each mode, score them."""
@@ -174,6 +180,8 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
             rankings[name] = {query: [(hit.doc_id, hit.score) for hit in result.hits]
                               for query, result in results.items()}
             report["metrics"][name] = ranking_metrics(qrels, rankings[name])
+            if options.keep_runs:
+                report.setdefault("runs", {})[name] = _top_ids(rankings[name])
             report["latency_ms"][name] = _percentiles(latencies)
             report["server_ms"][name] = {
                 stage: _percentiles([value for r in results.values()
@@ -192,8 +200,10 @@ async def evaluate_split(client: SearchClient, folder: Path, options: EvalOption
             if mode == "rerank" and weights:
                 first = _first_stage_lists({query: result.hits for query, result in results.items()})
                 for weight in weights:
-                    report["metrics"][f"{name}+fusion({weight:g})"] = ranking_metrics(
-                        qrels, fuse(first, rankings[name], weight))
+                    fused = fuse(first, rankings[name], weight)
+                    report["metrics"][f"{name}+fusion({weight:g})"] = ranking_metrics(qrels, fused)
+                    if options.keep_runs:
+                        report["runs"][f"{name}+fusion({weight:g})"] = _top_ids(fused)
     if "bi" in results_by_mode and bi_encoder is not None and options.exact_recall:
         report["first_stage_recall@100_vs_exact"] = _first_stage_recall(split, queries, results_by_mode["bi"],
                                                                         bi_encoder)
