@@ -39,7 +39,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "teachers": ("scripts.score_teachers",),
 }
 """Each result file and the scripts that write it."""
-_DEPTH = 3
+_DEPTH = 5
 """Keys nested deeper than this (per-query runs, per-round series) stay in the JSON."""
 
 

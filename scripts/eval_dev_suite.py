@@ -2,6 +2,7 @@
 outside the two domains it was tuned on? Dev splits only: the test splits are for reporting, never for choosing.
 
     python -m scripts.eval_dev_suite [--domains argument forum ...] [--candidates 20]
+    python -m scripts.eval_dev_suite --from-report bench/dev_suite/eval/eval.json    # its figures again
 
 Every domain through the services (a local Kafka, every role in one process, a fresh store): mode bi (the first
 stage alone), mode rerank (the cross-encoder's own order) and its fusion with the first stage at the shipped
@@ -38,14 +39,14 @@ _METRIC = "ndcg@10"
 
 
 def per_query(qrels: dict[str, dict[str, int]], run: dict[str, list[str]]) -> dict[str, float]:
-    """nDCG@10 of each judged query (0 where the run has nothing for it), through ranx, a query at a time."""
-    scores = {}
-    for query, docs in qrels.items():
-        judged = {doc: score for doc, score in docs.items() if score >= 1}
-        if judged:
-            ranked = {doc: float(10 - rank) for rank, doc in enumerate(run.get(query, []))} or {"__none__": 0.0}
-            scores[query] = float(evaluate(Qrels({query: judged}), Run({query: ranked}), _METRIC))
-    return scores
+    """nDCG@10 of each judged query (0 where the run has nothing for it), through ranx in one call: it returns
+    the scores in the order of the queries, which are given sorted to both sides."""
+    judged = {query: {doc: score for doc, score in docs.items() if score >= 1} for query, docs in sorted(qrels.items())}
+    judged = {query: docs for query, docs in judged.items() if docs}
+    ranked = {query: {doc: float(10 - rank) for rank, doc in enumerate(run.get(query, []))} or {"__none__": 0.0}
+              for query in judged}
+    scores = evaluate(Qrels(judged), Run(ranked), _METRIC, return_mean=False)
+    return {query: float(score) for query, score in zip(judged, scores, strict=True)}
 
 
 def _summary(report: dict[str, Any], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -85,17 +86,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domains", nargs="+", choices=sorted(BUILDERS), default=sorted(BUILDERS))
     parser.add_argument("--candidates", type=int, default=20, help="first-stage candidates reranked (CPU default)")
+    parser.add_argument("--from-report", type=Path,
+                        help="summarise an evaluation this script ran before (its eval.json) instead of running one")
     args = parser.parse_args()
     configure_logging(level="WARNING")
     folders = [DATA / domain for domain in args.domains]
     missing = [str(folder) for folder in folders if not (folder / "SOURCE.json").exists()]
     if missing:
         raise SystemExit(f"not built: {missing} (python -m scripts.build_dev_suite)")
-    options = EvalOptions(modes=("bi", "rerank"), split="dev", exact_recall=False, candidates=args.candidates,
-                          keep_runs=True)
-    with tempfile.TemporaryDirectory(prefix="cascade-dev-suite-") as store:
-        settings = Settings(store=StoreSettings(path=Path(store)))
-        reports = asyncio.run(run_evaluation(settings, folders, options, BENCH_DIR / "dev_suite" / "eval"))
+    if args.from_report:
+        by_name = {report["dataset"]: report for report in orjson.loads(args.from_report.read_bytes())}
+        reports = [by_name[f"{folder.name}/dev"] for folder in folders]
+    else:
+        options = EvalOptions(modes=("bi", "rerank"), split="dev", exact_recall=False, candidates=args.candidates,
+                              keep_runs=True)
+        with tempfile.TemporaryDirectory(prefix="cascade-dev-suite-") as store:
+            settings = Settings(store=StoreSettings(path=Path(store)))
+            reports = asyncio.run(run_evaluation(settings, folders, options, BENCH_DIR / "dev_suite" / "eval"))
     runs_dir = BENCH_DIR / "dev_suite"
     result: dict[str, Any] = {"candidates": args.candidates, "split": "dev", "domains": {}, "machine": machine()}
     for folder, report in zip(folders, reports, strict=True):
