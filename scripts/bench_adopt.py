@@ -39,7 +39,7 @@ from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.sdk import SearchClient, SearchFailed, read_jsonl_documents
 from cascade.services.log import configure_logging
 from scripts.bench_offsets import serving
-from scripts.benchlib import BENCH_DIR, DATA_DIR, machine, write_result
+from scripts.benchlib import DATA_DIR, ROOT, machine, write_result
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 TIMEOUT_S = 30.0
@@ -68,11 +68,16 @@ def _cache_lookups(metrics_url: str) -> dict[str, float]:
             re.findall(r'^cascade_rerank_score_cache_total\{result="(\w+)"\} (\S+)$', text, re.MULTILINE)}
 
 
-async def _replay(bootstrap: str, queries: list[str], documents: int) -> None:
+async def _index(bootstrap: str, documents: int) -> None:
+    """The first `documents` SciFact abstracts into collection `adopt`, acknowledged."""
     corpus = list(itertools.islice(read_jsonl_documents(CORPUS), documents))
     async with SearchClient(bootstrap) as client:
         with tqdm(total=len(corpus), desc="ingest", unit="doc") as bar:
             await client.index(corpus, collection="adopt", progress=bar.update)
+
+
+async def _replay(bootstrap: str, queries: list[str]) -> None:
+    async with SearchClient(bootstrap) as client:
         for query in tqdm(queries, desc="replay (mode rerank)", unit="search"):
             await client.search(query, collection="adopt", mode="rerank", k=10, timeout_s=300)
 
@@ -83,7 +88,8 @@ def cache_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     queries = replay(titles, args.searches, args.repeat_share, args.seed)
     repeats = sum(query in queries[:i] for i, query in enumerate(queries)) / len(queries)
     with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder)) as service:
-        asyncio.run(_replay(bootstrap, queries, args.documents))
+        asyncio.run(_index(bootstrap, args.documents))
+        asyncio.run(_replay(bootstrap, queries))
         lookups = _cache_lookups(service.metrics_url())
     hit_rate = lookups.get("hit", 0.0) / max(sum(lookups.values()), 1.0)
     print(f"score cache: hit rate {hit_rate:.3f} on a replay whose share of repeated queries is {repeats:.3f}")
@@ -92,10 +98,8 @@ def cache_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
                              "pairs_looked_up": sum(lookups.values())}}
 
 
-async def _overloaded_answers(bootstrap: str, titles: list[str], documents: int, probes: int = 10) -> list[float]:
-    corpus = list(itertools.islice(read_jsonl_documents(CORPUS), documents))
+async def _overloaded_answers(bootstrap: str, titles: list[str], probes: int = 10) -> list[float]:
     async with SearchClient(bootstrap) as client:
-        await client.index(corpus, collection="adopt")
         flood = [asyncio.create_task(client.search(title, collection="adopt", mode="rerank", timeout_s=600))
                  for title in titles[:400]]
         answers_ms: list[float] = []
@@ -121,7 +125,8 @@ def overload_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     titles = _titles()
     with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(
             bootstrap, Path(folder), {"CASCADE_BATCH_RERANK_MAX_BACKLOG": "50"}):
-        answers_ms = asyncio.run(_overloaded_answers(bootstrap, titles, 200))
+        asyncio.run(_index(bootstrap, 200))
+        answers_ms = asyncio.run(_overloaded_answers(bootstrap, titles))
     print(f"overloaded answers: median {statistics.median(answers_ms):.0f} ms, max {max(answers_ms):.0f} ms "
           f"(the timeout they replace: {TIMEOUT_S * 1000:.0f} ms)")
     return {"overloaded_answer_ms": round(statistics.median(answers_ms), 1),
@@ -155,10 +160,9 @@ async def _interactive_under_flood(bootstrap: str, titles: list[str], flood_lane
 
 def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
     titles = _titles()
-    corpus = list(itertools.islice(read_jsonl_documents(CORPUS), args.documents))
     no_caches = {"CASCADE_BATCH_SCORE_CACHE_SIZE": "0", "CASCADE_BATCH_QUERY_CACHE_SIZE": "0"}  # both runs ask alike
     with tempfile.TemporaryDirectory(prefix="cascade-adopt-") as folder, serving(bootstrap, Path(folder), no_caches):
-        asyncio.run(_index(bootstrap, corpus))
+        asyncio.run(_index(bootstrap, args.documents))
         p50 = {lane: statistics.median(asyncio.run(_interactive_under_flood(bootstrap, titles, lane, args.flood,
                                                                             args.probes)))
                for lane in get_args(Lane)}
@@ -169,20 +173,19 @@ def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             "flood": {"in_flight": args.flood, "probes": args.probes, "documents": args.documents}}
 
 
-def readme_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
+def readme_part() -> dict[str, Any]:
     """The README's length: a guide a newcomer reads, at most 200 lines (reference lives in docs/)."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     return {"readme_lines": len(text.splitlines()), "readme_words": len(text.split())}
 
 
-async def _index(bootstrap: str, corpus: list[dict[str, Any]]) -> None:
-    async with SearchClient(bootstrap) as client:
-        await client.index(corpus, collection="adopt")
+SERVED_PARTS = {"cache": cache_part, "overload": overload_part, "lanes": lanes_part}
+"""The parts measured on a serving process (and so on Kafka)."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["cache", "overload", "lanes", "readme"], action="append")
+    parser.add_argument("--part", choices=[*SERVED_PARTS, "readme"], action="append")
     parser.add_argument("--flood", type=int, default=64, help="lanes: rerank searches the flood keeps waiting")
     parser.add_argument("--probes", type=int, default=10, help="lanes: interactive searches timed under it")
     parser.add_argument("--searches", type=int, default=300)
@@ -192,13 +195,15 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing Kafka (default: a local broker started for the run)")
     args = parser.parse_args()
     configure_logging(level="WARNING")
-    path = BENCH_DIR / "adopt.json"
-    result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
-    with kafka_bootstrap(args.bootstrap) as bootstrap:
-        for part in args.part or ["cache", "overload", "lanes", "readme"]:
-            result |= {"cache": cache_part, "overload": overload_part, "lanes": lanes_part,
-                       "readme": readme_part}[part](bootstrap, args)
-    print(f"wrote {write_result('adopt', result | {'machine': machine()})}")
+    result: dict[str, Any] = {}
+    parts = args.part or [*SERVED_PARTS, "readme"]
+    if "readme" in parts:
+        result |= readme_part()
+    if served := [part for part in parts if part in SERVED_PARTS]:
+        with kafka_bootstrap(args.bootstrap) as bootstrap:
+            for part in served:
+                result |= SERVED_PARTS[part](bootstrap, args)
+    print(f"wrote {write_result('adopt', result | {'machine': machine()}, merge=True)}")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ import sys
 import time
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 from tqdm import tqdm
 
 from cascade.contracts import Hit, SearchResult
-from cascade.contracts.topic_admin import TopicToCreate, create_topics
+from cascade.contracts.topic_admin import TopicToCreate, admin_client, create_topics
 from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.services.log import configure_logging
 from cascade.services.publishing import Outgoing, Publisher
@@ -68,12 +67,8 @@ async def _with_publisher(bootstrap: str, topic: str, results: list[SearchResult
 
 
 async def _create(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers=bootstrap) as admin:
         await create_topics(admin, [TopicToCreate(name, 3, {}) for name in names])
-    finally:
-        await admin.close()
 
 
 def _import_cost(module: str) -> tuple[float, int]:

@@ -40,7 +40,7 @@ from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.sdk import SearchClient, read_jsonl_documents
 from cascade.services.log import configure_logging
 from cascade.services.settings import BUNDLED_COLBERT, bundled_models
-from scripts.benchlib import BENCH_DIR, DATA_DIR, cpu_seconds, machine, write_result
+from scripts.benchlib import DATA_DIR, cpu_seconds, machine, write_result
 
 DEMO = Path(__file__).parent / "demo" / "corpus.jsonl"
 SCHEDULES = 1_000
@@ -166,13 +166,9 @@ def main() -> None:
     args = parser.parse_args()
     parts = args.part or ["model", "storm", "lag"]
     configure_logging("console", "ERROR")  # the model part's schedules retry and rewind by design
-    path = BENCH_DIR / "offsets.json"
-    result: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
-
     def record(figures: dict[str, Any]) -> None:
-        result.update(figures, machine=machine())
         print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
-        write_result("offsets", result)
+        write_result("offsets", figures | {"machine": machine()}, merge=True)
 
     if "model" in parts:
         record(model_part())

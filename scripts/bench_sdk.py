@@ -19,9 +19,8 @@ from pathlib import Path
 
 import orjson
 
-from scripts.benchlib import BENCH_DIR, machine, write_result
+from scripts.benchlib import ROOT, machine, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "numpy", "qdrant-client", "qdrant-edge-py", "faststream")
 
 
@@ -63,9 +62,7 @@ def main() -> None:
           f"{len(installed) - 1} dependencies: {', '.join(sorted(installed))}")
     if heavy:
         sys.exit(f"the SDK's install brought {heavy}")
-    path = BENCH_DIR / "adopt.json"
-    previous = orjson.loads(path.read_bytes()) if path.exists() else {}
-    print(f"wrote {write_result('adopt', previous | figures | {'machine': machine()})}")
+    print(f"wrote {write_result('adopt', figures | {'machine': machine()}, merge=True)}")
 
 
 if __name__ == "__main__":

@@ -43,9 +43,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
+def write_result(name: str, result: dict[str, Any], merge: bool = False) -> Path:
+    """bench/<name>.json; with `merge`, `result`'s keys replace those of the file (other scripts' or parts' figures
+    are kept)."""
     BENCH_DIR.mkdir(exist_ok=True)
     path = BENCH_DIR / f"{name}.json"
+    if merge and path.exists():
+        result = orjson.loads(path.read_bytes()) | result
     options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS  # keys such as N=10 become "10"
     path.write_bytes(orjson.dumps(result, option=options) + b"\n")
     return path

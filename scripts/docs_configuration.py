@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cascade.services.settings import BatchingSettings, KafkaSettings, ModelSettings, Settings, StoreSettings
-from scripts.docs_tables import cell, default_of, type_name
+from scripts.docs_tables import cell, default_of, type_name, write_page
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 GROUPS: list[tuple[str, type[BaseModel]]] = [
@@ -28,16 +28,15 @@ def render() -> str:
         for name, field in group.model_fields.items():
             if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
                 continue  # a group of its own, above
-            default = "unset" if default_of(field) == "required" else default_of(field)
-            lines.append(f"| `{prefix}{name.upper()}` | {cell(type_name(field.annotation))} | {default} | "
+            lines.append(f"| `{prefix}{name.upper()}` | {cell(type_name(field.annotation))} | "
+                         f"{default_of(field, missing='unset')} | "
                          f"{cell(field.description)} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
-    OUT.write_text(render())
-    print(f"wrote {OUT}")
+    write_page(OUT, render())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from scripts.benchlib import BENCH_DIR
-from scripts.docs_tables import cell
+from scripts.docs_tables import cell, write_page
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "measurements.md"
 WRITERS: dict[str, tuple[str, ...]] = {
@@ -81,8 +81,7 @@ def render() -> str:
 
 
 def main() -> None:
-    OUT.write_text(render())
-    print(f"wrote {OUT}")
+    write_page(OUT, render())
 
 
 if __name__ == "__main__":

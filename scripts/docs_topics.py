@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from cascade.contracts import DEFAULT_PREFIX, TopicRegistry
 from cascade.contracts.messages import Candidate, ErrorInfo, Hit, StageTimings
 from cascade.contracts.topics import GROWABLE, SPECS
-from scripts.docs_tables import cell, default_of, type_name
+from scripts.docs_tables import cell, default_of, type_name, write_page
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "topics.md"
 _PARTS: tuple[type[BaseModel], ...] = (Candidate, Hit, StageTimings, ErrorInfo)
@@ -53,8 +53,7 @@ def render() -> str:
 
 
 def main() -> None:
-    OUT.write_text(render())
-    print(f"wrote {OUT}")
+    write_page(OUT, render())
 
 
 if __name__ == "__main__":

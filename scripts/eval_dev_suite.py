@@ -7,8 +7,9 @@ outside the two domains it was tuned on? Dev splits only: the test splits are fo
 Every domain through the services (a local Kafka, every role in one process, a fresh store): mode bi (the first
 stage alone), mode rerank (the cross-encoder's own order) and its fusion with the first stage at the shipped
 weight. Per domain: nDCG@10 and MRR@10 of each, and a paired two-sided t-test (scipy) of each reranked variant
-against the first stage over the per-query nDCG@10 (ranx). Writes bench/dev_suite.json (figures), bench/dev_suite/
-(<domain>.json: the per-query top 10 of every run) and bench/dev_suite.png.
+against the first stage over the per-query nDCG@10 (`cascade.evaluation.metrics.per_query`, ranx). Writes
+bench/dev_suite.json (figures), bench/dev_suite/eval/ (the harness's reports, with the per-query top 10 of every
+run) and bench/dev_suite.png.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from typing import Any
 
 import matplotlib
 import orjson
-from ranx import Qrels, Run, evaluate
 from scipy import stats
 
-from cascade.evaluation.beir import load_split
+from cascade.evaluation.beir import read_qrels
 from cascade.evaluation.harness import EvalOptions
+from cascade.evaluation.metrics import per_query
 from cascade.evaluation.run import run_evaluation
 from cascade.services.log import configure_logging
 from cascade.services.settings import Settings, StoreSettings
@@ -38,20 +39,10 @@ import matplotlib.pyplot as plt  # after choosing the file backend
 _METRIC = "ndcg@10"
 
 
-def per_query(qrels: dict[str, dict[str, int]], run: dict[str, list[str]]) -> dict[str, float]:
-    """nDCG@10 of each judged query (0 where the run has nothing for it), through ranx in one call: it returns
-    the scores in the order of the queries, which are given sorted to both sides."""
-    judged = {query: {doc: score for doc, score in docs.items() if score >= 1} for query, docs in sorted(qrels.items())}
-    judged = {query: docs for query, docs in judged.items() if docs}
-    ranked = {query: {doc: float(10 - rank) for rank, doc in enumerate(run.get(query, []))} or {"__none__": 0.0}
-              for query in judged}
-    scores = evaluate(Qrels(judged), Run(ranked), _METRIC, return_mean=False)
-    return {query: float(score) for query, score in zip(judged, scores, strict=True)}
-
-
 def _summary(report: dict[str, Any], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
     runs: dict[str, dict[str, list[str]]] = report["runs"]
-    scores = {name: per_query(qrels, run) for name, run in runs.items()}
+    scores = {name: per_query(qrels, {query: [(doc, 0.0) for doc in docs] for query, docs in run.items()}, _METRIC)
+              for name, run in runs.items()}
     queries = sorted(scores["bi"])
     summary: dict[str, Any] = {"queries": report["queries"], "documents": report["documents"],
                                "metrics": report["metrics"], "versus_bi": {}}
@@ -103,11 +94,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="cascade-dev-suite-") as store:
             settings = Settings(store=StoreSettings(path=Path(store)))
             reports = asyncio.run(run_evaluation(settings, folders, options, BENCH_DIR / "dev_suite" / "eval"))
-    runs_dir = BENCH_DIR / "dev_suite"
     result: dict[str, Any] = {"candidates": args.candidates, "split": "dev", "domains": {}, "machine": machine()}
     for folder, report in zip(folders, reports, strict=True):
-        qrels = load_split(folder, "dev").qrels
-        (runs_dir / f"{folder.name}.json").write_bytes(orjson.dumps(report["runs"], option=orjson.OPT_INDENT_2))
+        qrels = read_qrels(folder, "dev")
         result["domains"][folder.name] = _summary(report, qrels)
         print(folder.name, result["domains"][folder.name]["versus_bi"])
     print(f"wrote {write_result('dev_suite', result)}")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from cascade.sdk import read_jsonl_documents
 from cascade.services.encoders import BiEncoder, document_text
 
-__all__ = ["BeirSplit", "corpus_vectors", "exact_top_k", "load_split", "text_vectors"]
+__all__ = ["BeirSplit", "corpus_vectors", "exact_top_k", "load_split", "read_qrels", "text_vectors"]
 
 _CACHE = Path.home() / ".cache" / "cascade" / "vectors"
 
@@ -40,12 +40,18 @@ def load_split(folder: Path, split: str = "test") -> BeirSplit:
     corpus = list(read_jsonl_documents(corpus_path if corpus_path.exists() else folder / "corpus.jsonl"))
     with (folder / f"queries{suffix}.jsonl").open("rb") as lines:
         queries = {str(row["_id"]): row["text"] for row in map(orjson.loads, lines)}
+    qrels = read_qrels(folder, split)
+    judged = {query_id: text for query_id, text in queries.items() if query_id in qrels}
+    return BeirSplit(f"{folder.name}/{split}", corpus, judged, qrels)
+
+
+def read_qrels(folder: Path, split: str) -> dict[str, dict[str, int]]:
+    """The judgements of a split: query id -> document id -> relevance."""
     qrels: dict[str, dict[str, int]] = {}
     with (folder / "qrels" / f"{split}.tsv").open() as rows:
         for row in csv.DictReader(rows, delimiter="\t"):
             qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    judged = {query_id: text for query_id, text in queries.items() if query_id in qrels}
-    return BeirSplit(f"{folder.name}/{split}", corpus, judged, qrels)
+    return qrels
 
 
 def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float32]:

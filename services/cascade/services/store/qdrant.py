@@ -27,6 +27,7 @@ from cascade.services.store.base import (
     SPARSE_VECTOR,
     TEXT_FIELDS,
     TOKEN_VECTORS,
+    VERSION_MARK,
     DocumentText,
     FieldNotFilterable,
     FilterFieldKind,
@@ -93,6 +94,8 @@ class QdrantStore(VectorStore):
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def resolve(self, collection: str) -> str:
+        if VERSION_MARK in collection:  # a version already (names users give cannot hold the mark): no round trip
+            return collection
         aliases = (await self._on_peer(lambda client: client.get_aliases())).aliases
         return next((alias.collection_name for alias in aliases if alias.alias_name == collection), collection)
 
