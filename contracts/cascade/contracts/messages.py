@@ -192,6 +192,9 @@ class SearchRequest(Message):
     """For mode rerank: `bulk` candidate sets wait while interactive ones are being reranked (backfills, offline
     evaluation); an `interactive` request is the one a person waits for."""
     filter: Annotated[Filter, Field(max_length=8)] | None = None
+    min_probability: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """For modes rerank and cross: answer only the hits whose relevance probability (see Hit.probability) is at
+    least this; a cross-encoder without a calibration answers invalid_request."""
     reply_to: TopicName | None = None
     deadline_ms: EpochMs | None = Field(None, description=(
         "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) after which no "
@@ -209,6 +212,8 @@ class SearchRequest(Message):
             raise ValueError(f"k ({self.k}) must not exceed candidates ({self.candidates})")
         if self.mode in ("cross", "colbert") and self.first_stage != "dense":
             raise ValueError(f"mode {self.mode!r} takes the dense first stage only")
+        if self.min_probability is not None and self.mode not in ("rerank", "cross"):
+            raise ValueError(f"min_probability needs a cross-encoder's scores: mode rerank or cross, not {self.mode!r}")
         return self
 
 
@@ -258,7 +263,15 @@ class Hit(BaseModel):
 
     doc_id: DocId
     score: float
+    """What the hits are ordered by: the first stage's score, the cross-encoder's, or their fusion (see
+    SearchResult.models)."""
     first_stage_score: float | None = None
+    rerank_score: float | None = None
+    """The cross-encoder's raw score (a logit), before any fusion; modes rerank and cross only."""
+    probability: float | None = None
+    """The probability that the hit is relevant: the cross-encoder's raw score through the logistic calibration
+    fitted on the dev suite and shipped with the model (None where the model has none). Comparable across
+    queries, unlike the scores: a threshold can be set on it (SearchRequest.min_probability)."""
     title: Title = ""
     text: Text = ""
 

@@ -75,7 +75,8 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
         try:
             result = await client.search(args.query, collection=args.collection, mode=args.mode, k=args.k,
                                          candidates=args.candidates, timeout_s=args.timeout,
-                                         first_stage=args.first_stage, lane=args.lane)
+                                         first_stage=args.first_stage, lane=args.lane,
+                                         min_probability=args.min_probability)
         except (SearchFailed, SearchTimeout) as exc:
             sys.exit(str(exc))
     print(format_result(result))
@@ -127,6 +128,8 @@ def _add_client_commands(commands: Subcommands) -> None:
     search.add_argument("--first-stage", choices=["dense", "sparse", "hybrid"], default="dense")
     search.add_argument("--lane", choices=get_args(Lane), default="interactive",
                         help="bulk: the reranking gives way to interactive requests")
+    search.add_argument("--min-probability", type=float, default=None,
+                        help="only hits at least this likely to be relevant (modes rerank and cross)")
     search.add_argument("--timeout", type=float, default=30.0)
 
 

@@ -113,15 +113,18 @@ class SearchClient:
     async def search(
         self, query: str, *, collection: str, k: int = 10, mode: Mode = "rerank", candidates: int | None = None,
         filter: Mapping[str, str | int | bool] | None = None, timeout_s: float = 30.0,
-        first_stage: FirstStage = "dense", lane: Lane = "interactive",
+        first_stage: FirstStage = "dense", lane: Lane = "interactive", min_probability: float | None = None,
     ) -> SearchResult:
         """Ask and wait. Raises SearchTimeout after `timeout_s` (also sent as the request's deadline, so the
         services answer `deadline_exceeded` rather than work for nobody) and SearchFailed on an error result.
-        `lane="bulk"` for work nobody waits on: its reranking gives way to interactive requests."""
+        `lane="bulk"` for work nobody waits on: its reranking gives way to interactive requests.
+        `min_probability`: only hits at least this likely to be relevant (modes rerank and cross; each hit's
+        `probability`), so a search can answer nothing."""
         request = SearchRequest(
             request_id=uuid.uuid4().hex, collection=collection, query=query, k=k,
             candidates=None if candidates is None else max(candidates, k),
             mode=mode, first_stage=first_stage, lane=lane, filter=dict(filter) if filter else None,
+            min_probability=min_probability,
             reply_to=self.replies.topic,
             deadline_ms=now_ms() + timeout_s * 1000,
         )

@@ -23,8 +23,12 @@ def format_timings(result: SearchResult) -> str:
 def _lines(result: SearchResult, width: int) -> list[str]:
     if result.error is not None:
         return [f"error {result.error.code}: {result.error.message}"]
-    return [textwrap.shorten(f"{rank}. {hit.score:+.3f} {_label(hit.title, hit.text)}", width)
-            for rank, hit in enumerate(result.hits, start=1)]
+    return [textwrap.shorten(f"{rank}. {hit.score:+.3f}{_chance(hit.probability)} {_label(hit.title, hit.text)}",
+                             width) for rank, hit in enumerate(result.hits, start=1)]
+
+
+def _chance(probability: float | None) -> str:
+    return "" if probability is None else f" ({probability:.0%})"
 
 
 def _label(title: str, text: str) -> str:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from cascade.contracts import Hit, StageTimings
-from cascade.services.encoders import RerankOutcome
+from cascade.contracts import Hit, SearchRequest, StageTimings
+from cascade.services.encoders import Calibration, RerankOutcome
 from cascade.services.sizing import fit_snippet
 
-__all__ = ["Rankable", "as_hit", "ranked_hits", "with_rerank_timings"]
+__all__ = ["CrossScores", "Rankable", "as_hit", "ranked_hits", "uncalibrated", "with_rerank_timings"]
 
 
 class Rankable(Protocol):
@@ -28,18 +29,49 @@ class Rankable(Protocol):
     def score(self) -> float: ...
 
 
+@dataclass(frozen=True)
+class CrossScores:
+    """A cross-encoder's raw scores of a candidate set and, where the model is calibrated, their probabilities."""
+
+    raw: npt.NDArray[np.float32]
+    probabilities: npt.NDArray[np.float32] | None
+
+    @classmethod
+    def of(cls, raw: npt.NDArray[np.float32], calibration: Calibration | None) -> CrossScores:
+        return cls(raw, calibration.probabilities(raw) if calibration is not None else None)
+
+
+def uncalibrated(request: SearchRequest, calibration: Calibration | None, model_id: str) -> str | None:
+    """Why `request` cannot be answered by this cross-encoder: it sets min_probability and the model has no
+    calibration; None when it can."""
+    if request.min_probability is None or calibration is not None:
+        return None
+    return (f"min_probability needs a calibrated cross-encoder; {model_id} ships no calibration "
+            "(scripts/calibrate_reranker.py fits one)")
+
+
 def ranked_hits(
-    candidates: Sequence[Rankable], scores: npt.NDArray[np.float32], k: int, max_chars: int, max_bytes: int
+    candidates: Sequence[Rankable], scores: npt.NDArray[np.float32], k: int, max_chars: int, max_bytes: int,
+    cross: CrossScores | None = None, min_probability: float | None = None,
 ) -> list[Hit]:
-    """The top `k` candidates by `scores` (stable on ties), keeping each one's first-stage score; snippets
-    cut to `max_chars` characters and `max_bytes` bytes each."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [as_hit(candidates[i], float(scores[i]), max_chars, max_bytes) for i in order]
+    """The top `k` candidates by `scores` (stable on ties) whose probability is at least `min_probability`,
+    keeping each one's first-stage score and cross-encoder scores; snippets cut to `max_chars` characters and
+    `max_bytes` bytes each."""
+    order = np.argsort(-scores, kind="stable")
+    probabilities = cross.probabilities if cross is not None else None
+    if min_probability is not None and probabilities is not None:
+        order = order[probabilities[order] >= min_probability]
+    return [as_hit(candidates[i], float(scores[i]), max_chars, max_bytes,
+                   rerank_score=float(cross.raw[i]) if cross is not None else None,
+                   probability=float(probabilities[i]) if probabilities is not None else None)
+            for i in order[:k]]
 
 
-def as_hit(candidate: Rankable, score: float, max_chars: int, max_bytes: int) -> Hit:
+def as_hit(candidate: Rankable, score: float, max_chars: int, max_bytes: int, rerank_score: float | None = None,
+           probability: float | None = None) -> Hit:
     title, text = fit_snippet(candidate.title, candidate.text, max_chars, max_bytes)
-    return Hit(doc_id=candidate.doc_id, score=score, first_stage_score=candidate.score, title=title, text=text)
+    return Hit(doc_id=candidate.doc_id, score=score, first_stage_score=candidate.score, rerank_score=rerank_score,
+               probability=probability, title=title, text=text)
 
 
 def with_rerank_timings(timings: StageTimings, outcome: RerankOutcome, queue_ms: float) -> StageTimings:

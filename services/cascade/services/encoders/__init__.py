@@ -3,6 +3,7 @@
 import transformers
 
 from cascade.services.encoders.bi_encoder import DEFAULT_BI_ENCODER_ID, BiEncoder, default_bi_encoder_path
+from cascade.services.encoders.calibration import Calibration
 from cascade.services.encoders.catalogue import CATALOGUE, DEFAULT_MODEL, ModelNotFetched, ModelSpec, resolve_model
 from cascade.services.encoders.cross_encoder import CrossEncoder, ScoredBatch, plan_passes
 from cascade.services.encoders.device import resolve_device
@@ -20,6 +21,7 @@ __all__ = [
     "BatcherStopped",
     "BiEncoder",
     "BiEncoders",
+    "Calibration",
     "CrossEncoder",
     "LateInteractionEncoder",
     "LateInteractionLoader",

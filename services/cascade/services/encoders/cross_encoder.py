@@ -16,6 +16,7 @@ import numpy.typing as npt
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from cascade.services.encoders.calibration import Calibration, read_calibration
 from cascade.services.encoders.device import resolve_device
 from cascade.services.encoders.int8 import quantize_int8
 from cascade.services.settings import Precision
@@ -77,6 +78,8 @@ class CrossEncoder:
         self.device = next(model.parameters()).device
         self.max_length = max_length
         self._two_class = labels == 2
+        self.calibration: Calibration | None = read_calibration(model_id)
+        """Relevance probabilities from the raw scores, where the model's folder ships one."""
         self.pairs_scored = 0
         self.padded_tokens = 0
         self.attention_cells = 0

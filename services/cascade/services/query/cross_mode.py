@@ -9,7 +9,7 @@ from cascade.contracts import SearchRequest, SearchResult, StageTimings, now_ms
 from cascade.services.answers import ranked_result
 from cascade.services.encoders import RerankBatcher, document_text
 from cascade.services.query.admission import Refused
-from cascade.services.ranking import ranked_hits, with_rerank_timings
+from cascade.services.ranking import CrossScores, ranked_hits, uncalibrated, with_rerank_timings
 from cascade.services.settings import Settings
 from cascade.services.sizing import shrink_to_fit, snippet_budget
 from cascade.services.store import ScoredDocument, VectorStore
@@ -39,6 +39,8 @@ class CrossScorer:
         if self._cross is None:
             raise Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                           dead_letter=False)
+        if reason := uncalibrated(request, self._cross.encoder.calibration, self._cross.encoder.model_id):
+            raise Refused("invalid_request", reason, dead_letter=False)
         work_until = min(request.deadline_ms or float("inf"), picked_at + self._batching.max_work_s * 1000)
         try:  # the consumer waits for this batch: never longer than the deadline (the scoring is then abandoned)
             async with asyncio.timeout(max(work_until - now_ms(), 0.0) / 1000):
@@ -50,6 +52,7 @@ class CrossScorer:
         cross_timings = with_rerank_timings(timings, outcome, outcome.queue_ms)
         models = {"bi_encoder": bi_model, "cross_encoder": self._cross.encoder.model_id}
         text_chars = self._batching.candidate_text_chars
+        cross = CrossScores.of(outcome.scores, self._cross.encoder.calibration)
         return shrink_to_fit(lambda budget: ranked_result(
-            request, ranked_hits(found, outcome.scores, request.k, text_chars, budget), cross_timings,
-            self._served_by, models), snippet_budget(min(request.k, len(found))))
+            request, ranked_hits(found, outcome.scores, request.k, text_chars, budget, cross, request.min_probability),
+            cross_timings, self._served_by, models), snippet_budget(min(request.k, len(found))))

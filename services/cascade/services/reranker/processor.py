@@ -20,7 +20,7 @@ from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
 from cascade.services.messaging import RawRecord
 from cascade.services.publishing import Outgoing
-from cascade.services.ranking import ranked_hits, with_rerank_timings
+from cascade.services.ranking import CrossScores, ranked_hits, uncalibrated, with_rerank_timings
 from cascade.services.reranker.fusion import configured_fusion_weight, fused_scores
 from cascade.services.settings import Settings
 from cascade.services.sizing import shrink_to_fit, snippet_budget
@@ -52,8 +52,11 @@ class RerankProcessor:
             except ContractError as exc:
                 out += self._refuse(record, "invalid_request", str(exc), exc.reason)
                 continue
+            encoder = self._batcher.encoder
             if self._expired(candidates):
                 out.append(self._deadline_error(candidates))
+            elif reason := uncalibrated(candidates.request, encoder.calibration, encoder.model_id):
+                out.append(self._error(candidates, "invalid_request", reason))
             else:
                 live.append((record, candidates))
         outcomes = await asyncio.gather(*(
@@ -138,6 +141,7 @@ class RerankProcessor:
         request = candidates.request
         first_stage = np.array([candidate.score for candidate in candidates.candidates], dtype=np.float32)
         scores = fused_scores(outcome.scores, first_stage, self.fusion_weight)
+        cross = CrossScores.of(outcome.scores, self._batcher.encoder.calibration)
         timings = with_rerank_timings(candidates.timings, outcome,
                                       queue_ms=max(elapsed_ms(candidates.published_at_ms) - outcome.compute_ms, 0.0))
         served_by = {**candidates.served_by, "reranker": self._instance}
@@ -145,6 +149,7 @@ class RerankProcessor:
                   **({"fusion_weight": f"{self.fusion_weight:g}"} if self.fusion_weight else {})}
 
         def build(budget: int) -> SearchResult:
-            hits = ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget)
+            hits = ranked_hits(candidates.candidates, scores, request.k, self._text_chars, budget, cross,
+                               request.min_probability)
             return ranked_result(request, hits, timings, served_by, models)
         return shrink_to_fit(build, snippet_budget(min(request.k, len(candidates.candidates))))
