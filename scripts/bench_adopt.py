@@ -12,6 +12,10 @@
 - lanes: the same service; a flood that keeps `--flood` rerank searches (SciFact titles) waiting, and `--probes`
   interactive rerank searches timed one after another meanwhile: the flood in the interactive lane (as every
   request was before lanes), then in the bulk lane; the interactive p50 of each.
+- long_docs: long documents made by joining 8 passages of the dev suite's web domain (BoolQ's Wikipedia
+  passages, shuffled, seeded) and its dev queries (a long document is relevant where one of its passages is),
+  through `cascade-eval` into a collection of whole documents (cut at the models' 256 tokens) and one of
+  passages: nDCG@10 of modes bi and rerank (as shipped: fused) on each, paired t-test over the queries.
 - readme: the README's lines and words.
 Writes its keys into bench/adopt.json (other parts and issues add theirs to the same file).
 """
@@ -23,6 +27,7 @@ import asyncio
 import itertools
 import random
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -33,13 +38,20 @@ from typing import Any, get_args
 
 import orjson
 from tqdm import tqdm
+from transformers import AutoTokenizer
 
 from cascade.contracts.messages import Lane
+from cascade.evaluation.beir import read_qrels
+from cascade.evaluation.harness import EvalOptions
+from cascade.evaluation.run import run_evaluation
+from cascade.evaluation.suite import p_values
 from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.sdk import SearchClient, SearchFailed, read_jsonl_documents
 from cascade.services.log import configure_logging
+from cascade.services.settings import Settings, StoreSettings
 from scripts.bench_offsets import serving
-from scripts.benchlib import DATA_DIR, ROOT, machine, write_result
+from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
+from scripts.build_dev_suite import DATA as DEV_SUITE
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 TIMEOUT_S = 30.0
@@ -173,6 +185,70 @@ def lanes_part(bootstrap: str, args: argparse.Namespace) -> dict[str, Any]:
             "flood": {"in_flight": args.flood, "probes": args.probes, "documents": args.documents}}
 
 
+LONG_SOURCE = "web"
+"""The dev-suite domain whose passages are joined into long documents (dev queries only)."""
+
+
+def build_long_documents(source: Path, target: Path, per_document: int, seed: int) -> None:
+    """`target`: a BEIR folder (dev split) whose documents are `per_document` of `source`'s, joined."""
+    corpus = list(read_jsonl_documents(source / "corpus.jsonl"))
+    random.Random(seed).shuffle(corpus)
+    joined_into: dict[str, str] = {}
+    (target / "qrels").mkdir(parents=True, exist_ok=True)
+    with (target / "corpus.jsonl").open("wb") as out:
+        for start in range(0, len(corpus), per_document):
+            doc_id, group = f"long{start // per_document}", corpus[start : start + per_document]
+            joined_into |= {doc["doc_id"]: doc_id for doc in group}
+            text = " ".join(f"{doc['title']}. {doc['text']}" if doc["title"] else doc["text"] for doc in group)
+            out.write(orjson.dumps({"_id": doc_id, "title": "", "text": text}) + b"\n")
+    shutil.copyfile(source / "queries.dev.jsonl", target / "queries.dev.jsonl")
+    relevant = {(query, joined_into[doc]): score for query, docs in read_qrels(source, "dev").items()
+                for doc, score in docs.items() if score >= 1}
+    (target / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{query}\t{doc}\t{score}\n" for (query, doc), score in sorted(relevant.items())))
+
+
+def _median_tokens(folder: Path) -> int:
+    """The long documents' median length in the cross-encoder's tokens (its maximum is 256)."""
+    tokenizer = AutoTokenizer.from_pretrained(Settings().models.cross_encoder)
+    texts = [doc["text"] for doc in read_jsonl_documents(folder / "corpus.jsonl")]
+    return int(statistics.median(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]))
+
+
+def long_docs_part(args: argparse.Namespace) -> dict[str, Any]:
+    source = DEV_SUITE / LONG_SOURCE
+    if not (source / "SOURCE.json").is_file():
+        raise SystemExit(f"{source} is not built: python -m scripts.build_dev_suite --domains {LONG_SOURCE}")
+    figures: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="cascade-long-docs-") as folder:
+        data = Path(folder) / f"long-{LONG_SOURCE}"
+        build_long_documents(source, data, args.long_join, args.seed)
+        median_tokens, qrels = _median_tokens(data), read_qrels(data, "dev")
+        documents = len((data / "corpus.jsonl").read_bytes().splitlines())
+        for layout, passages in (("truncated", False), ("chunked", True)):
+            options = EvalOptions(modes=("bi", "rerank"), split="dev", exact_recall=False, candidates=20,
+                                  keep_runs=True, passages=passages)
+            settings = Settings(store=StoreSettings(path=Path(folder) / f"store-{layout}"))
+            [report] = asyncio.run(run_evaluation(settings, [data], options, BENCH_DIR / "long_docs" / layout))
+            shipped = next(name for name in report["runs"] if name.startswith("rerank+fusion"))
+            for mode, name in (("bi", "bi"), ("rerank", shipped)):
+                figures.setdefault(layout, {})[mode] = round(report["metrics"][name]["ndcg@10"], 4)
+                runs[f"{layout} {mode}"] = {query: [(doc, 0.0) for doc in docs]
+                                            for query, docs in report["runs"][name].items()}
+    significance = {mode: p_values(qrels, {"truncated": runs[f"truncated {mode}"],
+                                           "chunked": runs[f"chunked {mode}"]}, "truncated")["chunked"]
+                    for mode in ("bi", "rerank")}
+    print(f"long documents (median {median_tokens} tokens), nDCG@10 truncated -> chunked: " + ", ".join(
+        f"{mode} {figures['truncated'][mode]:.3f} -> {figures['chunked'][mode]:.3f} (p {significance[mode]})"
+        for mode in ("bi", "rerank")))
+    return {"long_docs": {"truncated": figures["truncated"]["rerank"], "chunked": figures["chunked"]["rerank"],
+                          "median_tokens": median_tokens, "by_mode": figures, "p_value": significance,
+                          "set": {"source": f"dev suite {LONG_SOURCE} (dev split)", "passages_joined": args.long_join,
+                                  "queries": len(qrels), "documents": documents, "seed": args.seed,
+                                  "candidates": 20}}}
+
+
 def readme_part() -> dict[str, Any]:
     """The README's length: a guide a newcomer reads, at most 200 lines (reference lives in docs/)."""
     text = (ROOT / "README.md").read_text()
@@ -185,7 +261,8 @@ SERVED_PARTS = {"cache": cache_part, "overload": overload_part, "lanes": lanes_p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=[*SERVED_PARTS, "readme"], action="append")
+    parser.add_argument("--part", choices=[*SERVED_PARTS, "long_docs", "readme"], action="append")
+    parser.add_argument("--long-join", type=int, default=8, help="long_docs: passages joined into each document")
     parser.add_argument("--flood", type=int, default=64, help="lanes: rerank searches the flood keeps waiting")
     parser.add_argument("--probes", type=int, default=10, help="lanes: interactive searches timed under it")
     parser.add_argument("--searches", type=int, default=300)
@@ -196,9 +273,11 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(level="WARNING")
     result: dict[str, Any] = {}
-    parts = args.part or [*SERVED_PARTS, "readme"]
+    parts = args.part or [*SERVED_PARTS, "long_docs", "readme"]
     if "readme" in parts:
         result |= readme_part()
+    if "long_docs" in parts:
+        result |= long_docs_part(args)
     if served := [part for part in parts if part in SERVED_PARTS]:
         with kafka_bootstrap(args.bootstrap) as bootstrap:
             for part in served:

@@ -65,13 +65,13 @@ def _save_lists(domain: str, split: str, name: str, lists: Lists) -> None:
     write_trec(RUNS / split / domain / f"{name}.trec.gz", lists, name)
 
 
-def _load_lists(domain: str, split: str, name: str) -> Lists:
+def load_lists(domain: str, split: str, name: str) -> Lists:
     lists: Lists = {query: [(doc, score) for doc, score in hits]
                     for query, hits in orjson.loads(_lists_path(domain, split, name).read_bytes()).items()}
     return lists
 
 
-def _domains() -> list[Domain]:
+def suite_domains() -> list[Domain]:
     missing = [name for name in sorted(BUILDERS) if not (DATA / name / "SOURCE.json").exists()]
     if missing:
         raise SystemExit(f"not built: {missing} (python -m scripts.build_dev_suite)")
@@ -79,7 +79,7 @@ def _domains() -> list[Domain]:
 
 
 def first_stages(stages: list[str]) -> None:
-    domains = _domains()
+    domains = suite_domains()
     for stage in stages:
         encoder = BiEncoder(stage, device="cpu") if stage in DENSE else None
         for domain in domains:
@@ -89,29 +89,29 @@ def first_stages(stages: list[str]) -> None:
                     _save_lists(domain.name, split, stage, lists)
                     if _lists_path(domain.name, split, "bm25").exists():
                         _save_lists(domain.name, split, f"{stage}+bm25",
-                                    rrf(lists, _load_lists(domain.name, split, "bm25")))
+                                    rrf(lists, load_lists(domain.name, split, "bm25")))
                 elif stage == "bm25":
                     _save_lists(domain.name, split, stage, bm25_lists(domain, split))
                 else:
                     raise SystemExit(f"unknown stage {stage!r}: one of bm25, {', '.join(DENSE)}")
             # Only dev figures are shown: the test split is for the report, never for choosing.
-            print(domain.name, "dev", stage, summary(domain.qrels["dev"], _load_lists(domain.name, "dev", stage)))
+            print(domain.name, "dev", stage, summary(domain.qrels["dev"], load_lists(domain.name, "dev", stage)))
 
 
 def _dev_means(domains: list[Domain], names: list[str]) -> dict[str, float]:
     """Each named run's nDCG@10 on the dev split, averaged over the domains."""
-    return {name: round(sum(summary(domain.qrels["dev"], _load_lists(domain.name, "dev", name))["ndcg@10"]
+    return {name: round(sum(summary(domain.qrels["dev"], load_lists(domain.name, "dev", name))["ndcg@10"]
                             for domain in domains) / len(domains), 4) for name in names}
 
 
 def cascade(first_stage: str) -> None:
     """Reranks `first_stage` on dev at every weight and candidate count, keeps the best on the mean over
     domains, and ranks test with it."""
-    domains = _domains()
+    domains = suite_domains()
     cross = CrossEncoder.load(str(bundled_models() / RERANKER), device="cpu")
     tried: list[str] = []
     for domain in domains:
-        first = _load_lists(domain.name, "dev", first_stage)
+        first = load_lists(domain.name, "dev", first_stage)
         for candidates in CANDIDATES:
             for weight, lists in rerank_lists(domain, "dev", first, cross, candidates, WEIGHTS).items():
                 name = _cascade_name(first_stage, candidates, weight)
@@ -122,7 +122,7 @@ def cascade(first_stage: str) -> None:
     candidates, weight = _cascade_setting(best)
     print("dev nDCG@10 means:", means, "\nchosen:", best)
     for domain in domains:
-        test_first = _load_lists(domain.name, "test", first_stage)
+        test_first = load_lists(domain.name, "test", first_stage)
         [lists] = rerank_lists(domain, "test", test_first, cross, candidates, (weight,)).values()
         _save_lists(domain.name, "test", best, lists)
 
@@ -144,7 +144,7 @@ def _available(domains: list[Domain], split: str) -> list[str]:
 
 
 def report() -> None:
-    domains = _domains()
+    domains = suite_domains()
     dev_runs = _available(domains, "dev")
     dev = _dev_means(domains, dev_runs)
     stages = [name for name in dev_runs if not name.startswith("cascade[")]
@@ -163,7 +163,7 @@ def report() -> None:
     test_runs = [name for name in _available(domains, "test") if name in stages or name == shipped]
     for domain in domains:
         qrels = domain.qrels["test"]
-        runs = {name: _load_lists(domain.name, "test", name) for name in test_runs}
+        runs = {name: load_lists(domain.name, "test", name) for name in test_runs}
         significance = p_values(qrels, runs, best_stage)
         result["domains"][domain.name] = {
             "queries": len(qrels),

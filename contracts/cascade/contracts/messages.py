@@ -153,11 +153,17 @@ class DocumentEvent(Message):
     late_interaction: bool | None = None
     """Whether a collection this document creates also stores each document's token vectors (ColBERT, for mode
     colbert; default: no); for an existing collection it must match or be absent."""
+    passages: bool | None = None
+    """Whether a collection this document creates splits each document into passages (for documents longer
+    than the models read, 256 tokens: the rest would be cut): a document is found and reranked by its best
+    passage. Default: no; for an existing collection it must match or be absent."""
 
     @model_validator(mode="after")
     def _text_matches_op(self) -> Self:
         if self.op == "upsert" and not self.text.strip():
             raise ValueError("an upsert needs a non-empty text")
+        if self.late_interaction and self.passages:
+            raise ValueError("a collection stores token vectors (late_interaction) or passages, not both")
         return self
 
 
@@ -252,6 +258,9 @@ class CandidateSet(Message):
 
     request: SearchRequest
     candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
+    passages: bool = False
+    """The collection splits documents into passages: the candidates carry their whole text, and the reranker
+    scores each by its best passage."""
     timings: StageTimings
     served_by: dict[str, str] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict)

@@ -58,10 +58,13 @@ class EvalOptions:
     """Also report each ranking's top 10 per query (`runs`), for per-query metrics and significance tests."""
     late_interaction: bool = False
     """Evaluate a collection that also stores token vectors (mode colbert needs one)."""
+    passages: bool = False
+    """Evaluate a collection of passages (each document found and reranked by its best passage)."""
 
     @property
     def collection_suffix(self) -> str:
-        return (f"-{self.model}" if self.model else "") + ("-colbert" if self.late_interaction else "")
+        return ((f"-{self.model}" if self.model else "") + ("-colbert" if self.late_interaction else "")
+                + ("-passages" if self.passages else ""))
 
 
 async def _run_mode(client: SearchClient, collection: str, queries: dict[str, str], mode: Mode,
@@ -129,7 +132,8 @@ async def _ingest(client: SearchClient, collection: str, documents: list[dict[st
     began = time.perf_counter()
     with tqdm(total=len(documents), desc=f"ingest {collection}", unit="doc") as bar:
         acks = await client.index(documents, collection=collection, model=options.model,
-                                  late_interaction=options.late_interaction or None, timeout_s=7200,
+                                  late_interaction=options.late_interaction or None,
+                                  passages=options.passages or None, timeout_s=7200,
                                   progress=bar.update)
     seconds = time.perf_counter() - began
     indexed = sum(ack.status == "indexed" for ack in acks)

@@ -28,7 +28,7 @@ from cascade.services.encoders import BiEncoder, CrossEncoder
 from cascade.services.reranker.fusion import fused_scores
 from cascade.services.store.base import RRF_K
 
-__all__ = ["Domain", "Lists", "bm25_lists", "dense_lists", "p_values", "rerank_lists", "rrf", "summary",
+__all__ = ["Domain", "Lists", "bm25_lists", "cross_scores", "dense_lists", "p_values", "rerank_lists", "rrf", "summary",
            "write_trec"]
 
 Lists = dict[str, list[tuple[str, float]]]
@@ -92,7 +92,7 @@ def rrf(first: Lists, second: Lists, depth: int = 100) -> Lists:
     return fused
 
 
-def _cached_cross_scores(cross: CrossEncoder, query: str, documents: list[str]) -> np.ndarray:
+def cross_scores(cross: CrossEncoder, query: str, documents: list[str]) -> np.ndarray:
     """The cross-encoder's scores of these pairs, cached on disk by model, length and content."""
     key = hashlib.sha256(orjson.dumps([cross.model_id, cross.max_length, query, documents])).hexdigest()[:24]
     path = _SCORES / key[:2] / f"{key}.npy"
@@ -113,10 +113,10 @@ def rerank_lists(domain: Domain, split: str, first: Lists, cross: CrossEncoder, 
     by_weight: dict[float, Lists] = {weight: {} for weight in weights}
     for query, hits in tqdm(first.items(), desc=f"rerank {domain.name}/{split}", unit="query"):
         head, tail = hits[:candidates], hits[candidates:]
-        cross_scores = _cached_cross_scores(cross, domain.queries[split][query], [text[doc] for doc, _ in head])
+        raw = cross_scores(cross, domain.queries[split][query], [text[doc] for doc, _ in head])
         first_scores = np.array([score for _, score in head], dtype=np.float32)
         for weight in weights:
-            fused = fused_scores(cross_scores, first_scores, weight)
+            fused = fused_scores(raw, first_scores, weight)
             order = np.argsort(-fused, kind="stable")
             by_weight[weight][query] = [(head[i][0], float(fused[i])) for i in order] + [
                 (doc, float(fused.min()) - 1.0 - rank) for rank, (doc, _) in enumerate(tail)]

@@ -32,6 +32,7 @@ from cascade.services.encoders import (
     CrossEncoder,
     LateInteractionEncoder,
     LateInteractionLoader,
+    Passages,
     RerankBatcher,
     UnknownModel,
 )
@@ -153,7 +154,8 @@ class CascadeProcess:
             on_build=self.metrics.index_builds.observe, on_failure=self.metrics.index_build_failures.inc)
         processor = IngestProcessor(store, bi_encoders, self.late_interaction,
                                     service=f"ingest@{settings.instance_name}",
-                                    max_collections=settings.store.max_collections)
+                                    max_collections=settings.store.max_collections,
+                                    passages=Passages.of(settings.models))
         ingest = ingest_consumer(settings, self.publisher, processor, self.index_scheduler)
         self.reindexer = Reindexer(store, bi_encoders, self.late_interaction, self.index_scheduler, self.publisher,
                                    ingest.subscription, settings.batching.reindex_page_size,

@@ -182,17 +182,20 @@ class SearchClient:
 
     async def index(
         self, documents: Iterable[DocumentLike], *, collection: str | None = None, model: str | None = None,
-        late_interaction: bool | None = None, wait: bool = True, timeout_s: float = 300.0,
-        progress: Callable[[int], None] | None = None,
+        late_interaction: bool | None = None, passages: bool | None = None, wait: bool = True,
+        timeout_s: float = 300.0, progress: Callable[[int], None] | None = None,
     ) -> list[IngestAck]:
         """Publish upserts; with `wait`, return one ack per document (raises IngestRejected if any is rejected).
 
-        Plain mappings are validated here first (`collection`, `model` and `late_interaction` fill in missing
-        fields), so a bad document raises InvalidDocuments before anything is sent. `model` names the first-stage
-        model of a collection these documents create (`cascade models list`); the services' default otherwise.
-        `late_interaction=True` makes a new collection store token vectors too, for mode colbert.
+        Plain mappings are validated here first (`collection`, `model`, `late_interaction` and `passages` fill in
+        missing fields), so a bad document raises InvalidDocuments before anything is sent. `model` names the
+        first-stage model of a collection these documents create (`cascade models list`); the services' default
+        otherwise. `late_interaction=True` makes a new collection store token vectors too, for mode colbert;
+        `passages=True` makes it split documents longer than the models read into passages, each document found
+        and reranked by its best one.
         """
-        events = _validated(documents, collection, model=model, late_interaction=late_interaction)
+        events = _validated(documents, collection, model=model, late_interaction=late_interaction,
+                            passages=passages)
         return await self._send_events(events, wait, timeout_s, progress)
 
     async def reindex(

@@ -237,6 +237,12 @@ class ModelSettings(BaseSettings):
     """Where the models run; auto: CUDA when present."""
     encode_batch_size: int = Field(64, ge=1, le=4096)
     """Texts the bi-encoder and the ColBERT encoder encode per forward pass."""
+    passage_words: int = Field(150, ge=8, le=4096)
+    """Words per passage in collections made with passages (about 200 tokens: within what both models read)."""
+    passage_overlap: int = Field(30, ge=0, le=2048)
+    """Words a passage repeats from the one before, so a sentence cut at a boundary is whole in one of them."""
+    max_passages: int = Field(32, ge=1, le=1024)
+    """Passages of a document that are encoded and reranked (the rest of a longer document is not searched)."""
 
 
 class BatchingSettings(BaseSettings):

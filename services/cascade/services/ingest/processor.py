@@ -31,6 +31,7 @@ from cascade.services.encoders import (
     BiEncoders,
     LateInteractionEncoder,
     LateInteractionLoader,
+    Passages,
     UnknownModel,
     document_text,
 )
@@ -58,6 +59,32 @@ def content_hash(model_id: str, title: str, text: str) -> str:
         digest.update(part.encode())
         digest.update(b"\x1f")
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a collection stores of each document beside its text, chosen when it is made: token vectors too
+    (late_interaction, for mode colbert), or its passages' vectors in place of one vector (passages)."""
+
+    late_interaction: bool = False
+    passages: bool = False
+
+    @classmethod
+    def asked(cls, upserts: Sequence[DocumentEvent]) -> Layout:
+        """A new collection's: as the first document that says (the contract refuses one that asks for both)."""
+        first = next((event for event in upserts if event.late_interaction is not None or event.passages is not None),
+                     None)
+        return cls(bool(first.late_interaction), bool(first.passages)) if first else cls()
+
+    def refusal(self, named: str, event: DocumentEvent) -> str | None:
+        """Why `event` cannot go into the collection `named` made this way (None: it can)."""
+        for name, what, made, asked in (("late_interaction", "token vectors", self.late_interaction,
+                                         event.late_interaction), ("passages", "passages", self.passages,
+                                                                   event.passages)):
+            if asked is not None and asked != made:
+                return (f"model_mismatch: collection {named!r} was made {'with' if made else 'without'} {what} "
+                        f"({name}), this document asks for {name}={asked}")
+        return None
 
 
 @dataclass
@@ -93,8 +120,9 @@ def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
 
 class IngestProcessor:
     def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionLoader,
-                 service: str = "ingest", max_collections: int = 1_000) -> None:
+                 service: str = "ingest", max_collections: int = 1_000, passages: Passages | None = None) -> None:
         self._store = store
+        self._passages = passages or Passages()
         self._max_collections = max_collections
         self._encoders = encoders
         self._late_interaction = late_interaction
@@ -177,11 +205,11 @@ class IngestProcessor:
             return await self._store.collection_model(collection)
         return next((event.model for event in upserts if event.model), self._encoders.default.name)
 
-    async def _late_interaction_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> bool:
-        """Whether the collection stores token vectors: as it was made, or as the first document to say asks."""
+    async def _layout_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> Layout:
+        """What the collection stores: as it was made, or as the first document to say asks."""
         if exists:
-            return await self._store.token_dim(collection) is not None
-        return next((event.late_interaction for event in upserts if event.late_interaction is not None), False)
+            return Layout(await self._store.token_dim(collection) is not None, await self._store.passages(collection))
+        return Layout.asked(upserts)
 
     async def _mismatch(self, collection: str, dim: int, model_id: str,
                         tokens_encoder: LateInteractionEncoder | None) -> str | None:
@@ -209,11 +237,11 @@ class IngestProcessor:
         if not upserts or (not exists and not await self._may_create(collection, upserts, outcome)):
             return
         model = await self._model_of(collection, exists, [event for _, event in upserts])
-        late = await self._late_interaction_of(collection, exists, [event for _, event in upserts])
-        upserts = self._matching(collection, model, late, upserts, outcome)
-        encoders = await self._encoders_for(collection, model, late, upserts, outcome)
+        layout = await self._layout_of(collection, exists, [event for _, event in upserts])
+        upserts = self._matching(collection, model, layout, upserts, outcome)
+        encoders = await self._encoders_for(collection, model, layout, upserts, outcome)
         if encoders is not None:
-            await self._write(collection, *encoders, [event for _, event in upserts], outcome)
+            await self._write(collection, *encoders, layout.passages, [event for _, event in upserts], outcome)
 
     async def _may_create(self, collection: str, upserts: list[Received], outcome: IngestOutcome) -> bool:
         """Whether the store may hold one more collection; if not, the upserts are refused."""
@@ -225,35 +253,33 @@ class IngestProcessor:
         self._reject_upserts(upserts, "collection_cap", error, outcome, collection)
         return False
 
-    def _matching(self, collection: str, model: str, late: bool, upserts: list[Received],
+    def _matching(self, collection: str, model: str, layout: Layout, upserts: list[Received],
                   outcome: IngestOutcome) -> list[Received]:
-        """The upserts that ask for the collection's model and token vectors (or nothing); the others refused."""
+        """The upserts that ask for the collection's model and layout (or nothing); the others refused."""
         named = base_name(collection)
         kept: list[Received] = []
         for record, event in upserts:
             if event.model and event.model != model:
                 self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} holds vectors of model "
                             f"{model!r}, this document asks for {event.model!r}", outcome, collection)
-            elif event.late_interaction is not None and event.late_interaction != late:
-                self.reject(record, "model_mismatch", f"model_mismatch: collection {named!r} was made "
-                            f"{'with' if late else 'without'} token vectors (late_interaction), this document asks "
-                            f"for late_interaction={event.late_interaction}", outcome, collection)
+            elif refusal := layout.refusal(named, event):
+                self.reject(record, "model_mismatch", refusal, outcome, collection)
             else:
                 kept.append((record, event))
         return kept
 
-    async def _encoders_for(self, collection: str, model: str, late: bool, upserts: list[Received],
+    async def _encoders_for(self, collection: str, model: str, layout: Layout, upserts: list[Received],
                             outcome: IngestOutcome) -> tuple[BiEncoder, LateInteractionEncoder | None] | None:
         """The encoders of the collection (made now if new), or None with the upserts refused when they are
         unavailable or their vectors do not fit the collection's."""
         try:
             encoder = await self._encoders.get(model)
-            tokens_encoder = await self._late_interaction.get() if late else None
+            tokens_encoder = await self._late_interaction.get() if layout.late_interaction else None
         except UnknownModel as exc:
             self._reject_upserts(upserts, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
             return None
         await self._store.ensure_collection(collection, encoder.dim, encoder.name,
-                                            tokens_encoder.dim if tokens_encoder else None)
+                                            tokens_encoder.dim if tokens_encoder else None, layout.passages)
         mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
         if mismatch:
             self._reject_upserts(upserts, "model_mismatch", mismatch, outcome, collection)
@@ -261,10 +287,12 @@ class IngestProcessor:
         return encoder, tokens_encoder
 
     async def _write(self, collection: str, encoder: BiEncoder, tokens_encoder: LateInteractionEncoder | None,
-                     upserts: list[DocumentEvent], outcome: IngestOutcome) -> None:
+                     passages: bool, upserts: list[DocumentEvent], outcome: IngestOutcome) -> None:
         """Encode and store what changed, relabel what only changed metadata, acknowledge every upsert."""
-        # the token vectors' model is part of the hash: a new ColBERT encoder re-encodes the collection
+        # the token vectors' model and the passages' sizes are part of the hash: changing them re-encodes
         model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
+        if passages:
+            model_id = f"{model_id} + {self._passages.label}"
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
         stored = await self._store.stored_states(collection, list(hashes))
         changed = [event for event in upserts if event.doc_id not in stored
@@ -273,8 +301,8 @@ class IngestProcessor:
         relabelled = {event.doc_id: event.metadata for event in upserts
                       if event.doc_id not in changed_ids and dict(stored[event.doc_id].metadata) != event.metadata}
         if changed:
-            await self._store.upsert(collection, await self._encoded(changed, encoder, tokens_encoder, hashes,
-                                                                     model_id))
+            await self._store.upsert(collection, await self._encoded(changed, encoder, tokens_encoder, passages,
+                                                                     hashes, model_id))
             outcome.encoded += len(changed)
         if relabelled:
             await self._store.update_metadata(collection, relabelled)
@@ -285,21 +313,40 @@ class IngestProcessor:
         )
 
     async def _encoded(self, changed: list[DocumentEvent], encoder: BiEncoder,
-                       tokens_encoder: LateInteractionEncoder | None, hashes: Mapping[str, str],
+                       tokens_encoder: LateInteractionEncoder | None, passages: bool, hashes: Mapping[str, str],
                        model_id: str) -> list[StoredDocument]:
-        """The documents to store: dense and BM25 vectors, and token vectors where the collection keeps them."""
+        """The documents to store: dense (or each passage's) and BM25 vectors, and token vectors where the
+        collection keeps them."""
         texts = [document_text(event.title, event.text) for event in changed]
         # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
-        vectors = await asyncio.to_thread(encoder.encode_documents, texts)
+        by_passage: list[list[list[float]] | None] = [None] * len(texts)
+        if passages:
+            grouped = await asyncio.to_thread(_passage_vectors, encoder, self._passages, changed)
+            by_passage, vectors = list(grouped), [rows[0] for rows in grouped]
+        else:
+            vectors = (await asyncio.to_thread(encoder.encode_documents, texts)).tolist()
         sparse = await asyncio.to_thread(self._bm25.encode_documents, texts)
         tokens: list[TokenVectors | None] = [None] * len(texts)
         if tokens_encoder is not None:
             tokens = list(await asyncio.to_thread(tokens_encoder.encode_documents, texts))
         at = now_ms()
-        return [StoredDocument(doc_id=event.doc_id, vector=vector.tolist(), title=event.title, text=event.text,
+        return [StoredDocument(doc_id=event.doc_id, vector=vector, title=event.title, text=event.text,
                                content_hash=hashes[event.doc_id], model_id=model_id, ingested_at_ms=at,
-                               metadata=event.metadata, sparse=terms, tokens=matrix)
-                for event, vector, terms, matrix in zip(changed, vectors, sparse, tokens, strict=True)]
+                               metadata=event.metadata, sparse=terms, passage_vectors=rows, tokens=matrix)
+                for event, vector, terms, rows, matrix in zip(changed, vectors, sparse, by_passage, tokens,
+                                                              strict=True)]
+
+def _passage_vectors(encoder: BiEncoder, passages: Passages, documents: list[DocumentEvent]
+                     ) -> list[list[list[float]]]:
+    """Each document's passages' vectors, every passage of the batch encoded together."""
+    split = [passages.split(event.title, event.text) for event in documents]
+    vectors = encoder.encode_documents([passage for parts in split for passage in parts]).tolist()
+    grouped, start = [], 0
+    for parts in split:
+        grouped.append(vectors[start : start + len(parts)])
+        start += len(parts)
+    return grouped
+
 
 def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) -> AckStatus:
     return "indexed" if doc_id in changed else "updated" if doc_id in relabelled else "unchanged"

@@ -94,11 +94,15 @@ class Reindexer:
         except UnknownModel as exc:
             return status.model_copy(update={"source": source, "error": f"model_unavailable: {exc}"})
         token_dim = tokens.dim if tokens else None
+        passages = await self._store.passages(source)  # a document's passages are how it is found: kept
+        if passages and token_dim is not None:
+            return status.model_copy(update={"source": source, "error": f"collection {name!r} stores passages: a "
+                                             "version of it cannot store token vectors (late_interaction) too"})
         target = held.building
         if (target is None or await self._store.collection_model(target) != encoder.name
-                or await self._store.token_dim(target) != token_dim):
+                or await self._store.token_dim(target) != token_dim or await self._store.passages(target) != passages):
             target = f"{base_name(name)}{VERSION_MARK}{version_of(target or source) + 1}"
-            await self._store.ensure_collection(target, encoder.dim, encoder.name, token_dim)
+            await self._store.ensure_collection(target, encoder.dim, encoder.name, token_dim, passages)
         await self._store.add_filter_fields(target, await self._store.filter_fields(source))  # the same as served
         started = status.model_copy(update={"state": "started", "source": source, "target": target,
                                             "model": encoder.name})

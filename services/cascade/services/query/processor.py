@@ -26,6 +26,7 @@ from cascade.contracts import (
     decode,
     now_ms,
 )
+from cascade.contracts.limits import MAX_TEXT_CHARS
 from cascade.contracts.messages import DeadLetterReason, ErrorCode, FirstStage
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import ranked_result, refusal, result_to, undeliverable
@@ -148,18 +149,19 @@ class QueryProcessor:
                                              sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
-        answer = await self._answer(request, found, timings, bi_model, picked_at)
+        passages = request.mode == "rerank" and await self._store.passages(collection)
+        answer = await self._answer(request, found, timings, bi_model, picked_at, passages)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
                               stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
         return replace(answer, headers=trace)
 
     async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                      bi_model: str, picked_at: float) -> Outgoing:
+                      bi_model: str, picked_at: float, passages: bool) -> Outgoing:
         if request.mode == "rerank":
             lane = Topic.CANDIDATES if request.lane == "interactive" else Topic.CANDIDATES_BULK
             return Outgoing(self._topics.name(lane), request.request_id,
-                            self._candidate_set(request, found, timings, bi_model))
+                            self._candidate_set(request, found, timings, bi_model, passages))
         if request.mode == "cross":
             return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at),
                              request.reply_to)
@@ -177,16 +179,19 @@ class QueryProcessor:
         return self._settings.batching.candidate_text_chars
 
     def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                       bi_model: str) -> CandidateSet:
+                       bi_model: str, passages: bool) -> CandidateSet:
         """The candidates with their snippets cut (in bytes) so the set fits one message; the reranker
-        truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens."""
+        truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens.
+        From a collection of passages, whole texts (the reranker scores every passage), within the message."""
+        chars = MAX_TEXT_CHARS if passages else self._text_chars
+
         def build(budget: int) -> CandidateSet:
             candidates = []
             for doc in found:
-                title, text = fit_snippet(doc.title, doc.text, self._text_chars, budget)
+                title, text = fit_snippet(doc.title, doc.text, chars, budget)
                 candidates.append(Candidate(doc_id=doc.doc_id, title=title, text=text, score=doc.score))
             return CandidateSet(request=request, candidates=candidates, timings=timings, served_by=self._served_by,
-                                models={"bi_encoder": bi_model})
+                                models={"bi_encoder": bi_model}, passages=passages)
         return shrink_to_fit(build, snippet_budget(len(found)))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:

@@ -15,7 +15,7 @@ from cascade.contracts import CandidateSet, ContractError, SearchRequest, Search
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import error_result, ranked_result, refusal, result_to, undeliverable
-from cascade.services.encoders import RerankBatcher, RerankOutcome, document_text
+from cascade.services.encoders import Passages, RerankBatcher, RerankOutcome, document_text
 from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
 from cascade.services.messaging import RawRecord
@@ -36,6 +36,7 @@ class RerankProcessor:
         self._topics = settings.kafka.topics
         self._batcher = batcher
         self.fusion_weight = configured_fusion_weight(settings.models.fusion_weight, batcher.encoder.model_id)
+        self._passages = Passages.of(settings.models)
         self._instance = settings.instance_name
         self._text_chars = settings.batching.candidate_text_chars
         self._service = f"reranker@{settings.instance_name}"
@@ -59,10 +60,8 @@ class RerankProcessor:
                 out.append(self._error(candidates, "invalid_request", reason))
             else:
                 live.append((record, candidates))
-        outcomes = await asyncio.gather(*(
-            self._score(candidates.request.query, [document_text(c.title, c.text) for c in candidates.candidates])
-            for _, candidates in live
-        ), return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._score_set(candidates) for _, candidates in live),
+                                        return_exceptions=True)
         for (record, candidates), outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if is_transient(outcome) or not isinstance(outcome, Exception):
@@ -77,6 +76,17 @@ class RerankProcessor:
                 out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
                                    headers=self._spans(record, candidates, picked_at, outcome)))
         return out
+
+    async def _score_set(self, candidates: CandidateSet) -> RerankOutcome:
+        """Each candidate's score: of its text, or from a collection of passages, of its best passage."""
+        query = candidates.request.query
+        if not candidates.passages:
+            return await self._score(query, [document_text(c.title, c.text) for c in candidates.candidates])
+        split = [self._passages.split(c.title, c.text) for c in candidates.candidates]
+        outcome = await self._score(query, [passage for parts in split for passage in parts])
+        ends = np.cumsum([len(parts) for parts in split])
+        best = [outcome.scores[end - len(parts):end].max() for parts, end in zip(split, ends, strict=True)]
+        return replace(outcome, scores=np.array(best, dtype=np.float32))
 
     async def _score(self, query: str, texts: list[str]) -> RerankOutcome:
         """The cross-encoder's scores of the pairs not in the score cache, the cache's for the others."""

@@ -187,6 +187,9 @@ class StoredDocument:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     sparse: Sparse | None = None
     """The document's term vector, for the sparse and hybrid first stages."""
+    passage_vectors: Sequence[Sequence[float]] | None = None
+    """In a collection of passages (see `passages`): each passage's vector, stored instead of `vector` as one
+    multivector compared by MaxSim, so a query's score for the document is that of its best passage."""
     tokens: npt.NDArray[np.float32] | None = None
     """The document's token vectors (tokens x dim), stored when the collection has them (see `token_dim`). An
     array: a batch's token vectors are millions of floats, made into lists only where a store converts them,
@@ -227,7 +230,8 @@ _P = TypeVar("_P", covariant=True)
 class PointType(Protocol[_P]):
     """A point's class in either store's library: both take these keywords."""
 
-    def __call__(self, *, id: str, payload: dict[str, Any], vector: list[float] | dict[str, Any]) -> _P: ...
+    def __call__(self, *, id: str, payload: dict[str, Any], vector: list[float] | list[list[float]] | dict[str, Any]
+                 ) -> _P: ...
 
 
 class SparseVectorType(Protocol):
@@ -239,7 +243,8 @@ class SparseVectorType(Protocol):
 def build_point(collection: str, doc: StoredDocument, point: PointType[_P], sparse_vector: SparseVectorType) -> _P:
     """`doc` as a point of `point`'s library: its payload, and its dense vector alone or, with a term vector or
     token vectors, named "" beside them."""
-    dense = list(doc.vector)
+    dense: list[float] | list[list[float]] = list(doc.vector) if doc.passage_vectors is None else [
+        list(row) for row in doc.passage_vectors]
     named: dict[str, Any] = {}
     if (terms := doc.stored_sparse) is not None:
         named[SPARSE_VECTOR] = sparse_vector(indices=terms.indices, values=terms.values)
@@ -271,9 +276,15 @@ class VectorStore(ABC):
     """Collections of unit vectors under cosine distance, addressed by document id."""
 
     @abstractmethod
-    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
+                                passages: bool = False) -> None:
         """Create the collection for vectors of `model` (a catalogue name or folder) if it does not exist; with
-        `token_dim`, it stores each document's token vectors too (a MaxSim multivector, not indexed)."""
+        `token_dim`, it stores each document's token vectors too (a MaxSim multivector, not indexed); with
+        `passages`, each document's dense vector is its passages' vectors (a MaxSim multivector, indexed)."""
+
+    @abstractmethod
+    async def passages(self, collection: str) -> bool:
+        """Whether the collection stores each document as its passages' vectors (see `ensure_collection`)."""
 
     @abstractmethod
     async def collection_model(self, collection: str) -> str:

@@ -124,6 +124,7 @@ class _Collection:
     indexed_fields: set[str]
     dim: int
     token_dim: int | None
+    passages: bool
     model: str
     """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -161,11 +162,12 @@ class _Collection:
         shard.close()
 
 
-def _vectors(shard_path: Path) -> tuple[int, int | None]:
-    """The dense vectors' size and the token vectors' size, from the shard's configuration."""
+def _vectors(shard_path: Path) -> tuple[int, int | None, bool]:
+    """The dense vectors' size, the token vectors' size and whether the dense vectors are passages' (a
+    multivector), from the shard's configuration."""
     config = json.loads((shard_path / "edge_config.json").read_text())
-    tokens = config["vectors"].get(TOKEN_VECTORS)
-    return int(config["vectors"][""]["size"]), int(tokens["size"]) if tokens else None
+    tokens, dense = config["vectors"].get(TOKEN_VECTORS), config["vectors"][""]
+    return int(dense["size"]), int(tokens["size"]) if tokens else None, bool(dense.get("multivector_config"))
 
 
 def _upsert_operation(collection: str, documents: Sequence[StoredDocument]) -> UpdateOperation:
@@ -220,7 +222,8 @@ class EdgeStore(VectorStore):
                 state.cleanup.start()
         return state
 
-    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
+                                passages: bool = False) -> None:
         if await self.has_collection(collection):
             self._open(collection)
             return
@@ -229,7 +232,9 @@ class EdgeStore(VectorStore):
             await self.switch_alias(collection, made)
             return
         quantized = self._settings.quantization == "int8"
-        vectors = {"": EdgeVectorParams(size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None)}
+        vectors = {"": EdgeVectorParams(
+            size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None,
+            multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim) if passages else None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
             vectors[TOKEN_VECTORS] = EdgeVectorParams(
                 size=token_dim, distance=Distance.Cosine, datatype=VectorStorageDatatype.Float16,
@@ -252,7 +257,7 @@ class EdgeStore(VectorStore):
         await asyncio.to_thread(shutil.rmtree, folder / "g0", True)  # a creation a crash cut before CURRENT
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
-        self._collections[made] = _Collection(folder, 0, shard, set(), dim, token_dim, model)
+        self._collections[made] = _Collection(folder, 0, shard, set(), dim, token_dim, passages, model)
         if made != collection:
             await self.switch_alias(collection, made)
 
@@ -354,6 +359,9 @@ class EdgeStore(VectorStore):
     async def token_dim(self, collection: str) -> int | None:
         return self._open(collection).token_dim
 
+    async def passages(self, collection: str) -> bool:
+        return self._open(collection).passages
+
     async def search(
         self, collection: str, vector: Sequence[float] | None, limit: int,
         filter: Mapping[str, FilterValue] | None = None, exact: bool = False, sparse: Sparse | None = None,
@@ -362,7 +370,8 @@ class EdgeStore(VectorStore):
         state = self._open(collection)
         conditions = self._filter(collection, filter) if filter else None
         params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=self._rescore)
-        queries = [Query.Nearest(list(vector))] if vector is not None else []
+        dense = None if vector is None else [list(vector)] if state.passages else list(vector)
+        queries = [Query.Nearest(dense)] if dense is not None else []
         if sparse is not None:
             queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))
         if tokens is not None:

@@ -61,6 +61,7 @@ class _Described(NamedTuple):
     dim: int
     model: str
     token_dim: int | None
+    passages: bool
 
 
 class QdrantStore(VectorStore):
@@ -126,12 +127,16 @@ class QdrantStore(VectorStore):
         return ([DocumentText.from_payload(record.payload) for record in records if record.payload],
                 None if following is None else str(following))
 
-    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None) -> None:
+    async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
+                                passages: bool = False) -> None:
         if await self.has_collection(collection):
             return
         made = first_version(collection)
         quantized = self._settings.quantization == "int8"
-        vectors = {"": models.VectorParams(size=dim, distance=models.Distance.COSINE, on_disk=quantized or None)}
+        vectors = {"": models.VectorParams(
+            size=dim, distance=models.Distance.COSINE, on_disk=quantized or None,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
+            if passages else None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
             vectors[TOKEN_VECTORS] = models.VectorParams(
                 size=token_dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16,
@@ -175,7 +180,8 @@ class QdrantStore(VectorStore):
             tokens = named.get(TOKEN_VECTORS)
             assert named[""] is not None and config.metadata is not None
             self._described_collections[collection] = _Described(
-                named[""].size, str(config.metadata[_MODEL]), tokens.size if tokens else None)
+                named[""].size, str(config.metadata[_MODEL]), tokens.size if tokens else None,
+                named[""].multivector_config is not None)
         return self._described_collections[collection]
 
     async def vector_size(self, collection: str) -> int:
@@ -186,6 +192,9 @@ class QdrantStore(VectorStore):
 
     async def token_dim(self, collection: str) -> int | None:
         return (await self._described(collection)).token_dim
+
+    async def passages(self, collection: str) -> bool:
+        return (await self._described(collection)).passages
 
     async def _payloads(self, collection: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         resolved = await self._require(collection)
@@ -267,8 +276,10 @@ class QdrantStore(VectorStore):
         query_filter = await self._filter(resolved, filter) if filter else None
         params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact,
                                      quantization=self._rescore)
-        stages = [models.Prefetch(query=list(vector), limit=limit, filter=query_filter, params=params)
-                  ] if vector is not None else []
+        passages = vector is not None and (await self._described(resolved)).passages
+        dense = None if vector is None else [list(vector)] if passages else list(vector)
+        stages = [models.Prefetch(query=dense, limit=limit, filter=query_filter, params=params)
+                  ] if dense is not None else []
         if sparse is not None:
             stages.append(models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values),
                                           using=SPARSE_VECTOR, limit=limit, filter=query_filter))
