@@ -17,6 +17,7 @@ from scripts.docs_tables import cell, write_page
 OUT = Path(__file__).resolve().parent.parent / "docs" / "measurements.md"
 WRITERS: dict[str, tuple[str, ...]] = {
     "adopt": ("scripts.bench_adopt", "scripts.bench_sdk"),
+    "calibration": ("scripts.calibrate_reranker",),
     "distillation": ("scripts.distill",),
     "dev_suite": ("scripts.eval_dev_suite",),
     "distributed": ("scripts.bench_distributed",),
@@ -25,6 +26,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "first_stage_1m": ("scripts.bench_first_stage_1m",),
     "first_stages": ("scripts.eval_first_stages",),
     "frontier": ("scripts.bench_frontier",),
+    "generalisation": ("scripts.eval_generalisation",),
     "hard_cases": ("scripts.eval_hard_cases",),
     "index_build": ("scripts.bench_index_build",),
     "ingest": ("scripts.bench_ingest",),
