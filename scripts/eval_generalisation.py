@@ -23,6 +23,7 @@ from typing import Any
 import matplotlib
 import orjson
 
+from cascade.evaluation.metrics import ranking_metrics
 from cascade.evaluation.suite import (
     Domain,
     Lists,
@@ -100,8 +101,14 @@ def first_stages(stages: list[str]) -> None:
 
 def _dev_means(domains: list[Domain], names: list[str]) -> dict[str, float]:
     """Each named run's nDCG@10 on the dev split, averaged over the domains."""
-    return {name: round(sum(summary(domain.qrels["dev"], load_lists(domain.name, "dev", name))["ndcg@10"]
-                            for domain in domains) / len(domains), 4) for name in names}
+    return {name: sum(ranking_metrics(domain.qrels["dev"], load_lists(domain.name, "dev", name))["ndcg@10"]
+                      for domain in domains) / len(domains) for name in names}
+
+
+def _choose(names: list[str], means: dict[str, float]) -> str:
+    """The best mean; a tie goes to the first in sorted order (the cheaper settings sort first where it matters:
+    fewer candidates, a smaller first-stage share)."""
+    return max(sorted(names), key=lambda name: means[name])
 
 
 def cascade(first_stage: str) -> None:
@@ -116,9 +123,10 @@ def cascade(first_stage: str) -> None:
             for weight, lists in rerank_lists(domain, "dev", first, cross, candidates, WEIGHTS).items():
                 name = _cascade_name(first_stage, candidates, weight)
                 _save_lists(domain.name, "dev", name, lists)
-                tried.append(name) if name not in tried else None
+                if name not in tried:
+                    tried.append(name)
     means = _dev_means(domains, tried)
-    best = max(tried, key=lambda name: (means[name], name))
+    best = _choose(tried, means)
     candidates, weight = _cascade_setting(best)
     print("dev nDCG@10 means:", means, "\nchosen:", best)
     for domain in domains:
@@ -148,19 +156,25 @@ def report() -> None:
     dev_runs = _available(domains, "dev")
     dev = _dev_means(domains, dev_runs)
     stages = [name for name in dev_runs if not name.startswith("cascade[")]
-    best_stage = max(stages, key=lambda name: dev[name])
+    best_stage = _choose(stages, dev)
     cascades = [name for name in dev_runs if name.startswith(f"cascade[{best_stage}]")]
-    best_cascade = max(cascades, key=lambda name: dev[name]) if cascades else None
-    rerank_wins = best_cascade is not None and dev[best_cascade] > dev[best_stage]
-    shipped = best_cascade if rerank_wins and best_cascade else best_stage
-    candidates, weight = _cascade_setting(best_cascade) if best_cascade else (20, 0.3)
+    if not cascades:
+        raise SystemExit(f"the cascade over the best first stage on dev ({best_stage}) was not run: "
+                         f"python -m scripts.eval_generalisation cascade --first-stage {best_stage}")
+    best_cascade = _choose(cascades, dev)
+    rerank_wins = dev[best_cascade] > dev[best_stage]
+    shipped = best_cascade if rerank_wins else best_stage
+    candidates, weight = _cascade_setting(best_cascade)
     result: dict[str, Any] = {
         "split": "test", "domains": {},
         "defaults": {"first_stage": best_stage, "mode": "rerank" if rerank_wins else "bi",
                      "fusion_weight": weight, "candidates_cpu": candidates, "candidates_gpu": 100},
-        "dev": {"ndcg@10_mean_over_domains": dev, "first_stage_chosen": best_stage, "cascade_best": best_cascade},
+        "dev": {"ndcg@10_mean_over_domains": {name: round(mean, 4) for name, mean in dev.items()},
+                "first_stage_chosen": best_stage, "cascade_best": best_cascade},
     }
     test_runs = [name for name in _available(domains, "test") if name in stages or name == shipped]
+    if shipped not in test_runs:
+        raise SystemExit(f"{shipped} has no test run: run `cascade --first-stage {best_stage}` again")
     for domain in domains:
         qrels = domain.qrels["test"]
         runs = {name: load_lists(domain.name, "test", name) for name in test_runs}

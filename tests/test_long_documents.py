@@ -98,3 +98,17 @@ async def test_a_collection_keeps_the_layout_it_was_made_with(chunking: CascadeP
             await client.index([LONG], collection="whole", passages=True)
         with pytest.raises(InvalidDocuments, match=r"token vectors \(late_interaction\) or passages, not both"):
             await client.index([LONG], collection="other", passages=True, late_interaction=True)
+
+
+async def test_mode_cross_hybrid_and_filters_score_by_the_best_passage(chunking: CascadeProcess) -> None:
+    passages = SPLIT.split(LONG["title"], LONG["text"])
+    last = passages[-1]
+    async with client_for(chunking) as client:
+        await client.index([LONG, *SHORT], collection="chunked", passages=True)
+        cross = await client.search(last, collection="chunked", mode="cross", k=9)
+        hybrid = await client.search(last, collection="chunked", mode="bi", first_stage="hybrid", k=3,
+                                     filter={"team": "a"})
+    model = CrossEncoder.load(chunking.settings.models.cross_encoder, max_length=48, device="cpu")
+    long_hit = next(hit for hit in cross.hits if hit.doc_id == "long")
+    assert long_hit.rerank_score == pytest.approx(float(model.score(last, passages).max()), abs=1e-4)
+    assert [hit.doc_id for hit in hybrid.hits] == ["long"]  # the only document of team a, through both prefetches

@@ -156,7 +156,7 @@ class DocumentEvent(Message):
     passages: bool | None = None
     """Whether a collection this document creates splits each document into passages (for documents longer
     than the models read, 256 tokens: the rest would be cut): a document is found and reranked by its best
-    passage. Default: no; for an existing collection it must match or be absent."""
+    passage. Default: no; for an existing collection it must match or be absent. Not with late_interaction."""
 
     @model_validator(mode="after")
     def _text_matches_op(self) -> Self:

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", default=["bi", "rerank"], choices=get_args(Mode))
     parser.add_argument("--late-interaction", action="store_true",
                         help="evaluation collections store token vectors (needed by mode colbert)")
+    parser.add_argument("--passages", action="store_true",
+                        help="evaluation collections split long documents into passages, each found by its best one")
     parser.add_argument("--max-queries", type=int)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("results"))
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_format, settings.log_level)
     options = EvalOptions(modes=tuple(args.modes), max_queries=args.max_queries, concurrency=args.concurrency,
                           model=args.model, exact_recall=not args.no_exact_recall,
-                          first_stages=tuple(args.first_stages), late_interaction=args.late_interaction)
+                          first_stages=tuple(args.first_stages), late_interaction=args.late_interaction,
+                          passages=args.passages)
     asyncio.run(run_evaluation(settings, args.folders, options, args.out))
 
 

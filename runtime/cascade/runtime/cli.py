@@ -10,9 +10,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeAlias, cast, get_args
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from cascade.contracts import ReindexStatus
+from cascade.contracts.codec import describe_errors
 from cascade.contracts.messages import Lane, Mode
 from cascade.infra.kafka_tools import TOOLS, run_tool
 from cascade.runtime.clients import sdk_client
@@ -41,12 +43,13 @@ def _require_bootstrap(settings: Settings) -> str:
 
 
 async def ingest_file(settings: Settings, path: Path, collection: str, wait: bool, model: str | None = None,
-                      late_interaction: bool | None = None) -> None:
+                      late_interaction: bool | None = None, passages: bool | None = None) -> None:
     documents = list(read_jsonl_documents(path))
     async with _client(settings) as client:
         with tqdm(total=len(documents), desc=f"ingest {path.name}", unit="doc") as bar:
             acks = await client.index(documents, collection=collection, model=model,
-                                      late_interaction=late_interaction, wait=wait, timeout_s=3600,
+                                      late_interaction=late_interaction, passages=passages, wait=wait,
+                                      timeout_s=3600,
                                       progress=bar.update)
     if wait:
         print(f"{len(acks)} documents acknowledged: {dict(Counter(ack.status for ack in acks))}")
@@ -79,6 +82,8 @@ async def search_once(settings: Settings, args: argparse.Namespace) -> None:
                                          min_probability=args.min_probability)
         except (SearchFailed, SearchTimeout) as exc:
             sys.exit(str(exc))
+        except ValidationError as exc:  # a request the contract refuses, e.g. --min-probability with mode bi
+            sys.exit(describe_errors(exc))
     print(format_result(result))
 
 
@@ -110,6 +115,8 @@ def _add_client_commands(commands: Subcommands) -> None:
     ingest.add_argument("--model", help="first-stage model of a new collection (`cascade models list`)")
     ingest.add_argument("--late-interaction", action="store_true", default=None,
                         help="a new collection also stores token vectors (for mode colbert)")
+    ingest.add_argument("--passages", action="store_true", default=None,
+                        help="a new collection splits long documents into passages, each found by its best one")
     reindex = commands.add_parser("reindex", help="rebuild a collection with another model; switch when complete",
                                   description="The ingest service encodes the collection's stored documents with "
                                               "MODEL into a new version while queries are answered from the current "
@@ -194,7 +201,7 @@ _COMMANDS: dict[str, Command] = {
     "serve": _serve,
     "ingest": _as_client(lambda settings, args: ingest_file(
         settings, args.file, args.collection, wait=not args.no_wait, model=args.model,
-        late_interaction=args.late_interaction)),
+        late_interaction=args.late_interaction, passages=args.passages)),
     "reindex": _as_client(lambda settings, args: reindex_collection(
         settings, args.collection, args.model, args.late_interaction)),
     "search": _as_client(search_once),

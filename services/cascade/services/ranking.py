@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from cascade.contracts import Hit, SearchRequest, StageTimings
-from cascade.services.encoders import Calibration, RerankOutcome
+from cascade.services.encoders import Calibration, Passages, RerankOutcome, document_text
+from cascade.services.encoders.text import Titled
 from cascade.services.sizing import fit_snippet
 
-__all__ = ["CrossScores", "Rankable", "as_hit", "ranked_hits", "uncalibrated", "with_rerank_timings"]
+__all__ = ["CrossScores", "Rankable", "as_hit", "ranked_hits", "scored_documents", "uncalibrated",
+           "with_rerank_timings"]
 
 
 class Rankable(Protocol):
@@ -59,7 +61,8 @@ def ranked_hits(
     `max_bytes` bytes each."""
     order = np.argsort(-scores, kind="stable")
     probabilities = cross.probabilities if cross is not None else None
-    if min_probability is not None and probabilities is not None:
+    if min_probability is not None:
+        assert probabilities is not None, "refused before scoring: see `uncalibrated`"
         order = order[probabilities[order] >= min_probability]
     return [as_hit(candidates[i], float(scores[i]), max_chars, max_bytes,
                    rerank_score=float(cross.raw[i]) if cross is not None else None,
@@ -72,6 +75,17 @@ def as_hit(candidate: Rankable, score: float, max_chars: int, max_bytes: int, re
     title, text = fit_snippet(candidate.title, candidate.text, max_chars, max_bytes)
     return Hit(doc_id=candidate.doc_id, score=score, first_stage_score=candidate.score, rerank_score=rerank_score,
                probability=probability, title=title, text=text)
+
+
+async def scored_documents(score: Callable[[str, list[str]], Awaitable[RerankOutcome]], query: str,
+                           documents: Sequence[Titled], passages: Passages | None) -> RerankOutcome:
+    """The cross-encoder's score of each document (title, text): of its text, or with `passages` (a collection
+    of passages), of its best passage."""
+    if passages is None or not documents:
+        return await score(query, [document_text(title, text) for title, text in documents])
+    texts, starts = passages.split_all(documents)
+    outcome = await score(query, texts)
+    return replace(outcome, scores=np.maximum.reduceat(outcome.scores, starts))
 
 
 def with_rerank_timings(timings: StageTimings, outcome: RerankOutcome, queue_ms: float) -> StageTimings:

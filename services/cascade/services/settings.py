@@ -242,7 +242,15 @@ class ModelSettings(BaseSettings):
     passage_overlap: int = Field(30, ge=0, le=2048)
     """Words a passage repeats from the one before, so a sentence cut at a boundary is whole in one of them."""
     max_passages: int = Field(32, ge=1, le=1024)
-    """Passages of a document that are encoded and reranked (the rest of a longer document is not searched)."""
+    """Passages of a document that are encoded and reranked: its first ones and its last (the middle of a longer
+    document is not searched). Every ingest, query and reranker pod must use the same passage settings."""
+
+    @model_validator(mode="after")
+    def _passages_advance(self) -> Self:
+        if self.passage_overlap >= self.passage_words:
+            raise ValueError(f"passage_overlap ({self.passage_overlap}) must be below passage_words "
+                             f"({self.passage_words}): each passage must start after the one before")
+        return self
 
 
 class BatchingSettings(BaseSettings):

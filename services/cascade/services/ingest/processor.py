@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 
 from cascade.contracts import (
@@ -71,9 +72,9 @@ class Layout:
 
     @classmethod
     def asked(cls, upserts: Sequence[DocumentEvent]) -> Layout:
-        """A new collection's: as the first document that says (the contract refuses one that asks for both)."""
-        first = next((event for event in upserts if event.late_interaction is not None or event.passages is not None),
-                     None)
+        """A new collection's: as the first document that asks for one (the contract refuses one that asks for
+        both; a document saying which it does not want asks for none)."""
+        first = next((event for event in upserts if event.late_interaction or event.passages), None)
         return cls(bool(first.late_interaction), bool(first.passages)) if first else cls()
 
     def refusal(self, named: str, event: DocumentEvent) -> str | None:
@@ -339,13 +340,8 @@ class IngestProcessor:
 def _passage_vectors(encoder: BiEncoder, passages: Passages, documents: list[DocumentEvent]
                      ) -> list[list[list[float]]]:
     """Each document's passages' vectors, every passage of the batch encoded together."""
-    split = [passages.split(event.title, event.text) for event in documents]
-    vectors = encoder.encode_documents([passage for parts in split for passage in parts]).tolist()
-    grouped, start = [], 0
-    for parts in split:
-        grouped.append(vectors[start : start + len(parts)])
-        start += len(parts)
-    return grouped
+    texts, starts = passages.split_all([(event.title, event.text) for event in documents])
+    return [rows.tolist() for rows in np.split(encoder.encode_documents(texts), starts[1:])]
 
 
 def _status(doc_id: str, changed: set[str], relabelled: Mapping[str, object]) -> AckStatus:

@@ -149,7 +149,7 @@ class QueryProcessor:
                                              sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
-        passages = request.mode == "rerank" and await self._store.passages(collection)
+        passages = request.mode in ("rerank", "cross") and await self._store.passages(collection)
         answer = await self._answer(request, found, timings, bi_model, picked_at, passages)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
@@ -163,8 +163,8 @@ class QueryProcessor:
             return Outgoing(self._topics.name(lane), request.request_id,
                             self._candidate_set(request, found, timings, bi_model, passages))
         if request.mode == "cross":
-            return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at),
-                             request.reply_to)
+            return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at,
+                                                                       passages), request.reply_to)
         top = found[: request.k]
         models = {"bi_encoder": bi_model}
         if request.mode == "colbert":

@@ -15,12 +15,12 @@ from cascade.contracts import CandidateSet, ContractError, SearchRequest, Search
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import error_result, ranked_result, refusal, result_to, undeliverable
-from cascade.services.encoders import Passages, RerankBatcher, RerankOutcome, document_text
+from cascade.services.encoders import Passages, RerankBatcher, RerankOutcome
 from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
 from cascade.services.messaging import RawRecord
 from cascade.services.publishing import Outgoing
-from cascade.services.ranking import CrossScores, ranked_hits, uncalibrated, with_rerank_timings
+from cascade.services.ranking import CrossScores, ranked_hits, scored_documents, uncalibrated, with_rerank_timings
 from cascade.services.reranker.fusion import configured_fusion_weight, fused_scores
 from cascade.services.settings import Settings
 from cascade.services.sizing import shrink_to_fit, snippet_budget
@@ -78,15 +78,9 @@ class RerankProcessor:
         return out
 
     async def _score_set(self, candidates: CandidateSet) -> RerankOutcome:
-        """Each candidate's score: of its text, or from a collection of passages, of its best passage."""
-        query = candidates.request.query
-        if not candidates.passages:
-            return await self._score(query, [document_text(c.title, c.text) for c in candidates.candidates])
-        split = [self._passages.split(c.title, c.text) for c in candidates.candidates]
-        outcome = await self._score(query, [passage for parts in split for passage in parts])
-        ends = np.cumsum([len(parts) for parts in split])
-        best = [outcome.scores[end - len(parts):end].max() for parts, end in zip(split, ends, strict=True)]
-        return replace(outcome, scores=np.array(best, dtype=np.float32))
+        return await scored_documents(self._score, candidates.request.query,
+                                      [(candidate.title, candidate.text) for candidate in candidates.candidates],
+                                      self._passages if candidates.passages else None)
 
     async def _score(self, query: str, texts: list[str]) -> RerankOutcome:
         """The cross-encoder's scores of the pairs not in the score cache, the cache's for the others."""

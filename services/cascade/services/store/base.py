@@ -31,6 +31,7 @@ __all__ = [
     "VectorStore",
     "base_name",
     "build_point",
+    "dense_query",
     "field_key",
     "field_path",
     "fields_to_index",
@@ -238,6 +239,12 @@ class SparseVectorType(Protocol):
     """A sparse vector's class in either store's library: both take these keywords."""
 
     def __call__(self, *, indices: list[int], values: list[float]) -> Any: ...
+
+
+def dense_query(vector: Sequence[float], passages: bool) -> list[float] | list[list[float]]:
+    """A query vector as a collection compares it: as it is, or for a collection of passages a one-row
+    multivector, whose MaxSim against a document's passages is its best passage's cosine."""
+    return [list(vector)] if passages else list(vector)
 
 
 def build_point(collection: str, doc: StoredDocument, point: PointType[_P], sparse_vector: SparseVectorType) -> _P:

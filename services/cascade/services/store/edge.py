@@ -80,6 +80,7 @@ from cascade.services.store.base import (
     UnknownCollectionError,
     VectorStore,
     build_point,
+    dense_query,
     field_key,
     field_path,
     fields_to_index,
@@ -370,8 +371,7 @@ class EdgeStore(VectorStore):
         state = self._open(collection)
         conditions = self._filter(collection, filter) if filter else None
         params = SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact, quantization=self._rescore)
-        dense = None if vector is None else [list(vector)] if state.passages else list(vector)
-        queries = [Query.Nearest(dense)] if dense is not None else []
+        queries = [Query.Nearest(dense_query(vector, state.passages))] if vector is not None else []
         if sparse is not None:
             queries.append(Query.Nearest(SparseVector(sparse.indices, sparse.values), using=SPARSE_VECTOR))
         if tokens is not None:

@@ -38,6 +38,7 @@ from cascade.services.store.base import (
     UnknownCollectionError,
     VectorStore,
     build_point,
+    dense_query,
     field_key,
     field_path,
     fields_to_index,
@@ -276,10 +277,8 @@ class QdrantStore(VectorStore):
         query_filter = await self._filter(resolved, filter) if filter else None
         params = models.SearchParams(hnsw_ef=max(self._settings.hnsw_ef, limit), exact=exact,
                                      quantization=self._rescore)
-        passages = vector is not None and (await self._described(resolved)).passages
-        dense = None if vector is None else [list(vector)] if passages else list(vector)
-        stages = [models.Prefetch(query=dense, limit=limit, filter=query_filter, params=params)
-                  ] if dense is not None else []
+        stages = [models.Prefetch(query=dense_query(vector, (await self._described(resolved)).passages),
+                                  limit=limit, filter=query_filter, params=params)] if vector is not None else []
         if sparse is not None:
             stages.append(models.Prefetch(query=models.SparseVector(indices=sparse.indices, values=sparse.values),
                                           using=SPARSE_VECTOR, limit=limit, filter=query_filter))
