@@ -4,9 +4,11 @@
                                      [--teachers bge-small e5-small]
 
 Lists: the shipped first stage's top `depth` for WikiQA train/dev questions, SciFact train claims (100 held out as
-dev) and pseudo-queries (titles and inverse-cloze sentences) from SciFact, Cranfield's documents and Python's
-documentation. Teachers: bge-small and e5-small (`cascade models fetch` them first) and BM25. The ensemble's
-weights are chosen on the dev lists; bench/teachers.json records them with each teacher's dev MRR@10.
+dev), pseudo-queries (titles and inverse-cloze sentences) from SciFact, Cranfield's documents and Python's
+documentation, and the train and dev queries of every dev-suite domain built (`--no-dev-suite` leaves them out;
+their test queries are never read). Teachers: bge-small and e5-small (`cascade models fetch` them first) and
+BM25. The ensemble's weights are chosen on the dev lists; bench/teachers.json records them with each teacher's
+dev MRR@10.
 `--teachers` with no names keeps BM25 alone: the lists the first-stage students learn from (their candidates and
 positives do not depend on the teachers) in a fraction of the time; the reranker's training needs the dense ones.
 """
@@ -24,10 +26,13 @@ from cascade.evaluation.teachers import (
     build_sources,
     provenance,
     score_teachers,
+    suite_sources,
     tune_ensemble,
 )
 from cascade.services.encoders import BiEncoder
 from scripts.benchlib import DATA_DIR, machine, write_result
+from scripts.build_dev_suite import BUILDERS
+from scripts.build_dev_suite import DATA as DEV_SUITE
 
 DEFAULT_OUTPUT = Path.home() / ".cache" / "cascade" / "teachers" / "lists.json"
 
@@ -38,12 +43,18 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--pseudo", type=int, default=300, help="pseudo-queries per kind and corpus")
     parser.add_argument("--depth", type=int, default=30, help="first-stage candidates per list")
-    parser.add_argument("--teacher-length", type=int, default=192, help="teachers' document truncation (tokens)")
+    parser.add_argument("--teacher-length", type=int, default=256,
+                        help="teachers' document truncation (tokens; 256, as served, shares the vector cache)")
     parser.add_argument("--teachers", nargs="*", default=list(DENSE_TEACHERS), help="dense teachers (BM25 always)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--no-dev-suite", action="store_true", help="leave the dev suite's domains out")
     args = parser.parse_args()
     tables, sources = build_sources(args.data, random.Random(args.seed), args.pseudo)
+    if not args.no_dev_suite:
+        built = [DEV_SUITE / name for name in sorted(BUILDERS) if (DEV_SUITE / name / "SOURCE.json").is_file()]
+        suite_tables, suite = suite_sources(built)
+        tables, sources = tables | suite_tables, sources + suite
     first_stage = BiEncoder(device=args.device)
     teachers = [BiEncoder(name, max_length=args.teacher_length, device=args.device) for name in args.teachers]
     lists = score_teachers(tables, sources, first_stage, teachers, args.depth)

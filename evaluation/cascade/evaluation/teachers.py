@@ -29,7 +29,7 @@ from cascade.services.encoders import BiEncoder, document_text
 
 __all__ = ["DENSE_TEACHERS", "CandidateList", "QuerySource", "Table", "TeacherScores", "build_sources",
            "dev_figures", "dev_lists", "encoder_scores", "ensemble", "list_mrr", "provenance", "score_teachers",
-           "tune_ensemble"]
+           "suite_sources", "tune_ensemble"]
 
 DENSE_TEACHERS = ("bge-small", "e5-small")
 SPARSE_TEACHER = "bm25"
@@ -150,6 +150,25 @@ def build_sources(data_dir: Path, rng: random.Random, pseudo_per_kind: int, scif
         tables[name], source = _with_answers([document_text(doc["title"], doc["text"]) for doc in corpus], pseudo,
                                              name)
         sources.append(source)
+    return tables, sources
+
+
+def suite_sources(folders: Sequence[Path]) -> tuple[dict[str, Table], list[QuerySource]]:
+    """The dev suite's domains (scripts/build_dev_suite.py): each one's train queries to learn from and its dev
+    queries to choose on, over its corpus. Their test queries are never read."""
+    tables: dict[str, Table] = {}
+    sources: list[QuerySource] = []
+    for folder in folders:
+        for split in ("train", "dev"):
+            if not (folder / "qrels" / f"{split}.tsv").is_file():
+                continue
+            data = load_split(folder, split)
+            if folder.name not in tables:
+                tables[folder.name] = Table(data.texts, len(data.texts))
+            rows = {doc["doc_id"]: i for i, doc in enumerate(data.corpus)}
+            judged = _judged(data.queries, data.qrels, rows)
+            if judged:
+                sources.append(_labelled(f"{folder.name}/{split}", split, folder.name, judged))
     return tables, sources
 
 
@@ -291,7 +310,9 @@ def provenance(tables: dict[str, Table], sources: Sequence[QuerySource], first_s
                                   "labelled": source.labelled} for source in sources},
         "tables": {name: {"documents": table.searchable, "answers": len(table.texts) - table.searchable}
                    for name, table in tables.items()},
-        "data": {"wikiqa": "Microsoft Research Data License (research only): train and dev splits",
+        "data": {"dev suite": "scripts/build_dev_suite.py (its pinned repositories and commits, SOURCE.json in each "
+                              "domain): train and dev splits, never test",
+                 "wikiqa": "Microsoft Research Data License (research only): train and dev splits",
                  "scifact": "CC BY-NC 2.0: train claims and documents",
                  "cranfield": "research use: documents only (titles and sentences as pseudo-queries)",
                  "pydoc": "Python documentation (pydoc_data topics shipped with CPython), PSF licence"},
