@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.contracts import DocumentEvent
-from cascade.services.encoders import Passages
+from cascade.contracts import DocumentEvent, Passages
+from cascade.services.encoders.text import split_all, split_passages
 from cascade.services.ingest.processor import Layout
 from cascade.services.settings import ModelSettings
 
@@ -26,19 +26,20 @@ def _text(words: int) -> str:
     (56, [("w0", "w23"), ("w16", "w39"), ("w32", "w55")]),
 ])
 def test_windows_are_full_advance_and_end_with_the_text(words: int, bounds: list[tuple[str, str]]) -> None:
-    passages = Passages(words=24, overlap=8, limit=32).split("", _text(words))
+    passages = split_passages(Passages(words=24, overlap=8, limit=32), "", _text(words))
     assert _bounds(passages) == bounds
     assert all(len(passage.split()) == min(words, 24) for passage in passages)
 
 
 def test_past_the_limit_the_first_passages_and_the_last_are_kept() -> None:
-    passages = Passages(words=24, overlap=8, limit=3).split("Title", _text(1000))
+    passages = split_passages(Passages(words=24, overlap=8, limit=3), "Title", _text(1000))
     assert _bounds(passages) == [("Title", "w23"), ("Title", "w39"), ("Title", "w999")]
     assert all(passage.startswith("Title w") for passage in passages)
+    assert _bounds(split_passages(Passages(words=24, overlap=8, limit=1), "", _text(1000))) == [("w0", "w23")]
 
 
 def test_split_all_says_where_each_document_begins() -> None:
-    texts, starts = Passages(words=24, overlap=8).split_all([("", _text(10)), ("", _text(56)), ("", _text(3))])
+    texts, starts = split_all(Passages(words=24, overlap=8), [("", _text(10)), ("", _text(56)), ("", _text(3))])
     assert starts == [0, 1, 4] and len(texts) == 5
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "Message",
     "Metadata",
     "Mode",
+    "Passages",
     "ReindexCopy",
     "ReindexRequest",
     "ReindexState",
@@ -243,6 +244,23 @@ class StageTimings(BaseModel):
     """From the request's creation to the result's publication."""
 
 
+class Passages(BaseModel):
+    """How a collection of passages splits its documents, fixed when it is made: windows of `words` words, each
+    starting `words - overlap` after the one before, at most `limit` a document (its first ones and its last)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    words: Annotated[int, Field(ge=8, le=4096)] = 150
+    overlap: Annotated[int, Field(ge=0, le=2048)] = 30
+    limit: Annotated[int, Field(ge=1, le=1024)] = 32
+
+    @model_validator(mode="after")
+    def _advances(self) -> Self:
+        if self.overlap >= self.words:
+            raise ValueError(f"a passage's overlap ({self.overlap} words) must be shorter than it ({self.words})")
+        return self
+
+
 class Candidate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -258,9 +276,9 @@ class CandidateSet(Message):
 
     request: SearchRequest
     candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
-    passages: bool = False
-    """The collection splits documents into passages: the candidates carry their whole text, and the reranker
-    scores each by its best passage."""
+    passages: Passages | None = None
+    """How the candidates' collection splits documents into passages, if it does: the candidates then carry their
+    whole text, and the reranker scores each by its best passage."""
     timings: StageTimings
     served_by: dict[str, str] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict)

@@ -32,9 +32,9 @@ from cascade.services.encoders import (
     CrossEncoder,
     LateInteractionEncoder,
     LateInteractionLoader,
-    Passages,
     RerankBatcher,
     UnknownModel,
+    configured_passages,
 )
 from cascade.services.faults import is_transient
 from cascade.services.ingest import IndexScheduler, IngestProcessor, Reindexer, ingest_consumer, reindex_consumer
@@ -155,7 +155,7 @@ class CascadeProcess:
         processor = IngestProcessor(store, bi_encoders, self.late_interaction,
                                     service=f"ingest@{settings.instance_name}",
                                     max_collections=settings.store.max_collections,
-                                    passages=Passages.of(settings.models))
+                                    passages=configured_passages(settings.models))
         ingest = ingest_consumer(settings, self.publisher, processor, self.index_scheduler)
         self.reindexer = Reindexer(store, bi_encoders, self.late_interaction, self.index_scheduler, self.publisher,
                                    ingest.subscription, settings.batching.reindex_page_size,

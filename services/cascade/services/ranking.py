@@ -9,9 +9,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from cascade.contracts import Hit, SearchRequest, StageTimings
-from cascade.services.encoders import Calibration, Passages, RerankOutcome, document_text
-from cascade.services.encoders.text import Titled
+from cascade.contracts import Hit, Passages, SearchRequest, StageTimings
+from cascade.services.encoders import Calibration, RerankOutcome, document_text
+from cascade.services.encoders.text import Titled, split_all
 from cascade.services.sizing import fit_snippet
 
 __all__ = ["CrossScores", "Rankable", "as_hit", "ranked_hits", "scored_documents", "uncalibrated",
@@ -83,7 +83,7 @@ async def scored_documents(score: Callable[[str, list[str]], Awaitable[RerankOut
     of passages), of its best passage."""
     if passages is None or not documents:
         return await score(query, [document_text(title, text) for title, text in documents])
-    texts, starts = passages.split_all(documents)
+    texts, starts = split_all(passages, documents)
     outcome = await score(query, texts)
     return replace(outcome, scores=np.maximum.reduceat(outcome.scores, starts))
 

@@ -10,7 +10,7 @@ from cascade.services.encoders.device import resolve_device
 from cascade.services.encoders.late_interaction import LateInteractionEncoder, maxsim
 from cascade.services.encoders.registry import BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.encoders.rerank_batcher import BatcherStopped, RerankBatcher, RerankOutcome
-from cascade.services.encoders.text import Passages, document_text
+from cascade.services.encoders.text import configured_passages, document_text
 
 transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # loading weights draws no bars on stderr
 
@@ -27,11 +27,11 @@ __all__ = [
     "LateInteractionLoader",
     "ModelNotFetched",
     "ModelSpec",
-    "Passages",
     "RerankBatcher",
     "RerankOutcome",
     "ScoredBatch",
     "UnknownModel",
+    "configured_passages",
     "default_bi_encoder_path",
     "document_text",
     "maxsim",

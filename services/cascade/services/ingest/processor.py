@@ -21,6 +21,7 @@ from cascade.contracts import (
     DeadLetter,
     DocumentEvent,
     IngestAck,
+    Passages,
     ReindexCopy,
     decode,
     now_ms,
@@ -32,12 +33,12 @@ from cascade.services.encoders import (
     BiEncoders,
     LateInteractionEncoder,
     LateInteractionLoader,
-    Passages,
     UnknownModel,
     document_text,
 )
 from cascade.services.encoders.late_interaction import TokenVectors
 from cascade.services.encoders.sparse import Bm25Encoder
+from cascade.services.encoders.text import passages_label, split_all
 from cascade.services.ingest.versions import versions
 from cascade.services.messaging import RawRecord, dead_letter, usable_id
 from cascade.services.store import (
@@ -122,6 +123,7 @@ def _split_runs(events: Sequence[Incoming]) -> list[list[Incoming]]:
 class IngestProcessor:
     def __init__(self, store: VectorStore, encoders: BiEncoders, late_interaction: LateInteractionLoader,
                  service: str = "ingest", max_collections: int = 1_000, passages: Passages | None = None) -> None:
+        """`passages`: how a collection of passages made here splits documents (an existing one keeps its own)."""
         self._store = store
         self._passages = passages or Passages()
         self._max_collections = max_collections
@@ -209,7 +211,8 @@ class IngestProcessor:
     async def _layout_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> Layout:
         """What the collection stores: as it was made, or as the first document to say asks."""
         if exists:
-            return Layout(await self._store.token_dim(collection) is not None, await self._store.passages(collection))
+            return Layout(await self._store.token_dim(collection) is not None,
+                          await self._store.passages(collection) is not None)
         return Layout.asked(upserts)
 
     async def _mismatch(self, collection: str, dim: int, model_id: str,
@@ -242,7 +245,8 @@ class IngestProcessor:
         upserts = self._matching(collection, model, layout, upserts, outcome)
         encoders = await self._encoders_for(collection, model, layout, upserts, outcome)
         if encoders is not None:
-            await self._write(collection, *encoders, layout.passages, [event for _, event in upserts], outcome)
+            await self._write(collection, *encoders, await self._store.passages(collection),
+                              [event for _, event in upserts], outcome)
 
     async def _may_create(self, collection: str, upserts: list[Received], outcome: IngestOutcome) -> bool:
         """Whether the store may hold one more collection; if not, the upserts are refused."""
@@ -280,7 +284,8 @@ class IngestProcessor:
             self._reject_upserts(upserts, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
             return None
         await self._store.ensure_collection(collection, encoder.dim, encoder.name,
-                                            tokens_encoder.dim if tokens_encoder else None, layout.passages)
+                                            tokens_encoder.dim if tokens_encoder else None,
+                                            self._passages if layout.passages else None)
         mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
         if mismatch:
             self._reject_upserts(upserts, "model_mismatch", mismatch, outcome, collection)
@@ -288,12 +293,12 @@ class IngestProcessor:
         return encoder, tokens_encoder
 
     async def _write(self, collection: str, encoder: BiEncoder, tokens_encoder: LateInteractionEncoder | None,
-                     passages: bool, upserts: list[DocumentEvent], outcome: IngestOutcome) -> None:
+                     passages: Passages | None, upserts: list[DocumentEvent], outcome: IngestOutcome) -> None:
         """Encode and store what changed, relabel what only changed metadata, acknowledge every upsert."""
         # the token vectors' model and the passages' sizes are part of the hash: changing them re-encodes
         model_id = encoder.model_id if tokens_encoder is None else f"{encoder.model_id} + {tokens_encoder.model_id}"
-        if passages:
-            model_id = f"{model_id} + {self._passages.label}"
+        if passages is not None:
+            model_id = f"{model_id} + {passages_label(passages)}"
         hashes = {event.doc_id: content_hash(model_id, event.title, event.text) for event in upserts}
         stored = await self._store.stored_states(collection, list(hashes))
         changed = [event for event in upserts if event.doc_id not in stored
@@ -314,15 +319,16 @@ class IngestProcessor:
         )
 
     async def _encoded(self, changed: list[DocumentEvent], encoder: BiEncoder,
-                       tokens_encoder: LateInteractionEncoder | None, passages: bool, hashes: Mapping[str, str],
+                       tokens_encoder: LateInteractionEncoder | None, passages: Passages | None,
+                       hashes: Mapping[str, str],
                        model_id: str) -> list[StoredDocument]:
         """The documents to store: dense (or each passage's) and BM25 vectors, and token vectors where the
         collection keeps them."""
         texts = [document_text(event.title, event.text) for event in changed]
         # Off the event loop: a batch can take seconds, and the consumer must keep heartbeating.
         by_passage: list[list[list[float]] | None] = [None] * len(texts)
-        if passages:
-            grouped = await asyncio.to_thread(_passage_vectors, encoder, self._passages, changed)
+        if passages is not None:
+            grouped = await asyncio.to_thread(_passage_vectors, encoder, passages, changed)
             by_passage, vectors = list(grouped), [rows[0] for rows in grouped]
         else:
             vectors = (await asyncio.to_thread(encoder.encode_documents, texts)).tolist()
@@ -340,7 +346,7 @@ class IngestProcessor:
 def _passage_vectors(encoder: BiEncoder, passages: Passages, documents: list[DocumentEvent]
                      ) -> list[list[list[float]]]:
     """Each document's passages' vectors, every passage of the batch encoded together."""
-    texts, starts = passages.split_all([(event.title, event.text) for event in documents])
+    texts, starts = split_all(passages, [(event.title, event.text) for event in documents])
     return [rows.tolist() for rows in np.split(encoder.encode_documents(texts), starts[1:])]
 
 

@@ -95,7 +95,7 @@ class Reindexer:
             return status.model_copy(update={"source": source, "error": f"model_unavailable: {exc}"})
         token_dim = tokens.dim if tokens else None
         passages = await self._store.passages(source)  # a document's passages are how it is found: kept
-        if passages and token_dim is not None:
+        if passages is not None and token_dim is not None:
             return status.model_copy(update={"source": source, "error": f"collection {name!r} stores passages: a "
                                              "version of it cannot store token vectors (late_interaction) too"})
         target = held.building

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from cascade.contracts import SearchRequest, SearchResult, StageTimings, now_ms
+from cascade.contracts import Passages, SearchRequest, SearchResult, StageTimings, now_ms
 from cascade.services.answers import ranked_result
-from cascade.services.encoders import Passages, RerankBatcher
+from cascade.services.encoders import RerankBatcher
 from cascade.services.query.admission import Refused
 from cascade.services.ranking import CrossScores, ranked_hits, scored_documents, uncalibrated, with_rerank_timings
 from cascade.services.settings import Settings
@@ -24,7 +24,6 @@ class CrossScorer:
         self._store = store
         self._cross = cross
         self._served_by = served_by
-        self._passages = Passages.of(settings.models)
 
     async def size_of(self, request: SearchRequest, collection: str) -> int:
         """The documents mode cross will score: the whole collection, refused over the limit."""
@@ -36,8 +35,8 @@ class CrossScorer:
         return size
 
     async def score_all(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                        bi_model: str, picked_at: float, passages: bool) -> SearchResult:
-        """`passages`: the collection is one of passages, each document scored by its best passage."""
+                        bi_model: str, picked_at: float, passages: Passages | None) -> SearchResult:
+        """`passages`: how the collection splits documents, if it does (each is then scored by its best one)."""
         if self._cross is None:
             raise Refused("invalid_request", "mode 'cross' needs a cross-encoder: set CASCADE_MODELS_CROSS_ENCODER",
                           dead_letter=False)
@@ -48,7 +47,7 @@ class CrossScorer:
             async with asyncio.timeout(max(work_until - now_ms(), 0.0) / 1000):
                 outcome = await scored_documents(self._cross.score, request.query,
                                                  [(doc.title, doc.text) for doc in found],
-                                                 self._passages if passages else None)
+                                                 passages)
         except TimeoutError:
             named = "its deadline" if request.deadline_ms == work_until else "the max_work_s of its batch"
             raise Refused("deadline_exceeded", f"mode 'cross' on {len(found)} documents ran past {named}: "

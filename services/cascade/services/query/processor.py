@@ -27,7 +27,7 @@ from cascade.contracts import (
     now_ms,
 )
 from cascade.contracts.limits import MAX_TEXT_CHARS
-from cascade.contracts.messages import DeadLetterReason, ErrorCode, FirstStage
+from cascade.contracts.messages import DeadLetterReason, ErrorCode, FirstStage, Passages
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import ranked_result, refusal, result_to, undeliverable
 from cascade.services.encoders import BiEncoders, LateInteractionLoader, RerankBatcher
@@ -149,7 +149,7 @@ class QueryProcessor:
                                              sparse=sparse)
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
-        passages = request.mode in ("rerank", "cross") and await self._store.passages(collection)
+        passages = await self._store.passages(collection) if request.mode in ("rerank", "cross") else None
         answer = await self._answer(request, found, timings, bi_model, picked_at, passages)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
@@ -157,7 +157,7 @@ class QueryProcessor:
         return replace(answer, headers=trace)
 
     async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                      bi_model: str, picked_at: float, passages: bool) -> Outgoing:
+                      bi_model: str, picked_at: float, passages: Passages | None) -> Outgoing:
         if request.mode == "rerank":
             lane = Topic.CANDIDATES if request.lane == "interactive" else Topic.CANDIDATES_BULK
             return Outgoing(self._topics.name(lane), request.request_id,
@@ -179,11 +179,11 @@ class QueryProcessor:
         return self._settings.batching.candidate_text_chars
 
     def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                       bi_model: str, passages: bool) -> CandidateSet:
+                       bi_model: str, passages: Passages | None) -> CandidateSet:
         """The candidates with their snippets cut (in bytes) so the set fits one message; the reranker
         truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens.
         From a collection of passages, whole texts (the reranker scores every passage), within the message."""
-        chars = MAX_TEXT_CHARS if passages else self._text_chars
+        chars = MAX_TEXT_CHARS if passages is not None else self._text_chars
 
         def build(budget: int) -> CandidateSet:
             candidates = []

@@ -15,7 +15,7 @@ from cascade.contracts import CandidateSet, ContractError, SearchRequest, Search
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import error_result, ranked_result, refusal, result_to, undeliverable
-from cascade.services.encoders import Passages, RerankBatcher, RerankOutcome
+from cascade.services.encoders import RerankBatcher, RerankOutcome
 from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
 from cascade.services.messaging import RawRecord
@@ -36,7 +36,6 @@ class RerankProcessor:
         self._topics = settings.kafka.topics
         self._batcher = batcher
         self.fusion_weight = configured_fusion_weight(settings.models.fusion_weight, batcher.encoder.model_id)
-        self._passages = Passages.of(settings.models)
         self._instance = settings.instance_name
         self._text_chars = settings.batching.candidate_text_chars
         self._service = f"reranker@{settings.instance_name}"
@@ -80,7 +79,7 @@ class RerankProcessor:
     async def _score_set(self, candidates: CandidateSet) -> RerankOutcome:
         return await scored_documents(self._score, candidates.request.query,
                                       [(candidate.title, candidate.text) for candidate in candidates.candidates],
-                                      self._passages if candidates.passages else None)
+                                      candidates.passages)
 
     async def _score(self, query: str, texts: list[str]) -> RerankOutcome:
         """The cross-encoder's scores of the pairs not in the score cache, the cache's for the others."""

@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from cascade.contracts.messages import FILTER_KEY_PATTERN
+from cascade.contracts.messages import FILTER_KEY_PATTERN, Passages
 
 __all__ = [
     "RRF_K",
@@ -241,10 +241,10 @@ class SparseVectorType(Protocol):
     def __call__(self, *, indices: list[int], values: list[float]) -> Any: ...
 
 
-def dense_query(vector: Sequence[float], passages: bool) -> list[float] | list[list[float]]:
+def dense_query(vector: Sequence[float], passages: Passages | None) -> list[float] | list[list[float]]:
     """A query vector as a collection compares it: as it is, or for a collection of passages a one-row
     multivector, whose MaxSim against a document's passages is its best passage's cosine."""
-    return [list(vector)] if passages else list(vector)
+    return [list(vector)] if passages is not None else list(vector)
 
 
 def build_point(collection: str, doc: StoredDocument, point: PointType[_P], sparse_vector: SparseVectorType) -> _P:
@@ -284,14 +284,15 @@ class VectorStore(ABC):
 
     @abstractmethod
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
-                                passages: bool = False) -> None:
+                                passages: Passages | None = None) -> None:
         """Create the collection for vectors of `model` (a catalogue name or folder) if it does not exist; with
         `token_dim`, it stores each document's token vectors too (a MaxSim multivector, not indexed); with
-        `passages`, each document's dense vector is its passages' vectors (a MaxSim multivector, indexed)."""
+        `passages`, each document's dense vector is its passages' vectors (a MaxSim multivector, indexed), split
+        as `passages` says, which the collection records."""
 
     @abstractmethod
-    async def passages(self, collection: str) -> bool:
-        """Whether the collection stores each document as its passages' vectors (see `ensure_collection`)."""
+    async def passages(self, collection: str) -> Passages | None:
+        """How the collection splits documents into passages, if it stores them (see `ensure_collection`)."""
 
     @abstractmethod
     async def collection_model(self, collection: str) -> str:

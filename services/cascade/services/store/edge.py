@@ -63,6 +63,7 @@ from qdrant_edge import (
     VectorStorageDatatype,
 )
 
+from cascade.contracts import Passages
 from cascade.services.settings import StoreSettings
 from cascade.services.store.base import (
     QUANTIZATION_QUANTILE,
@@ -98,6 +99,7 @@ _CURRENT = "CURRENT"
 _SCHEMAS: dict[FilterFieldKind, PayloadSchemaType] = {
     "bool": PayloadSchemaType.Bool, "integer": PayloadSchemaType.Integer, "keyword": PayloadSchemaType.Keyword}
 _MODEL = "MODEL"
+_PASSAGES = "PASSAGES"
 _UPSERT_SLICE = 32
 """Points per Edge update call (32 with ColBERT token vectors is about 0.7 M floats)."""
 _T = TypeVar("_T")
@@ -125,7 +127,7 @@ class _Collection:
     indexed_fields: set[str]
     dim: int
     token_dim: int | None
-    passages: bool
+    passages: Passages | None
     model: str
     """Read once when opened: asked for every query."""
     writes: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -163,12 +165,17 @@ class _Collection:
         shard.close()
 
 
-def _vectors(shard_path: Path) -> tuple[int, int | None, bool]:
-    """The dense vectors' size, the token vectors' size and whether the dense vectors are passages' (a
-    multivector), from the shard's configuration."""
+def _vectors(shard_path: Path) -> tuple[int, int | None]:
+    """The dense vectors' size and the token vectors' size, from the shard's configuration."""
     config = json.loads((shard_path / "edge_config.json").read_text())
-    tokens, dense = config["vectors"].get(TOKEN_VECTORS), config["vectors"][""]
-    return int(dense["size"]), int(tokens["size"]) if tokens else None, bool(dense.get("multivector_config"))
+    tokens = config["vectors"].get(TOKEN_VECTORS)
+    return int(config["vectors"][""]["size"]), int(tokens["size"]) if tokens else None
+
+
+def _passages(folder: Path) -> Passages | None:
+    """How the collection splits documents, recorded when it was made (no file: it stores whole documents)."""
+    recorded = folder / _PASSAGES
+    return Passages.model_validate_json(recorded.read_bytes()) if recorded.is_file() else None
 
 
 def _upsert_operation(collection: str, documents: Sequence[StoredDocument]) -> UpdateOperation:
@@ -216,7 +223,7 @@ class EdgeStore(VectorStore):
             path = folder / f"g{generation}"
             shard = EdgeShard.load(str(path))
             state = self._collections[collection] = _Collection(
-                folder, generation, shard, set(shard.info().payload_schema), *_vectors(path),
+                folder, generation, shard, set(shard.info().payload_schema), *_vectors(path), _passages(folder),
                 model=(folder / _MODEL).read_text())
             if stale:  # removed off the event loop
                 state.cleanup = threading.Thread(target=_remove_all, args=(stale,), name="rmtree", daemon=True)
@@ -224,7 +231,7 @@ class EdgeStore(VectorStore):
         return state
 
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
-                                passages: bool = False) -> None:
+                                passages: Passages | None = None) -> None:
         if await self.has_collection(collection):
             self._open(collection)
             return
@@ -235,7 +242,7 @@ class EdgeStore(VectorStore):
         quantized = self._settings.quantization == "int8"
         vectors = {"": EdgeVectorParams(
             size=dim, distance=Distance.Cosine, memory=Memory.Cold if quantized else None,
-            multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim) if passages else None)}
+            multivector_config=MultiVectorConfig(MultiVectorComparator.MaxSim) if passages is not None else None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
             vectors[TOKEN_VECTORS] = EdgeVectorParams(
                 size=token_dim, distance=Distance.Cosine, datatype=VectorStorageDatatype.Float16,
@@ -255,6 +262,8 @@ class EdgeStore(VectorStore):
         folder = self._folder(made)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
+        if passages is not None:
+            (folder / _PASSAGES).write_text(passages.model_dump_json())
         await asyncio.to_thread(shutil.rmtree, folder / "g0", True)  # a creation a crash cut before CURRENT
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)
@@ -360,7 +369,7 @@ class EdgeStore(VectorStore):
     async def token_dim(self, collection: str) -> int | None:
         return self._open(collection).token_dim
 
-    async def passages(self, collection: str) -> bool:
+    async def passages(self, collection: str) -> Passages | None:
         return self._open(collection).passages
 
     async def search(

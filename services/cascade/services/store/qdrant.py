@@ -20,6 +20,7 @@ import structlog
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from cascade.contracts import Passages
 from cascade.services.settings import StoreSettings
 from cascade.services.store.base import (
     QUANTIZATION_QUANTILE,
@@ -50,6 +51,7 @@ from cascade.services.store.base import (
 __all__ = ["QdrantStore"]
 
 _MODEL = "cascade_model"
+_PASSAGES = "cascade_passages"
 _T = TypeVar("_T")
 _REREAD_S = 1.0
 _UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
@@ -62,7 +64,7 @@ class _Described(NamedTuple):
     dim: int
     model: str
     token_dim: int | None
-    passages: bool
+    passages: Passages | None
 
 
 class QdrantStore(VectorStore):
@@ -129,7 +131,7 @@ class QdrantStore(VectorStore):
                 None if following is None else str(following))
 
     async def ensure_collection(self, collection: str, dim: int, model: str, token_dim: int | None = None,
-                                passages: bool = False) -> None:
+                                passages: Passages | None = None) -> None:
         if await self.has_collection(collection):
             return
         made = first_version(collection)
@@ -137,7 +139,7 @@ class QdrantStore(VectorStore):
         vectors = {"": models.VectorParams(
             size=dim, distance=models.Distance.COSINE, on_disk=quantized or None,
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM)
-            if passages else None)}
+            if passages is not None else None)}
         if token_dim is not None:  # rescoring only: no HNSW graph (m=0), half precision (tokens outnumber docs)
             vectors[TOKEN_VECTORS] = models.VectorParams(
                 size=token_dim, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16,
@@ -146,7 +148,7 @@ class QdrantStore(VectorStore):
         settings = self._settings
         try:
             await self._on_peer(lambda client: client.create_collection(
-                made, metadata={_MODEL: model},
+                made, metadata={_MODEL: model, **({_PASSAGES: passages.model_dump()} if passages else {})},
                 vectors_config=vectors, shard_number=settings.shards, replication_factor=settings.copies,
                 quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                     type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)
@@ -182,7 +184,7 @@ class QdrantStore(VectorStore):
             assert named[""] is not None and config.metadata is not None
             self._described_collections[collection] = _Described(
                 named[""].size, str(config.metadata[_MODEL]), tokens.size if tokens else None,
-                named[""].multivector_config is not None)
+                Passages.model_validate(config.metadata[_PASSAGES]) if _PASSAGES in config.metadata else None)
         return self._described_collections[collection]
 
     async def vector_size(self, collection: str) -> int:
@@ -194,7 +196,7 @@ class QdrantStore(VectorStore):
     async def token_dim(self, collection: str) -> int | None:
         return (await self._described(collection)).token_dim
 
-    async def passages(self, collection: str) -> bool:
+    async def passages(self, collection: str) -> Passages | None:
         return (await self._described(collection)).passages
 
     async def _payloads(self, collection: str, doc_ids: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
