@@ -238,12 +238,13 @@ class ModelSettings(BaseSettings):
     encode_batch_size: int = Field(64, ge=1, le=4096)
     """Texts the bi-encoder and the ColBERT encoder encode per forward pass."""
     passage_words: int = Field(150, ge=8, le=4096)
-    """Words per passage in collections made with passages (about 200 tokens: within what both models read)."""
+    """Words per passage in collections of passages made from now on (about 200 tokens: within what both models
+    read); a collection keeps the sizes it was made with."""
     passage_overlap: int = Field(30, ge=0, le=2048)
     """Words a passage repeats from the one before, so a sentence cut at a boundary is whole in one of them."""
     max_passages: int = Field(32, ge=1, le=1024)
     """Passages of a document that are encoded and reranked: its first ones and its last (the middle of a longer
-    document is not searched). Every ingest, query and reranker pod must use the same passage settings."""
+    document is not searched)."""
 
     @model_validator(mode="after")
     def _passages_advance(self) -> Self:
