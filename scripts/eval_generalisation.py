@@ -111,9 +111,9 @@ def _choose(names: list[str], means: dict[str, float]) -> str:
     return max(sorted(names), key=lambda name: means[name])
 
 
-def cascade(first_stage: str) -> None:
+def cascade(first_stage: str, dev_only: bool) -> None:
     """Reranks `first_stage` on dev at every weight and candidate count, keeps the best on the mean over
-    domains, and ranks test with it."""
+    domains, and ranks test with it (unless `dev_only`)."""
     domains = suite_domains()
     cross = CrossEncoder.load(str(bundled_models() / RERANKER), device="cpu")
     tried: list[str] = []
@@ -129,7 +129,7 @@ def cascade(first_stage: str) -> None:
     best = _choose(tried, means)
     candidates, weight = _cascade_setting(best)
     print("dev nDCG@10 means:", means, "\nchosen:", best)
-    for domain in domains:
+    for domain in [] if dev_only else domains:
         test_first = load_lists(domain.name, "test", first_stage)
         [lists] = rerank_lists(domain, "test", test_first, cross, candidates, (weight,)).values()
         _save_lists(domain.name, "test", best, lists)
@@ -236,13 +236,14 @@ def main() -> None:
     stages.add_argument("--stages", nargs="+", default=["bm25", *DENSE])
     chain = commands.add_parser("cascade")
     chain.add_argument("--first-stage", required=True)
+    chain.add_argument("--dev-only", action="store_true", help="choose on dev; rank no test split yet")
     commands.add_parser("report")
     args = parser.parse_args()
     configure_logging(level="WARNING")
     if args.command == "first-stages":
         first_stages(args.stages)
     elif args.command == "cascade":
-        cascade(args.first_stage)
+        cascade(args.first_stage, args.dev_only)
     else:
         report()
 
