@@ -25,6 +25,7 @@ import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
+from cascade.evaluation.model_card import with_calibration
 from cascade.evaluation.suite import Domain, cross_scores
 from cascade.services.encoders import Calibration, CrossEncoder
 from cascade.services.settings import bundled_models
@@ -109,12 +110,14 @@ def main() -> None:
     scores = np.concatenate([scores for scores, _ in pairs.values()])
     labels = np.concatenate([labels for _, labels in pairs.values()])
     curve = fit(scores, labels)
-    provenance = {"fitted_on": "dev suite, dev splits (scripts/build_dev_suite.py)", "first_stage": args.first_stage,
+    provenance = {"fitted_on": "dev splits of the dev suite's six domains (scripts/build_dev_suite.py)",
+                  "first_stage": args.first_stage,
                   "candidates": args.candidates, "pairs": len(labels), "relevant": int(labels.sum())}
     card_path = folder / "cascade.json"
     card = json.loads(card_path.read_text())
     card["calibration"] = {"slope": round(curve.slope, 6), "intercept": round(curve.intercept, 6), **provenance}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+    with_calibration(folder)
     result = {"calibration": card["calibration"], "all_domains": _figures(curve.probabilities(scores), labels),
               "held_out_domains": held_out(pairs), "machine": machine()}
     print(json.dumps(result["held_out_domains"], indent=1))

@@ -15,6 +15,7 @@ import pydantic
 import pytest
 
 from cascade.contracts.messages import Mode
+from cascade.evaluation.model_card import with_calibration
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import SearchFailed
 from cascade.services.encoders import Calibration, CrossEncoder
@@ -87,3 +88,14 @@ async def test_a_threshold_on_an_uncalibrated_model_is_refused_and_other_modes_c
     assert caught.value.code == "invalid_request"
     assert "ships no calibration" in str(caught.value)
     assert all(hit.rerank_score is not None and hit.probability is None for hit in plain.hits)
+
+
+def test_the_model_card_states_the_calibration_once(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# a reranker\n\nHow it was trained.\n")
+    fitted = {"slope": 0.75, "intercept": -2.5, "pairs": 12000, "relevant": 700, "candidates": 20,
+              "first_stage": "minilm", "fitted_on": "dev splits"}
+    (tmp_path / "cascade.json").write_text(json.dumps({"fusion_weight": 0.3, "calibration": fitted}))
+    with_calibration(tmp_path)
+    card = with_calibration(tmp_path).read_text()  # written anew, not appended twice
+    assert card.startswith("# a reranker\n\nHow it was trained.\n\n## Calibration")
+    assert card.count("## Calibration") == 1 and "0.7500 * score -2.5000" in card and "12,000" in card

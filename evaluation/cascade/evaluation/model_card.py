@@ -9,7 +9,7 @@ from typing import Any
 
 from cascade.services.encoders.catalogue import CATALOGUE
 
-__all__ = ["write_model_card"]
+__all__ = ["with_calibration", "write_model_card"]
 
 _INTRODUCTION = """---
 license: other
@@ -147,6 +147,30 @@ def _hard_cases_section(hard_cases: dict[str, float]) -> str:
             f"constraint, {hard_cases['all']:.3f} all.\n")
 
 
+_CALIBRATION_HEADING = "\n## Calibration"
+
+
+def _calibration_section(folder: Path) -> str:
+    """The relevance probabilities the services attach to this model's scores, and what they were fitted on."""
+    fitted = json.loads((folder / "cascade.json").read_text()).get("calibration")
+    if not fitted:
+        return ""
+    return f"""{_CALIBRATION_HEADING} (`python -m scripts.calibrate_reranker`, `bench/calibration.json`)
+Hits carry P(relevant) = 1 / (1 + exp(-({fitted['slope']:.4f} * score {fitted['intercept']:+.4f}))), a logistic
+curve fitted on {fitted['pairs']:,} (query, candidate) pairs ({fitted['relevant']:,} judged relevant): the top
+{fitted['candidates']} of the {fitted['first_stage']} first stage for the {fitted['fitted_on']}. It is stored in
+`cascade.json` (`calibration`); how well it holds on a domain it was not fitted on is in the bench file.
+"""
+
+
+def with_calibration(folder: Path) -> Path:
+    """The card with its calibration section written anew (the rest as it was)."""
+    path = folder / "README.md"
+    card = path.read_text().split(_CALIBRATION_HEADING, 1)[0].rstrip("\n") + "\n"
+    path.write_text(card + _calibration_section(folder))
+    return path
+
+
 def write_model_card(folder: Path, evaluation: dict[str, Any] | None = None,
                      hard_cases: dict[str, float] | None = None) -> Path:
     """Written from the training report and the measured figures, so that the card cannot drift from the model."""
@@ -157,5 +181,5 @@ def write_model_card(folder: Path, evaluation: dict[str, Any] | None = None,
     if hard_cases:
         card += _hard_cases_section(hard_cases)
     path = folder / "README.md"
-    path.write_text(card)
+    path.write_text(card + _calibration_section(folder))
     return path
