@@ -119,8 +119,9 @@ def cascade(first_stage: str, dev_only: bool) -> None:
     tried: list[str] = []
     for domain in domains:
         first = load_lists(domain.name, "dev", first_stage)
-        for candidates in CANDIDATES:
-            for weight, lists in rerank_lists(domain, "dev", first, cross, candidates, WEIGHTS).items():
+        for candidates in CANDIDATES:  # the largest count's scores serve every count
+            for weight, lists in rerank_lists(domain, "dev", first, cross, candidates, WEIGHTS,
+                                              scored=max(CANDIDATES)).items():
                 name = _cascade_name(first_stage, candidates, weight)
                 _save_lists(domain.name, "dev", name, lists)
                 if name not in tried:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,19 +59,23 @@ def corpus_vectors(split: BeirSplit, encoder: BiEncoder) -> npt.NDArray[np.float
     return text_vectors(split.texts, encoder, split.name)
 
 
-def text_vectors(texts: list[str], encoder: BiEncoder, name: str) -> npt.NDArray[np.float32]:
+def text_vectors(texts: list[str], encoder: BiEncoder, name: str, chunk: int = 256) -> npt.NDArray[np.float32]:
     """The bi-encoder's vectors of these documents, cached on disk by model and content (they take minutes on
-    CPU)."""
+    CPU, a 12-layer model on a large corpus hours): each chunk is kept as it is encoded, so an interrupted run
+    resumes where it stopped."""
     key = hashlib.sha256(orjson.dumps([encoder.model_id, encoder.max_length, texts])).hexdigest()[:20]
-    path = _CACHE / f"{key}.npy"
+    path, parts = _CACHE / f"{key}.npy", _CACHE / f"{key}.parts"
     if path.exists():
         cached: npt.NDArray[np.float32] = np.load(path)
         return cached
-    chunks = [encoder.encode_documents(texts[start : start + 256])
-              for start in tqdm(range(0, len(texts), 256), desc=f"encode {name} ({encoder.name})", unit="batch")]
-    vectors = np.concatenate(chunks)
-    _CACHE.mkdir(parents=True, exist_ok=True)
+    parts.mkdir(parents=True, exist_ok=True)
+    for start in tqdm(range(0, len(texts), chunk), desc=f"encode {name} ({encoder.name})", unit="batch"):
+        part = parts / f"{start}.npy"
+        if not part.exists():
+            np.save(part, encoder.encode_documents(texts[start : start + chunk]))
+    vectors = np.concatenate([np.load(parts / f"{start}.npy") for start in range(0, len(texts), chunk)])
     np.save(path, vectors)
+    shutil.rmtree(parts)
     return vectors
 
 

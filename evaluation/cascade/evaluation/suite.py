@@ -106,14 +106,16 @@ def cross_scores(cross: CrossEncoder, query: str, documents: list[str]) -> np.nd
 
 
 def rerank_lists(domain: Domain, split: str, first: Lists, cross: CrossEncoder, candidates: int,
-                 weights: Sequence[float]) -> dict[float, Lists]:
+                 weights: Sequence[float], scored: int | None = None) -> dict[float, Lists]:
     """Per fusion weight (the first stage's share; 0 is the cross-encoder alone), the top `candidates` of
-    `first` reordered, then the rest of `first` below them, as the services answer."""
+    `first` reordered, then the rest of `first` below them, as the services answer. `scored`: score the top
+    `scored` (cached) and use the first `candidates` of them, so that several counts share one scoring."""
     text = domain.text_of()
     by_weight: dict[float, Lists] = {weight: {} for weight in weights}
     for query, hits in tqdm(first.items(), desc=f"rerank {domain.name}/{split}", unit="query"):
         head, tail = hits[:candidates], hits[candidates:]
-        raw = cross_scores(cross, domain.queries[split][query], [text[doc] for doc, _ in head])
+        scoring = hits[: max(scored or candidates, candidates)]
+        raw = cross_scores(cross, domain.queries[split][query], [text[doc] for doc, _ in scoring])[:candidates]
         first_scores = np.array([score for _, score in head], dtype=np.float32)
         for weight in weights:
             fused = fused_scores(raw, first_scores, weight)
