@@ -51,7 +51,7 @@ from cascade.services.log import configure_logging
 from cascade.services.settings import Settings, StoreSettings
 from scripts.bench_offsets import serving
 from scripts.benchlib import BENCH_DIR, DATA_DIR, ROOT, machine, write_result
-from scripts.build_dev_suite import DATA as DEV_SUITE
+from scripts.build_dev_suite import require_built
 
 CORPUS = DATA_DIR / "scifact" / "corpus.jsonl"
 TIMEOUT_S = 30.0
@@ -216,9 +216,7 @@ def _median_tokens(folder: Path) -> int:
 
 
 def long_docs_part(args: argparse.Namespace) -> dict[str, Any]:
-    source = DEV_SUITE / LONG_SOURCE
-    if not (source / "SOURCE.json").is_file():
-        raise SystemExit(f"{source} is not built: python -m scripts.build_dev_suite --domains {LONG_SOURCE}")
+    [source] = require_built([LONG_SOURCE])
     figures: dict[str, dict[str, float]] = {}
     runs: dict[str, dict[str, list[tuple[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="cascade-long-docs-") as folder:

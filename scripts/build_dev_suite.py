@@ -321,6 +321,19 @@ def check(out: Path) -> list[str]:
             and hashlib.sha256((out / name).read_bytes()).hexdigest() != digest]
 
 
+def built_domains() -> list[str]:
+    """The domains built on this machine."""
+    return [name for name in sorted(BUILDERS) if (DATA / name / "SOURCE.json").is_file()]
+
+
+def require_built(names: list[str]) -> list[Path]:
+    """The folders of `names`, or an exit naming those not built and the command that builds them."""
+    missing = sorted(set(names) - set(built_domains()))
+    if missing:
+        raise SystemExit(f"not built: {missing} (python -m scripts.build_dev_suite --domains {' '.join(missing)})")
+    return [DATA / name for name in names]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domains", nargs="+", choices=sorted(BUILDERS), default=sorted(BUILDERS))

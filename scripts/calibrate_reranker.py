@@ -118,7 +118,9 @@ def main() -> None:
     card["calibration"] = {"slope": round(curve.slope, 6), "intercept": round(curve.intercept, 6), **provenance}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     with_calibration(folder)
-    result = {"calibration": card["calibration"], "all_domains": _figures(curve.probabilities(scores), labels),
+    result = {"calibration": card["calibration"], "all_domains": {
+                  "raw_sigmoid": _figures(Calibration(1.0, 0.0).probabilities(scores), labels),
+                  "calibrated": _figures(curve.probabilities(scores), labels)},
               "held_out_domains": held_out(pairs), "machine": machine()}
     print(json.dumps(result["held_out_domains"], indent=1))
     print(f"wrote {card_path} and {write_result('calibration', result)}")

@@ -31,7 +31,7 @@ from cascade.evaluation.run import run_evaluation
 from cascade.services.log import configure_logging
 from cascade.services.settings import Settings, StoreSettings
 from scripts.benchlib import BENCH_DIR, machine, write_result
-from scripts.build_dev_suite import BUILDERS, DATA
+from scripts.build_dev_suite import BUILDERS, require_built
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
@@ -81,10 +81,7 @@ def main() -> None:
                         help="summarise an evaluation this script ran before (its eval.json) instead of running one")
     args = parser.parse_args()
     configure_logging(level="WARNING")
-    folders = [DATA / domain for domain in args.domains]
-    missing = [str(folder) for folder in folders if not (folder / "SOURCE.json").exists()]
-    if missing:
-        raise SystemExit(f"not built: {missing} (python -m scripts.build_dev_suite)")
+    folders = require_built(args.domains)
     if args.from_report:
         by_name = {report["dataset"]: report for report in orjson.loads(args.from_report.read_bytes())}
         reports = [by_name[f"{folder.name}/dev"] for folder in folders]

@@ -39,7 +39,7 @@ from cascade.services.encoders import BiEncoder, CrossEncoder
 from cascade.services.log import configure_logging
 from cascade.services.settings import bundled_models
 from scripts.benchlib import BENCH_DIR, machine, write_result
-from scripts.build_dev_suite import BUILDERS, DATA
+from scripts.build_dev_suite import BUILDERS, require_built
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
@@ -73,10 +73,7 @@ def load_lists(domain: str, split: str, name: str) -> Lists:
 
 
 def suite_domains() -> list[Domain]:
-    missing = [name for name in sorted(BUILDERS) if not (DATA / name / "SOURCE.json").exists()]
-    if missing:
-        raise SystemExit(f"not built: {missing} (python -m scripts.build_dev_suite)")
-    return [Domain.load(DATA / name, SPLITS) for name in sorted(BUILDERS)]
+    return [Domain.load(folder, SPLITS) for folder in require_built(sorted(BUILDERS))]
 
 
 def first_stages(stages: list[str]) -> None:
@@ -106,9 +103,11 @@ def _dev_means(domains: list[Domain], names: list[str]) -> dict[str, float]:
 
 
 def _choose(names: list[str], means: dict[str, float]) -> str:
-    """The best mean; a tie goes to the first in sorted order (the cheaper settings sort first where it matters:
-    fewer candidates, a smaller first-stage share)."""
-    return max(sorted(names), key=lambda name: means[name])
+    """The best mean; a tie goes to the cheaper cascade (fewer candidates, then a smaller first-stage share),
+    among first stages to the first by name."""
+    def cost(name: str) -> tuple[int, float, str]:
+        return (*_cascade_setting(name), name) if name.startswith("cascade[") else (0, 0.0, name)
+    return max(sorted(names, key=cost), key=lambda name: means[name])
 
 
 def cascade(first_stage: str, dev_only: bool) -> None:

@@ -31,8 +31,7 @@ from cascade.evaluation.teachers import (
 )
 from cascade.services.encoders import BiEncoder
 from scripts.benchlib import DATA_DIR, machine, write_result
-from scripts.build_dev_suite import BUILDERS
-from scripts.build_dev_suite import DATA as DEV_SUITE
+from scripts.build_dev_suite import built_domains, require_built
 
 DEFAULT_OUTPUT = Path.home() / ".cache" / "cascade" / "teachers" / "lists.json"
 
@@ -51,16 +50,15 @@ def main() -> None:
     parser.add_argument("--no-dev-suite", action="store_true", help="leave the dev suite's domains out")
     args = parser.parse_args()
     tables, sources = build_sources(args.data, random.Random(args.seed), args.pseudo)
-    if not args.no_dev_suite:
-        built = [DEV_SUITE / name for name in sorted(BUILDERS) if (DEV_SUITE / name / "SOURCE.json").is_file()]
-        suite_tables, suite = suite_sources(built)
-        tables, sources = tables | suite_tables, sources + suite
+    suite_domains = [] if args.no_dev_suite else built_domains()
+    suite_tables, suite = suite_sources(require_built(suite_domains))
+    tables, sources = tables | suite_tables, sources + suite
     first_stage = BiEncoder(device=args.device)
     teachers = [BiEncoder(name, max_length=args.teacher_length, device=args.device) for name in args.teachers]
     lists = score_teachers(tables, sources, first_stage, teachers, args.depth)
     weights, dev = tune_ensemble(lists)
-    found = provenance(tables, sources, first_stage, teachers, args.depth, args.seed) | {"weights": weights,
-                                                                                         "dev_mrr@10": dev}
+    found = provenance(tables, sources, first_stage, teachers, args.depth, args.seed, suite_domains) | {
+        "weights": weights, "dev_mrr@10": dev}
     TeacherScores({name: table.texts for name, table in tables.items()}, lists, found).save(args.output)
     if set(args.teachers) == set(DENSE_TEACHERS):  # the report describes the reranker's full ensemble only
         write_result("teachers", {"machine": machine(), "cache": shown_path(args.output), **found})

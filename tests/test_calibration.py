@@ -67,6 +67,8 @@ async def test_hits_carry_the_raw_score_and_its_probability_and_a_threshold_keep
         threshold = probabilities[len(probabilities) // 2]
         likely = await client.search("subject 2", collection="c", mode=mode, k=4, candidates=16,
                                      min_probability=threshold)
+        all_likely = await client.search("subject 2", collection="c", mode=mode, k=16, candidates=16,
+                                         min_probability=threshold)
     for hit in everything.hits:
         assert hit.rerank_score is not None and hit.probability is not None
         assert hit.probability == pytest.approx(1 / (1 + math.exp(-(SLOPE * hit.rerank_score + INTERCEPT))), abs=1e-5)
@@ -74,6 +76,7 @@ async def test_hits_carry_the_raw_score_and_its_probability_and_a_threshold_keep
     # the first 4 likely hits in the answer's order (the threshold applies before the cut to k)
     expected = [hit.doc_id for hit in everything.hits if (hit.probability or 0.0) >= threshold]
     assert len(expected) >= 4 and [hit.doc_id for hit in likely.hits] == expected[:4]
+    assert [hit.doc_id for hit in all_likely.hits] == expected and len(expected) < len(everything.hits)
 
 
 async def test_a_threshold_on_an_uncalibrated_model_is_refused_and_other_modes_cannot_ask(

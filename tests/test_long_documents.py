@@ -15,7 +15,8 @@ from cascade.runtime.process import CascadeProcess
 from cascade.sdk import IngestRejected, InvalidDocuments
 from cascade.services.encoders import CrossEncoder, document_text
 from cascade.services.encoders.text import split_passages
-from cascade.services.settings import Settings
+from cascade.services.settings import Settings, StoreSettings
+from cascade.services.store import open_store
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.both_stores
@@ -113,3 +114,16 @@ async def test_mode_cross_hybrid_and_filters_score_by_the_best_passage(chunking:
     long_hit = next(hit for hit in cross.hits if hit.doc_id == "long")
     assert long_hit.rerank_score == pytest.approx(float(model.score(last, passages).max()), abs=1e-4)
     assert [hit.doc_id for hit in hybrid.hits] == ["long"]  # the only document of team a, through both prefetches
+
+
+async def test_the_passage_sizes_are_recorded_with_the_collection(store: StoreSettings) -> None:
+    """Read back by a store opened anew (a restarted pod, another pod of the cluster), whatever it was given."""
+    first = open_store(store)
+    await first.ensure_collection("chunked", 32, "m", passages=SPLIT)
+    await first.ensure_collection("whole", 32, "m")
+    await first.close()
+    again = open_store(store)
+    try:
+        assert await again.passages("chunked") == SPLIT and await again.passages("whole") is None
+    finally:
+        await again.close()

@@ -46,14 +46,15 @@ def test_split_all_says_where_each_document_begins() -> None:
 def test_an_overlap_as_long_as_a_passage_is_refused() -> None:
     with pytest.raises(ValueError, match="must be shorter"):
         Passages(words=24, overlap=24)
-    with pytest.raises(ValueError, match=r"passage_overlap \(24\) must be below passage_words \(24\)"):
+    with pytest.raises(ValueError, match=r"overlap \(24 words\) must be shorter than it \(24\)"):
         ModelSettings(passage_words=24, passage_overlap=24)
 
 
-def test_a_new_collection_takes_the_layout_the_first_document_asks_for() -> None:
+def test_a_new_collection_takes_the_layout_of_the_first_document_that_says() -> None:
     def event(**layout: bool) -> DocumentEvent:
         return DocumentEvent(collection="c", doc_id="d", text="t", **layout)
 
-    assert Layout.asked([event(late_interaction=False), event(passages=True)]) == Layout(passages=True)
+    assert Layout.asked([event(late_interaction=False), event(passages=True)]) == Layout()  # the second is refused
+    assert Layout.asked([event(passages=True), event(late_interaction=False)]) == Layout(passages=True)
     assert Layout.asked([event(), event(late_interaction=True), event(passages=True)]) == Layout(late_interaction=True)
     assert Layout.asked([event(passages=False)]) == Layout()

@@ -44,3 +44,4 @@ def test_an_interrupted_encoding_resumes_where_it_stopped(tmp_path: Path, monkey
     assert interrupted.encoded == texts[:6] and resumed.encoded == texts[6:] and again.encoded == []
     assert vectors[:, 0].tolist() == [float(i) for i in range(10)]
     assert [path.suffix for path in tmp_path.iterdir()] == [".npy"]  # the parts are gone once whole
+    assert beir.text_vectors(texts[:4], cast(BiEncoder, _Encoder()), "corpus", chunk=2)[:, 0].tolist() == [0, 1, 2, 3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def text_vectors(texts: list[str], encoder: BiEncoder, name: str, chunk: int = 2
     CPU, a 12-layer model on a large corpus hours): each chunk is kept as it is encoded, so an interrupted run
     resumes where it stopped."""
     key = hashlib.sha256(orjson.dumps([encoder.model_id, encoder.max_length, texts])).hexdigest()[:20]
-    path, parts = _CACHE / f"{key}.npy", _CACHE / f"{key}.parts"
+    path, parts = _CACHE / f"{key}.npy", _CACHE / f"{key}.parts-{chunk}"
     if path.exists():
         cached: npt.NDArray[np.float32] = np.load(path)
         return cached
@@ -72,11 +73,19 @@ def text_vectors(texts: list[str], encoder: BiEncoder, name: str, chunk: int = 2
     for start in tqdm(range(0, len(texts), chunk), desc=f"encode {name} ({encoder.name})", unit="batch"):
         part = parts / f"{start}.npy"
         if not part.exists():
-            np.save(part, encoder.encode_documents(texts[start : start + chunk]))
+            _save(part, encoder.encode_documents(texts[start : start + chunk]))
     vectors = np.concatenate([np.load(parts / f"{start}.npy") for start in range(0, len(texts), chunk)])
-    np.save(path, vectors)
+    _save(path, vectors)
     shutil.rmtree(parts)
     return vectors
+
+
+def _save(path: Path, array: npt.NDArray[np.float32]) -> None:
+    """Whole or not at all: an interrupt mid-write leaves no file to trust on the next run."""
+    staging = path.with_name(f"{path.name}.tmp")
+    with staging.open("wb") as out:
+        np.save(out, array)
+    os.replace(staging, path)
 
 
 def exact_top_k(

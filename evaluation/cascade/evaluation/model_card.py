@@ -152,19 +152,22 @@ _CALIBRATION_HEADING = "\n## Calibration"
 
 def _calibration_section(folder: Path) -> str:
     """The relevance probabilities the services attach to this model's scores, and what they were fitted on."""
-    fitted = json.loads((folder / "cascade.json").read_text()).get("calibration")
+    card = folder / "cascade.json"
+    fitted = json.loads(card.read_text()).get("calibration") if card.is_file() else None
     if not fitted:
         return ""
+    source = (f", a logistic curve fitted on {fitted['pairs']:,} (query, candidate) pairs ({fitted['relevant']:,} "
+              f"judged relevant): the top {fitted['candidates']} of the {fitted['first_stage']} first stage for the "
+              f"{fitted['fitted_on']}") if "pairs" in fitted else ""
     return f"""{_CALIBRATION_HEADING} (`python -m scripts.calibrate_reranker`, `bench/calibration.json`)
-Hits carry P(relevant) = 1 / (1 + exp(-({fitted['slope']:.4f} * score {fitted['intercept']:+.4f}))), a logistic
-curve fitted on {fitted['pairs']:,} (query, candidate) pairs ({fitted['relevant']:,} judged relevant): the top
-{fitted['candidates']} of the {fitted['first_stage']} first stage for the {fitted['fitted_on']}. It is stored in
-`cascade.json` (`calibration`); how well it holds on a domain it was not fitted on is in the bench file.
+Hits carry P(relevant) = 1 / (1 + exp(-({fitted['slope']:.4f} * score {fitted['intercept']:+.4f}))){source}. It
+is stored in `cascade.json` (`calibration`); how well it holds on a domain it was not fitted on is in the bench
+file.
 """
 
 
 def with_calibration(folder: Path) -> Path:
-    """The card with its calibration section written anew (the rest as it was)."""
+    """The card with its calibration section written anew (the last section: the rest as it was)."""
     path = folder / "README.md"
     card = path.read_text().split(_CALIBRATION_HEADING, 1)[0].rstrip("\n") + "\n"
     path.write_text(card + _calibration_section(folder))

@@ -4,7 +4,7 @@ with the data's provenance.
 
 Teachers are the strongest encoders obtainable here (dense: bge-small, e5-small; sparse: BM25). Their scores live
 on different scales, so the ensemble averages per-list z-scores, weighted; the weights are chosen on dev lists
-(WikiQA dev and held-out SciFact train claims), never on test queries.
+(WikiQA dev, held-out SciFact train claims and the dev suite's dev splits), never on test queries.
 """
 
 from __future__ import annotations
@@ -300,7 +300,8 @@ def tune_ensemble(lists: Sequence[CandidateList], grid: Sequence[float] = (0.0, 
 
 
 def provenance(tables: dict[str, Table], sources: Sequence[QuerySource], first_stage: BiEncoder,
-               teachers: Sequence[BiEncoder], depth: int, seed: int) -> dict[str, Any]:
+               teachers: Sequence[BiEncoder], depth: int, seed: int, suite: Sequence[str] = ()) -> dict[str, Any]:
+    """`suite`: the dev suite's domains among the tables."""
     return {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed, "depth": depth,
         "first_stage": first_stage.model_id,
@@ -310,8 +311,8 @@ def provenance(tables: dict[str, Table], sources: Sequence[QuerySource], first_s
                                   "labelled": source.labelled} for source in sources},
         "tables": {name: {"documents": table.searchable, "answers": len(table.texts) - table.searchable}
                    for name, table in tables.items()},
-        "data": {"dev suite": "scripts/build_dev_suite.py (its pinned repositories and commits, SOURCE.json in each "
-                              "domain): train and dev splits, never test",
+        "data": {**({"dev suite": f"{', '.join(suite)}: scripts/build_dev_suite.py (the pinned repository and commit "
+                                  "of each in its SOURCE.json): train and dev splits, never test"} if suite else {}),
                  "wikiqa": "Microsoft Research Data License (research only): train and dev splits",
                  "scifact": "CC BY-NC 2.0: train claims and documents",
                  "cranfield": "research use: documents only (titles and sentences as pseudo-queries)",

@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cascade.contracts import DEFAULT_PREFIX, Topic, TopicRegistry
+from cascade.contracts import DEFAULT_PREFIX, Passages, Topic, TopicRegistry
 from cascade.contracts.limits import MAX_CANDIDATES
 from cascade.contracts.security import KafkaSecurity, Protocol, SaslMechanism
 from cascade.services.faults import Backoff
@@ -248,9 +248,7 @@ class ModelSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _passages_advance(self) -> Self:
-        if self.passage_overlap >= self.passage_words:
-            raise ValueError(f"passage_overlap ({self.passage_overlap}) must be below passage_words "
-                             f"({self.passage_words}): each passage must start after the one before")
+        Passages(words=self.passage_words, overlap=self.passage_overlap, limit=self.max_passages)  # or raises
         return self
 
 

@@ -73,9 +73,10 @@ class Layout:
 
     @classmethod
     def asked(cls, upserts: Sequence[DocumentEvent]) -> Layout:
-        """A new collection's: as the first document that asks for one (the contract refuses one that asks for
-        both; a document saying which it does not want asks for none)."""
-        first = next((event for event in upserts if event.late_interaction or event.passages), None)
+        """A new collection's: as the first document that says anything about it (as if the documents came one
+        at a time: a later one asking otherwise is refused; the contract refuses one that asks for both)."""
+        first = next((event for event in upserts if event.late_interaction is not None or event.passages is not None),
+                     None)
         return cls(bool(first.late_interaction), bool(first.passages)) if first else cls()
 
     def refusal(self, named: str, event: DocumentEvent) -> str | None:

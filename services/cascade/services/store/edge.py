@@ -264,6 +264,8 @@ class EdgeStore(VectorStore):
         (folder / _MODEL).write_text(model)  # before CURRENT: a collection that exists always names its model
         if passages is not None:
             (folder / _PASSAGES).write_text(passages.model_dump_json())
+        else:  # a creation with passages that a crash cut before CURRENT left its record
+            (folder / _PASSAGES).unlink(missing_ok=True)
         await asyncio.to_thread(shutil.rmtree, folder / "g0", True)  # a creation a crash cut before CURRENT
         shard = await asyncio.to_thread(EdgeShard.create, str(folder / "g0"), config)
         _write_current(folder, 0)

@@ -148,7 +148,7 @@ class QdrantStore(VectorStore):
         settings = self._settings
         try:
             await self._on_peer(lambda client: client.create_collection(
-                made, metadata={_MODEL: model, **({_PASSAGES: passages.model_dump()} if passages else {})},
+                made, metadata={_MODEL: model, **({_PASSAGES: passages.model_dump()} if passages is not None else {})},
                 vectors_config=vectors, shard_number=settings.shards, replication_factor=settings.copies,
                 quantization_config=models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(
                     type=models.ScalarType.INT8, quantile=QUANTIZATION_QUANTILE, always_ram=True)
