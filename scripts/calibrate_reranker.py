@@ -36,6 +36,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file backend
 
 BINS = 10
+RAW_SIGMOID = Calibration(1.0, 0.0)
+"""The raw score read as a logit: what the fitted curve is compared with."""
 Pairs = tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]
 
 
@@ -56,9 +58,14 @@ def fit(scores: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> Calib
     return Calibration(float(model.coef_[0][0]), float(model.intercept_[0]))
 
 
+def _bins(probabilities: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """Each probability's equal-width bin."""
+    return np.minimum((probabilities * BINS).astype(np.int64), BINS - 1)
+
+
 def ece(probabilities: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> float:
     """Expected calibration error: per equal-width bin, |mean probability - share relevant|, weighted by size."""
-    bins = np.minimum((probabilities * BINS).astype(int), BINS - 1)
+    bins = _bins(probabilities)
     gaps = [abs(float(probabilities[bins == b].mean()) - float(labels[bins == b].mean())) * int((bins == b).sum())
             for b in range(BINS) if (bins == b).any()]
     return sum(gaps) / len(labels)
@@ -76,16 +83,16 @@ def held_out(pairs: dict[str, Pairs]) -> dict[str, Any]:
         others = [other for other in pairs if other != name]
         curve = fit(np.concatenate([pairs[o][0] for o in others]), np.concatenate([pairs[o][1] for o in others]))
         figures[name] = {"pairs": len(labels), "relevant_share": round(float(labels.mean()), 4),
-                         "raw_sigmoid": _figures(Calibration(1.0, 0.0).probabilities(scores), labels),
+                         "raw_sigmoid": _figures(RAW_SIGMOID.probabilities(scores), labels),
                          "calibrated_without_this_domain": _figures(curve.probabilities(scores), labels)}
     return figures
 
 
 def _plot(scores: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], curve: Calibration, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(5, 5))
-    for name, probabilities in (("raw sigmoid", Calibration(1.0, 0.0).probabilities(scores)),
+    for name, probabilities in (("raw sigmoid", RAW_SIGMOID.probabilities(scores)),
                                 ("calibrated", curve.probabilities(scores))):
-        bins = np.minimum((probabilities * BINS).astype(int), BINS - 1)
+        bins = _bins(probabilities)
         used = [b for b in range(BINS) if (bins == b).sum() >= 20]
         axis.plot([probabilities[bins == b].mean() for b in used], [labels[bins == b].mean() for b in used], "o-",
                   label=name)
@@ -119,7 +126,7 @@ def main() -> None:
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     with_calibration(folder)
     result = {"calibration": card["calibration"], "all_domains": {
-                  "raw_sigmoid": _figures(Calibration(1.0, 0.0).probabilities(scores), labels),
+                  "raw_sigmoid": _figures(RAW_SIGMOID.probabilities(scores), labels),
                   "calibrated": _figures(curve.probabilities(scores), labels)},
               "held_out_domains": held_out(pairs), "machine": machine()}
     print(json.dumps(result["held_out_domains"], indent=1))

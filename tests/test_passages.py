@@ -54,7 +54,9 @@ def test_a_new_collection_takes_the_layout_of_the_first_document_that_says() -> 
     def event(**layout: bool) -> DocumentEvent:
         return DocumentEvent(collection="c", doc_id="d", text="t", **layout)
 
-    assert Layout.asked([event(late_interaction=False), event(passages=True)]) == Layout()  # the second is refused
-    assert Layout.asked([event(passages=True), event(late_interaction=False)]) == Layout(passages=True)
-    assert Layout.asked([event(), event(late_interaction=True), event(passages=True)]) == Layout(late_interaction=True)
-    assert Layout.asked([event(passages=False)]) == Layout()
+    sizes = Passages(words=24, overlap=8)
+    assert Layout.asked([event(late_interaction=False), event(passages=True)], sizes) == Layout()  # 2nd refused
+    assert Layout.asked([event(passages=True), event(late_interaction=False)], sizes) == Layout(passages=sizes)
+    assert Layout.asked([event(), event(late_interaction=True), event(passages=True)], sizes) == Layout(
+        late_interaction=True)
+    assert Layout.asked([event(passages=False)], sizes) == Layout()

@@ -69,20 +69,21 @@ class Layout:
     (late_interaction, for mode colbert), or its passages' vectors in place of one vector (passages)."""
 
     late_interaction: bool = False
-    passages: bool = False
+    passages: Passages | None = None
+    """How the collection splits documents into passages, if it does."""
 
     @classmethod
-    def asked(cls, upserts: Sequence[DocumentEvent]) -> Layout:
+    def asked(cls, upserts: Sequence[DocumentEvent], passages: Passages) -> Layout:
         """A new collection's: as the first document that says anything about it (as if the documents came one
         at a time: a later one asking otherwise is refused; the contract refuses one that asks for both)."""
         first = next((event for event in upserts if event.late_interaction is not None or event.passages is not None),
                      None)
-        return cls(bool(first.late_interaction), bool(first.passages)) if first else cls()
+        return cls(bool(first.late_interaction), passages if first.passages else None) if first else cls()
 
     def refusal(self, named: str, event: DocumentEvent) -> str | None:
         """Why `event` cannot go into the collection `named` made this way (None: it can)."""
         for name, what, made, asked in (("late_interaction", "token vectors", self.late_interaction,
-                                         event.late_interaction), ("passages", "passages", self.passages,
+                                         event.late_interaction), ("passages", "passages", self.passages is not None,
                                                                    event.passages)):
             if asked is not None and asked != made:
                 return (f"model_mismatch: collection {named!r} was made {'with' if made else 'without'} {what} "
@@ -212,9 +213,8 @@ class IngestProcessor:
     async def _layout_of(self, collection: str, exists: bool, upserts: list[DocumentEvent]) -> Layout:
         """What the collection stores: as it was made, or as the first document to say asks."""
         if exists:
-            return Layout(await self._store.token_dim(collection) is not None,
-                          await self._store.passages(collection) is not None)
-        return Layout.asked(upserts)
+            return Layout(await self._store.token_dim(collection) is not None, await self._store.passages(collection))
+        return Layout.asked(upserts, self._passages)
 
     async def _mismatch(self, collection: str, dim: int, model_id: str,
                         tokens_encoder: LateInteractionEncoder | None) -> str | None:
@@ -246,8 +246,7 @@ class IngestProcessor:
         upserts = self._matching(collection, model, layout, upserts, outcome)
         encoders = await self._encoders_for(collection, model, layout, upserts, outcome)
         if encoders is not None:
-            await self._write(collection, *encoders, await self._store.passages(collection),
-                              [event for _, event in upserts], outcome)
+            await self._write(collection, *encoders, layout.passages, [event for _, event in upserts], outcome)
 
     async def _may_create(self, collection: str, upserts: list[Received], outcome: IngestOutcome) -> bool:
         """Whether the store may hold one more collection; if not, the upserts are refused."""
@@ -285,8 +284,7 @@ class IngestProcessor:
             self._reject_upserts(upserts, "model_unavailable", f"model_unavailable: {exc}", outcome, collection)
             return None
         await self._store.ensure_collection(collection, encoder.dim, encoder.name,
-                                            tokens_encoder.dim if tokens_encoder else None,
-                                            self._passages if layout.passages else None)
+                                            tokens_encoder.dim if tokens_encoder else None, layout.passages)
         mismatch = await self._mismatch(collection, encoder.dim, encoder.model_id, tokens_encoder)
         if mismatch:
             self._reject_upserts(upserts, "model_mismatch", mismatch, outcome, collection)
