@@ -6,7 +6,7 @@ outside the two domains it was tuned on? Dev splits only: the test splits are fo
 
 Every domain through the services (a local Kafka, every role in one process, a fresh store): mode bi (the first
 stage alone), mode rerank (the cross-encoder's own order) and its fusion with the first stage at the shipped
-weight. Per domain: nDCG@10 and MRR@10 of each, and a paired two-sided t-test (scipy) of each reranked variant
+weight. Per domain: nDCG@10 and MRR@10 of each, and a paired two-sided t-test (ranx's compare) of each reranked variant
 against the first stage over the per-query nDCG@10 (`cascade.evaluation.metrics.per_query`, ranx). Writes
 bench/dev_suite.json (figures), bench/dev_suite/eval/ (the harness's reports, with the per-query top 10 of every
 run) and bench/dev_suite.png.
@@ -22,12 +22,12 @@ from typing import Any
 
 import matplotlib
 import orjson
-from scipy import stats
 
 from cascade.evaluation.beir import read_qrels
 from cascade.evaluation.harness import EvalOptions
 from cascade.evaluation.metrics import per_query
 from cascade.evaluation.run import run_evaluation
+from cascade.evaluation.suite import p_values
 from cascade.services.log import configure_logging
 from cascade.services.settings import Settings, StoreSettings
 from scripts.benchlib import BENCH_DIR, machine, write_result
@@ -40,9 +40,10 @@ _METRIC = "ndcg@10"
 
 
 def _summary(report: dict[str, Any], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
-    runs: dict[str, dict[str, list[str]]] = report["runs"]
-    scores = {name: per_query(qrels, {query: [(doc, 0.0) for doc in docs] for query, docs in run.items()}, _METRIC)
-              for name, run in runs.items()}
+    runs = {name: {query: [(doc, 0.0) for doc in docs] for query, docs in run.items()}
+            for name, run in report["runs"].items()}
+    scores = {name: per_query(qrels, run, _METRIC) for name, run in runs.items()}
+    significance = p_values(qrels, runs, "bi", _METRIC)
     queries = sorted(scores["bi"])
     summary: dict[str, Any] = {"queries": report["queries"], "documents": report["documents"],
                                "metrics": report["metrics"], "versus_bi": {}}
@@ -50,9 +51,8 @@ def _summary(report: dict[str, Any], qrels: dict[str, dict[str, int]]) -> dict[s
         if name == "bi":
             continue
         delta = [scores[name][query] - scores["bi"][query] for query in queries]
-        test = stats.ttest_rel([scores[name][query] for query in queries], [scores["bi"][query] for query in queries])
         summary["versus_bi"][name] = {f"{_METRIC}_delta": round(sum(delta) / len(delta), 4),
-                                      "p_value": round(float(test.pvalue), 4),
+                                      "p_value": significance[name],
                                       "wins": sum(d > 0 for d in delta), "losses": sum(d < 0 for d in delta)}
     return summary
 
