@@ -10,7 +10,6 @@ import orjson
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from cascade.contracts.messages import SearchResult
 from cascade.contracts.topics import SPECS, TopicRegistry
 
 __all__ = ["asyncapi_document"]
@@ -27,14 +26,6 @@ def asyncapi_document(registry: TopicRegistry | None = None) -> bytes:
             description=f"{spec.description} Key: {spec.key}. Partitions: {spec.partitions}.",
             schema=spec.message,
         )
-    replies = f"{registry.replies_prefix}<client-id>"
-    broker.publisher(
-        replies, title=replies, schema=SearchResult,
-        description="A client's own reply topic, named in its requests' reply_to. The client creates it (1 partition) "
-                    "before asking and deletes it when done; services answer there while it exists and drop the "
-                    "answer (with a warning) once it is gone. A reply_to that is neither such a topic nor the results "
-                    "topic gets an error on the results topic. Key: request_id.",
-    )
     document = AsyncAPI(
         broker,
         title="Cascade",

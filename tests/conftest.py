@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cascade.contracts import TopicRegistry
+from cascade.contracts import SearchRequest, TopicRegistry
 from cascade.infra.local_kafka import kafka_bootstrap
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import SearchClient
@@ -113,6 +113,13 @@ def client_for(process: CascadeProcess) -> SearchClient:
     """An SDK client on the cluster and topic prefix of `process`."""
     kafka = process.settings.kafka
     return SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix)
+
+
+def addressed_to(client: SearchClient, request: SearchRequest) -> SearchRequest:
+    """`request` answered on `client`'s partition of the replies topic, as `client.search` sends one, and
+    awaited by its result streams (a test that publishes requests itself)."""
+    client.replies.asked(request.request_id)
+    return request.model_copy(update={"reply_to": client.replies.topic, "reply_partition": client.replies.partition})
 
 
 @pytest.fixture

@@ -16,11 +16,13 @@ from cascade.contracts import decode
 M = TypeVar("M", bound=BaseModel)
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes]],
+                  partition: int | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, value, key=key.encode() if key else None) for key, value in records]
+        futures = [await producer.send(topic, value, key=key.encode() if key else None, partition=partition)
+                   for key, value in records]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

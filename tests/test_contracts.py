@@ -24,6 +24,7 @@ from cascade.contracts import (
     SearchRequest,
     SearchResult,
     StageTimings,
+    Topic,
     TopicRegistry,
     decode,
     encode,
@@ -42,8 +43,8 @@ from cascade.contracts.limits import (
 from cascade.contracts.topics import SPECS
 
 REQUEST = SearchRequest(request_id="r1", collection="docs", query="who invented the telephone", k=5,
-                        candidates=50, mode="rerank", filter={"lang": "en"}, reply_to="cascade.replies.c1",
-                        deadline_ms=1e12)
+                        candidates=50, mode="rerank", filter={"lang": "en"}, reply_to="cascade.replies",
+                        reply_partition=3, deadline_ms=1e12)
 EXAMPLES: list[BaseModel] = [
     DocumentEvent(collection="docs", doc_id="d1", title="T", text="body", metadata={"lang": "en", "n": 3,
                                                                                      "tags": ["a", 1]}),
@@ -74,6 +75,19 @@ def test_round_trip(message: BaseModel) -> None:
 def test_every_topic_message_has_an_example() -> None:
     assert {spec.message for spec in SPECS.values()} <= {type(m) for m in EXAMPLES}
     assert all(name.startswith("cascade.") for name in TopicRegistry().all())
+
+
+def test_answers_go_only_to_the_namespace_answer_topics() -> None:
+    topics = TopicRegistry(prefix="acme.")
+    last = topics.spec(Topic.REPLIES).partitions - 1
+    assert topics.reply_problem("acme.replies", last) is None
+    assert topics.reply_problem("acme.results", None) is None
+    assert "outside this namespace's answer topics" in str(topics.reply_problem("cascade.replies", 0))
+    assert "outside this namespace's answer topics" in str(topics.reply_problem("acme.replies.mine", None))
+    assert "outside this namespace's answer topics" in str(topics.reply_problem("acme.queries", None))
+    assert f"(0 to {last})" in str(topics.reply_problem("acme.replies", last + 1))
+    assert "is not a partition" in str(topics.reply_problem("acme.replies", None))
+    assert "not of 'acme.results'" in str(topics.reply_problem("acme.results", 0))
 
 
 def _request(**changes: object) -> bytes:
@@ -119,6 +133,8 @@ def _document(**changes: object) -> bytes:
         (_request(deadline_ms=-1.0), SearchRequest, "deadline_ms: Input should be greater than or equal"),
         (_request(filter={"lang\x7f": "en"}), SearchRequest, "filter.lang\x7f.[key]: String should match pattern"),
         (_request(filter={"a.b": "en"}), SearchRequest, "filter.a.b.[key]: String should match pattern"),
+        (_request(reply_to=None), SearchRequest, "reply_partition names a partition of reply_to, which is not set"),
+        (_request(reply_partition=-1), SearchRequest, "reply_partition: Input should be greater than or equal to 0"),
         (b"x" * (MAX_MESSAGE_BYTES + 1), SearchRequest, "more than the limit of"),
         (b"{not json", SearchRequest, "not valid UTF-8 JSON"),
         (b'{"query": "\xff\xfe"}', SearchRequest, "not valid UTF-8 JSON"),

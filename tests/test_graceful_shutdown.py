@@ -10,6 +10,7 @@ from pathlib import Path
 from cascade.contracts import SearchRequest, SearchResult, Topic, encode
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import SearchClient
+from tests.conftest import addressed_to
 from tests.kafka_helpers import produce
 from tests.processes import start_reranker
 
@@ -24,8 +25,8 @@ async def test_sigterm_finishes_the_batch_and_commits(first_stage: CascadeProces
                            collection="c")
         first = start_reranker(settings, tiny_cross_encoder, "rerank-first")
         stream = client.results()
-        requests = [SearchRequest(request_id=f"q{i}", collection="c", query=f"theme {i % 5} ({i})", k=5, mode="rerank",
-                                  reply_to=client.replies.topic) for i in range(REQUESTS)]
+        requests = [addressed_to(client, SearchRequest(request_id=f"q{i}", collection="c", query=f"theme {i % 5} ({i})",
+                                                       k=5, mode="rerank")) for i in range(REQUESTS)]
         await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES),
                       [(request.request_id, encode(request)) for request in requests])
         received: list[SearchResult] = []

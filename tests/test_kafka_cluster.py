@@ -17,7 +17,6 @@ from cascade.contracts import Topic, TopicRegistry
 from cascade.contracts.topic_admin import TopicToCreate, create_topics, replication_for
 from cascade.infra.local_kafka import LocalKafka
 from cascade.runtime.provision import provision_topics
-from cascade.sdk import SearchClient
 
 
 async def _replicas(admin: AIOKafkaAdminClient, topic: str) -> list[int]:
@@ -67,10 +66,6 @@ async def test_three_brokers_get_three_replicas_two_in_sync_and_survive_a_leader
             for topic in registry.all():
                 assert set(await _replicas(admin, topic)) == {3}, topic
                 assert await _min_in_sync(admin, topic) == "2", topic
-            async with SearchClient(kafka.bootstrap, topic_prefix=registry.prefix) as client:
-                reply_topic = client.replies.topic
-                assert await _replicas(admin, reply_topic) == [3]
-                assert await _min_in_sync(admin, reply_topic) == "2"
             documents = registry.name(Topic.DOCUMENTS)
             [described] = await admin.describe_topics([documents])
             leader: int = described["partitions"][0]["leader"]

@@ -13,6 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from cascade.contracts import SearchRequest, SearchResult, Topic, encode
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import SearchClient
+from tests.conftest import addressed_to
 from tests.kafka_helpers import Collector, produce
 from tests.processes import CLI_HANG_GUARD_S, start_reranker
 
@@ -33,9 +34,9 @@ def ids_of(requests: list[SearchRequest]) -> list[str]:
     return [request.request_id for request in requests]
 
 
-def _request(i: int, reply_to: str) -> SearchRequest:
-    return SearchRequest(request_id=f"q{i}", collection="c", query=f"document about topic {i % 7}", k=10,
-                         mode="rerank", reply_to=reply_to)
+def _request(i: int, client: SearchClient) -> SearchRequest:
+    return addressed_to(client, SearchRequest(request_id=f"q{i}", collection="c", query=f"document about topic {i % 7}",
+                                              k=10, mode="rerank"))
 
 
 async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, tiny_cross_encoder: Path) -> None:
@@ -57,8 +58,8 @@ async def test_killing_a_reranker_loses_no_request(first_stage: CascadeProcess, 
             on_the_wire = await stack.enter_async_context(
                 Collector(kafka.bootstrap, client.replies.topic, SearchResult))  # duplicates included
             stream = client.results()
-            requests = [_request(i, client.replies.topic) for i in range(REQUESTS)]
-            after_kill = [_request(i, client.replies.topic) for i in range(REQUESTS, REQUESTS + AFTER_KILL)]
+            requests = [_request(i, client) for i in range(REQUESTS)]
+            after_kill = [_request(i, client) for i in range(REQUESTS, REQUESTS + AFTER_KILL)]
             assert {partition_of(r.request_id, partitions) for r in after_kill} == set(range(partitions))
             await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES),
                           [(request.request_id, encode(request)) for request in requests])

@@ -15,10 +15,10 @@ from cascade.contracts import DeadLetter, SearchRequest, SearchResult, Topic, To
 from cascade.contracts.limits import MAX_CANDIDATES, MAX_K, MAX_QUERY_CHARS
 from cascade.runtime.process import CascadeProcess
 from cascade.runtime.provision import provision_topics
-from cascade.sdk import SearchClient, SearchFailed, SearchTimeout
+from cascade.sdk import SearchClient, SearchFailed, SearchTimeout, replies
 from cascade.services.encoders import BiEncoder, CrossEncoder, document_text
 from cascade.services.encoders.device import resolve_device
-from tests.conftest import client_for
+from tests.conftest import addressed_to, client_for
 from tests.kafka_helpers import Collector, produce
 
 pytestmark = pytest.mark.both_stores
@@ -133,17 +133,23 @@ async def test_sdk_error_timeout_and_streaming(client: SearchClient, service: Ca
 
 async def test_duplicate_results_are_dropped(client: SearchClient, service: CascadeProcess) -> None:
     first = await client.search("espresso", collection="demo", mode="bi")
-    await produce(service.settings.kafka.bootstrap, client.replies.topic, [(first.request_id, encode(first))] * 2)
+    await produce(service.settings.kafka.bootstrap, client.replies.topic, [(first.request_id, encode(first))] * 2,
+                  partition=client.replies.partition)
     second = await client.search("espresso", collection="demo", mode="bi")
     assert second.request_id != first.request_id
     await asyncio.sleep(0.5)
     assert client.replies.duplicates_dropped == 2
 
 
-async def test_two_clients_get_only_their_own_answers(service: CascadeProcess) -> None:
+async def test_two_clients_on_one_reply_partition_get_only_their_own_answers(
+    service: CascadeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients share the replies topic; two on the same partition each see the other's answers and drop them."""
+    monkeypatch.setattr(replies.random, "choice", lambda partitions: partitions[-1])
     kafka = service.settings.kafka
     async with (SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as alice,
                 SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix) as bob):
+        assert alice.replies.partition == bob.replies.partition
         seen: dict[str, list[str]] = {"alice": [], "bob": []}
 
         async def watch(name: str, who: SearchClient) -> None:
@@ -156,33 +162,33 @@ async def test_two_clients_get_only_their_own_answers(service: CascadeProcess) -
         await asyncio.sleep(0.5)
         for watcher in watchers:
             watcher.cancel()
+        dropped = alice.replies.others_dropped, bob.replies.others_dropped
     assert sorted(seen["alice"]) == sorted(result.request_id for result in mine)
     assert sorted(seen["bob"]) == sorted(result.request_id for result in theirs)
+    assert dropped == (5, 5)  # each read the other's five answers, and dropped them
 
 
-def _request(reply_to: str, request_id: str, **changes: object) -> bytes:
-    base = SearchRequest(request_id=request_id, collection="demo", query="coffee", k=3, mode="bi", reply_to=reply_to)
-    return orjson.dumps(base.model_dump(mode="json") | changes)
+def _request(client: SearchClient, request_id: str, **changes: object) -> bytes:
+    base = SearchRequest(request_id=request_id, collection="demo", query="coffee", k=3, mode="bi")
+    return orjson.dumps(addressed_to(client, base).model_dump(mode="json") | changes)
 
 
 async def test_invalid_requests_get_an_error_result_and_a_dead_letter(
     client: SearchClient, service: CascadeProcess
 ) -> None:
     kafka = service.settings.kafka
-    reply = client.replies.topic
     hostile = {
-        "unknown collection": (_request(reply, "r-unknown", collection="nope"), "unknown_collection"),
-        "k out of range": (_request(reply, "r-k", k=MAX_K + 1), "invalid_request"),
-        "candidates out of range": (_request(reply, "r-cand", candidates=MAX_CANDIDATES + 1), "invalid_request"),
-        "empty query": (_request(reply, "r-empty", query="  "), "invalid_request"),
-        "over-long query": (_request(reply, "r-long", query="q" * (MAX_QUERY_CHARS + 1)), "invalid_request"),
-        "wrong schema version": (_request(reply, "r-version", schema_version=7), "invalid_request"),
-        "foreign reply topic": (_request(kafka.topics.name(Topic.DOCUMENTS), "r-foreign"), "invalid_request"),
+        "unknown collection": (_request(client, "r-unknown", collection="nope"), "unknown_collection"),
+        "k out of range": (_request(client, "r-k", k=MAX_K + 1), "invalid_request"),
+        "candidates out of range": (_request(client, "r-cand", candidates=MAX_CANDIDATES + 1), "invalid_request"),
+        "empty query": (_request(client, "r-empty", query="  "), "invalid_request"),
+        "over-long query": (_request(client, "r-long", query="q" * (MAX_QUERY_CHARS + 1)), "invalid_request"),
+        "wrong schema version": (_request(client, "r-version", schema_version=7), "invalid_request"),
     }
-    records = [("ok-before", _request(reply, "ok-before")), ("garbage", b"\x00not json at all")]
+    records = [("ok-before", _request(client, "ok-before")), ("garbage", b"\x00not json at all")]
     records += [(request_id, raw) for request_id, (raw, _) in
                 zip([f"r{i}" for i in range(len(hostile))], hostile.values(), strict=True)]
-    records.append(("ok-after", _request(reply, "ok-after")))
+    records.append(("ok-after", _request(client, "ok-after")))
     expected_ids = {"ok-before", "ok-after", "r-unknown", "r-k", "r-cand", "r-empty", "r-long", "r-version"}
 
     stream = client.results()
@@ -195,30 +201,27 @@ async def test_invalid_requests_get_an_error_result_and_a_dead_letter(
                 result = await anext(stream)
                 results[result.request_id] = result
         letters = await dlq.wait_for(lambda items: len(items) >= len(hostile) + 1)
-        shared_results = await shared.wait_for(lambda items: len(items) >= 2)
+        shared_results = await shared.wait_for(lambda items: len(items) >= 1)
     assert results["ok-before"].error is None and results["ok-after"].error is None
     assert len(results["ok-after"].hits) == 3
     for request_id, (_, code) in zip(["r-unknown", "r-k", "r-cand", "r-empty", "r-long", "r-version"],
-                                     list(hostile.values())[:6], strict=True):
+                                     hostile.values(), strict=True):
         error = results[request_id].error
         assert error is not None and error.code == code, request_id
-    # A reply_to outside the reply topics is never written to; the error goes to the shared results topic.
+    # A record that is not even JSON is answered on the shared results topic, under its key (the request id by
+    # contract).
     on_shared = {result.request_id: result.error for result in shared_results}
-    foreign = on_shared["r-foreign"]
-    assert foreign is not None and "is not a reply topic" in foreign.message
-    # A record that is not even JSON is answered there too, under its key (the request id by contract).
     garbage = on_shared["garbage"]
     assert garbage is not None and garbage.code == "invalid_request" and "not valid UTF-8 JSON" in garbage.message
     assert {letter.key: letter.reason for letter in letters} == {
-        "garbage": "not_json", "r0": "unknown_collection", **{f"r{i}": "invalid_fields" for i in range(1, 6)},
-        "r6": "invalid_request"}  # the foreign reply topic: a valid record this service will not answer there
+        "garbage": "not_json", "r0": "unknown_collection", **{f"r{i}": "invalid_fields" for i in range(1, 6)}}
     assert all(letter.error for letter in letters)
 
 
 async def test_expired_deadline_is_an_explicit_error(client: SearchClient, service: CascadeProcess) -> None:
     kafka = service.settings.kafka
-    late = SearchRequest(request_id="late", collection="demo", query="tea", mode="rerank",
-                         reply_to=client.replies.topic, deadline_ms=now_ms() - 1000)
+    late = addressed_to(client, SearchRequest(request_id="late", collection="demo", query="tea", mode="rerank",
+                                              deadline_ms=now_ms() - 1000))
     stream = client.results()
     await produce(kafka.bootstrap, kafka.topics.name(Topic.QUERIES), [("late", encode(late))])
     result = await asyncio.wait_for(anext(stream), 20)
@@ -231,7 +234,7 @@ async def test_outputs_say_they_are_json(client: SearchClient, service: CascadeP
     consumer = AIOKafkaConsumer(bootstrap_servers=service.settings.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partition = TopicPartition(client.replies.topic, 0)
+        partition = TopicPartition(client.replies.topic, client.replies.partition)
         consumer.assign([partition])
         await consumer.seek_to_beginning(partition)
         records = (await consumer.getmany(partition, timeout_ms=5000))[partition]

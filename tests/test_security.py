@@ -33,7 +33,7 @@ GRANTS: list[tuple[str, Role]] = [
     ("reranker", "reranker"), ("client", "client"), ("operator", "operator"),
 ]
 READER = (Grant(("Describe",), topics=("",), prefixed=True), Grant(("Write",), topics=("documents",)),
-          Grant(("Create", "Read", "Delete"), topics=("replies.",), prefixed=True))
+          Grant(("Read",), topics=("replies",)))
 """A client that may index but not search (no Write on queries), nor consume anything as a service."""
 
 

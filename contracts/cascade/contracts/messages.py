@@ -92,7 +92,7 @@ FirstStage = Literal["dense", "sparse", "hybrid"]
 rank inside the store."""
 ErrorCode = Literal[
     "invalid_request", "unknown_collection", "collection_too_large", "deadline_exceeded", "model_mismatch",
-    "model_unavailable", "too_large", "overloaded", "internal",
+    "model_unavailable", "too_large", "overloaded", "invalid_reply_to", "internal",
 ]
 
 ContractBreach = Literal["not_json", "not_an_object", "too_large", "invalid_fields"]
@@ -203,6 +203,11 @@ class SearchRequest(Message):
     """For modes rerank and cross: answer only the hits whose relevance probability (see Hit.probability) is at
     least this; a cross-encoder without a calibration answers invalid_request."""
     reply_to: TopicName | None = None
+    """Where the answer goes: the namespace's replies topic (with reply_partition) or its results topic (the
+    default); any other topic is refused with invalid_reply_to, and the error answered on the results topic."""
+    reply_partition: Annotated[int, Field(ge=0)] | None = None
+    """The partition of the replies topic the requester reads (it picks one and reads it without a consumer
+    group, dropping answers to other clients' requests)."""
     deadline_ms: EpochMs | None = Field(None, description=(
         "Epoch milliseconds (UTC, 2001 up to 2100: a time in seconds or microseconds is refused) after which no "
         "answer is wanted; a request picked up or reranked later is answered deadline_exceeded."))
@@ -221,6 +226,8 @@ class SearchRequest(Message):
             raise ValueError(f"mode {self.mode!r} takes the dense first stage only")
         if self.min_probability is not None and self.mode not in ("rerank", "cross"):
             raise ValueError(f"min_probability needs a cross-encoder's scores: mode rerank or cross, not {self.mode!r}")
+        if self.reply_partition is not None and self.reply_to is None:
+            raise ValueError("reply_partition names a partition of reply_to, which is not set")
         return self
 
 

@@ -38,8 +38,7 @@ async def admin_client(**kafka_options: Any) -> AsyncIterator[AIOKafkaAdminClien
 
 async def partition_counts(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, int]:
     """The partition count of each of `names` the cluster lists (a missing topic is left out). Only for Cascade's
-    own provisioned topics: on a cluster that auto-creates topics, asking for a name creates it (a name that comes
-    from a request is looked up by `cascade.services.publishing.TopicDirectory`, which never creates one)."""
+    own provisioned topics: on a cluster that auto-creates topics, asking for a name creates it."""
     return {topic["topic"]: len(topic["partitions"]) for topic in await admin.describe_topics(list(names))
             if topic.get("error_code", 0) == 0}
 

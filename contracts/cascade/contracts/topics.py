@@ -26,7 +26,8 @@ from cascade.contracts.messages import (
 __all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
-_DAY_MS: Final = 24 * 3600 * 1000
+_HOUR_MS: Final = 3600 * 1000
+_DAY_MS: Final = 24 * _HOUR_MS
 
 
 class Topic(StrEnum):
@@ -36,6 +37,7 @@ class Topic(StrEnum):
     CANDIDATES = "candidates"
     CANDIDATES_BULK = "candidates.bulk"
     RESULTS = "results"
+    REPLIES = "replies"
     DLQ = "dlq"
     REINDEX = "reindex"
     REINDEX_STATUS = "reindex.status"
@@ -68,7 +70,14 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
     ),
     Topic.RESULTS: TopicSpec(
         SearchResult, "request_id", 6, _DAY_MS,
-        "Ranked results or errors, for requests without reply_to (query or reranker -> SDK).",
+        "Ranked results or errors of requests without reply_to, for readers of every answer (query or reranker "
+        "-> any reader, in a consumer group of its own).",
+    ),
+    Topic.REPLIES: TopicSpec(
+        SearchResult, "request_id", 12, _HOUR_MS,
+        "Answers to requests naming it in reply_to, each on the partition the request names in reply_partition "
+        "(query or reranker -> the requester). Clients share it: each reads one partition without a consumer "
+        "group, from its end offset at start, and drops answers to requests it did not send.",
     ),
     Topic.DLQ: TopicSpec(
         DeadLetter, "source key", 1, 14 * _DAY_MS, "Records a service could not process, with the reason."
@@ -106,21 +115,24 @@ class TopicRegistry:
         spec = SPECS[topic]
         return replace(spec, partitions=self.partitions[topic]) if topic in self.partitions else spec
 
-    @property
-    def replies_prefix(self) -> str:
-        """Per-client reply topics live under this prefix; results go nowhere else (see `is_reply_target`)."""
-        return f"{self.prefix}replies."
+    def reply_problem(self, reply_to: str, partition: int | None) -> str | None:
+        """Why services may not answer on `reply_to` (partition `partition`), or None if they may.
 
-    def is_reply_target(self, topic: str) -> bool:
-        """Whether services may publish a result to `topic`: the shared results topic or a reply topic.
-
-        A request names its reply topic; without this check it could make a service write into any topic.
+        Answers go to this namespace's results or replies topic only: a request naming any other topic would
+        make a service write into it, another namespace's included. On the replies topic the requester names the
+        partition it reads.
         """
-        return topic == self.name(Topic.RESULTS) or self.is_reply_topic(topic)
-
-    def is_reply_topic(self, topic: str) -> bool:
-        """A per-client reply topic: it exists only while its client runs."""
-        return topic.startswith(self.replies_prefix) and len(topic) > len(self.replies_prefix)
+        replies = self.name(Topic.REPLIES)
+        if reply_to not in (replies, self.name(Topic.RESULTS)):
+            return (f"reply_to {reply_to!r} is outside this namespace's answer topics: use {replies!r} (with "
+                    f"reply_partition) or {self.name(Topic.RESULTS)!r}")
+        if reply_to == replies:
+            partitions = self.spec(Topic.REPLIES).partitions
+            if partition is None or not 0 <= partition < partitions:
+                return f"reply_partition {partition} is not a partition of {replies!r} (0 to {partitions - 1})"
+        elif partition is not None:
+            return f"reply_partition names a partition of {replies!r}, not of {reply_to!r}"
+        return None
 
     def all(self) -> dict[str, TopicSpec]:
         """Full topic name -> spec, for every topic."""

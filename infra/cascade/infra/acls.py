@@ -1,8 +1,8 @@
 """Least privilege: the ACLs each Cascade role needs on a cluster, under its topic prefix.
 
-Every role may Describe the prefix's topics (services check at start that the registry's topics exist, and
-see which reply topics exist). Beyond that, each reads what it consumes and writes what it produces;
-services consume in their role's group. The embedded mode serves ingest and query in one process, whose
+Every role may Describe the prefix's topics (services check at start that the registry's topics exist; clients
+look up the replies topic's partitions). Beyond that, each reads what it consumes and writes what it produces;
+services consume in their role's group, clients read assigned partitions without a group. The embedded mode serves ingest and query in one process, whose
 user needs both roles. The ACL table of docs/security.md is this data. `grant` creates them with one CreateAcls
 request (v1, which Kafka 4 still accepts and aiokafka's protocol module defines) as an admin user.
 """
@@ -34,14 +34,13 @@ _ALLOW = 3
 class Grant:
     operations: tuple[Operation, ...]
     topics: tuple[str, ...] = ()
-    """Registry topic values ("documents") or, with `prefixed`, name prefixes after the topic prefix ("replies.")."""
+    """Registry topic values ("documents") or, with `prefixed`, name prefixes after the topic prefix ("" for all)."""
     groups: tuple[str, ...] = ()
     """Consumer groups after the topic prefix (a service's group is `<prefix><role>`); they get Read."""
     prefixed: bool = False
 
 
 _DESCRIBE_ALL = Grant(("Describe",), topics=("",), prefixed=True)
-_REPLIES = "replies."
 ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
     "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
                                     groups=("ingest", "ingest-reindex")),
@@ -51,16 +50,13 @@ ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
     "query": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.QUERIES.value,), groups=("query",)),
               Grant(("Describe",), groups=("reranker",)),  # its backlog, for admission (cascade.services.lag)
               Grant(("Write",), topics=(Topic.CANDIDATES.value, Topic.CANDIDATES_BULK.value, Topic.RESULTS.value,
-                                        Topic.DLQ.value)),
-              Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
+                                        Topic.REPLIES.value, Topic.DLQ.value))),
     "reranker": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.CANDIDATES.value, Topic.CANDIDATES_BULK.value),
                                       groups=("reranker", "reranker-bulk")),
-                 Grant(("Write",), topics=(Topic.RESULTS.value, Topic.DLQ.value)),
-                 Grant(("Write",), topics=(_REPLIES,), prefixed=True)),
+                 Grant(("Write",), topics=(Topic.RESULTS.value, Topic.REPLIES.value, Topic.DLQ.value))),
     "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value,
                                                          Topic.REINDEX.value)),
-               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value)),
-               Grant(("Create", "Read", "Delete"), topics=(_REPLIES,), prefixed=True)),
+               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value, Topic.REPLIES.value))),
     "operator": (Grant(("Create", "Describe", "DescribeConfigs", "Alter", "AlterConfigs"), topics=("",),
                        prefixed=True),
                  Grant(("Describe",), groups=("",), prefixed=True)),

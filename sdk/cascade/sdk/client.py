@@ -82,9 +82,8 @@ class SearchClient:
         self._kafka_options = {"bootstrap_servers": bootstrap_servers, **self.security.client_options(),
                                **kafka_options}
         self.topics = TopicRegistry(prefix=topic_prefix)
-        self.client_id = uuid.uuid4().hex[:12]
         self._producer: AIOKafkaProducer | None = None  # made on entry: a client never entered leaks nothing
-        self.replies = ReplyRouter(f"{self.topics.replies_prefix}{self.client_id}", **self._kafka_options)
+        self.replies = ReplyRouter(self.topics.name(Topic.REPLIES), **self._kafka_options)
 
     async def __aenter__(self) -> SearchClient:
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=self._linger_ms,
@@ -101,8 +100,8 @@ class SearchClient:
         except AUTHORIZATION_ERRORS as exc:
             await self._producer.stop()
             raise KafkaAccessError(f"Kafka refused this client ({self.security.describe()}) at start, an ACL is "
-                                   f"missing (it creates and reads a topic under {self.topics.replies_prefix!r} "
-                                   f"and writes documents or queries): {exc}") from exc
+                                   f"missing (it reads {self.replies.topic!r} and writes documents or queries): "
+                                   f"{exc}") from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -125,7 +124,7 @@ class SearchClient:
             candidates=None if candidates is None else max(candidates, k),
             mode=mode, first_stage=first_stage, lane=lane, filter=dict(filter) if filter else None,
             min_probability=min_probability,
-            reply_to=self.replies.topic,
+            reply_to=self.replies.topic, reply_partition=self.replies.partition,
             deadline_ms=now_ms() + timeout_s * 1000,
         )
         future = self.replies.expect(request.request_id)
@@ -161,7 +160,7 @@ class SearchClient:
         return list(await asyncio.gather(*(one(query) for query in queries)))
 
     def results(self) -> ResultStream:
-        """Every result addressed to this client, as it arrives (including those `search` also returns)."""
+        """The answer to every request this client sends, as it arrives (including those `search` also returns)."""
         return self.replies.stream()
 
     async def _publish(self, topic: Topic, items: Iterable[tuple[str, bytes]],

@@ -1,28 +1,29 @@
-"""Request/reply over Kafka: each client owns a reply topic, and one background task routes what arrives.
+"""Request/reply over Kafka on one shared, partitioned replies topic (the pattern of Spring Kafka's
+ReplyingKafkaTemplate), and one background task that routes what arrives.
 
-Why a topic per client: every result a service publishes goes to the requester's `reply_to`, so a client
-reads only its own answers however many clients share the cluster (reading a shared results topic would
-cost every client every other client's traffic). The topic is created at start with one partition and a
-short retention, and deleted at close; a crashed client's topic expires with its retention.
+Each client picks a partition of the replies topic at start and reads it without a consumer group; its requests
+name the topic in `reply_to` and the partition in `reply_partition`, so it reads a share of all answers
+(1/partitions), not all of them. Answers to requests it did not send (other clients on the same partition) are
+dropped. Nothing is created or deleted per client: a client that goes away costs the cluster nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import OrderedDict
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import UnknownTopicOrPartitionError
 
 from cascade.contracts import ContractError, SearchResult, decode
-from cascade.contracts.topic_admin import TopicToCreate, admin_client, create_topics
 
 __all__ = ["ReplyRouter", "ReplyRouterFailed", "ResultStream", "ResultStreamOverflow"]
 
 log = structlog.get_logger(__name__)
-_RETENTION_MS = 3_600_000
 _REMEMBERED = 100_000
 
 
@@ -80,27 +81,42 @@ class ResultStream:
 
 
 class ReplyRouter:
+    """Reads one partition of the shared replies topic and hands each answer to the call or streams that wait
+    for it; see the module docstring."""
+
     def __init__(self, topic: str, stream_buffer: int = 10_000, **kafka_options: Any) -> None:
         self.topic = topic
+        self.partition: int | None = None
+        """The partition this client reads, chosen at `start`; requests name it in reply_partition."""
         self._stream_buffer = stream_buffer
         self.failure: ReplyRouterFailed | None = None
         self._kafka_options = kafka_options
         self._consumer: AIOKafkaConsumer | None = None  # made in `start`: a client that never starts leaks nothing
+        self._asked: set[str] = set()
         self._waiting: dict[str, asyncio.Future[SearchResult]] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
         self._streams: list[ResultStream] = []
         self._task: asyncio.Task[None] | None = None
         self.duplicates_dropped = 0
+        self.others_dropped = 0
+        """Answers on this partition to other clients' requests."""
 
     async def start(self) -> None:
-        async with admin_client(**self._kafka_options) as admin:
-            await create_topics(admin, [TopicToCreate(self.topic, 1, {"retention.ms": str(_RETENTION_MS)})])
-        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._kafka_options)
-        await self._consumer.start()
-        partition = TopicPartition(self.topic, 0)
-        self._consumer.assign([partition])
-        await self._consumer.seek_to_beginning(partition)
-        self._task = asyncio.create_task(self._route(), name=f"replies:{self.topic}")
+        """Pick a partition at random, and read it from its end: answers to this client's requests can only come
+        after it starts. Creates nothing on the cluster."""
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._kafka_options)
+        await consumer.start()
+        try:
+            partitions = await _partitions(consumer, self.topic)
+            partition = TopicPartition(self.topic, random.choice(sorted(partitions)))
+            consumer.assign([partition])
+            end = (await consumer.end_offsets([partition]))[partition]
+            consumer.seek(partition, end)  # a fixed position before any request: no answer can slip past
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer, self.partition = consumer, partition.partition
+        self._task = asyncio.create_task(self._route(), name=f"replies:{self.topic}[{self.partition}]")
         self._task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
@@ -108,7 +124,7 @@ class ReplyRouter:
         if task.cancelled():
             return
         cause = task.exception() or RuntimeError("the reply consumer stopped")
-        log.error("sdk.reply_router_died", topic=self.topic, error=repr(cause))
+        log.error("sdk.reply_router_died", topic=self.topic, partition=self.partition, error=repr(cause))
         self.failure = ReplyRouterFailed(f"the reply consumer of {self.topic!r} died: {cause!r}")
         self.failure.__cause__ = cause
         for future in self._waiting.values():
@@ -128,21 +144,24 @@ class ReplyRouter:
             future.cancel()
         for stream in list(self._streams):
             stream.end()
-        try:
-            async with admin_client(**self._kafka_options) as admin:
-                await admin.delete_topics([self.topic])
-        except Exception as exc:  # best effort: retention removes it anyway
-            log.warning("sdk.reply_topic_not_deleted", topic=self.topic, error=repr(exc))
 
-    def expect(self, request_id: str) -> asyncio.Future[SearchResult]:
+    def asked(self, request_id: str) -> None:
+        """A request this client sent: its answer reaches the streams (answers to other requests are dropped)."""
         if self.failure is not None:
             raise self.failure
+        self._asked.add(request_id)
+
+    def expect(self, request_id: str) -> asyncio.Future[SearchResult]:
+        """A request this client sent and waits for: the future gets its answer."""
+        self.asked(request_id)
         future: asyncio.Future[SearchResult] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         return future
 
     def forget(self, request_id: str) -> None:
+        """No more waiting for `request_id` (a timeout): a late answer is dropped."""
         self._waiting.pop(request_id, None)
+        self._asked.discard(request_id)
 
     def stream(self) -> ResultStream:
         """Results from now on; the subscription starts at this call, not at the first iteration."""
@@ -161,6 +180,10 @@ class ReplyRouter:
             if result.request_id in self._answered:  # at-least-once delivery: the same answer twice
                 self.duplicates_dropped += 1
                 continue
+            if result.request_id not in self._asked:  # another client's, on the partition it shares with this one
+                self.others_dropped += 1
+                continue
+            self._asked.discard(result.request_id)
             self._answered[result.request_id] = None
             if len(self._answered) > _REMEMBERED:
                 self._answered.popitem(last=False)
@@ -169,3 +192,13 @@ class ReplyRouter:
                 future.set_result(result)
             for stream in list(self._streams):
                 stream.offer(result)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions of `topic`; raises UnknownTopicOrPartitionError if it does not exist (not provisioned)."""
+    await consumer._client.add_topic(topic)  # aiokafka has no public metadata call for an unassigned topic
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise UnknownTopicOrPartitionError(f"{topic!r} does not exist: provision the topics first "
+                                           "(`cascade topics create`)")
+    return set(partitions)

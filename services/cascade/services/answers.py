@@ -30,23 +30,30 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Requester:
-    """Who waits for a result: the request id and the topic to answer on."""
+    """Who waits for a result: the request id, and the topic and partition (None: by key) to answer on."""
 
     request_id: str
     reply_topic: str
+    reply_partition: int | None = None
+
+    def answer(self, result: SearchResult) -> Outgoing:
+        return Outgoing(self.reply_topic, self.request_id, result, partition=self.reply_partition)
 
 
-def _reply_topic(topics: TopicRegistry, reply_to: object) -> str:
-    if isinstance(reply_to, str) and topics.is_reply_target(reply_to):
-        return reply_to
-    return topics.name(Topic.RESULTS)
+def _requester(topics: TopicRegistry, request_id: str, reply_to: object, reply_partition: object) -> Requester:
+    """Answer where the request asks if it may be answered there (`TopicRegistry.reply_problem`), else on the
+    results topic."""
+    partition = reply_partition if isinstance(reply_partition, int) else None
+    if isinstance(reply_to, str) and topics.reply_problem(reply_to, partition) is None:
+        return Requester(request_id, reply_to, partition)
+    return Requester(request_id, topics.name(Topic.RESULTS))
 
 
 def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] = ()) -> Requester | None:
     """Salvage the requester from a record that failed validation, if its request id can be read at all.
 
-    `path` leads to the request inside the record (("request",) for a CandidateSet). A reply_to that is
-    not a reply topic is ignored in favour of the shared results topic. A record whose request id cannot be
+    `path` leads to the request inside the record (("request",) for a CandidateSet). A reply_to (and partition)
+    the services may not answer on is ignored in favour of the shared results topic. A record whose request id cannot be
     read (not even JSON) is answered on the shared results topic under its key, the request id by contract;
     so is one whose request id cannot serve as one (empty, over-long, not a string), on its reply topic.
     """
@@ -54,16 +61,17 @@ def requester_of(topics: TopicRegistry, record: RawRecord, path: Sequence[str] =
         data = orjson.loads(record.value)
         for key in path:
             data = data[key]
-        request_id, reply_to = data["request_id"], data.get("reply_to")
+        request_id, reply_to, reply_partition = data["request_id"], data.get("reply_to"), data.get("reply_partition")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         key_id = usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
         return Requester(key_id, topics.name(Topic.RESULTS)) if key_id else None
     usable = usable_id(request_id, MAX_REQUEST_ID_CHARS) or usable_id(record.key_text, MAX_REQUEST_ID_CHARS)
-    return Requester(usable, _reply_topic(topics, reply_to)) if usable else None
+    return _requester(topics, usable, reply_to, reply_partition) if usable else None
 
 
-def result_to(topics: TopicRegistry, result: SearchResult, reply_to: str | None) -> Outgoing:
-    return Outgoing(_reply_topic(topics, reply_to), result.request_id, result)
+def result_to(topics: TopicRegistry, result: SearchResult, request: SearchRequest) -> Outgoing:
+    """`result` on its way to whoever sent `request`."""
+    return _requester(topics, result.request_id, request.reply_to, request.reply_partition).answer(result)
 
 
 def ranked_result(request: SearchRequest, hits: list[Hit], timings: StageTimings, served_by: dict[str, str],
@@ -88,13 +96,13 @@ def refusal(
     requester salvaged from the raw record at `path`, if either exists."""
     out = [Outgoing(topics.name(Topic.DLQ), record.key_text, dead_letter(record, filed_as, reason, service))
            ] if filed_as is not None else []
-    requester = (Requester(request.request_id, _reply_topic(topics, request.reply_to)) if request is not None
-                 else requester_of(topics, record, path))
+    requester = (_requester(topics, request.request_id, request.reply_to, request.reply_partition)
+                 if request is not None else requester_of(topics, record, path))
     log.warning("request.refused", service=service, request_id=requester.request_id if requester else None,
                 code=code, error=reason, partition=record.partition, offset=record.offset)
     if requester is not None:
         result = error_result(requester.request_id, code, reason, served_by)
-        out.append(Outgoing(requester.reply_topic, requester.request_id, result))
+        out.append(requester.answer(result))
     return out
 
 

@@ -97,12 +97,9 @@ class KafkaSettings(BaseSettings):
     max_poll_interval_ms: int = Field(300_000, ge=1_000)
     """A consumer that does not poll for this long leaves its group (its partitions go to other members):
     must exceed the longest a batch may take, so at least `batching.max_work_s` (checked)."""
-    reply_probe_ms: int = Field(200, ge=10)
-    """An answer to a reply topic not confirmed within this has its topic looked up again: a client that went
-    away with the answer in flight deleted it, and the producer abandons it (no metadata retry storm)."""
     send_timeout_ms: int = Field(5_000, ge=100)
-    """The longest wait for a reply topic to confirm (or any topic's metadata): past it a vanished reply topic
-    is treated as a client gone away (answer dropped), well under the session timeout."""
+    """The longest wait for a topic's metadata when sending: past it the send counts as a cluster fault (retried
+    with backoff), well under the session timeout."""
 
     queries_partitions: int = Field(6, ge=1, le=10_000)
     """Partitions of the queries topic: the most query pods that can be busy. Raised on a live cluster by

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cascade.contracts import SearchRequest, Topic
+from cascade.contracts import SearchRequest
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.settings import Settings
@@ -67,9 +67,8 @@ class Admission:
     def _check_now(self, request: SearchRequest, picked_at: float) -> None:
         """What can be refused without asking the store: where the answer goes, the deadline, the rerankers'
         backlog."""
-        if request.reply_to and not self._topics.is_reply_target(request.reply_to):
-            raise Refused("invalid_request", f"reply_to {request.reply_to!r} is not a reply topic: use "
-                          f"{self._topics.name(Topic.RESULTS)!r} or a topic under {self._topics.replies_prefix!r}")
+        if request.reply_to and (problem := self._topics.reply_problem(request.reply_to, request.reply_partition)):
+            raise Refused("invalid_reply_to", problem)
         if request.deadline_ms is not None and picked_at > request.deadline_ms:
             raise Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "
                           "before the query service picked the request up", dead_letter=False)

@@ -164,7 +164,7 @@ class QueryProcessor:
                             self._candidate_set(request, found, timings, bi_model, passages))
         if request.mode == "cross":
             return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at,
-                                                                       passages), request.reply_to)
+                                                                       passages), request)
         top = found[: request.k]
         models = {"bi_encoder": bi_model}
         if request.mode == "colbert":
@@ -172,7 +172,7 @@ class QueryProcessor:
         result = shrink_to_fit(lambda budget: self._result(request, [
             as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, **models),
             snippet_budget(len(top)))
-        return result_to(self._topics, result, request.reply_to)
+        return result_to(self._topics, result, request)
 
     @property
     def _text_chars(self) -> int:

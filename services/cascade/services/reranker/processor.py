@@ -71,7 +71,7 @@ class RerankProcessor:
             elif self._expired(candidates):
                 out.append(self._deadline_error(candidates))
             else:
-                result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request.reply_to)
+                result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request)
                 out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
                                    headers=self._spans(record, candidates, picked_at, outcome)))
         return out
@@ -134,7 +134,7 @@ class RerankProcessor:
     def _error(self, candidates: CandidateSet, code: ErrorCode, message: str) -> Outgoing:
         served_by = {**candidates.served_by, "reranker": self._instance}
         return result_to(self._topics, error_result(candidates.request.request_id, code, message, served_by),
-                         candidates.request.reply_to)
+                         candidates.request)
 
     def _deadline_error(self, candidates: CandidateSet) -> Outgoing:
         late = now_ms() - (candidates.request.deadline_ms or 0.0)
