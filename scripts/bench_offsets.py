@@ -5,8 +5,8 @@ in flight, and the services' event-loop lag under load.
 
 - model: the stateful test (tests/offsets_model.py), 1,000 random schedules over a fake broker; skipped records.
 - storm: a local Kafka and `cascade serve ingest query rerank` (the bundled models) in a child process; three
-  clients each get one rerank answer, send another rerank request and close at once (their reply topics are
-  deleted with the answer in flight); then the service's log lines and CPU seconds over the next `watch_s`.
+  clients each get one rerank answer, send another rerank request and close at once (the answer in flight goes to
+  a partition nobody reads any more); then the service's log lines and CPU seconds over the next `watch_s`.
 - lag: the same service (with the bundled ColBERT encoder) loaded with `--documents` SciFact documents (dense,
   sparse and ColBERT token vectors) and searches of modes bi (dense and hybrid), rerank and colbert; the largest
   event-loop lag its `/metrics` reports over the whole run.
@@ -100,7 +100,7 @@ def serving(bootstrap: str, folder: Path, extra_env: dict[str, str] | None = Non
         process.wait(timeout=120)
 
 
-async def _index_demo(bootstrap: str, collection: str) -> None:
+async def index_demo(bootstrap: str, collection: str) -> None:
     async with SearchClient(bootstrap) as client:
         await client.index(list(read_jsonl_documents(DEMO)), collection=collection)
 
@@ -117,7 +117,7 @@ async def _close_with_answers_in_flight(bootstrap: str, clients: int) -> None:
 
 def storm_part(bootstrap: str, watch_s: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="cascade-storm-") as folder, serving(bootstrap, Path(folder)) as service:
-        asyncio.run(_index_demo(bootstrap, "storm"))
+        asyncio.run(index_demo(bootstrap, "storm"))
         asyncio.run(_close_with_answers_in_flight(bootstrap, 3))
         mark, cpu_before = len(service.lines()), service.cpu_s()
         for _ in tqdm(range(int(watch_s)), desc="watching the service", unit="s"):

@@ -1,10 +1,12 @@
 """Least privilege: the ACLs each Cascade role needs on a cluster, under its topic prefix.
 
 Every role may Describe the prefix's topics (services check at start that the registry's topics exist; clients
-look up the replies topic's partitions). Beyond that, each reads what it consumes and writes what it produces;
-services consume in their role's group, clients read assigned partitions without a group. The embedded mode serves ingest and query in one process, whose
-user needs both roles. The ACL table of docs/security.md is this data. `grant` creates them with one CreateAcls
-request (v1, which Kafka 4 still accepts and aiokafka's protocol module defines) as an admin user.
+look up the replies topic's partitions). Beyond that, each reads what it consumes and writes what it produces.
+Services consume in their role's group; clients read their partition of replies, acks and reindex statuses by
+assignment, without a group, and the results topic in groups of their own (`CLIENT_GROUPS`). The embedded mode
+serves ingest and query in one process, whose user needs both roles. The ACL table of docs/security.md is this
+data. `grant` creates them with one CreateAcls request (v1, which Kafka 4 still accepts and aiokafka's protocol
+module defines) as an admin user.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aiokafka.protocol.api import Request
 
 from cascade.contracts import Topic, TopicRegistry
 
-__all__ = ["ROLE_GRANTS", "Grant", "Role", "grant", "grant_role"]
+__all__ = ["CLIENT_GROUPS", "OPERATOR_GROUPS", "ROLE_GRANTS", "Grant", "Role", "grant", "grant_role"]
 
 Role = Literal["ingest", "query", "reranker", "client", "operator"]
 Operation = Literal["Read", "Write", "Create", "Delete", "Alter", "Describe", "DescribeConfigs", "AlterConfigs"]
@@ -41,6 +43,11 @@ class Grant:
 
 
 _DESCRIBE_ALL = Grant(("Describe",), topics=("",), prefixed=True)
+CLIENT_GROUPS = "client."
+"""Consumer groups a client may read in, after the topic prefix: a reader of the results topic (a client in a
+language without partition assignment, kafkajs) names its group `<prefix>client.<anything>`."""
+OPERATOR_GROUPS = "operator."
+"""Consumer groups an operator reads the dead letters in, after the topic prefix."""
 ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
     "ingest": (_DESCRIBE_ALL, Grant(("Read",), topics=(Topic.DOCUMENTS.value, Topic.REINDEX.value),
                                     groups=("ingest", "ingest-reindex")),
@@ -56,10 +63,14 @@ ROLE_GRANTS: dict[Role, tuple[Grant, ...]] = {
                  Grant(("Write",), topics=(Topic.RESULTS.value, Topic.REPLIES.value, Topic.DLQ.value))),
     "client": (_DESCRIBE_ALL, Grant(("Write",), topics=(Topic.DOCUMENTS.value, Topic.QUERIES.value,
                                                          Topic.REINDEX.value)),
-               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value, Topic.REPLIES.value))),
+               Grant(("Read",), topics=(Topic.ACKS.value, Topic.REINDEX_STATUS.value, Topic.REPLIES.value,
+                                        Topic.RESULTS.value)),
+               Grant(("Read",), groups=(CLIENT_GROUPS,), prefixed=True)),  # readers of results in a group
     "operator": (Grant(("Create", "Describe", "DescribeConfigs", "Alter", "AlterConfigs"), topics=("",),
                        prefixed=True),
-                 Grant(("Describe",), groups=("",), prefixed=True)),
+                 Grant(("Describe",), groups=("",), prefixed=True),
+                 Grant(("Read",), topics=(Topic.DLQ.value,)),
+                 Grant(("Read",), groups=(OPERATOR_GROUPS,), prefixed=True)),
 }
 
 

@@ -95,6 +95,7 @@ class CascadeProcess:
         publisher = Publisher(self.settings.kafka, on_published=self.metrics.published)
         self.metrics.count("cascade_publish_total", "Outputs by what became of them.", "outcome",
                            lambda: dict(publisher.counts))
+        self.metrics.producer_metadata_topics.set_function(lambda: publisher.metadata_topics)
         return publisher
 
     def _build_roles(self) -> None:

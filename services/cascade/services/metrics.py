@@ -62,6 +62,8 @@ class Metrics:
                                   "work on the loop held it).", buckets=_LOOP_LAG_BUCKETS, registry=r)
         self.loop_lag_max = Gauge("cascade_event_loop_lag_max_seconds", "The largest event-loop lag since the "
                                   "process started serving.", registry=r)
+        self.producer_metadata_topics = Gauge("cascade_producer_metadata_topics", "Topics whose metadata the "
+                                              "producer holds and refreshes: one per topic it wrote to.", registry=r)
 
     def count(self, name: str, help: str, label: str, read: Callable[[], Mapping[str, int]]) -> None:
         """Expose counts kept elsewhere as a counter family `name{label}`."""
