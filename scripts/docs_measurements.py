@@ -39,6 +39,7 @@ WRITERS: dict[str, tuple[str, ...]] = {
     "soak": ("scripts.soak",),
     "sparse_choice": ("scripts.compare_sparse",),
     "teachers": ("scripts.score_teachers",),
+    "tenants": ("scripts.bench_tenants",),
 }
 """Each result file and the scripts that write it."""
 _DEPTH = 5
