@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cascade.contracts import (
+    DEFAULT_TENANT,
     REINDEX_COPY_HEADER,
     DocumentEvent,
     ReindexCopy,
@@ -178,13 +179,13 @@ async def test_writes_reach_the_version_being_built_and_copies_make_it_hold_the_
         return RawRecord("documents", 0, next(offsets), event.doc_id.encode(), encode(event), headers)
 
     await processor.process([record(DocumentEvent(collection="docs", doc_id=doc_id, text=f"first {doc_id}"))
-                             for doc_id in "acd"])
+                             for doc_id in "acd"], DEFAULT_TENANT)
     await store.ensure_collection("docs@v2", 32, "e5-small")  # as a reindex makes it, in any pod
     outcome = await processor.process([record(DocumentEvent(collection="docs", doc_id="b", text="second")),
                                        record(DocumentEvent(collection="docs", op="delete", doc_id="a")),
                                        record(ReindexCopy(collection="docs", doc_id="c")),
                                        record(ReindexCopy(collection="docs", doc_id="a")),
-                                       record(ReindexCopy(collection="docs", doc_id="ghost"))])
+                                       record(ReindexCopy(collection="docs", doc_id="ghost"))], DEFAULT_TENANT)
     assert sorted((ack.collection, ack.doc_id, ack.status) for ack in outcome.acks) == [
         ("docs", "a", "deleted"), ("docs", "b", "indexed")]  # acks of the collection only, under its name
     assert set(await store.stored_states("docs", ["a", "b", "c", "d"])) == {"b", "c", "d"}
@@ -193,7 +194,8 @@ async def test_writes_reach_the_version_being_built_and_copies_make_it_hold_the_
     assert copied["b"].content_hash == content_hash("test/tiny-e5", "", "second")
     assert copied["c"].content_hash == content_hash("test/tiny-e5", "", "first c")
     await store.switch_alias("docs", "docs@v2")
-    await processor.process([record(DocumentEvent(collection="docs", doc_id="e", text="after the switch"))])
+    await processor.process([record(DocumentEvent(collection="docs", doc_id="e", text="after the switch"))],
+                            DEFAULT_TENANT)
     assert set(await store.stored_states("docs@v2", ["e"])) == {"e"}
     assert set(await store.stored_states("docs@v1", ["e"])) == set()  # the old version is left as it was
     await store.close()
@@ -211,9 +213,10 @@ async def test_a_reindex_request_delivered_again_while_it_runs_is_not_answered_f
     async with client_for(served) as client:
         await client.index(DOCS[:6], collection="docs")
     request = ReindexRequest(request_id="r1", collection="docs", model="e5-small")
-    first = await served.reindexer.start(request, report)
-    again = await served.reindexer.start(request, report)
-    other = await served.reindexer.start(request.model_copy(update={"request_id": "r2"}), report)
+    topics = served.settings.kafka.topics
+    first = await served.reindexer.start(request, report, topics)
+    again = await served.reindexer.start(request, report, topics)
+    other = await served.reindexer.start(request.model_copy(update={"request_id": "r2"}), report, topics)
     await eventually(lambda: bool(reports), within_s=60)
     assert first is not None and first.state == "started" and again is None
     assert other is not None and other.state == "failed" and "running already" in (other.error or "")

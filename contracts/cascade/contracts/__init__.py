@@ -22,10 +22,11 @@ from cascade.contracts.messages import (
     elapsed_ms,
     now_ms,
 )
-from cascade.contracts.topics import DEFAULT_PREFIX, Topic, TopicRegistry, TopicSpec
+from cascade.contracts.topics import DEFAULT_PREFIX, DEFAULT_TENANT, Topic, TopicRegistry, TopicSpec
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DEFAULT_TENANT",
     "REINDEX_COPY_HEADER",
     "SCHEMA_VERSION",
     "Candidate",

@@ -68,6 +68,8 @@ DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHA
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
                                              pattern=_NO_CONTROL_CHARS)]
 TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
+"""A tenant (cascade.contracts.topics.TENANT_PATTERN)."""
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]
 """A first-stage model of the catalogue (`cascade models list`), e.g. `bge-small`."""
 EpochMs = Annotated[float, Field(ge=EARLIEST_EPOCH_MS, lt=LATEST_EPOCH_MS)]
@@ -282,6 +284,8 @@ class CandidateSet(Message):
     """First-stage candidates of one request, for the reranker. Key: request.request_id."""
 
     request: SearchRequest
+    tenant: TenantName = "default"
+    """Whose request it is: the reranker answers in that tenant's namespace."""
     candidates: Annotated[list[Candidate], Field(max_length=MAX_CANDIDATES)]
     passages: Passages | None = None
     """How the candidates' collection splits documents into passages, if it does: the candidates then carry their

@@ -5,6 +5,7 @@ Services, the SDK, provisioning and the AsyncAPI document all read it, so a topi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -23,9 +24,15 @@ from cascade.contracts.messages import (
     SearchResult,
 )
 
-__all__ = ["DEFAULT_PREFIX", "GROWABLE", "SPECS", "Topic", "TopicRegistry", "TopicSpec"]
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TENANT", "GROWABLE", "SPECS", "TENANT_PATTERN", "TENANT_TOPICS", "Topic",
+           "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
+DEFAULT_TENANT: Final = "default"
+"""The tenant of an install without tenants: its topics are the prefix's own (`cascade.queries`)."""
+TENANT_PATTERN: Final = r"[a-z0-9][a-z0-9-]{0,30}"
+"""A tenant's name: no dot, so one tenant's namespace never holds another's."""
+_TENANT_MARK: Final = "tenant."
 _HOUR_MS: Final = 3600 * 1000
 _DAY_MS: Final = 24 * _HOUR_MS
 
@@ -91,6 +98,11 @@ SPECS: Final[dict[Topic, TopicSpec]] = {
 }
 
 
+TENANT_TOPICS: Final = frozenset({Topic.DOCUMENTS, Topic.ACKS, Topic.QUERIES, Topic.RESULTS, Topic.REPLIES,
+                                   Topic.REINDEX, Topic.REINDEX_STATUS})
+"""The topics each tenant has of its own: what its clients send and receive. The others (candidates, dead
+letters) are the services' own, shared by every tenant."""
+
 GROWABLE: Final = frozenset({Topic.QUERIES, Topic.CANDIDATES, Topic.CANDIDATES_BULK})
 """Topics whose partitions may be raised on a live cluster: their records are keyed by request id, so no order
 between records is lost when keys move to other partitions (documents are keyed by doc_id, whose order counts)."""
@@ -98,18 +110,52 @@ between records is lost when keys move to other partitions (documents are keyed 
 
 @dataclass(frozen=True)
 class TopicRegistry:
-    """Resolves topic names under a prefix (several deployments can share one cluster), with the deployment's
-    partition counts for the growable topics."""
+    """Resolves topic names under a prefix (several deployments can share one cluster) for one tenant, with the
+    deployment's partition counts for the growable topics.
+
+    A tenant's topics (`TENANT_TOPICS`) live in its namespace, `<prefix>tenant.<name>.` (`cascade.tenant.acme.
+    queries`); the default tenant's are the prefix's own (`cascade.queries`), so an install without tenants
+    keeps its names. The services' own topics are the deployment's, whatever the tenant.
+    """
 
     prefix: str = DEFAULT_PREFIX
     partitions: Mapping[Topic, int] = field(default_factory=dict, hash=False)
+    tenant: str = DEFAULT_TENANT
 
     def __post_init__(self) -> None:
         if fixed := set(self.partitions) - GROWABLE:
             raise ValueError(f"the partitions of {sorted(fixed)} are fixed; only {sorted(GROWABLE)} may be set")
+        if not re.fullmatch(TENANT_PATTERN, self.tenant):
+            raise ValueError(f"tenant {self.tenant!r} is not a tenant name: {TENANT_PATTERN} (no dots)")
+
+    def for_tenant(self, tenant: str) -> TopicRegistry:
+        """The same deployment's topics for `tenant`."""
+        return replace(self, tenant=tenant)
+
+    @property
+    def namespace(self) -> str:
+        """The prefix of this tenant's own topics."""
+        return self.prefix if self.tenant == DEFAULT_TENANT else f"{self.prefix}{_TENANT_MARK}{self.tenant}."
 
     def name(self, topic: Topic) -> str:
-        return f"{self.prefix}{topic.value}"
+        return f"{self.namespace if topic in TENANT_TOPICS else self.prefix}{topic.value}"
+
+    def pattern(self, topic: Topic) -> str:
+        """A regular expression matching `topic` of every tenant of the deployment (a pattern subscription)."""
+        return f"^{re.escape(self.prefix)}(?:{re.escape(_TENANT_MARK)}{TENANT_PATTERN}\\.)?{re.escape(topic.value)}$"
+
+    def tenant_of(self, name: str) -> str | None:
+        """The tenant whose topic `name` is (None: no tenant's)."""
+        own = name.removeprefix(f"{self.prefix}{_TENANT_MARK}")
+        if own == name:
+            tenant, value = DEFAULT_TENANT, name.removeprefix(self.prefix)
+            if value == name:
+                return None
+        else:
+            tenant, _, value = own.partition(".")
+            if not re.fullmatch(TENANT_PATTERN, tenant):
+                return None
+        return tenant if value in {topic.value for topic in TENANT_TOPICS} else None
 
     def spec(self, topic: Topic) -> TopicSpec:
         spec = SPECS[topic]
@@ -135,8 +181,12 @@ class TopicRegistry:
         return None
 
     def all(self) -> dict[str, TopicSpec]:
-        """Full topic name -> spec, for every topic."""
+        """Full topic name -> spec, for every topic (the services' own and this tenant's)."""
         return {self.name(topic): self.spec(topic) for topic in SPECS}
+
+    def tenant_topics(self) -> dict[str, TopicSpec]:
+        """Full topic name -> spec, for this tenant's own topics (what `cascade tenants add` creates)."""
+        return {self.name(topic): self.spec(topic) for topic in SPECS if topic in TENANT_TOPICS}
 
     def growable(self) -> set[str]:
         """Full names of the topics whose partitions provisioning may raise."""

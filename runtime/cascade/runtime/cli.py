@@ -23,6 +23,7 @@ from cascade.runtime.local_qdrant import run_qdrant
 from cascade.runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from cascade.runtime.provision import provision_topics
 from cascade.runtime.status import format_status, gather_status, status_json
+from cascade.runtime.tenants import add_tenant, remove_tenant
 from cascade.runtime.trace_export import exporting_traces
 from cascade.sdk import KafkaAccessError, ReindexFailed, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from cascade.sdk.display import format_result
@@ -146,6 +147,9 @@ def _add_admin_commands(commands: Subcommands) -> None:
     models.add_argument("action", choices=["list", "fetch"])
     models.add_argument("names", nargs="*", help="models to fetch (default: all)")
     commands.add_parser("topics", help="create missing topics and check existing ones")
+    tenants = commands.add_parser("tenants", help="add a tenant (its topics) or remove one")
+    tenants.add_argument("action", choices=["add", "remove"])
+    tenants.add_argument("name", help="the tenant: lower-case letters, digits and dashes")
     status = commands.add_parser("status", help="topics, consumer groups with members and lag, collections")
     status.add_argument("--process", metavar="URL",
                         help="the serving process to ask for the embedded store's collections "
@@ -193,6 +197,21 @@ def _topics(settings: Settings, args: argparse.Namespace) -> None:
           f"partitions raised: {report.grown or 'none'}")
 
 
+def _tenants(settings: Settings, args: argparse.Namespace) -> None:
+    _require_bootstrap(settings)
+    kafka = settings.kafka
+    options = kafka.client_options()
+    try:
+        if args.action == "add":
+            report = asyncio.run(add_tenant(kafka.topics, args.name, kafka.replication_factor, **options))
+            print(f"tenant {args.name}: created {report.created or 'nothing'}; already present: {report.existing}")
+        else:
+            deleted = asyncio.run(remove_tenant(kafka.topics, args.name, **options))
+            print(f"tenant {args.name}: deleted {deleted or 'nothing'}")
+    except ValueError as exc:
+        sys.exit(f"cascade tenants: {exc}")
+
+
 _COMMANDS: dict[str, Command] = {
     "kafka": lambda settings, args: run_kafka(secured=args.secured, brokers=args.brokers),
     "qdrant": lambda settings, args: run_qdrant(args.nodes),
@@ -208,6 +227,7 @@ _COMMANDS: dict[str, Command] = {
     "status": _status,
     "models": _models,
     "topics": _topics,
+    "tenants": _tenants,
 }
 
 

@@ -9,6 +9,6 @@ __all__ = ["sdk_client"]
 
 
 def sdk_client(settings: KafkaSettings) -> SearchClient:
-    """An SDK client on the configured cluster and topic prefix."""
-    return SearchClient(settings.bootstrap, topic_prefix=settings.topic_prefix, security=settings.security,
-                        client_id=settings.client_id)
+    """An SDK client on the configured cluster and topic prefix, as the configured tenant."""
+    return SearchClient(settings.bootstrap, topic_prefix=settings.topic_prefix, tenant=settings.tenant,
+                        security=settings.security, client_id=settings.client_id)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cascade.contracts import (
     DEFAULT_PREFIX,
+    DEFAULT_TENANT,
     DocumentEvent,
     IngestAck,
     ReindexRequest,
@@ -69,19 +70,21 @@ class SearchFailed(Exception):
 class SearchClient:
     """Publishes documents and queries, and receives acks and results.
 
-    Use as `async with SearchClient("host:9092") as client: ...`. `kafka_options` go to aiokafka as they are
+    Use as `async with SearchClient("host:9092") as client: ...`. `tenant` names the namespace of topics and
+    collections the client works in (`cascade tenants add`; the default tenant's are an install's without
+    tenants). `kafka_options` go to aiokafka as they are
     (security_protocol, sasl_mechanism, sasl_plain_username, ssl_context, ...). `linger_ms` holds requests
     for more to share a produce request: 0 (the default) sends each search at once.
     """
 
-    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX,
+    def __init__(self, bootstrap_servers: str, *, topic_prefix: str = DEFAULT_PREFIX, tenant: str = DEFAULT_TENANT,
                  security: KafkaSecurity | None = None, linger_ms: int = 0, **kafka_options: Any) -> None:
         self.security = security or KafkaSecurity()
         self._linger_ms = linger_ms
         self._bootstrap = bootstrap_servers
         self._kafka_options = {"bootstrap_servers": bootstrap_servers, **self.security.client_options(),
                                **kafka_options}
-        self.topics = TopicRegistry(prefix=topic_prefix)
+        self.topics = TopicRegistry(prefix=topic_prefix, tenant=tenant)
         self._producer: AIOKafkaProducer | None = None  # made on entry: a client never entered leaks nothing
         self.replies = ReplyRouter(self.topics.name(Topic.REPLIES), **self._kafka_options)
 

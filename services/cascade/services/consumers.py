@@ -101,6 +101,8 @@ class Subscription:
 
     topic: str
     group: str
+    pattern: str | None = None
+    """Where set, the group consumes every topic matching it (every tenant's `topic`), `topic` among them."""
 
 
 class _ForgetRewinds(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
@@ -122,9 +124,10 @@ class BatchConsumer:
     def __init__(
         self, settings: Settings, publisher: Sender, *, topic: str, role: str, max_records: int,
         handler: BatchHandler, refuse: Refuse, description: str, gives_way_to: BatchConsumer | None = None,
+        pattern: str | None = None,
     ) -> None:
         kafka = settings.kafka
-        self.subscription = Subscription(topic, kafka.group(role))
+        self.subscription = Subscription(topic, kafka.group(role), pattern)
         self.description = description
         self._settings = settings
         self._publisher = publisher
@@ -159,9 +162,13 @@ class BatchConsumer:
         self._consumer = AIOKafkaConsumer(
             group_id=self.subscription.group, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
-            max_poll_interval_ms=kafka.max_poll_interval_ms,
+            max_poll_interval_ms=kafka.max_poll_interval_ms, metadata_max_age_ms=kafka.tenant_discovery_ms,
             **kafka.client_options())
-        self._consumer.subscribe([self.subscription.topic], listener=_ForgetRewinds(self.committer))
+        listener = _ForgetRewinds(self.committer)
+        if self.subscription.pattern is None:
+            self._consumer.subscribe([self.subscription.topic], listener=listener)
+        else:  # a tenant added later is found at the next metadata refresh
+            self._consumer.subscribe(pattern=self.subscription.pattern, listener=listener)
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(self._consumer), name=f"consume:{self._name}")
         log.info("consumer.started", consumer=self._name, group=self.subscription.group, does=self.description)

@@ -13,9 +13,10 @@ from typing import Any, Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cascade.contracts import DEFAULT_PREFIX, Passages, Topic, TopicRegistry
+from cascade.contracts import DEFAULT_PREFIX, DEFAULT_TENANT, Passages, Topic, TopicRegistry
 from cascade.contracts.limits import MAX_CANDIDATES
 from cascade.contracts.security import KafkaSecurity, Protocol, SaslMechanism
+from cascade.contracts.topics import TENANT_PATTERN
 from cascade.services.faults import Backoff
 
 __all__ = [
@@ -61,11 +62,16 @@ class KafkaSettings(BaseSettings):
     """Names this process to the brokers (quotas, request logs); one per pod by default."""
     topic_prefix: str = DEFAULT_PREFIX
     """Prepended to every topic and consumer group name, so several deployments can share a cluster."""
+    tenant: str = Field(DEFAULT_TENANT, pattern=f"^{TENANT_PATTERN}$")
+    """The tenant a client command (`cascade ingest`, `search`, `reindex`) acts as; services serve every tenant."""
     replication_factor: int | None = Field(None, ge=1)
     """Of the topics Cascade creates; unset: three where the cluster has three brokers (min.insync.replicas 2),
     else one per broker."""
     session_timeout_ms: int = Field(10_000, ge=1_000)
     """How long a silent group member keeps its partitions: the recovery time after a pod dies."""
+    tenant_discovery_ms: int = Field(10_000, ge=1_000)
+    """How often the services' consumers refresh the cluster's metadata, and so how soon they serve a tenant added
+    since they started (its topics match their pattern subscriptions)."""
     security_protocol: Protocol = "PLAINTEXT"
     """Decides everything: SASL only with SASL_*, TLS only with *SSL (a mismatch is a settings error)."""
     sasl_mechanism: SaslMechanism | None = None

@@ -48,6 +48,7 @@ from cascade.services.store import (
     VectorStore,
     base_name,
 )
+from cascade.services.tenancy import shown_collection, stored_collection
 
 __all__ = ["IngestOutcome", "IngestProcessor", "Received", "content_hash", "is_reindex_copy"]
 
@@ -134,9 +135,10 @@ class IngestProcessor:
         self._bm25 = Bm25Encoder()
         self._service = service
 
-    async def process(self, records: Sequence[RawRecord]) -> IngestOutcome:
-        """Validate, then apply the batch's events in order. Store or model failures propagate (the consumer
-        retries cluster faults and isolates anything else record by record)."""
+    async def process(self, records: Sequence[RawRecord], tenant: str) -> IngestOutcome:
+        """Validate, then apply the batch's events (documents of `tenant`) in order; acks name the store's
+        collections. Store or model failures propagate (the consumer retries cluster faults and isolates anything
+        else record by record)."""
         outcome = IngestOutcome()
         events: list[Incoming] = []
         for record in records:
@@ -145,8 +147,9 @@ class IngestProcessor:
                                 else decode(record.value, DocumentEvent))
             except ContractError as exc:
                 self.reject(record, exc.reason, str(exc), outcome)
-            else:
-                events.append((record, event))
+            else:  # events name the tenant's collections; the store knows them by names of its own
+                events.append((record, event.model_copy(update={
+                    "collection": stored_collection(tenant, event.collection)})))
         for run in _split_runs(events):
             for collection in sorted({event.collection for _, event in run}):
                 await self._apply_to_versions(collection, [each for each in run if each[1].collection == collection],
@@ -193,7 +196,7 @@ class IngestProcessor:
         outcome.dead_letters.append(dead_letter(record, reason, error, self._service))
         if is_reindex_copy(record):
             return
-        named = collection and base_name(collection)
+        named = collection and shown_collection(base_name(collection))
         outcome.acks.append(IngestAck(doc_id=_doc_id_from_key(record), collection=named, status="rejected",
                                       error=error[:MAX_ERROR_CHARS]))
 
@@ -233,7 +236,7 @@ class IngestProcessor:
         exists = await self._store.has_collection(collection)
         if not exists and not create:
             raise UnknownCollectionError(collection)
-        named = base_name(collection)  # the name users address (a reindex writes to a version of it)
+        named = shown_collection(base_name(collection))  # as clients know it (a reindex writes to a version of it)
         deletes = [event.doc_id for _, event in received if event.op == "delete"]
         if deletes and exists:
             await self._store.delete(collection, deletes)
@@ -253,15 +256,15 @@ class IngestProcessor:
         held = len(await self._store.collections())
         if held < self._max_collections:
             return True
-        error = (f"collection {base_name(collection)!r} was not created: the store holds {held} collections, the cap "
-                 "(CASCADE_STORE_MAX_COLLECTIONS)")
+        error = (f"collection {shown_collection(base_name(collection))!r} was not created: the store holds {held} "
+                 "collections, the cap (CASCADE_STORE_MAX_COLLECTIONS)")
         self._reject_upserts(upserts, "collection_cap", error, outcome, collection)
         return False
 
     def _matching(self, collection: str, model: str, layout: Layout, upserts: list[Received],
                   outcome: IngestOutcome) -> list[Received]:
         """The upserts that ask for the collection's model and layout (or nothing); the others refused."""
-        named = base_name(collection)
+        named = shown_collection(base_name(collection))
         kept: list[Received] = []
         for record, event in upserts:
             if event.model and event.model != model:
@@ -312,7 +315,8 @@ class IngestProcessor:
         if relabelled:
             await self._store.update_metadata(collection, relabelled)
         outcome.acks.extend(
-            IngestAck(doc_id=event.doc_id, collection=base_name(collection), content_hash=hashes[event.doc_id],
+            IngestAck(doc_id=event.doc_id, collection=shown_collection(base_name(collection)),
+                      content_hash=hashes[event.doc_id],
                       status=_status(event.doc_id, changed_ids, relabelled))
             for event in upserts
         )

@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from cascade.contracts import REINDEX_COPY_HEADER, ReindexCopy, ReindexRequest, ReindexStatus
+from cascade.contracts import REINDEX_COPY_HEADER, ReindexCopy, ReindexRequest, ReindexStatus, Topic, TopicRegistry
 from cascade.services.consumers import Subscription
 from cascade.services.encoders import BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.ingest.indexing import IndexScheduler
@@ -39,12 +40,18 @@ from cascade.services.ingest.versions import versions
 from cascade.services.lag import wait_until_consumed
 from cascade.services.publishing import Outgoing, Publisher
 from cascade.services.store import VERSION_MARK, VectorStore, base_name, version_of
+from cascade.services.tenancy import shown_collection, stored_collection
 
 __all__ = ["Reindexer"]
 
 log = structlog.get_logger(__name__)
 
 Report = Callable[[ReindexStatus], Awaitable[None]]
+
+
+def _copy_of(topic: str, collection: str, doc_id: str) -> Outgoing:
+    header, kind = REINDEX_COPY_HEADER
+    return Outgoing(topic, doc_id, ReindexCopy(collection=collection, doc_id=doc_id), headers={header: kind})
 
 
 class ReindexSuperseded(RuntimeError):
@@ -65,24 +72,25 @@ class Reindexer:
         self._scheduler = scheduler
         self._publisher = publisher
         self._documents = documents
-        """The documents topic and the ingest group that consumes it."""
+        """The documents topics and the ingest group that consumes them."""
         self._page_size = page_size
         self._client_options = client_options
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
         """Collection -> the request id and task of the reindex running for it."""
 
-    async def start(self, request: ReindexRequest, report: Report) -> ReindexStatus | None:
-        """Make (or resume) the new version and start copying in the background (`report` is told the outcome);
-        the status returned says `started`, or `failed` with the reason when the request cannot be served (None:
-        the same request delivered again, a rebalance before its commit, while it is being served)."""
-        name = request.collection
-        status = ReindexStatus(request_id=request.request_id, collection=name, state="failed")
+    async def start(self, request: ReindexRequest, report: Report, topics: TopicRegistry) -> ReindexStatus | None:
+        """Make (or resume) the new version of the collection of the tenant of `topics` and start copying in the
+        background (`report` is told the outcome); the status returned says `started`, or `failed` with the reason
+        when the request cannot be served (None: the same request delivered again, a rebalance before its commit,
+        while it is being served). Statuses name collections and versions as the tenant knows them."""
+        name = stored_collection(topics.tenant, request.collection)
+        status = ReindexStatus(request_id=request.request_id, collection=request.collection, state="failed")
         if (running := self._running.get(name)) is not None:
             if running[0] == request.request_id:
                 return None
-            return status.model_copy(update={"error": f"a reindex of {name!r} is running already"})
+            return status.model_copy(update={"error": f"a reindex of {request.collection!r} is running already"})
         if not await self._store.has_collection(name):
-            return status.model_copy(update={"error": f"collection {name!r} does not exist"})
+            return status.model_copy(update={"error": f"collection {request.collection!r} does not exist"})
         held = await versions(self._store, name)
         source = held.served
         try:
@@ -104,14 +112,18 @@ class Reindexer:
             target = f"{base_name(name)}{VERSION_MARK}{version_of(target or source) + 1}"
             await self._store.ensure_collection(target, encoder.dim, encoder.name, token_dim, passages)
         await self._store.add_filter_fields(target, await self._store.filter_fields(source))  # the same as served
-        started = status.model_copy(update={"state": "started", "source": source, "target": target,
-                                            "model": encoder.name})
+        started = status.model_copy(update={"state": "started", "source": shown_collection(source),
+                                            "target": shown_collection(target), "model": encoder.name})
+        documents = replace(self._documents, topic=topics.name(Topic.DOCUMENTS), pattern=None)
         self._running[name] = (request.request_id, asyncio.create_task(
-            self._copy(name, source, target, started, report), name=f"reindex:{name}"))
+            self._copy(name, source, target, started, report, documents), name=f"reindex:{name}"))
         log.info("reindex.started", collection=name, source=source, target=target, model=encoder.name)
         return started
 
-    async def _copy(self, name: str, source: str, target: str, started: ReindexStatus, report: Report) -> None:
+    async def _copy(self, name: str, source: str, target: str, started: ReindexStatus, report: Report,
+                    documents: Subscription) -> None:
+        """Copies go to the tenant's own documents topic (under the name it knows the collection by), ordered with
+        its documents' events."""
         began, copied = time.monotonic(), 0
 
         def ended(**fields: object) -> ReindexStatus:
@@ -119,15 +131,16 @@ class Reindexer:
                                               **fields})
 
         try:
-            await self._consumed()  # every write from before the new version existed is in the served one
+            await self._consumed(documents)  # every write from before the new version existed is in the served one
             offset: str | None = None
             while True:
                 page, offset = await self._store.scroll(source, offset, self._page_size)
-                await self._publisher.publish([self._copy_of(name, doc.doc_id) for doc in page])
+                await self._publisher.publish([_copy_of(documents.topic, started.collection, doc.doc_id)
+                                               for doc in page])
                 copied += len(page)
                 if offset is None:
                     break
-            await self._check_complete(name, source, target)
+            await self._check_complete(name, source, target, documents)
             await self._store.switch_alias(name, target)
             self._scheduler.written({target})
             log.info("reindex.switched", collection=name, target=target, documents=copied)
@@ -141,21 +154,17 @@ class Reindexer:
         finally:
             self._running.pop(name, None)
 
-    def _copy_of(self, name: str, doc_id: str) -> Outgoing:
-        header, kind = REINDEX_COPY_HEADER
-        return Outgoing(self._documents.topic, doc_id, ReindexCopy(collection=name, doc_id=doc_id),
-                        headers={header: kind})
+    async def _consumed(self, documents: Subscription) -> None:
+        await wait_until_consumed(documents, **self._client_options)
 
-    async def _consumed(self) -> None:
-        await wait_until_consumed(self._documents, **self._client_options)
-
-    async def _check_complete(self, name: str, source: str, target: str, tries: int = 3) -> None:
+    async def _check_complete(self, name: str, source: str, target: str, documents: Subscription,
+                              tries: int = 3) -> None:
         """Once the copies are consumed, the new version must still be the one writes reach, and hold as many
         documents as the served one (a pod that could not load the new model refuses its copies, and only logs
         it). Writes arriving meanwhile can make the counts differ for a moment: they are compared again after
         those are consumed too."""
         for _ in range(tries):
-            await self._consumed()
+            await self._consumed(documents)
             if (building := (await versions(self._store, name)).building) != target:
                 raise ReindexSuperseded(f"{target} is no longer the version writes reach ({building} is): another "
                                         "reindex took over")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cascade.contracts import SearchRequest
+from cascade.contracts import SearchRequest, TopicRegistry
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionLoader, UnknownModel
 from cascade.services.settings import Settings
 from cascade.services.store import UnknownCollectionError, VectorSizeMismatch, VectorStore
+from cascade.services.tenancy import stored_collection
 
 __all__ = ["Admission", "Admitted", "Refused"]
 
@@ -35,24 +36,23 @@ class Admission:
     def __init__(self, settings: Settings, store: VectorStore, encoders: BiEncoders,
                  late_interaction: LateInteractionLoader, reranker_backlog: Callable[[], int]) -> None:
         self._settings = settings
-        self._topics = settings.kafka.topics
         self._store = store
         self._encoders = encoders
         self._late_interaction = late_interaction
         self._reranker_backlog = reranker_backlog
         """Candidate sets the reranker group has yet to read (cascade.services.lag.GroupBacklog)."""
 
-    async def admit(self, request: SearchRequest, picked_at: float) -> Admitted:
-        """The version of the request's collection that serves it and its encoder, if the request may be
-        served (else Refused). The name is resolved once, so a reindex's switch never splits a query between
-        versions."""
-        self._check_now(request, picked_at)
-        collection = await self._store.resolve(request.collection)
+    async def admit(self, request: SearchRequest, picked_at: float, topics: TopicRegistry) -> Admitted:
+        """The version of the request's collection (of the tenant of `topics`) that serves it and its encoder, if
+        the request may be served (else Refused). The name is resolved once, so a reindex's switch never splits a
+        query between versions."""
+        self._check_now(request, picked_at, topics)
+        collection = await self._store.resolve(stored_collection(topics.tenant, request.collection))
         try:
             model = await self._store.collection_model(collection)
             size = await self._store.vector_size(collection)
-        except UnknownCollectionError as exc:
-            raise Refused("unknown_collection", str(exc)) from None
+        except UnknownCollectionError:
+            raise Refused("unknown_collection", f"collection {request.collection!r} does not exist") from None
         try:
             encoder = await self._encoders.get(model)
         except UnknownModel as exc:
@@ -64,10 +64,10 @@ class Admission:
             await self._admit_colbert(collection)
         return Admitted(encoder, collection)
 
-    def _check_now(self, request: SearchRequest, picked_at: float) -> None:
+    def _check_now(self, request: SearchRequest, picked_at: float, topics: TopicRegistry) -> None:
         """What can be refused without asking the store: where the answer goes, the deadline, the rerankers'
         backlog."""
-        if request.reply_to and (problem := self._topics.reply_problem(request.reply_to, request.reply_partition)):
+        if request.reply_to and (problem := topics.reply_problem(request.reply_to, request.reply_partition)):
             raise Refused("invalid_reply_to", problem)
         if request.deadline_ms is not None and picked_at > request.deadline_ms:
             raise Refused("deadline_exceeded", f"the deadline passed {picked_at - request.deadline_ms:.0f} ms "

@@ -23,6 +23,7 @@ from cascade.contracts import (
     SearchResult,
     StageTimings,
     Topic,
+    TopicRegistry,
     decode,
     now_ms,
 )
@@ -45,6 +46,7 @@ from cascade.services.settings import Settings
 from cascade.services.sizing import fit_snippet, shrink_to_fit, snippet_budget
 from cascade.services.stage_spans import Stage, service_spans
 from cascade.services.store import FieldNotFilterable, ScoredDocument, VectorStore
+from cascade.services.tenancy import tenant_topics
 
 __all__ = ["QueryProcessor"]
 
@@ -78,7 +80,7 @@ class QueryProcessor:
         for record in records:
             try:
                 request = decode(record.value, SearchRequest)
-                admitted = await self._admission.admit(request, picked_at)
+                admitted = await self._admission.admit(request, picked_at, tenant_topics(self._topics, record))
             except ContractError as exc:
                 out += self._refuse(record, "invalid_request", str(exc), None, exc.reason)
             except Refused as exc:
@@ -121,13 +123,13 @@ class QueryProcessor:
         return self._refuse(record, "internal", reason, None, "processing_failed")
 
     def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
-        return undeliverable(self._topics, record, error, service=self._service, served_by=self._served_by,
-                             request=request)
+        return undeliverable(tenant_topics(self._topics, record), record, error, service=self._service,
+                             served_by=self._served_by, request=request)
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, request: SearchRequest | None,
                 filed_as: DeadLetterReason | None) -> list[Outgoing]:
-        return refusal(self._topics, record, code, reason, filed_as=filed_as, service=self._service,
-                       served_by=self._served_by, request=request)
+        return refusal(tenant_topics(self._topics, record), record, code, reason, filed_as=filed_as,
+                       service=self._service, served_by=self._served_by, request=request)
 
     async def _retrieve(self, record: RawRecord, request: SearchRequest, collection: str, vector: Vector | None,
                         tokens: TokenVectors | None, picked_at: float, encode: Stage, bi_model: str) -> Outgoing:
@@ -150,21 +152,23 @@ class QueryProcessor:
         timings = StageTimings(query_queue_ms=max(picked_at - request.created_at_ms, 0.0),
                                encode_ms=encode.duration_ms, ann_ms=(time.perf_counter() - began) * 1000)
         passages = await self._store.passages(collection) if request.mode in ("rerank", "cross") else None
-        answer = await self._answer(request, found, timings, bi_model, picked_at, passages)
+        answer = await self._answer(tenant_topics(self._topics, record), request, found, timings, bi_model,
+                                    picked_at, passages)
         trace = service_spans(context_of(record.headers), "cascade.query", picked_at, request.request_id,
                               queued=Stage("query.queue", request.created_at_ms, timings.query_queue_ms or 0.0),
                               stages=[encode, Stage("ann", ann_started, timings.ann_ms or 0.0)], mode=request.mode)
         return replace(answer, headers=trace)
 
-    async def _answer(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                      bi_model: str, picked_at: float, passages: Passages | None) -> Outgoing:
+    async def _answer(self, topics: TopicRegistry, request: SearchRequest, found: list[ScoredDocument],
+                      timings: StageTimings, bi_model: str, picked_at: float, passages: Passages | None) -> Outgoing:
+        """The result for the requester (in the namespace of `topics`), or the candidate set to rerank."""
         if request.mode == "rerank":
             lane = Topic.CANDIDATES if request.lane == "interactive" else Topic.CANDIDATES_BULK
-            return Outgoing(self._topics.name(lane), request.request_id,
-                            self._candidate_set(request, found, timings, bi_model, passages))
+            return Outgoing(topics.name(lane), request.request_id,
+                            self._candidate_set(topics.tenant, request, found, timings, bi_model, passages))
         if request.mode == "cross":
-            return result_to(self._topics, await self._cross.score_all(request, found, timings, bi_model, picked_at,
-                                                                       passages), request)
+            return result_to(topics, await self._cross.score_all(request, found, timings, bi_model, picked_at,
+                                                                 passages), request)
         top = found[: request.k]
         models = {"bi_encoder": bi_model}
         if request.mode == "colbert":
@@ -172,14 +176,14 @@ class QueryProcessor:
         result = shrink_to_fit(lambda budget: self._result(request, [
             as_hit(doc, doc.score, self._text_chars, budget) for doc in top], timings, **models),
             snippet_budget(len(top)))
-        return result_to(self._topics, result, request)
+        return result_to(topics, result, request)
 
     @property
     def _text_chars(self) -> int:
         return self._settings.batching.candidate_text_chars
 
-    def _candidate_set(self, request: SearchRequest, found: list[ScoredDocument], timings: StageTimings,
-                       bi_model: str, passages: Passages | None) -> CandidateSet:
+    def _candidate_set(self, tenant: str, request: SearchRequest, found: list[ScoredDocument],
+                       timings: StageTimings, bi_model: str, passages: Passages | None) -> CandidateSet:
         """The candidates with their snippets cut (in bytes) so the set fits one message; the reranker
         truncates to max_length tokens anyway, which the default cut (2,000 characters) exceeds at 256 tokens.
         From a collection of passages, whole texts (the reranker scores every passage), within the message."""
@@ -190,8 +194,8 @@ class QueryProcessor:
             for doc in found:
                 title, text = fit_snippet(doc.title, doc.text, chars, budget)
                 candidates.append(Candidate(doc_id=doc.doc_id, title=title, text=text, score=doc.score))
-            return CandidateSet(request=request, candidates=candidates, timings=timings, served_by=self._served_by,
-                                models={"bi_encoder": bi_model}, passages=passages)
+            return CandidateSet(request=request, tenant=tenant, candidates=candidates, timings=timings,
+                                served_by=self._served_by, models={"bi_encoder": bi_model}, passages=passages)
         return shrink_to_fit(build, snippet_budget(len(found)))
 
     def _result(self, request: SearchRequest, hits: list[Hit], timings: StageTimings, **models: str) -> SearchResult:

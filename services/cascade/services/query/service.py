@@ -13,7 +13,8 @@ __all__ = ["query_consumer"]
 
 def query_consumer(settings: Settings, publisher: Publisher, processor: QueryProcessor) -> BatchConsumer:
     return BatchConsumer(
-        settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES), role="query",
+        settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES),
+        pattern=settings.kafka.topics.pattern(Topic.QUERIES), role="query",
         max_records=settings.batching.query_max_records, handler=processor.process, refuse=processor.refuse,
         description="Encodes queries (batched, cached) and searches HNSW; answers mode bi and cross, "
                     "forwards mode rerank to the candidates topic.",

@@ -11,7 +11,15 @@ from functools import partial
 import numpy as np
 import structlog
 
-from cascade.contracts import CandidateSet, ContractError, SearchRequest, SearchResult, decode, elapsed_ms, now_ms
+from cascade.contracts import (
+    CandidateSet,
+    ContractError,
+    SearchResult,
+    TopicRegistry,
+    decode,
+    elapsed_ms,
+    now_ms,
+)
 from cascade.contracts.messages import DeadLetterReason, ErrorCode
 from cascade.contracts.trace_context import context_of
 from cascade.services.answers import error_result, ranked_result, refusal, result_to, undeliverable
@@ -25,6 +33,7 @@ from cascade.services.reranker.fusion import configured_fusion_weight, fused_sco
 from cascade.services.settings import Settings
 from cascade.services.sizing import shrink_to_fit, snippet_budget
 from cascade.services.stage_spans import Stage, service_spans
+from cascade.services.tenancy import salvaged_tenant
 
 __all__ = ["RerankProcessor"]
 
@@ -67,12 +76,13 @@ class RerankProcessor:
                     raise outcome
                 log.error("rerank.failed", request_id=candidates.request.request_id, error=repr(outcome))
                 out += self._refuse(record, "internal", f"reranking failed: {type(outcome).__name__}: {outcome}",
-                                    "processing_failed", candidates.request)
+                                    "processing_failed", candidates)
             elif self._expired(candidates):
                 out.append(self._deadline_error(candidates))
             else:
-                result = result_to(self._topics, self._ranked(candidates, outcome), candidates.request)
-                out.append(replace(result, instead=partial(self._undeliverable, record, candidates.request),
+                result = result_to(self._topics.for_tenant(candidates.tenant), self._ranked(candidates, outcome),
+                                   candidates.request)
+                out.append(replace(result, instead=partial(self._undeliverable, record, candidates),
                                    headers=self._spans(record, candidates, picked_at, outcome)))
         return out
 
@@ -107,14 +117,18 @@ class RerankProcessor:
         """For a record whose processing failed on its own (see cascade.services.consumers)."""
         return self._refuse(record, "internal", reason, "processing_failed")
 
-    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, filed_as: DeadLetterReason,
-                request: SearchRequest | None = None) -> list[Outgoing]:
-        return refusal(self._topics, record, code, reason, filed_as=filed_as, service=self._service,
-                       served_by={"reranker": self._instance}, request=request, path=("request",))
+    def _tenant_topics(self, record: RawRecord, candidates: CandidateSet | None) -> TopicRegistry:
+        return self._topics.for_tenant(candidates.tenant if candidates is not None else salvaged_tenant(record))
 
-    def _undeliverable(self, record: RawRecord, request: SearchRequest, error: BaseException) -> list[Outgoing]:
-        return undeliverable(self._topics, record, error, service=self._service,
-                             served_by={"reranker": self._instance}, request=request, path=("request",))
+    def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, filed_as: DeadLetterReason,
+                candidates: CandidateSet | None = None) -> list[Outgoing]:
+        return refusal(self._tenant_topics(record, candidates), record, code, reason, filed_as=filed_as,
+                       service=self._service, served_by={"reranker": self._instance},
+                       request=candidates.request if candidates is not None else None, path=("request",))
+
+    def _undeliverable(self, record: RawRecord, candidates: CandidateSet, error: BaseException) -> list[Outgoing]:
+        return undeliverable(self._tenant_topics(record, candidates), record, error, service=self._service,
+                             served_by={"reranker": self._instance}, request=candidates.request, path=("request",))
 
     @staticmethod
     def _spans(record: RawRecord, candidates: CandidateSet, picked_at: float, outcome: RerankOutcome
@@ -133,8 +147,8 @@ class RerankProcessor:
 
     def _error(self, candidates: CandidateSet, code: ErrorCode, message: str) -> Outgoing:
         served_by = {**candidates.served_by, "reranker": self._instance}
-        return result_to(self._topics, error_result(candidates.request.request_id, code, message, served_by),
-                         candidates.request)
+        return result_to(self._topics.for_tenant(candidates.tenant),
+                         error_result(candidates.request.request_id, code, message, served_by), candidates.request)
 
     def _deadline_error(self, candidates: CandidateSet) -> Outgoing:
         late = now_ms() - (candidates.request.deadline_ms or 0.0)
