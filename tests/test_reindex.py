@@ -21,6 +21,7 @@ from cascade.contracts import (
 )
 from cascade.runtime.process import CascadeProcess
 from cascade.sdk import ReindexFailed, SearchClient
+from cascade.services.consumers import Subscription
 from cascade.services.encoders import BiEncoder, BiEncoders, LateInteractionLoader
 from cascade.services.ingest import IngestProcessor, Reindexer, content_hash
 from cascade.services.messaging import RawRecord
@@ -127,12 +128,12 @@ async def test_a_reindex_overtaken_by_a_newer_version_fails_instead_of_switching
     consumed = Reindexer._consumed
     calls = 0
 
-    async def overtaken(self: Reindexer) -> None:
+    async def overtaken(self: Reindexer, documents: Subscription) -> None:
         nonlocal calls
         calls += 1
         if calls == 2:  # the copies are sent: another reindex makes its version now
             await store.ensure_collection("docs@v3", 32, "another-model")
-        await consumed(self)
+        await consumed(self, documents)
 
     async with client_for(served) as client:
         await client.index(DOCS[:6], collection="docs")

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import for_code
 
-from cascade.contracts import TopicRegistry
+from cascade.contracts import Topic, TopicRegistry
 from cascade.contracts.security import AUTHORIZATION_ERRORS
+from cascade.contracts.topic_admin import admin_client
 from cascade.infra.acls import Grant, Role, grant, grant_role
+from cascade.infra.kafka_tools import alter_user
 from cascade.infra.local_kafka import LocalKafka, SecuredListener, free_port
 from cascade.runtime.process import CascadeProcess
 from cascade.runtime.provision import provision_topics
 from cascade.runtime.status import format_status, gather_status
-from cascade.sdk import KafkaAccessError, KafkaSecurity, SearchClient
+from cascade.runtime.tenants import add_tenant, remove_tenant
+from cascade.sdk import KafkaAccessError, KafkaSecurity, SearchClient, SearchFailed
 from cascade.services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
 
@@ -205,3 +210,104 @@ async def test_status_says_when_a_login_may_not_see_the_groups(secured: LocalKaf
     seen = await gather_status(kafka_settings(secured, "operator"), StoreSettings(path=tmp_path / "store"),
                                f"http://127.0.0.1:{free_port()}/status")
     assert seen.groups_hidden == []
+
+
+def _tenant_login(credentials: Path) -> KafkaSecurity:
+    """The login a tenant's credentials file gives its clients."""
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    env = dict(line.split("=", 1) for line in credentials.read_text().splitlines() if "=" in line)
+    return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                         username=env["CASCADE_KAFKA_SASL_USERNAME"], password=env["CASCADE_KAFKA_SASL_PASSWORD"],
+                         ca_file=Path(env["CASCADE_KAFKA_SSL_CAFILE"]))
+
+
+async def _refusal(attempt: Awaitable[object]) -> str:
+    """The authorization error `attempt` meets (within the hang guard: a refusal must come, not a wait)."""
+    with pytest.raises((*AUTHORIZATION_ERRORS, KafkaAccessError)) as refused:
+        async with asyncio.timeout(CLI_HANG_GUARD_S):
+            await attempt
+    return type(refused.value).__name__
+
+
+async def test_tenants_are_principals_that_reach_only_their_own(secured: LocalKafka, roles: None) -> None:
+    operator = kafka_settings(secured, "operator")
+    logins = {}
+    for name in ("acme", "globex"):
+        added = await add_tenant(operator, name)
+        assert added.credentials is not None
+        logins[name] = _tenant_login(added.credentials)
+    globex = TOPICS.for_tenant("globex")
+
+    def client(tenant: str, login: str) -> SearchClient:
+        return SearchClient(secured.bootstrap, topic_prefix=TOPICS.prefix, tenant=tenant, security=logins[login])
+
+    async with client("acme", "acme") as alice, client("globex", "globex") as bob:
+        await alice.index([{"doc_id": f"a{i}", "text": f"acme document {i}"} for i in range(5)], collection="c",
+                          timeout_s=60)
+        answered = [(await alice.search("acme document", collection="c", mode=mode, k=3, timeout_s=60)).request_id
+                    for mode in ("bi", "rerank")]
+        with pytest.raises(SearchFailed) as unknown:
+            await bob.search("acme document", collection="c", mode="bi", timeout_s=60)
+        assert unknown.value.code == "unknown_collection"  # globex has no collection c: acme's is acme's
+
+    acme_options = {"bootstrap_servers": secured.bootstrap, **logins["acme"].client_options()}
+    writer = AIOKafkaProducer(**acme_options)
+    await writer.start()
+    try:
+        refusals = {"write globex's queries": await _refusal(writer.send_and_wait(globex.name(Topic.QUERIES), b"{}")),
+                    "write the default tenant's queries": await _refusal(
+                        writer.send_and_wait(TOPICS.name(Topic.QUERIES), b"{}")),
+                    "read globex's replies, as the SDK": await _refusal(client("globex", "acme").__aenter__())}
+    finally:
+        await writer.stop()
+    async with admin_client(**acme_options) as admin:  # not even their names and partitions: no Describe, no Read
+        described = await admin.describe_topics(sorted(globex.tenant_topics()))
+        [(_, deleted, *_)] = (await admin.delete_topics([globex.name(Topic.RESULTS)])).topic_error_codes
+    refusals |= {"see or read globex's topics": sorted({for_code(topic["error_code"]).__name__ for topic in described}),
+                 "delete globex's results": for_code(deleted).__name__}
+    assert refusals == {"write globex's queries": "TopicAuthorizationFailedError",
+                        "write the default tenant's queries": "TopicAuthorizationFailedError",
+                        "read globex's replies, as the SDK": "KafkaAccessError",
+                        "see or read globex's topics": ["TopicAuthorizationFailedError"],
+                        "delete globex's results": "TopicAuthorizationFailedError"}
+    # globex's own topics, read by globex: none of acme's answers or documents are there
+    globex_options = {"bootstrap_servers": secured.bootstrap, **logins["globex"].client_options()}
+    seen = AIOKafkaConsumer(globex.name(Topic.RESULTS), globex.name(Topic.REPLIES), globex.name(Topic.ACKS),
+                            group_id=f"{globex.namespace}client.check", auto_offset_reset="earliest", **globex_options)
+    await seen.start()
+    try:
+        records = [record for batch in (await seen.getmany(timeout_ms=5_000)).values() for record in batch]
+    finally:
+        await seen.stop()
+    assert not [record for record in records if any(request_id.encode() in record.value for request_id in answered)]
+    assert not [record for record in records if b'"a0"' in record.value]
+
+    await remove_tenant(operator, "globex")
+    with pytest.raises(KafkaAccessError, match="refused the credentials"):  # its login is gone with it
+        async with client("globex", "globex"):
+            pass
+
+
+def test_no_password_is_ever_on_a_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka-storage was given each SCRAM password as an argument, which any local user can read (ps)."""
+    commands: list[str] = []
+    run, popen = subprocess.run, subprocess.Popen
+
+    def recorded_run(args: list[str], *rest: Any, **options: Any) -> Any:
+        commands.append(" ".join(map(str, args)))
+        return run(args, *rest, **options)
+
+    def recorded_popen(args: list[str], *rest: Any, **options: Any) -> Any:
+        commands.append(" ".join(map(str, args)))
+        return popen(args, *rest, **options)
+
+    monkeypatch.setattr(subprocess, "run", recorded_run)
+    monkeypatch.setattr(subprocess, "Popen", recorded_popen)
+    users = {"admin": "admin-pw-never-shown", "someone": "user-pw-never-shown"}
+    with LocalKafka(security=SecuredListener(users=users)) as kafka:
+        admin = kafka.security.security_for("admin") if kafka.security else None
+        assert admin is not None
+        alter_user("someone", kafka.bootstrap, admin, add={"SCRAM-SHA-512": "password=new-pw-never-shown"})
+    assert any("StorageTool" in command for command in commands)
+    assert any("ConfigCommand" in command for command in commands)
+    assert not [command for command in commands if "never-shown" in command]

@@ -4,6 +4,7 @@ services serve a tenant added while they run. Real broker, real Edge store, tiny
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,9 @@ from cascade.contracts.topic_admin import admin_client
 from cascade.runtime.process import CascadeProcess
 from cascade.runtime.tenants import add_tenant, remove_tenant
 from cascade.sdk import SearchClient, SearchFailed
+from cascade.services.settings import Settings
+from cascade.services.tenancy import COLLECTION_MARK
+from tests.conftest import client_for
 from tests.kafka_helpers import Collector, produce
 
 DOCUMENTS = {tenant: [{"doc_id": f"{tenant}-{i}", "text": f"{tenant} report number {i} on shipping"}
@@ -41,7 +45,8 @@ def test_a_tenant_has_a_namespace_of_its_own() -> None:
 async def test_tenants_share_nothing_but_the_services(all_roles: CascadeProcess) -> None:
     kafka = all_roles.settings.kafka
     for tenant in DOCUMENTS:
-        await add_tenant(kafka.topics, tenant, **kafka.client_options())
+        added = await add_tenant(kafka, tenant)
+        assert added.credentials is None  # an open cluster: no login to make
 
     def client(tenant: str) -> SearchClient:
         return SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix, tenant=tenant)
@@ -75,10 +80,36 @@ async def test_tenants_share_nothing_but_the_services(all_roles: CascadeProcess)
     assert not [seen for seen in seen_by_globex if seen.startswith("acme") or seen == "stolen"]
     assert {ack.doc_id for ack in globex_acks.items} == {doc["doc_id"] for doc in DOCUMENTS["globex"]}
 
-    deleted = await remove_tenant(kafka.topics, "globex", **kafka.client_options())
+    deleted = await remove_tenant(kafka, "globex")
     assert deleted == sorted(globex.tenant_topics())
     async with admin_client(**kafka.client_options()) as admin:
         left = set(await admin.list_topics())
     assert not left & set(globex.tenant_topics()) and set(acme.tenant_topics()) <= left
-    with pytest.raises(ValueError, match="cannot be removed"):
-        await remove_tenant(kafka.topics, "default", **kafka.client_options())
+    for reserved in ("default", "operator"):
+        with pytest.raises(ValueError, match="is reserved"):
+            await remove_tenant(kafka, reserved)
+
+
+async def test_a_tenant_reindexes_its_own_collection_only(fetched_e5: Path, settings: Settings) -> None:
+    """A reindex's copies travel on the tenant's own documents topic, under the name it knows; the default
+    tenant's collection of the same name is left as it was."""
+    process = CascadeProcess(settings, {"ingest", "query"})
+    await process.start()
+    try:
+        kafka = settings.kafka
+        await add_tenant(kafka, "acme")
+        async with (SearchClient(kafka.bootstrap, topic_prefix=kafka.topic_prefix, tenant="acme") as alice,
+                    client_for(process) as carol):
+            await alice.index(DOCUMENTS["acme"], collection="reports", timeout_s=120)
+            await carol.index([{"doc_id": "d0", "text": "the default tenant's shipping report"}], collection="reports")
+            status = await alice.reindex("reports", model="e5-small", timeout_s=120)
+            assert (status.state, status.collection, status.target) == ("switched", "reports", "reports@v2")
+            hits = (await alice.search("shipping report", collection="reports", mode="bi", k=10)).hits
+            assert {hit.doc_id for hit in hits} == {doc["doc_id"] for doc in DOCUMENTS["acme"]}
+            assert [hit.doc_id for hit in (await carol.search("report", collection="reports", mode="bi")).hits] == [
+                "d0"]
+        assert process.store is not None
+        assert await process.store.resolve("reports") == "reports@v1"
+        assert await process.store.resolve(f"acme{COLLECTION_MARK}reports") == f"acme{COLLECTION_MARK}reports@v2"
+    finally:
+        await process.stop()

@@ -24,15 +24,16 @@ from cascade.contracts.messages import (
     SearchResult,
 )
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_TENANT", "GROWABLE", "SPECS", "TENANT_PATTERN", "TENANT_TOPICS", "Topic",
-           "TopicRegistry", "TopicSpec"]
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TENANT", "GROWABLE", "SPECS", "TENANT_MARK", "TENANT_PATTERN", "TENANT_TOPICS",
+           "Topic", "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
 DEFAULT_TENANT: Final = "default"
 """The tenant of an install without tenants: its topics are the prefix's own (`cascade.queries`)."""
 TENANT_PATTERN: Final = r"[a-z0-9][a-z0-9-]{0,30}"
 """A tenant's name: no dot, so one tenant's namespace never holds another's."""
-_TENANT_MARK: Final = "tenant."
+TENANT_MARK: Final = "tenant."
+"""After the prefix, the start of every tenant's namespace but the default one's (`cascade.tenant.acme.`)."""
 _HOUR_MS: Final = 3600 * 1000
 _DAY_MS: Final = 24 * _HOUR_MS
 
@@ -135,18 +136,18 @@ class TopicRegistry:
     @property
     def namespace(self) -> str:
         """The prefix of this tenant's own topics."""
-        return self.prefix if self.tenant == DEFAULT_TENANT else f"{self.prefix}{_TENANT_MARK}{self.tenant}."
+        return self.prefix if self.tenant == DEFAULT_TENANT else f"{self.prefix}{TENANT_MARK}{self.tenant}."
 
     def name(self, topic: Topic) -> str:
         return f"{self.namespace if topic in TENANT_TOPICS else self.prefix}{topic.value}"
 
     def pattern(self, topic: Topic) -> str:
         """A regular expression matching `topic` of every tenant of the deployment (a pattern subscription)."""
-        return f"^{re.escape(self.prefix)}(?:{re.escape(_TENANT_MARK)}{TENANT_PATTERN}\\.)?{re.escape(topic.value)}$"
+        return f"^{re.escape(self.prefix)}(?:{re.escape(TENANT_MARK)}{TENANT_PATTERN}\\.)?{re.escape(topic.value)}$"
 
     def tenant_of(self, name: str) -> str | None:
         """The tenant whose topic `name` is (None: no tenant's)."""
-        own = name.removeprefix(f"{self.prefix}{_TENANT_MARK}")
+        own = name.removeprefix(f"{self.prefix}{TENANT_MARK}")
         if own == name:
             tenant, value = DEFAULT_TENANT, name.removeprefix(self.prefix)
             if value == name:

@@ -2,6 +2,8 @@
 
 Each tool gets `--bootstrap-server` and a `--command-config` written from Cascade's security settings (a 0600
 file in a private folder, removed afterwards), so the same commands work against a plain or a secured cluster.
+`alter_user` sets a user's SCRAM credentials and client quotas through `configs` (Kafka's ConfigCommand), the
+password in such a file too: it is never on a command line.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from cascade.contracts.security import KafkaSecurity
 from cascade.infra.local_kafka import ensure_kafka_jars, jaas_config
 
-__all__ = ["TOOLS", "client_properties", "run_tool"]
+__all__ = ["TOOLS", "KafkaToolFailed", "alter_user", "client_properties", "run_tool"]
 
 _LOG_CONFIG = Path(__file__).parent / "kafka" / "tools-log4j2.properties"
 
@@ -24,7 +26,12 @@ TOOLS = {
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "console-producer": "org.apache.kafka.tools.ConsoleProducer",
     "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+    "configs": "kafka.admin.ConfigCommand",
 }
+
+
+class KafkaToolFailed(RuntimeError):
+    """A Kafka tool run on Cascade's behalf exited with an error (its output is attached)."""
 
 
 def client_properties(security: KafkaSecurity, folder: Path) -> str:
@@ -43,17 +50,39 @@ def client_properties(security: KafkaSecurity, folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _command(name: str, arguments: Sequence[str], bootstrap: str, security: KafkaSecurity, private: Path
+             ) -> list[str]:
+    config = private / "client.properties"
+    config.touch(mode=0o600)
+    config.write_text(client_properties(security, private))
+    given = set(arguments)
+    return ["java", f"-Dlog4j2.configurationFile={_LOG_CONFIG}", "-cp", f"{ensure_kafka_jars()}/*", TOOLS[name],
+            *([] if "--bootstrap-server" in given else ["--bootstrap-server", bootstrap]),
+            *([] if "--command-config" in given else ["--command-config", str(config)]),
+            *arguments]
+
+
 def run_tool(name: str, arguments: Sequence[str], bootstrap: str, security: KafkaSecurity) -> int:
     """Run tool `name` in the foreground (stdin and stdout are the caller's); its exit status."""
-    lib = ensure_kafka_jars()
     with tempfile.TemporaryDirectory(prefix="cascade-kafka-tool-") as private:  # mode 0700
-        config = Path(private) / "client.properties"
-        config.touch(mode=0o600)
-        config.write_text(client_properties(security, Path(private)))
-        given = set(arguments)
-        command = ["java", f"-Dlog4j2.configurationFile={_LOG_CONFIG}", "-cp", f"{lib}/*",
-                   TOOLS[name],
-                   *([] if "--bootstrap-server" in given else ["--bootstrap-server", bootstrap]),
-                   *([] if "--command-config" in given else ["--command-config", str(config)]),
-                   *arguments]
-        return subprocess.run(command, check=False).returncode
+        return subprocess.run(_command(name, arguments, bootstrap, security, Path(private)), check=False).returncode
+
+
+def alter_user(user: str, bootstrap: str, admin: KafkaSecurity, *, add: dict[str, str] | None = None,
+               delete: Sequence[str] = ()) -> None:
+    """Add (or replace) configs of `user`, e.g. `SCRAM-SHA-512` credentials (`iterations=8192,password=...`)
+    or quotas (`producer_byte_rate`), and delete others (Kafka takes credentials and quotas in separate calls);
+    as the admin user `admin`. Raises KafkaToolFailed."""
+    with tempfile.TemporaryDirectory(prefix="cascade-kafka-tool-") as private:  # mode 0700
+        arguments = ["--alter", "--entity-type", "users", "--entity-name", user]
+        if add:
+            configs = Path(private) / "configs.properties"
+            configs.touch(mode=0o600)
+            configs.write_text("".join(f"{key}={value}\n" for key, value in add.items()))
+            arguments += ["--add-config-file", str(configs)]
+        if delete:
+            arguments += ["--delete-config", ",".join(delete)]
+        done = subprocess.run(_command("configs", arguments, bootstrap, admin, Path(private)), check=False,
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        raise KafkaToolFailed(f"changing user {user!r}'s configs failed: {(done.stderr or done.stdout)[-2000:]}")

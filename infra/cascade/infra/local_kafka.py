@@ -276,11 +276,17 @@ class LocalKafka:
         (node.folder / "server.properties").write_text(
             template.replace("@PORT@", str(node.port)).replace("@CPORT@", str(node.controller_port))
             .replace("@DATA@", str(node.folder / "data")).replace("@NODE@", str(node.node_id)))
-        subprocess.run(
-            [*self._java, "kafka.tools.StorageTool", "format", *(["--standalone"] if self._brokers == 1 else []),
-             "-t", cluster_id, "-c", str(node.folder / "server.properties"), *scram],
-            check=True, capture_output=True,
-        )
+        arguments = node.folder / "format.args"  # the passwords go in a file, never on a command line
+        arguments.touch(mode=0o600)
+        arguments.write_text("\n".join(scram) + "\n")
+        try:
+            subprocess.run(
+                [*self._java, "kafka.tools.StorageTool", "format", *(["--standalone"] if self._brokers == 1 else []),
+                 "-t", cluster_id, "-c", str(node.folder / "server.properties"), *([f"@{arguments}"] if scram else [])],
+                check=True, capture_output=True,
+            )
+        finally:
+            arguments.unlink()
 
     def _launch(self, node: _Node, wait: bool = True) -> None:
         broker_log = open(node.folder / "broker.log", "ab")  # noqa: SIM115 - owned by the child process

@@ -16,14 +16,14 @@ from tqdm import tqdm
 from cascade.contracts import ReindexStatus
 from cascade.contracts.codec import describe_errors
 from cascade.contracts.messages import Lane, Mode
-from cascade.infra.kafka_tools import TOOLS, run_tool
+from cascade.infra.kafka_tools import TOOLS, KafkaToolFailed, run_tool
 from cascade.runtime.clients import sdk_client
 from cascade.runtime.local_broker import run_kafka
 from cascade.runtime.local_qdrant import run_qdrant
 from cascade.runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from cascade.runtime.provision import provision_topics
 from cascade.runtime.status import format_status, gather_status, status_json
-from cascade.runtime.tenants import add_tenant, remove_tenant
+from cascade.runtime.tenants import TenantQuotas, add_tenant, remove_tenant
 from cascade.runtime.trace_export import exporting_traces
 from cascade.sdk import KafkaAccessError, ReindexFailed, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from cascade.sdk.display import format_result
@@ -150,6 +150,13 @@ def _add_admin_commands(commands: Subcommands) -> None:
     tenants = commands.add_parser("tenants", help="add a tenant (its topics) or remove one")
     tenants.add_argument("action", choices=["add", "remove"])
     tenants.add_argument("name", help="the tenant: lower-case letters, digits and dashes")
+    defaults = TenantQuotas()
+    tenants.add_argument("--produce-bytes-per-s", type=int,
+                         help=f"quota on what its clients send, per broker (default {defaults.produce_bytes_per_s:,})")
+    tenants.add_argument("--fetch-bytes-per-s", type=int,
+                         help=f"quota on what its clients read, per broker (default {defaults.fetch_bytes_per_s:,})")
+    tenants.add_argument("--request-percentage", type=float, help="quota on broker request time, percent of one "
+                                                                 f"thread (default {defaults.request_percentage:g})")
     status = commands.add_parser("status", help="topics, consumer groups with members and lag, collections")
     status.add_argument("--process", metavar="URL",
                         help="the serving process to ask for the embedded store's collections "
@@ -199,16 +206,18 @@ def _topics(settings: Settings, args: argparse.Namespace) -> None:
 
 def _tenants(settings: Settings, args: argparse.Namespace) -> None:
     _require_bootstrap(settings)
-    kafka = settings.kafka
-    options = kafka.client_options()
     try:
         if args.action == "add":
-            report = asyncio.run(add_tenant(kafka.topics, args.name, kafka.replication_factor, **options))
-            print(f"tenant {args.name}: created {report.created or 'nothing'}; already present: {report.existing}")
+            quotas = TenantQuotas(**{name: value for name in ("produce_bytes_per_s", "fetch_bytes_per_s",
+                                                              "request_percentage")
+                                     if (value := getattr(args, name)) is not None})
+            added = asyncio.run(add_tenant(settings.kafka, args.name, quotas))
+            print(f"tenant {args.name}: topics created {added.topics.created or 'none'}"
+                  + (f"; its client settings (login, password, CA): {added.credentials}" if added.credentials else ""))
         else:
-            deleted = asyncio.run(remove_tenant(kafka.topics, args.name, **options))
-            print(f"tenant {args.name}: deleted {deleted or 'nothing'}")
-    except ValueError as exc:
+            deleted = asyncio.run(remove_tenant(settings.kafka, args.name))
+            print(f"tenant {args.name}: deleted {deleted or 'no topics'}")
+    except (ValueError, KafkaToolFailed) as exc:
         sys.exit(f"cascade tenants: {exc}")
 
 

@@ -1,34 +1,114 @@
-"""Tenants on a cluster: `cascade tenants add NAME` makes a tenant's topics, `remove` deletes them.
+"""Tenants on a cluster: `cascade tenants add NAME` provisions one, `remove` deletes what `add` made.
 
 A tenant's clients work in a namespace of their own (`<prefix>tenant.<name>.`: documents, acks, queries, results,
 replies, reindex, reindex.status) and their own collections; the services, subscribed to every tenant's request
 topics by pattern, start serving it at their next metadata refresh (`CASCADE_KAFKA_TENANT_DISCOVERY_MS`).
+
+On a cluster with SASL (SCRAM), the tenant is also a Kafka principal, `User:<name>`: a login (its password
+generated and written to a credentials file of mode 0600, never printed nor put on a command line), the client
+role's ACLs on its own topics and groups only, and Kafka's client quotas on that principal (produce and fetch
+bytes per second, request time). Run it as the operator, whose role may create logins, ACLs and quotas.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from cascade.contracts import DEFAULT_TENANT, TopicRegistry
+from cascade.contracts import DEFAULT_TENANT
+from cascade.contracts.security import KafkaSecurity
 from cascade.contracts.topic_admin import admin_client, partition_counts
+from cascade.infra.acls import ROLE_GRANTS, grant, revoke
+from cascade.infra.kafka_tools import alter_user
 from cascade.runtime.provision import ProvisionReport, provision_topics
+from cascade.services.settings import KafkaSettings
 
-__all__ = ["add_tenant", "remove_tenant"]
+__all__ = ["RESERVED", "AddedTenant", "TenantQuotas", "add_tenant", "remove_tenant"]
+
+RESERVED = frozenset({DEFAULT_TENANT, "admin", "operator", "client", "ingest", "query", "embedded", "reranker"})
+"""Names no tenant may take: the default tenant's, and the logins of the broker and of Cascade's roles."""
+_SCRAM = "SCRAM-SHA-512"
+_SCRAM_ITERATIONS = 8192
 
 
-async def add_tenant(registry: TopicRegistry, name: str, replication_factor: int | None = None,
-                     **client_options: Any) -> ProvisionReport:
-    """Create what is missing of tenant `name`'s topics (and of the services' own); safe to run again."""
-    return await provision_topics(registry.for_tenant(name), replication_factor, **client_options)
+@dataclass(frozen=True)
+class TenantQuotas:
+    """Kafka's client quotas on a tenant's principal: what one tenant can take from each broker, so that a tenant
+    flooding the cluster slows itself, not the others."""
+
+    produce_bytes_per_s: int = 10_000_000
+    fetch_bytes_per_s: int = 20_000_000
+    request_percentage: float = 100.0
+    """Broker request-handler and network time, in percent of one thread."""
+
+    def configs(self) -> dict[str, str]:
+        return {"producer_byte_rate": str(self.produce_bytes_per_s), "consumer_byte_rate": str(self.fetch_bytes_per_s),
+                "request_percentage": f"{self.request_percentage:g}"}
 
 
-async def remove_tenant(registry: TopicRegistry, name: str, **client_options: Any) -> list[str]:
-    """Delete tenant `name`'s topics; returns those deleted. Its collections stay in the store."""
-    if name == DEFAULT_TENANT:
-        raise ValueError("the default tenant's topics are the deployment's own: it cannot be removed")
-    names = list(registry.for_tenant(name).tenant_topics())
-    async with admin_client(**client_options) as admin:
+@dataclass(frozen=True)
+class AddedTenant:
+    topics: ProvisionReport
+    credentials: Path | None
+    """The tenant's client settings (mode 0600), where the cluster has SASL; None on an open one."""
+
+
+def _check_name(name: str) -> None:
+    if name in RESERVED:
+        raise ValueError(f"{name!r} is reserved (the default tenant, or a login of the broker or a role): "
+                         f"choose another name")
+
+
+def _admin(settings: KafkaSettings) -> KafkaSecurity | None:
+    """The operator's security where tenants are principals (SASL SCRAM), else None."""
+    security = settings.security
+    return security if security.protocol.startswith("SASL_") and security.sasl_mechanism == _SCRAM else None
+
+
+async def add_tenant(settings: KafkaSettings, name: str, quotas: TenantQuotas = TenantQuotas()) -> AddedTenant:
+    """Make tenant `name`'s topics (and, with SASL, its login, ACLs, quotas and credentials file); safe to run
+    again for the topics, a new password otherwise."""
+    _check_name(name)
+    tenant = settings.topics.for_tenant(name)
+    report = await provision_topics(tenant, settings.replication_factor, **settings.client_options())
+    admin = _admin(settings)
+    if admin is None:
+        return AddedTenant(report, None)
+    password = secrets.token_urlsafe(24)
+    await asyncio.to_thread(alter_user, name, settings.bootstrap, admin,
+                            add={_SCRAM: f"iterations={_SCRAM_ITERATIONS},password={password}"})
+    await grant(name, ROLE_GRANTS["client"], tenant, **settings.client_options())
+    await asyncio.to_thread(alter_user, name, settings.bootstrap, admin, add=quotas.configs())
+    return AddedTenant(report, _credentials(settings, name, password))
+
+
+def _credentials(settings: KafkaSettings, name: str, password: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=f"cascade-tenant-{name}-")) / "tenant.env"
+    path.touch(mode=0o600)
+    path.write_text("\n".join([
+        f"# tenant {name}", f"CASCADE_KAFKA_BOOTSTRAP={settings.bootstrap}",
+        f"CASCADE_KAFKA_TOPIC_PREFIX={settings.topic_prefix}", f"CASCADE_KAFKA_TENANT={name}",
+        f"CASCADE_KAFKA_SECURITY_PROTOCOL={settings.security_protocol}", f"CASCADE_KAFKA_SASL_MECHANISM={_SCRAM}",
+        f"CASCADE_KAFKA_SASL_USERNAME={name}", f"CASCADE_KAFKA_SASL_PASSWORD={password}",
+        *([f"CASCADE_KAFKA_SSL_CAFILE={settings.ssl_cafile}"] if settings.ssl_cafile else []), ""]))
+    return path
+
+
+async def remove_tenant(settings: KafkaSettings, name: str) -> list[str]:
+    """Delete tenant `name`'s topics (and, with SASL, its ACLs, login and quotas); returns the topics deleted.
+    Its collections stay in the store."""
+    _check_name(name)
+    names = list(settings.topics.for_tenant(name).tenant_topics())
+    async with admin_client(**settings.client_options()) as admin:
         present = sorted(await partition_counts(admin, names))
         if present:
             await admin.delete_topics(present)
+    if (security := _admin(settings)) is not None:
+        await revoke(name, **settings.client_options())
+        await asyncio.to_thread(alter_user, name, settings.bootstrap, security, delete=[_SCRAM])
+        await asyncio.to_thread(alter_user, name, settings.bootstrap, security, delete=list(TenantQuotas().configs()))
     return present
+

@@ -105,6 +105,9 @@ class SearchClient:
             raise KafkaAccessError(f"Kafka refused this client ({self.security.describe()}) at start, an ACL is "
                                    f"missing (it reads {self.replies.topic!r} and writes documents or queries): "
                                    f"{exc}") from exc
+        except BaseException:
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

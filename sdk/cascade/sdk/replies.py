@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import UnknownTopicOrPartitionError
+from aiokafka.errors import TopicAuthorizationFailedError, UnknownTopicOrPartitionError
 
 from cascade.contracts import ContractError, SearchResult, decode
 
@@ -195,8 +195,11 @@ class ReplyRouter:
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The partitions of `topic`; raises UnknownTopicOrPartitionError if it does not exist (not provisioned)."""
+    """The partitions of `topic`; raises TopicAuthorizationFailedError if this login may not see it, and
+    UnknownTopicOrPartitionError if it does not exist (not provisioned)."""
     await consumer._client.add_topic(topic)  # aiokafka has no public metadata call for an unassigned topic
+    if topic in consumer._client.cluster.unauthorized_topics:
+        raise TopicAuthorizationFailedError(f"this login may not read {topic!r}")
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise UnknownTopicOrPartitionError(f"{topic!r} does not exist: provision the topics first "

@@ -176,11 +176,11 @@ class IngestProcessor:
         encoded by its model; its acks go nowhere (the collection's own were published), a refusal is logged (the
         reindex then finds the document missing before it switches)."""
         stored = await self._store.documents(served, [event.doc_id for _, event in received])
-        mirrored: list[Received] = [
-            (record, DocumentEvent(collection=event.collection, doc_id=event.doc_id, title=doc.title, text=doc.text,
-                                   metadata=dict(doc.metadata))
+        mirrored: list[Received] = [  # named as clients know the collection: `building` is where they go
+            (record, DocumentEvent(collection=shown_collection(event.collection), doc_id=event.doc_id,
+                                   title=doc.title, text=doc.text, metadata=dict(doc.metadata))
              if (doc := stored.get(event.doc_id)) else
-             DocumentEvent(collection=event.collection, doc_id=event.doc_id, op="delete"))
+             DocumentEvent(collection=shown_collection(event.collection), doc_id=event.doc_id, op="delete"))
             for record, event in received]
         refused = IngestOutcome()
         await self._apply(building, mirrored, refused, create=False)
