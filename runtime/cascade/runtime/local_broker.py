@@ -3,8 +3,8 @@
 
 With CASCADE_KAFKA_BOOTSTRAP set, no broker is started: the topics of that cluster are provisioned instead.
 `--secured` starts it with SASL_SSL (SCRAM-SHA-512, a throwaway CA) and ACLs: a user per role with only its
-ACLs (cascade.infra.acls), `embedded` with both ingest's and query's, and writes each role's settings to a
-credentials file (mode 0600) rather than printing passwords.
+ACLs (cascade.infra.acls), `embedded` with all three services' (`cascade serve ingest query rerank`), and writes
+each role's settings to a credentials file (mode 0600) rather than printing passwords.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _provision(settings: KafkaSettings) -> str:
 
 
 _USERS: dict[str, tuple[Role, ...]] = {
-    "ingest": ("ingest",), "query": ("query",), "embedded": ("ingest", "query"), "reranker": ("reranker",),
+    "ingest": ("ingest",), "query": ("query",), "embedded": ("ingest", "query", "reranker"), "reranker": ("reranker",),
     "client": ("client",), "operator": ("operator",),
 }
 
