@@ -20,7 +20,7 @@ from faststream.specification import AsyncAPI
 
 from cascade.contracts import DEFAULT_PREFIX
 from cascade.contracts.limits import MAX_MESSAGE_BYTES
-from cascade.contracts.topics import SPECS, Topic, TopicRegistry
+from cascade.contracts.topics import SPECS, TENANT_TOPICS, Topic, TopicRegistry
 from cascade.infra.acls import ROLE_GRANTS
 
 __all__ = ["asyncapi_document"]
@@ -29,21 +29,24 @@ _BINDING_VERSION = "0.5.0"
 _SERVER = "development"
 _DESCRIPTION = (
     "Topics and message schemas of Cascade, a retrieve-then-rerank search backend on Kafka.\n\n"
-    "Names: every channel's address is `{prefix}` followed by the topic (the parameter `prefix`, `cascade.` unless "
-    "the deployment sets `CASCADE_KAFKA_TOPIC_PREFIX`). The topics exist before any client runs (`cascade topics "
-    "create`); no client creates or deletes a topic.\n\n"
+    "Names: a client's channels are its tenant's namespace followed by the topic (the parameter `namespace`: the "
+    "deployment's prefix, `cascade.` unless it sets `CASCADE_KAFKA_TOPIC_PREFIX`, for the default tenant; "
+    "`<prefix>tenant.<name>.` for tenant <name>, made by `cascade tenants add`). The services' own channels "
+    "(candidates, dead letters) are the prefix followed by the topic (the parameter `prefix`). The topics exist "
+    "before any client runs; no client creates or deletes a topic. Where the cluster has ACLs, a tenant logs in as "
+    "`<prefix><name>` and may use its own namespace only.\n\n"
     "Records: values are UTF-8 JSON objects of at most MAX_BYTES bytes (header `content-type: application/json`), "
     "validated strictly (unknown fields refused, the limits in each schema). Keys are UTF-8 strings, named per "
     "channel; records are partitioned by Kafka's default partitioner (murmur2 of the key bytes, as Java's client "
     "does; kafkajs 2: `Partitioners.DefaultPartitioner`), which keeps the events of one document in order. Times "
     "are epoch milliseconds (UTC) from 2001 up to 2100: a time in seconds or microseconds is refused.\n\n"
     "Request and answer: `request_id` is the correlation key of a request and its answers; no correlation header "
-    "is read or echoed. A request names where its answer goes: `reply_to` = `{prefix}replies` with "
+    "is read or echoed. A request names where its answer goes: `reply_to` = `{namespace}replies` with "
     "`reply_partition` = one of its partitions, which the client reads by assignment (no consumer group) from its "
     "end offset, dropping answers to requests it did not send; or no `reply_to`, and the answer goes to "
-    "`{prefix}results`, which any reader may consume in a group of its own (named "
-    "`{prefix}client.` and anything, where ACLs apply). A `reply_to` outside the request's "
-    "namespace, or no valid partition, is answered `invalid_reply_to` on `{prefix}results`.\n\n"
+    "`{namespace}results`, which any reader may consume in a group of its own (named "
+    "`{namespace}client.` and anything, where ACLs apply). A `reply_to` outside the request's "
+    "namespace, or no valid partition, is answered `invalid_reply_to` on `{namespace}results`.\n\n"
     "Errors: a record that fails validation goes to `{prefix}dlq` with a reason code (DeadLetter.reason), and its "
     "requester, when its request_id (or, if that is unreadable, empty or over-long, its key) can serve as a request "
     "id, gets an error result (SearchResult.error.code). Documents get an ack with status `rejected`.\n\n"
@@ -58,6 +61,18 @@ _HEADERS = {
         "tracestate": {"type": "string", "description": "W3C trace context (optional)."},
     },
 }
+
+
+_PARAMETERS = {
+    "namespace": {"default": DEFAULT_PREFIX, "description": "The tenant's namespace: the deployment's prefix for the "
+                  "default tenant, `<prefix>tenant.<name>.` for tenant <name>."},
+    "prefix": {"default": DEFAULT_PREFIX, "description": "The deployment's topic prefix."},
+}
+
+
+def _parameter(topic: Topic) -> str:
+    """The parameter a channel's address starts with: a tenant's namespace, or the deployment's prefix."""
+    return "namespace" if topic in TENANT_TOPICS else "prefix"
 
 
 def _base_document(registry: TopicRegistry) -> dict[str, Any]:
@@ -99,8 +114,8 @@ def asyncapi_document(registry: TopicRegistry | None = None) -> bytes:
         document["components"]["messages"][topic.value] = message
         roles = _roles_of(topic)
         channel |= {
-            "address": f"{{prefix}}{topic.value}",
-            "parameters": {"prefix": {"default": DEFAULT_PREFIX, "description": "The deployment's topic prefix."}},
+            "address": f"{{{_parameter(topic)}}}{topic.value}",
+            "parameters": {_parameter(topic): _PARAMETERS[_parameter(topic)]},
             "description": f"{spec.description} Key: {spec.key}. Sent by: {', '.join(roles['send']) or 'none'}; "
                            f"received by: {', '.join(roles['receive']) or 'none'}.",
             "messages": {"record": {"$ref": f"#/components/messages/{topic.value}"}},

@@ -45,7 +45,7 @@ from cascade.infra.kafka_tools import alter_user
 from cascade.infra.local_kafka import LocalKafka, SecuredListener, kafka_bootstrap
 from cascade.runtime.clients import sdk_client
 from cascade.runtime.provision import provision_topics
-from cascade.runtime.tenants import add_tenant
+from cascade.runtime.tenants import add_tenant, login_of
 from cascade.sdk import KafkaAccessError, SearchClient, read_jsonl_documents
 from cascade.services.log import configure_logging
 from cascade.services.settings import KafkaSettings
@@ -252,13 +252,14 @@ async def _flood(tenants: dict[str, KafkaSettings], phase_s: float, admin_securi
         request = SearchRequest(request_id="flood-00000", collection="demo", query=QUERIES[0], mode="bi", k=3)
         record_bytes = len(encode(request)) + len(request.request_id) + 25  # a batched record's overhead, roughly
         quota = int(capacity / QUOTA_SHARE * record_bytes)
-        await asyncio.to_thread(alter_user, "flood", flood.bootstrap, admin_security,
+        login = login_of(flood, "flood")
+        await asyncio.to_thread(alter_user, login, flood.bootstrap, admin_security,
                                 add={"producer_byte_rate": str(quota)})
         offered = 3 * capacity
         flooding = asyncio.create_task(_offer(flood, offered, phase_s))
         flooded = await _p99_ms(client, rate, phase_s)
         taken = await flooding
-        await asyncio.to_thread(alter_user, "flood", flood.bootstrap, admin_security,
+        await asyncio.to_thread(alter_user, login, flood.bootstrap, admin_security,
                                 add={"producer_byte_rate": str(10**12)})
         flooding = asyncio.create_task(_offer(flood, offered, phase_s))
         unbounded = await _p99_ms(client, rate, phase_s)

@@ -27,8 +27,12 @@ def _topics() -> list[str]:
     for topic, spec in SPECS.items():
         partitions = f"{spec.partitions}{' (raisable)' if topic in GROWABLE else ''}"
         lines.append(f"| `{registry.name(topic)}` | [{spec.message.__name__}](#{spec.message.__name__.lower()}) | "
-                     f"`{spec.key}` | {partitions} | {spec.retention_ms // _DAY_MS} d | {cell(spec.description)} |")
+                     f"`{spec.key}` | {partitions} | {_retention(spec.retention_ms)} | {cell(spec.description)} |")
     return lines
+
+
+def _retention(ms: int) -> str:
+    return f"{ms // _DAY_MS} d" if ms >= _DAY_MS else f"{ms // 3_600_000} h"
 
 
 def _fields(model: type[BaseModel]) -> list[str]:

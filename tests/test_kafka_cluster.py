@@ -1,5 +1,5 @@
-"""Topics replicated for the cluster they are on: three replicas and two in sync on three brokers, whoever creates
-them (provisioning, the SDK's reply topics), and a refused creation raised with the broker's reason."""
+"""Topics replicated for the cluster they are on: three replicas and two in sync on three brokers, and a refused
+creation raised with the broker's reason."""
 
 from __future__ import annotations
 

@@ -31,6 +31,7 @@ __all__ = [
     "FILTER_KEY_PATTERN",
     "REINDEX_COPY_HEADER",
     "SCHEMA_VERSION",
+    "TENANT_PATTERN",
     "AckStatus",
     "Candidate",
     "CandidateSet",
@@ -68,8 +69,9 @@ DocId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_DOC_ID_CHA
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
                                              pattern=_NO_CONTROL_CHARS)]
 TopicName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
-TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
-"""A tenant (cascade.contracts.topics.TENANT_PATTERN)."""
+TENANT_PATTERN: Final = r"[a-z0-9][a-z0-9-]{0,30}"
+"""A tenant's name: no dot, so one tenant's namespace never holds another's."""
+TenantName = Annotated[str, StringConstraints(pattern=f"^{TENANT_PATTERN}$")]
 ModelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")]
 """A first-stage model of the catalogue (`cascade models list`), e.g. `bge-small`."""
 EpochMs = Annotated[float, Field(ge=EARLIEST_EPOCH_MS, lt=LATEST_EPOCH_MS)]

@@ -14,6 +14,7 @@ from typing import Final
 from pydantic import BaseModel
 
 from cascade.contracts.messages import (
+    TENANT_PATTERN,
     CandidateSet,
     DeadLetter,
     DocumentEvent,
@@ -24,14 +25,12 @@ from cascade.contracts.messages import (
     SearchResult,
 )
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_TENANT", "GROWABLE", "SPECS", "TENANT_MARK", "TENANT_PATTERN", "TENANT_TOPICS",
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TENANT", "GROWABLE", "SPECS", "TENANT_MARK", "TENANT_TOPICS",
            "Topic", "TopicRegistry", "TopicSpec"]
 
 DEFAULT_PREFIX: Final = "cascade."
 DEFAULT_TENANT: Final = "default"
 """The tenant of an install without tenants: its topics are the prefix's own (`cascade.queries`)."""
-TENANT_PATTERN: Final = r"[a-z0-9][a-z0-9-]{0,30}"
-"""A tenant's name: no dot, so one tenant's namespace never holds another's."""
 TENANT_MARK: Final = "tenant."
 """After the prefix, the start of every tenant's namespace but the default one's (`cascade.tenant.acme.`)."""
 _HOUR_MS: Final = 3600 * 1000
@@ -154,8 +153,8 @@ class TopicRegistry:
                 return None
         else:
             tenant, _, value = own.partition(".")
-            if not re.fullmatch(TENANT_PATTERN, tenant):
-                return None
+            if tenant == DEFAULT_TENANT or not re.fullmatch(TENANT_PATTERN, tenant):
+                return None  # the default tenant's topics are the prefix's own, never marked
         return tenant if value in {topic.value for topic in TENANT_TOPICS} else None
 
     def spec(self, topic: Topic) -> TopicSpec:

@@ -1,12 +1,13 @@
 """Least privilege: the ACLs each Cascade role needs on a cluster, under its topic prefix.
 
-Every role may Describe the prefix's topics (services check at start that the registry's topics exist; clients
-look up the replies topic's partitions). Beyond that, each reads what it consumes and writes what it produces.
-Services consume in their role's group; clients read their partition of replies, acks and reindex statuses by
-assignment, without a group, and the results topic in groups of their own (`CLIENT_GROUPS`). The embedded mode
-serves ingest and query in one process, whose user needs both roles. The ACL table of docs/security.md is this
-data. `grant` creates them with one CreateAcls request (v1, which Kafka 4 still accepts and aiokafka's protocol
-module defines) as an admin user.
+Service roles may Describe the prefix's topics (they check at start that the registry's topics exist, and find
+tenants' topics by pattern); a tenant's client Describes its own topics only. Beyond that, each reads what it
+consumes and writes what it produces: services their deployment's topics and every tenant's, a client its own
+tenant's. Services consume in their role's group; clients read their partition of replies, acks and reindex
+statuses by assignment, without a group, and the results topic in groups of their own (`CLIENT_GROUPS`). The
+embedded mode serves ingest, query and rerank in one process, whose user needs the three roles. The ACL table of
+docs/security.md is this data. `grant` creates them with one CreateAcls request (v1, which Kafka 4 still accepts
+and aiokafka's protocol module defines) as an admin user; `revoke` deletes a user's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ _ALLOW = 3
 class Grant:
     operations: tuple[Operation, ...]
     topics: tuple[str, ...] = ()
-    """Registry topic values ("documents") or, with `prefixed`, name prefixes after the topic prefix ("" for all)."""
+    """Registry topic values ("documents": the tenant's own or the deployment's) or, with `prefixed`, name prefixes
+    after the topic prefix ("" for all, "tenant." for every tenant's)."""
     groups: tuple[str, ...] = ()
     """Consumer groups after the tenant's namespace (a service's group is `<prefix><role>`); they get Read."""
     prefixed: bool = False

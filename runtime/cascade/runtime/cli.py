@@ -16,6 +16,7 @@ from tqdm import tqdm
 from cascade.contracts import ReindexStatus
 from cascade.contracts.codec import describe_errors
 from cascade.contracts.messages import Lane, Mode
+from cascade.contracts.security import AUTHORIZATION_ERRORS
 from cascade.infra.kafka_tools import TOOLS, KafkaToolFailed, run_tool
 from cascade.runtime.clients import sdk_client
 from cascade.runtime.local_broker import run_kafka
@@ -217,7 +218,7 @@ def _tenants(settings: Settings, args: argparse.Namespace) -> None:
         else:
             deleted = asyncio.run(remove_tenant(settings.kafka, args.name))
             print(f"tenant {args.name}: deleted {deleted or 'no topics'}")
-    except (ValueError, KafkaToolFailed) as exc:
+    except (ValueError, KafkaToolFailed, *AUTHORIZATION_ERRORS) as exc:
         sys.exit(f"cascade tenants: {exc}")
 
 

@@ -4,10 +4,13 @@ A tenant's clients work in a namespace of their own (`<prefix>tenant.<name>.`: d
 replies, reindex, reindex.status) and their own collections; the services, subscribed to every tenant's request
 topics by pattern, start serving it at their next metadata refresh (`CASCADE_KAFKA_TENANT_DISCOVERY_MS`).
 
-On a cluster with SASL (SCRAM), the tenant is also a Kafka principal, `User:<name>`: a login (its password
-generated and written to a credentials file of mode 0600, never printed nor put on a command line), the client
-role's ACLs on its own topics and groups only, and Kafka's client quotas on that principal (produce and fetch
-bytes per second, request time). Run it as the operator, whose role may create logins, ACLs and quotas.
+On a cluster with SASL (SCRAM), the tenant is also a Kafka principal, `User:<prefix><name>` (`cascade.acme`: the
+deployment's prefix keeps it apart from the roles' logins and from another deployment's tenant of that name): a
+login (its password generated and written to a credentials file of mode 0600, never printed nor put on a command
+line), the client role's ACLs on its own topics and groups only, and Kafka's client quotas on that principal
+(produce and fetch bytes per second, request time). Run it as the operator, whose role may create logins, ACLs
+and quotas. Size the quotas from the measured capacity (scripts/bench_tenants.py): the defaults only keep one
+tenant from taking a broker whole.
 """
 
 from __future__ import annotations
@@ -26,10 +29,7 @@ from cascade.infra.kafka_tools import alter_user
 from cascade.runtime.provision import ProvisionReport, provision_topics
 from cascade.services.settings import KafkaSettings
 
-__all__ = ["RESERVED", "AddedTenant", "TenantQuotas", "add_tenant", "remove_tenant"]
-
-RESERVED = frozenset({DEFAULT_TENANT, "admin", "operator", "client", "ingest", "query", "embedded", "reranker"})
-"""Names no tenant may take: the default tenant's, and the logins of the broker and of Cascade's roles."""
+__all__ = ["AddedTenant", "TenantQuotas", "add_tenant", "login_of", "remove_tenant"]
 _SCRAM = "SCRAM-SHA-512"
 _SCRAM_ITERATIONS = 8192
 
@@ -39,8 +39,8 @@ class TenantQuotas:
     """Kafka's client quotas on a tenant's principal: what one tenant can take from each broker, so that a tenant
     flooding the cluster slows itself, not the others."""
 
-    produce_bytes_per_s: int = 10_000_000
-    fetch_bytes_per_s: int = 20_000_000
+    produce_bytes_per_s: int = 1_000_000
+    fetch_bytes_per_s: int = 4_000_000
     request_percentage: float = 100.0
     """Broker request-handler and network time, in percent of one thread."""
 
@@ -57,9 +57,13 @@ class AddedTenant:
 
 
 def _check_name(name: str) -> None:
-    if name in RESERVED:
-        raise ValueError(f"{name!r} is reserved (the default tenant, or a login of the broker or a role): "
-                         f"choose another name")
+    if name == DEFAULT_TENANT:
+        raise ValueError("the default tenant's topics are the deployment's own: it is neither added nor removed")
+
+
+def login_of(settings: KafkaSettings, name: str) -> str:
+    """The login (principal name) of tenant `name` of this deployment."""
+    return f"{settings.topic_prefix}{name}"
 
 
 def _admin(settings: KafkaSettings) -> KafkaSecurity | None:
@@ -77,11 +81,11 @@ async def add_tenant(settings: KafkaSettings, name: str, quotas: TenantQuotas = 
     admin = _admin(settings)
     if admin is None:
         return AddedTenant(report, None)
-    password = secrets.token_urlsafe(24)
-    await asyncio.to_thread(alter_user, name, settings.bootstrap, admin,
+    password, login = secrets.token_urlsafe(24), login_of(settings, name)
+    await asyncio.to_thread(alter_user, login, settings.bootstrap, admin,
                             add={_SCRAM: f"iterations={_SCRAM_ITERATIONS},password={password}"})
-    await grant(name, ROLE_GRANTS["client"], tenant, **settings.client_options())
-    await asyncio.to_thread(alter_user, name, settings.bootstrap, admin, add=quotas.configs())
+    await grant(login, ROLE_GRANTS["client"], tenant, **settings.client_options())
+    await asyncio.to_thread(alter_user, login, settings.bootstrap, admin, add=quotas.configs())
     return AddedTenant(report, _credentials(settings, name, password))
 
 
@@ -92,14 +96,16 @@ def _credentials(settings: KafkaSettings, name: str, password: str) -> Path:
         f"# tenant {name}", f"CASCADE_KAFKA_BOOTSTRAP={settings.bootstrap}",
         f"CASCADE_KAFKA_TOPIC_PREFIX={settings.topic_prefix}", f"CASCADE_KAFKA_TENANT={name}",
         f"CASCADE_KAFKA_SECURITY_PROTOCOL={settings.security_protocol}", f"CASCADE_KAFKA_SASL_MECHANISM={_SCRAM}",
-        f"CASCADE_KAFKA_SASL_USERNAME={name}", f"CASCADE_KAFKA_SASL_PASSWORD={password}",
+        f"CASCADE_KAFKA_SASL_USERNAME={login_of(settings, name)}", f"CASCADE_KAFKA_SASL_PASSWORD={password}",
         *([f"CASCADE_KAFKA_SSL_CAFILE={settings.ssl_cafile}"] if settings.ssl_cafile else []), ""]))
     return path
 
 
 async def remove_tenant(settings: KafkaSettings, name: str) -> list[str]:
     """Delete tenant `name`'s topics (and, with SASL, its ACLs, login and quotas); returns the topics deleted.
-    Its collections stay in the store."""
+    Its collections stay in the store, and a tenant added later under the same name finds them. Remove a tenant
+    once its clients have stopped: an answer still in flight to its deleted topics is retried by the services for
+    `CASCADE_KAFKA_PUBLISH_RETRY_S`, holding up the batch it belongs to."""
     _check_name(name)
     names = list(settings.topics.for_tenant(name).tenant_topics())
     async with admin_client(**settings.client_options()) as admin:
@@ -107,8 +113,10 @@ async def remove_tenant(settings: KafkaSettings, name: str) -> list[str]:
         if present:
             await admin.delete_topics(present)
     if (security := _admin(settings)) is not None:
-        await revoke(name, **settings.client_options())
-        await asyncio.to_thread(alter_user, name, settings.bootstrap, security, delete=[_SCRAM])
-        await asyncio.to_thread(alter_user, name, settings.bootstrap, security, delete=list(TenantQuotas().configs()))
+        login = login_of(settings, name)
+        await revoke(login, **settings.client_options())
+        await asyncio.to_thread(alter_user, login, settings.bootstrap, security, delete=[_SCRAM])
+        await asyncio.to_thread(alter_user, login, settings.bootstrap, security,
+                                delete=list(TenantQuotas().configs()))
     return present
 

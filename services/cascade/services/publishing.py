@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeEr
 from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import BaseModel
 
-from cascade.contracts import TopicRegistry, encode
+from cascade.contracts import encode
 from cascade.contracts.limits import MAX_MESSAGE_BYTES
 from cascade.services.faults import ClusterFault, is_transient
 from cascade.services.settings import KafkaSettings
@@ -66,7 +66,6 @@ class Publisher:
 
     def __init__(self, settings: KafkaSettings, on_published: Callable[[Outgoing], None] | None = None) -> None:
         self._on_published = on_published
-        self._topics: TopicRegistry = settings.topics
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self.counts: Counter[str] = Counter()

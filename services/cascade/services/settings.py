@@ -15,8 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cascade.contracts import DEFAULT_PREFIX, DEFAULT_TENANT, Passages, Topic, TopicRegistry
 from cascade.contracts.limits import MAX_CANDIDATES
+from cascade.contracts.messages import TENANT_PATTERN
 from cascade.contracts.security import KafkaSecurity, Protocol, SaslMechanism
-from cascade.contracts.topics import TENANT_PATTERN
 from cascade.services.faults import Backoff
 
 __all__ = [
@@ -116,6 +116,7 @@ class KafkaSettings(BaseSettings):
 
     @property
     def topics(self) -> TopicRegistry:
+        """The default tenant's registry: services serve every tenant (`for_tenant`), and so does `tenant`'s client."""
         return TopicRegistry(prefix=self.topic_prefix, partitions={
             Topic.QUERIES: self.queries_partitions, Topic.CANDIDATES: self.candidates_partitions,
             Topic.CANDIDATES_BULK: self.candidates_partitions})
@@ -186,7 +187,8 @@ class StoreSettings(BaseSettings):
     full_scan_threshold: int = Field(10_000, ge=0)
     """In KB of vectors: a segment smaller than this (about 6.5k 384-d vectors) is searched brute force."""
     max_collections: int = Field(1_000, ge=1)
-    """Documents for a new collection beyond this many are rejected: producers cannot exhaust the store."""
+    """Documents for a new collection beyond this many (per tenant) are rejected: producers cannot exhaust the
+    store."""
     max_filter_fields: int = Field(16, ge=0)
     """Payload indexes (filterable metadata fields) per collection, made for the fields documents bring, in the
     order they come; a filter on a field without one is refused (searches never make one)."""

@@ -9,10 +9,10 @@ from typing import Final
 import orjson
 
 from cascade.contracts import DEFAULT_TENANT, TopicRegistry
-from cascade.contracts.topics import TENANT_PATTERN
+from cascade.contracts.messages import TENANT_PATTERN
 from cascade.services.messaging import RawRecord
 
-__all__ = ["COLLECTION_MARK", "salvaged_tenant", "shown_collection", "stored_collection", "tenant_topics"]
+__all__ = ["COLLECTION_MARK", "owner", "salvaged_tenant", "shown_collection", "stored_collection", "tenant_topics"]
 
 COLLECTION_MARK: Final = "~"
 """Between a tenant and its collection's name in the store: a character no collection name holds, so no tenant can
@@ -24,18 +24,24 @@ def tenant_topics(topics: TopicRegistry, record: RawRecord) -> TopicRegistry:
     return topics.for_tenant(topics.tenant_of(record.topic) or DEFAULT_TENANT)
 
 
-def salvaged_tenant(record: RawRecord) -> str:
-    """The tenant a candidate set that failed validation names, if that can be read (else the default tenant)."""
+def salvaged_tenant(record: RawRecord) -> str | None:
+    """The tenant a candidate set that failed validation names, if that can be read."""
     try:
         tenant = orjson.loads(record.value).get("tenant")
     except (orjson.JSONDecodeError, AttributeError):
-        return DEFAULT_TENANT
-    return tenant if isinstance(tenant, str) and re.fullmatch(TENANT_PATTERN, tenant) else DEFAULT_TENANT
+        return None
+    return tenant if isinstance(tenant, str) and re.fullmatch(TENANT_PATTERN, tenant) else None
 
 
 def stored_collection(tenant: str, collection: str) -> str:
     """The store's name of `tenant`'s `collection`: the default tenant's keep their names."""
     return collection if tenant == DEFAULT_TENANT else f"{tenant}{COLLECTION_MARK}{collection}"
+
+
+def owner(stored: str) -> str:
+    """The tenant a collection (or a version of it) of the store belongs to."""
+    tenant, mark, _ = stored.partition(COLLECTION_MARK)
+    return tenant if mark else DEFAULT_TENANT
 
 
 def shown_collection(stored: str) -> str:

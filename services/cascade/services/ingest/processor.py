@@ -48,7 +48,7 @@ from cascade.services.store import (
     VectorStore,
     base_name,
 )
-from cascade.services.tenancy import shown_collection, stored_collection
+from cascade.services.tenancy import owner, shown_collection, stored_collection
 
 __all__ = ["IngestOutcome", "IngestProcessor", "Received", "content_hash", "is_reindex_copy"]
 
@@ -136,8 +136,8 @@ class IngestProcessor:
         self._service = service
 
     async def process(self, records: Sequence[RawRecord], tenant: str) -> IngestOutcome:
-        """Validate, then apply the batch's events (documents of `tenant`) in order; acks name the store's
-        collections. Store or model failures propagate (the consumer retries cluster faults and isolates anything
+        """Validate, then apply the batch's events (documents of `tenant`) in order; acks name collections as the
+        tenant knows them. Store or model failures propagate (the consumer retries cluster faults and isolates anything
         else record by record)."""
         outcome = IngestOutcome()
         events: list[Incoming] = []
@@ -252,8 +252,10 @@ class IngestProcessor:
             await self._write(collection, *encoders, layout.passages, [event for _, event in upserts], outcome)
 
     async def _may_create(self, collection: str, upserts: list[Received], outcome: IngestOutcome) -> bool:
-        """Whether the store may hold one more collection; if not, the upserts are refused."""
-        held = len(await self._store.collections())
+        """Whether the store may hold one more collection of the collection's tenant (each tenant has the cap of
+        its own); if not, the upserts are refused."""
+        tenant = owner(collection)
+        held = sum(owner(name) == tenant for name in await self._store.collections())
         if held < self._max_collections:
             return True
         error = (f"collection {shown_collection(base_name(collection))!r} was not created: the store holds {held} "

@@ -100,12 +100,13 @@ class Reindexer:
                 late = await self._store.token_dim(source) is not None
             tokens = await self._late_interaction.get() if late else None
         except UnknownModel as exc:
-            return status.model_copy(update={"source": source, "error": f"model_unavailable: {exc}"})
+            return status.model_copy(update={"source": shown_collection(source), "error": f"model_unavailable: {exc}"})
         token_dim = tokens.dim if tokens else None
         passages = await self._store.passages(source)  # a document's passages are how it is found: kept
         if passages is not None and token_dim is not None:
-            return status.model_copy(update={"source": source, "error": f"collection {name!r} stores passages: a "
-                                             "version of it cannot store token vectors (late_interaction) too"})
+            return status.model_copy(update={"source": shown_collection(source), "error": (
+                f"collection {request.collection!r} stores passages: a version of it cannot store token vectors "
+                "(late_interaction) too")})
         target = held.building
         if (target is None or await self._store.collection_model(target) != encoder.name
                 or await self._store.token_dim(target) != token_dim or await self._store.passages(target) != passages):
@@ -166,13 +167,14 @@ class Reindexer:
         for _ in range(tries):
             await self._consumed(documents)
             if (building := (await versions(self._store, name)).building) != target:
-                raise ReindexSuperseded(f"{target} is no longer the version writes reach ({building} is): another "
-                                        "reindex took over")
+                raise ReindexSuperseded(f"{shown_collection(target)} is no longer the version writes reach "
+                                        f"({building and shown_collection(building)} is): another reindex took over")
             held, built = await self._store.count(source), await self._store.count(target)
             if held == built:
                 return
-        raise ReindexIncomplete(f"{target} holds {built} documents, {source} {held}: some copies were refused "
-                                "(every ingest pod logs reindex.copy_refused with the reason, e.g. a model it lacks)")
+        raise ReindexIncomplete(f"{shown_collection(target)} holds {built} documents, {shown_collection(source)} "
+                                f"{held}: some copies were refused (every ingest pod logs reindex.copy_refused with "
+                                "the reason, e.g. a model it lacks)")
 
     async def stop(self) -> None:
         """Cancel running reindexes (their `failed` status is reported)."""

@@ -61,7 +61,7 @@ class Admission:
             raise Refused("model_mismatch",
                           str(VectorSizeMismatch(request.collection, size, encoder.dim, encoder.model_id)))
         if request.mode == "colbert":
-            await self._admit_colbert(collection)
+            await self._admit_colbert(collection, request.collection)
         return Admitted(encoder, collection)
 
     def _check_now(self, request: SearchRequest, picked_at: float, topics: TopicRegistry) -> None:
@@ -79,15 +79,16 @@ class Admission:
                           f"CASCADE_BATCH_RERANK_MAX_BACKLOG={most}: try again later, or ask mode 'bi'",
                           dead_letter=False)
 
-    async def _admit_colbert(self, collection: str) -> None:
-        """Mode colbert needs the collection's token vectors and an encoder of their width."""
+    async def _admit_colbert(self, collection: str, named: str) -> None:
+        """Mode colbert needs the collection's token vectors and an encoder of their width (`named`: the name the
+        requester knows the collection by)."""
         token_dim = await self._store.token_dim(collection)
         if token_dim is None:
-            raise Refused("invalid_request", f"collection {collection!r} has no token vectors: mode 'colbert' needs "
+            raise Refused("invalid_request", f"collection {named!r} has no token vectors: mode 'colbert' needs "
                           "a collection made with late_interaction=True (index its documents anew into one)")
         try:
             late = await self._late_interaction.get()
         except UnknownModel as exc:
-            raise Refused("model_unavailable", f"collection {collection!r}: {exc}") from None
+            raise Refused("model_unavailable", f"collection {named!r}: {exc}") from None
         if late.dim != token_dim:
-            raise Refused("model_mismatch", str(VectorSizeMismatch(collection, token_dim, late.dim, late.model_id)))
+            raise Refused("model_mismatch", str(VectorSizeMismatch(named, token_dim, late.dim, late.model_id)))

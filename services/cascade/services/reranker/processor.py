@@ -15,6 +15,7 @@ from cascade.contracts import (
     CandidateSet,
     ContractError,
     SearchResult,
+    Topic,
     TopicRegistry,
     decode,
     elapsed_ms,
@@ -26,7 +27,7 @@ from cascade.services.answers import error_result, ranked_result, refusal, resul
 from cascade.services.encoders import RerankBatcher, RerankOutcome
 from cascade.services.faults import is_transient
 from cascade.services.lru import LruCache
-from cascade.services.messaging import RawRecord
+from cascade.services.messaging import RawRecord, dead_letter
 from cascade.services.publishing import Outgoing
 from cascade.services.ranking import CrossScores, ranked_hits, scored_documents, uncalibrated, with_rerank_timings
 from cascade.services.reranker.fusion import configured_fusion_weight, fused_scores
@@ -117,17 +118,25 @@ class RerankProcessor:
         """For a record whose processing failed on its own (see cascade.services.consumers)."""
         return self._refuse(record, "internal", reason, "processing_failed")
 
-    def _tenant_topics(self, record: RawRecord, candidates: CandidateSet | None) -> TopicRegistry:
-        return self._topics.for_tenant(candidates.tenant if candidates is not None else salvaged_tenant(record))
+    def _tenant_topics(self, record: RawRecord, candidates: CandidateSet | None) -> TopicRegistry | None:
+        """Where the requester of `candidates` (or of the record, if the tenant it names can be read) waits."""
+        tenant = candidates.tenant if candidates is not None else salvaged_tenant(record)
+        return None if tenant is None else self._topics.for_tenant(tenant)
 
     def _refuse(self, record: RawRecord, code: ErrorCode, reason: str, filed_as: DeadLetterReason,
                 candidates: CandidateSet | None = None) -> list[Outgoing]:
-        return refusal(self._tenant_topics(record, candidates), record, code, reason, filed_as=filed_as,
-                       service=self._service, served_by={"reranker": self._instance},
+        """A dead letter, and an error answer where the requester's tenant is known (never a guess: an answer in
+        another tenant's namespace would show it the request)."""
+        topics = self._tenant_topics(record, candidates)
+        if topics is None:
+            letter = dead_letter(record, filed_as, reason, self._service)
+            return [Outgoing(self._topics.name(Topic.DLQ), record.key_text, letter)]
+        return refusal(topics, record, code, reason, filed_as=filed_as, service=self._service,
+                       served_by={"reranker": self._instance},
                        request=candidates.request if candidates is not None else None, path=("request",))
 
     def _undeliverable(self, record: RawRecord, candidates: CandidateSet, error: BaseException) -> list[Outgoing]:
-        return undeliverable(self._tenant_topics(record, candidates), record, error, service=self._service,
+        return undeliverable(self._topics.for_tenant(candidates.tenant), record, error, service=self._service,
                              served_by={"reranker": self._instance}, request=candidates.request, path=("request",))
 
     @staticmethod
