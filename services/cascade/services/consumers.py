@@ -124,8 +124,10 @@ class BatchConsumer:
     def __init__(
         self, settings: Settings, publisher: Sender, *, topic: str, role: str, max_records: int,
         handler: BatchHandler, refuse: Refuse, description: str, gives_way_to: BatchConsumer | None = None,
-        pattern: str | None = None,
+        pattern: str | None = None, partition_fetch_bytes: int | None = None,
     ) -> None:
+        """`partition_fetch_bytes`: the most bytes fetched from one partition at a time (Kafka's default, 1 MiB,
+        where None); small, partitions take turns at a finer grain."""
         kafka = settings.kafka
         self.subscription = Subscription(topic, kafka.group(role), pattern)
         self.description = description
@@ -138,6 +140,8 @@ class BatchConsumer:
         self._refuse = refuse
         self._gives_way_to = gives_way_to
         """A consumer of more urgent work: while it is busy, this one's partitions are paused."""
+        self._fetch_options = {} if partition_fetch_bytes is None else {
+            "max_partition_fetch_bytes": partition_fetch_bytes}
         self._backoff = kafka.retry_backoff()
         self.committer = OffsetCommitter(self._name, kafka.pipeline_depth, kafka.retry_backoff())
         self._consumer: AIOKafkaConsumer | None = None
@@ -163,7 +167,7 @@ class BatchConsumer:
             group_id=self.subscription.group, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=kafka.session_timeout_ms, heartbeat_interval_ms=max(kafka.session_timeout_ms // 3, 100),
             max_poll_interval_ms=kafka.max_poll_interval_ms, metadata_max_age_ms=kafka.tenant_discovery_ms,
-            **kafka.client_options())
+            **self._fetch_options, **kafka.client_options())
         listener = _ForgetRewinds(self.committer)
         if self.subscription.pattern is None:
             self._consumer.subscribe([self.subscription.topic], listener=listener)

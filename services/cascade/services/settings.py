@@ -266,6 +266,10 @@ class BatchingSettings(BaseSettings):
     """Documents a reindex reads from the served version and sends as copies at a time."""
     query_max_records: int = Field(64, ge=1)
     """Search requests the query service takes per batch (their queries are encoded together)."""
+    query_fetch_bytes: int = Field(16_384, ge=1_024)
+    """The most bytes the query service fetches from one partition at a time (Kafka still returns a whole record
+    batch larger than this): a tenant's burst is then taken a few dozen requests at a time, in turn with every
+    other partition's, instead of all before another tenant's next request."""
     max_wait_ms: int = Field(10, ge=0)
     """When a consumer is behind (records were waiting when it polled), how long it keeps gathering what
     arrives (up to its max records) before handling them; a consumer that is keeping up never waits."""

@@ -15,7 +15,8 @@ def query_consumer(settings: Settings, publisher: Publisher, processor: QueryPro
     return BatchConsumer(
         settings, publisher, topic=settings.kafka.topics.name(Topic.QUERIES),
         pattern=settings.kafka.topics.pattern(Topic.QUERIES), role="query",
-        max_records=settings.batching.query_max_records, handler=processor.process, refuse=processor.refuse,
+        max_records=settings.batching.query_max_records, partition_fetch_bytes=settings.batching.query_fetch_bytes,
+        handler=processor.process, refuse=processor.refuse,
         description="Encodes queries (batched, cached) and searches HNSW; answers mode bi and cross, "
                     "forwards mode rerank to the candidates topic.",
     )
