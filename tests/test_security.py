@@ -20,10 +20,11 @@ from cascade.contracts.topic_admin import admin_client
 from cascade.infra.acls import Grant, Role, grant, grant_role
 from cascade.infra.kafka_tools import alter_user
 from cascade.infra.local_kafka import LocalKafka, SecuredListener, free_port
+from cascade.runtime.clients import sdk_client
 from cascade.runtime.process import CascadeProcess
 from cascade.runtime.provision import provision_topics
 from cascade.runtime.status import format_status, gather_status
-from cascade.runtime.tenants import add_tenant, remove_tenant
+from cascade.runtime.tenants import CertificateAuthority, add_tenant, remove_tenant
 from cascade.sdk import KafkaAccessError, KafkaSecurity, SearchClient, SearchFailed
 from cascade.services.settings import KafkaSettings, ModelSettings, Settings, StoreSettings
 from tests.processes import CLI_HANG_GUARD_S, run_cli, service_environment
@@ -312,3 +313,27 @@ def test_no_password_is_ever_on_a_command_line(monkeypatch: pytest.MonkeyPatch) 
     assert any("StorageTool" in command for command in commands)
     assert any("ConfigCommand" in command for command in commands)
     assert not [command for command in commands if "never-shown" in command]
+
+
+async def test_a_tenant_authenticated_by_certificate(secured: LocalKafka, roles: None) -> None:
+    """Mutual TLS end to end: a listener that requires client certificates, a tenant whose certificate (signed by
+    the cluster's CA, CN its login) is its only credential; a client without one is refused."""
+    assert secured.security is not None and secured.security.ca_file and secured.security.ca_key
+    authority = CertificateAuthority(secured.security.ca_file, secured.security.ca_key,
+                                     secured.security.mtls_bootstrap)
+    added = await add_tenant(kafka_settings(secured, "operator"), "initech", certificate=authority)
+    assert added.credentials is not None and "PASSWORD" not in added.credentials.read_text()
+    tenant = KafkaSettings(_env_file=added.credentials)  # type: ignore[call-arg]
+    assert tenant.security.protocol == "SSL" and tenant.security.cert_file is not None
+    async with sdk_client(tenant) as client:
+        await client.index([{"doc_id": f"i{i}", "text": f"initech memo {i}"} for i in range(4)], collection="memos",
+                           timeout_s=60)
+        result = await client.search("initech memo", collection="memos", mode="bi", k=2, timeout_s=60)
+    assert {hit.doc_id[0] for hit in result.hits} == {"i"}
+    anonymous = KafkaSecurity(protocol="SSL", ca_file=secured.security.ca_file)  # trusts the broker, has no cert
+    with pytest.raises(KafkaAccessError, match="requires a client certificate"):
+        async with (asyncio.timeout(CLI_HANG_GUARD_S),
+                    SearchClient(secured.security.mtls_bootstrap, topic_prefix=TOPICS.prefix, tenant="initech",
+                                 security=anonymous)):
+            pass
+    await remove_tenant(kafka_settings(secured, "operator"), "initech", certificate=True)

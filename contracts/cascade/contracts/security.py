@@ -17,6 +17,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
@@ -97,6 +98,12 @@ async def diagnose(bootstrap: str, security: KafkaSecurity) -> KafkaAccessError 
                                 f"({exc.verify_message}): set the CA file that signed it")
     except ssl.SSLError as exc:
         return KafkaAccessError(f"TLS with Kafka at {bootstrap} failed ({security.describe()}): {exc}")
+    except KafkaConnectionError as exc:
+        if security.protocol == "SSL" and security.cert_file is None and "closed" in str(exc):
+            # TLS 1.3: a listener that requires a client certificate closes the connection after the handshake
+            return KafkaAccessError(f"Kafka at {bootstrap} closed the connection after TLS ({security.describe()}): "
+                                    "it requires a client certificate (CASCADE_KAFKA_SSL_CERTFILE and _KEYFILE)")
+        return None
     except Exception:
         return None
     connection.close()

@@ -137,6 +137,11 @@ class SecuredListener:
     admin: str = "admin"
     ca_file: Path | None = None
     """Set by LocalKafka.start: the CA clients must trust."""
+    ca_key: Path | None = None
+    """Set by LocalKafka.start: the CA's key, which signs client certificates (mode 0600)."""
+    mtls_bootstrap: str = ""
+    """Set by LocalKafka.start: a second listener, SSL with client certificates required; the principal is the
+    certificate's CN (`User:<CN>`), so ACLs name it as they name a SCRAM login."""
 
     def security_for(self, user: str) -> KafkaSecurity:
         """How `user` connects: SCRAM-SHA-512 over TLS, trusting the broker's throwaway CA."""
@@ -157,15 +162,17 @@ def jaas_config(user: str, password: str, mechanism: str = "SCRAM-SHA-512") -> s
     return f'{_LOGIN_MODULES[mechanism]} required username="{user}" password="{password}";'
 
 
-def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int) -> str:
+def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int, mtls_port: int) -> str:
     keystore = tls.server_key.with_name("server-keystore.pem")
     keystore.write_bytes(tls.server_key.read_bytes() + tls.server_cert.read_bytes())
     keystore.chmod(0o600)
     return "\n".join([
-        f"listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:@CPORT@",
-        f"advertised.listeners=SASL_SSL://127.0.0.1:{port}",
+        f"listeners=SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port},CONTROLLER://127.0.0.1:@CPORT@",
+        f"advertised.listeners=SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port}",
         "inter.broker.listener.name=SASL_SSL",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL",
+        "listener.name.mtls.ssl.client.auth=required",
+        "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
@@ -265,9 +272,10 @@ class LocalKafka:
         template = (_RECIPE_DIR / "server.properties.template").read_text()
         scram: list[str] = []
         if self.security is not None:
-            tls = make_tls_files(node.folder / "tls")
-            self.security = replace(self.security, ca_file=tls.ca_cert)
-            template += _secured_properties(self.security, tls, node.port)  # later keys override the template's
+            tls, mtls_port = make_tls_files(node.folder / "tls"), free_port()
+            self.security = replace(self.security, ca_file=tls.ca_cert, ca_key=tls.ca_key,
+                                    mtls_bootstrap=f"127.0.0.1:{mtls_port}")
+            template += _secured_properties(self.security, tls, node.port, mtls_port)  # overrides the template's
             for user, password in self.security.users.items():
                 scram += ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
         if self._brokers > 1:  # a static quorum of every node, instead of one standalone controller

@@ -24,7 +24,7 @@ from cascade.runtime.local_qdrant import run_qdrant
 from cascade.runtime.process import CascadeProcess, KafkaUnreachable, ProcessFailed, Role
 from cascade.runtime.provision import provision_topics
 from cascade.runtime.status import format_status, gather_status, status_json
-from cascade.runtime.tenants import TenantQuotas, add_tenant, remove_tenant
+from cascade.runtime.tenants import CertificateAuthority, TenantQuotas, add_tenant, remove_tenant
 from cascade.runtime.trace_export import exporting_traces
 from cascade.sdk import KafkaAccessError, ReindexFailed, SearchClient, SearchFailed, SearchTimeout, read_jsonl_documents
 from cascade.sdk.display import format_result
@@ -151,6 +151,10 @@ def _add_admin_commands(commands: Subcommands) -> None:
     tenants = commands.add_parser("tenants", help="add a tenant (its topics) or remove one")
     tenants.add_argument("action", choices=["add", "remove"])
     tenants.add_argument("name", help="the tenant: lower-case letters, digits and dashes")
+    tenants.add_argument("--certificate", action="store_true",
+                         help="the tenant authenticates by a client certificate (mutual TLS), not a password")
+    tenants.add_argument("--ca-key", type=Path, help="with --certificate: the key of the CA that signs it")
+    tenants.add_argument("--mtls-bootstrap", help="with --certificate: the listener that requires client certificates")
     defaults = TenantQuotas()
     tenants.add_argument("--produce-bytes-per-s", type=int,
                          help=f"quota on what its clients send, per broker (default {defaults.produce_bytes_per_s:,})")
@@ -212,11 +216,16 @@ def _tenants(settings: Settings, args: argparse.Namespace) -> None:
             quotas = TenantQuotas(**{name: value for name in ("produce_bytes_per_s", "fetch_bytes_per_s",
                                                               "request_percentage")
                                      if (value := getattr(args, name)) is not None})
-            added = asyncio.run(add_tenant(settings.kafka, args.name, quotas))
+            authority = (CertificateAuthority(settings.kafka.ssl_cafile, args.ca_key, args.mtls_bootstrap)
+                         if args.certificate and settings.kafka.ssl_cafile and args.ca_key and args.mtls_bootstrap
+                         else None)
+            if args.certificate and authority is None:
+                raise ValueError("--certificate needs the CA (CASCADE_KAFKA_SSL_CAFILE), --ca-key and --mtls-bootstrap")
+            added = asyncio.run(add_tenant(settings.kafka, args.name, quotas, authority))
             print(f"tenant {args.name}: topics created {added.topics.created or 'none'}"
                   + (f"; its client settings (login, password, CA): {added.credentials}" if added.credentials else ""))
         else:
-            deleted = asyncio.run(remove_tenant(settings.kafka, args.name))
+            deleted = asyncio.run(remove_tenant(settings.kafka, args.name, args.certificate))
             print(f"tenant {args.name}: deleted {deleted or 'no topics'}")
     except (ValueError, KafkaToolFailed, *AUTHORIZATION_ERRORS) as exc:
         sys.exit(f"cascade tenants: {exc}")

@@ -52,6 +52,8 @@ def _secure(kafka: LocalKafka, settings: KafkaSettings) -> tuple[KafkaSettings, 
                   "CASCADE_KAFKA_SECURITY_PROTOCOL=SASL_SSL", "CASCADE_KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
                   f"CASCADE_KAFKA_SASL_USERNAME={user}", f"CASCADE_KAFKA_SASL_PASSWORD={kafka.security.users[user]}",
                   f"CASCADE_KAFKA_SSL_CAFILE={kafka.security.ca_file}", ""]
+    lines += [f"# tenants by certificate: cascade tenants add NAME --certificate --ca-key {kafka.security.ca_key} "
+              f"--mtls-bootstrap {kafka.security.mtls_bootstrap}", ""]
     credentials = Path(tempfile.mkdtemp(prefix="cascade-credentials-")) / "roles.env"
     credentials.touch(mode=0o600)
     credentials.write_text("\n".join(lines))
