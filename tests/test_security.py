@@ -19,7 +19,7 @@ from cascade.contracts.security import AUTHORIZATION_ERRORS
 from cascade.contracts.topic_admin import admin_client
 from cascade.infra.acls import Grant, Role, grant, grant_role
 from cascade.infra.kafka_tools import alter_user
-from cascade.infra.local_kafka import LocalKafka, SecuredListener, free_port
+from cascade.infra.local_kafka import LocalKafka, SecuredListener, ensure_kafka_jars, free_port
 from cascade.runtime.clients import sdk_client
 from cascade.runtime.process import CascadeProcess
 from cascade.runtime.provision import provision_topics
@@ -337,3 +337,20 @@ async def test_a_tenant_authenticated_by_certificate(secured: LocalKafka, roles:
                                  security=anonymous)):
             pass
     await remove_tenant(kafka_settings(secured, "operator"), "initech", certificate=True)
+
+
+def test_the_controller_listener_lets_no_local_user_list_the_acls(secured: LocalKafka, tmp_path: Path) -> None:
+    """It was PLAINTEXT with every anonymous principal a super user: any local process could list (and change)
+    the ACLs through it without a password. Kafka's own AclCommand, with no certificate, is now refused."""
+    config = tmp_path / "client.properties"
+    config.write_text("default.api.timeout.ms=5000\nrequest.timeout.ms=3000\n")
+    for protocol in ("PLAINTEXT", "SSL"):  # SSL: trusting the broker's CA, without a certificate of its own
+        extra = "" if protocol == "PLAINTEXT" else (f"security.protocol=SSL\nssl.truststore.type=PEM\n"
+                                                    f"ssl.truststore.location={secured.security.ca_file}\n"
+                                                    if secured.security else "")
+        config.write_text(config.read_text().split("security.protocol")[0] + extra)
+        listed = subprocess.run(
+            ["java", "-cp", f"{ensure_kafka_jars()}/*", "org.apache.kafka.tools.AclCommand", "--bootstrap-controller",
+             secured.controllers, "--command-config", str(config), "--list"],
+            capture_output=True, text=True, timeout=CLI_HANG_GUARD_S)
+        assert listed.returncode != 0 and "User:" not in listed.stdout, (protocol, listed.stdout[-500:])

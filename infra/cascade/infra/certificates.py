@@ -28,6 +28,8 @@ class TlsFiles:
     """What signs client certificates (`issue_client_certificate`); mode 0600."""
     server_cert: Path
     server_key: Path
+    server_name: str
+    """The server certificate's CN (its host): the broker's own principal where it presents it as a client."""
 
 
 def _name(common_name: str) -> x509.Name:
@@ -62,7 +64,7 @@ def make_tls_files(folder: Path, host: str = "127.0.0.1", days: int = 7) -> TlsF
               .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
               .sign(ca_key, hashes.SHA256()))
-    files = TlsFiles(folder / "ca.pem", folder / "ca.key", folder / "server.pem", folder / "server.key")
+    files = TlsFiles(folder / "ca.pem", folder / "ca.key", folder / "server.pem", folder / "server.key", host)
     files.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     _write_key(ca_key, files.ca_key)
     files.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))

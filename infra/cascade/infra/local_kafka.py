@@ -129,8 +129,8 @@ def _broker_answers(bootstrap: str, security: SecuredListener | None = None) -> 
 class SecuredListener:
     """Clients connect with SASL_SSL (SCRAM-SHA-512) over a throwaway TLS certificate; StandardAuthorizer
     ACLs decide what each user may do. `admin` is the broker's own user and a super user. The controller
-    listener stays PLAINTEXT on loopback (controller SCRAM is unsupported), so its anonymous principal,
-    the broker talking to its own controller, is a super user too: keep that port off the network."""
+    listener (KRaft controllers do not speak SCRAM) requires TLS with a client certificate, and only the
+    broker's own (its CN) is a super user there: a local process without it can neither list nor change ACLs."""
 
     users: dict[str, str] = field(repr=False)
     """User name -> password, created when the storage is formatted; must include `admin`."""
@@ -170,8 +170,9 @@ def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int, mtl
         f"listeners=SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port},CONTROLLER://127.0.0.1:@CPORT@",
         f"advertised.listeners=SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port}",
         "inter.broker.listener.name=SASL_SSL",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL",
+        "listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
         "listener.name.mtls.ssl.client.auth=required",
+        "listener.name.controller.ssl.client.auth=required",  # the broker's own certificate: no one else's
         "ssl.principal.mapping.rules=RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
@@ -180,7 +181,7 @@ def _secured_properties(security: SecuredListener, tls: TlsFiles, port: int, mtl
         "ssl.keystore.type=PEM", f"ssl.keystore.location={keystore}",
         "ssl.truststore.type=PEM", f"ssl.truststore.location={tls.ca_cert}",
         "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        f"super.users=User:{security.admin};User:ANONYMOUS",
+        f"super.users=User:{security.admin};User:{tls.server_name}",
         "allow.everyone.if.no.acl.found=false",
         "",
     ])
@@ -236,6 +237,11 @@ class LocalKafka:
         self._java: list[str] = []
         self.bootstrap = ""
         self.startup_s = 0.0
+
+    @property
+    def controllers(self) -> str:
+        """Every controller listener's address."""
+        return ",".join(f"127.0.0.1:{node.controller_port}" for node in self._nodes)
 
     @property
     def addresses(self) -> dict[int, str]:
