@@ -214,12 +214,9 @@ async def test_status_says_when_a_login_may_not_see_the_groups(secured: LocalKaf
 
 
 def _tenant_login(credentials: Path) -> KafkaSecurity:
-    """The login a tenant's credentials file gives its clients."""
+    """The login a tenant's credentials file gives its clients (read as the settings read it)."""
     assert credentials.stat().st_mode & 0o777 == 0o600
-    env = dict(line.split("=", 1) for line in credentials.read_text().splitlines() if "=" in line)
-    return KafkaSecurity(protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                         username=env["CASCADE_KAFKA_SASL_USERNAME"], password=env["CASCADE_KAFKA_SASL_PASSWORD"],
-                         ca_file=Path(env["CASCADE_KAFKA_SSL_CAFILE"]))
+    return KafkaSettings(_env_file=credentials).security  # type: ignore[call-arg]
 
 
 async def _refusal(attempt: Awaitable[object]) -> str:
